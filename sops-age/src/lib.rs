@@ -1,0 +1,1 @@
+//! The SOPS file format with age keys, interoperable with `sops` 3.x.

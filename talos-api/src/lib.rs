@@ -1,0 +1,1 @@
+//! Talos gRPC API client, talosconfig, secrets bundle and machine-config generation.

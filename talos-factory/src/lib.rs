@@ -1,0 +1,1 @@
+//! Talos Image Factory client with offline schematic IDs.
