@@ -2,4 +2,7 @@
 //! Factory (`factory`) and Talos nodes (`talos`), so that the clients, the CLI and users' own
 //! tests run end to end without hardware.
 
+pub mod factory;
+pub mod pve;
 pub mod runtime;
+pub mod talos;

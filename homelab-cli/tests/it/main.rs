@@ -1,0 +1,7 @@
+//! The one integration-test binary of homelab-cli: one module per command family.
+
+mod image;
+mod lab;
+mod secrets;
+mod sim;
+mod talos;

@@ -1,0 +1,1 @@
+//! The simulated Talos Image Factory.

@@ -1,0 +1,5 @@
+//! The one integration-test binary of homelab-sim: one module per simulated system.
+
+mod factory;
+mod pve;
+mod talos;
