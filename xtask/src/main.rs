@@ -2,6 +2,8 @@
 //!
 //! Tasks: `ci` (what CI runs), `fmt`, `lint`, `test`, `doc`.
 
+mod pve_schema;
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
         "lint" => lint(),
         "test" => test(rest),
         "doc" => doc(),
+        "codegen" => pve_schema::run(&root(), rest.iter().any(|a| a == "--check")),
         "help" | "-h" | "--help" => {
             print_help();
             Ok(())
@@ -40,7 +43,8 @@ fn print_help() {
          fmt   cargo fmt --check\n\
          lint  cargo clippy on every target, warnings denied\n\
          test  cargo test on the whole workspace (extra args go to cargo test)\n\
-         doc   cargo doc with warnings denied"
+         doc   cargo doc with warnings denied\n\
+         codegen  regenerate homelab-sim/src/pve/schema_table.json (--check: fail if stale)"
     );
 }
 
