@@ -298,6 +298,7 @@ pub fn run(root: &Path, check: bool) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
