@@ -6,6 +6,8 @@
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod engine;
+pub mod model;
 
 use std::process::ExitCode;
 

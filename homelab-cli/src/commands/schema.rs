@@ -1,6 +1,8 @@
-//! `homelab-cli schema` (work in progress: issue 6).
+//! `homelab-cli schema`: the JSON Schema of homelab.yaml (for editors via the
+//! `yaml-language-server` schema line, and for CI validation).
 
-use crate::context::{Context, Exit};
+use crate::context::{Context, Exit, print_text};
+use crate::model::config::json_schema;
 
 /// Flags of `homelab-cli schema`.
 #[derive(Debug, clap::Args)]
@@ -8,5 +10,8 @@ pub struct Args {}
 
 /// Run `homelab-cli schema`.
 pub async fn run(_args: Args, _ctx: &Context) -> miette::Result<Exit> {
-    Err(miette::miette!("`homelab-cli schema` is not available yet"))
+    let text = serde_json::to_string_pretty(&json_schema())
+        .map_err(|e| miette::miette!("cannot render the schema: {e}"))?;
+    print_text(&format!("{text}\n"))?;
+    Ok(Exit::Success)
 }

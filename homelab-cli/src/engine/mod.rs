@@ -1,0 +1,7 @@
+//! Observe → plan → apply. The planner and rendering are pure; observation and application
+//! talk to Proxmox, the Image Factory and Talos.
+
+pub mod observed;
+pub mod plan;
+pub mod props;
+pub mod render;

@@ -1,0 +1,98 @@
+//! What the lab looks like now, as read from Proxmox (and the Talos nodes). Built by the
+//! observer from a constant number of list calls plus per-guest configuration reads only for
+//! guests [`super::plan::needs_config`] names.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::model::desired::GuestKind;
+
+/// A Proxmox node.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ObservedNode {
+    /// Node name.
+    pub name: String,
+    /// `online` / `offline` / `unknown`.
+    pub status: String,
+    /// CPU threads.
+    pub maxcpu: u64,
+    /// Memory in bytes.
+    pub maxmem: u64,
+}
+
+/// A guest from `/cluster/resources`, plus its configuration when it was read.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ObservedGuest {
+    /// VMID.
+    pub vmid: u32,
+    /// Node.
+    pub node: String,
+    /// VM or CT.
+    pub kind: GuestKind,
+    /// Name (may lag just after creation).
+    pub name: Option<String>,
+    /// `running` / `stopped` / `unknown`.
+    pub status: String,
+    /// Normalised tags.
+    pub tags: BTreeSet<String>,
+    /// Configured memory in bytes (0/None when not yet reported).
+    pub maxmem: Option<u64>,
+    /// CPUs.
+    pub maxcpu: Option<u64>,
+    /// Boot disk size in bytes.
+    pub maxdisk: Option<u64>,
+    /// Whether it is a template.
+    pub template: bool,
+    /// Lock, if any.
+    pub lock: Option<String>,
+    /// Configuration, read only when needed.
+    pub config: Option<GuestConfig>,
+}
+
+/// A guest's configuration (pending changes applied) as key → property string.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct GuestConfig {
+    /// Keys and values.
+    pub props: BTreeMap<String, String>,
+    /// The config digest (optimistic locking on update).
+    pub digest: Option<String>,
+}
+
+/// The lab.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Observed {
+    /// Proxmox nodes.
+    pub nodes: Vec<ObservedNode>,
+    /// All guests visible to us (ours and others).
+    pub guests: Vec<ObservedGuest>,
+    /// Volumes present in the storages we looked at, per node (`local:iso/x.iso`).
+    pub volumes: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Observed {
+    /// Whether `volid` exists on `node`.
+    pub fn has_volume(&self, node: &str, volid: &str) -> bool {
+        self.volumes.get(node).is_some_and(|v| v.contains(volid))
+    }
+
+    /// The guest with this VMID.
+    pub fn guest(&self, vmid: u32) -> Option<&ObservedGuest> {
+        self.guests.iter().find(|g| g.vmid == vmid)
+    }
+}
+
+/// What the Talos side looks like.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct TalosObserved {
+    /// The encrypted secrets bundle exists.
+    pub secrets_present: bool,
+    /// VMIDs of nodes that run with a configuration (not in maintenance mode).
+    pub configured: BTreeSet<u32>,
+    /// etcd has been bootstrapped.
+    pub bootstrapped: bool,
+    /// The encrypted talosconfig exists and matches the cluster.
+    pub talosconfig_current: bool,
+    /// The encrypted kubeconfig exists and matches the cluster.
+    pub kubeconfig_current: bool,
+}

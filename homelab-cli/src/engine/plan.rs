@@ -1,0 +1,657 @@
+//! The planner: a pure function from (desired, observed) to the actions `up` takes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::observed::{Observed, ObservedGuest, TalosObserved};
+use super::props::{canon, canon_tags, parse_disk};
+use crate::model::desired::{
+    Desired, DesiredGuest, GuestKind, SPEC_TAG_PREFIX, has_owner_marker, owner_tag,
+};
+
+/// Keys we may have set on a Talos VM in an earlier version of the config; present but no
+/// longer desired means "remove".
+const OPTIONAL_KEYS: &[&str] = &["nameserver", "searchdomain"];
+
+/// Keys whose change takes effect without restarting the guest.
+const HOT_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "tags",
+    "onboot",
+    "ide2",
+    "protection",
+];
+
+/// Why the planner refused to plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// A desired VMID is used by a guest we do not own.
+    #[error(
+        "VMID {vmid} ({name}) is already used by {kind} {vmid} \"{other}\" on node {node}, which this homelab does not manage"
+    )]
+    VmidClash {
+        /// The VMID.
+        vmid: u32,
+        /// Our guest's name.
+        name: String,
+        /// Their guest's name.
+        other: String,
+        /// Their kind.
+        kind: &'static str,
+        /// Their node.
+        node: String,
+    },
+    /// A desired name is used by a guest we do not own.
+    #[error(
+        "name \"{name}\" (VMID {vmid}) is already used by {kind} {other_vmid} on node {node}, which this homelab does not manage"
+    )]
+    NameClash {
+        /// The name.
+        name: String,
+        /// Our VMID.
+        vmid: u32,
+        /// Their VMID.
+        other_vmid: u32,
+        /// Their kind.
+        kind: &'static str,
+        /// Their node.
+        node: String,
+    },
+    /// A Proxmox node we place guests on does not exist.
+    #[error("Proxmox node \"{node}\" (needed by {name}) does not exist; known nodes: {known}")]
+    UnknownNode {
+        /// The node.
+        node: String,
+        /// Who needs it.
+        name: String,
+        /// Nodes that exist.
+        known: String,
+    },
+}
+
+/// One changed configuration key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// Proxmox config key (`memory`, `scsi0`, ...).
+    pub key: String,
+    /// Current value (`None`: unset). `(sensitive)` when it came from a secret.
+    pub from: Option<String>,
+    /// New value (`None`: remove).
+    pub to: Option<String>,
+    /// Whether the guest must restart for it to take effect.
+    pub reboot: bool,
+    /// Whether the value is hidden in output.
+    pub sensitive: bool,
+    /// Whether people need to see it (a spec-hash tag refresh alone is bookkeeping).
+    #[serde(skip)]
+    pub shown: bool,
+}
+
+/// Something `up` will do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Download an ISO into file storage (kept by `down`).
+    DownloadIso {
+        /// Node.
+        node: String,
+        /// Storage.
+        storage: String,
+        /// File name.
+        filename: String,
+        /// Source URL.
+        url: String,
+    },
+    /// Create a guest and start it.
+    Create {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// Proxmox node.
+        node: String,
+        /// VM or CT.
+        kind: GuestKind,
+        /// Configuration it is created with (secret-derived values hidden).
+        config: BTreeMap<String, String>,
+    },
+    /// Change a guest in place.
+    Update {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// Proxmox node.
+        node: String,
+        /// VM or CT.
+        kind: GuestKind,
+        /// What changes.
+        changes: Vec<Change>,
+        /// Whether a restart is needed (and done) for the changes to apply.
+        reboot: bool,
+    },
+    /// Destroy and recreate a guest.
+    Replace {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// Proxmox node it will be on.
+        node: String,
+        /// Proxmox node it is on now.
+        current_node: String,
+        /// VM or CT.
+        kind: GuestKind,
+        /// Why it cannot be changed in place.
+        reasons: Vec<String>,
+    },
+    /// Start a stopped guest.
+    Start {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// Proxmox node.
+        node: String,
+        /// VM or CT.
+        kind: GuestKind,
+    },
+    /// Destroy a guest we own that is no longer declared.
+    Delete {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// Proxmox node.
+        node: String,
+        /// VM or CT.
+        kind: GuestKind,
+    },
+    /// Generate the cluster's secrets bundle (once) and store it SOPS-encrypted.
+    GenerateTalosSecrets {
+        /// Where.
+        path: String,
+    },
+    /// Apply the machine configuration to a node in maintenance mode.
+    TalosApplyConfig {
+        /// VMID.
+        vmid: u32,
+        /// Node name.
+        name: String,
+        /// controlplane / worker.
+        role: String,
+    },
+    /// Bootstrap etcd on the first control plane (once per cluster).
+    TalosBootstrap {
+        /// VMID.
+        vmid: u32,
+        /// Node name.
+        name: String,
+    },
+    /// Write an encrypted output file.
+    WriteOutput {
+        /// Which (`talosconfig` / `kubeconfig`).
+        what: String,
+        /// Where.
+        path: String,
+    },
+}
+
+impl Action {
+    /// Whether the action changes the lab (all do; kept for symmetry with summaries).
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::DownloadIso { .. }
+            | Action::Create { .. }
+            | Action::GenerateTalosSecrets { .. } => "add",
+            Action::Update { .. }
+            | Action::Start { .. }
+            | Action::TalosApplyConfig { .. }
+            | Action::TalosBootstrap { .. }
+            | Action::WriteOutput { .. } => "change",
+            Action::Replace { .. } => "replace",
+            Action::Delete { .. } => "destroy",
+        }
+    }
+}
+
+/// The plan: what `up` will do, in display order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The actions.
+    pub actions: Vec<Action>,
+    /// Counts by verb.
+    pub summary: Summary,
+}
+
+/// `Plan: 1 to add, 2 to change, 0 to replace, 0 to destroy.`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Created.
+    pub add: usize,
+    /// Changed in place.
+    pub change: usize,
+    /// Replaced.
+    pub replace: usize,
+    /// Destroyed.
+    pub destroy: usize,
+}
+
+impl Plan {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    fn finish(mut self) -> Self {
+        let mut s = Summary::default();
+        for a in &self.actions {
+            match a.verb() {
+                "add" => s.add += 1,
+                "change" => s.change += 1,
+                "replace" => s.replace += 1,
+                _ => s.destroy += 1,
+            }
+        }
+        self.summary = s;
+        self
+    }
+}
+
+/// Whether a listed guest belongs to homelab `lab`: our tag, and (when its configuration
+/// was read) our description marker.
+pub fn is_ours(g: &ObservedGuest, lab: &str) -> bool {
+    g.tags.contains(&owner_tag(lab))
+        && g.config.as_ref().is_none_or(|c| {
+            has_owner_marker(c.props.get("description").map_or("", String::as_str), lab)
+        })
+}
+
+/// Guests whose configuration must be read before planning (those that cannot be decided
+/// from the cluster resource list alone). A no-op plan needs none.
+pub fn needs_config(desired: &Desired, observed: &Observed) -> Vec<(String, GuestKind, u32)> {
+    let want: BTreeMap<u32, &DesiredGuest> = desired.guests.iter().map(|g| (g.vmid, g)).collect();
+    let mut out = Vec::new();
+    for g in &observed.guests {
+        if g.config.is_some() || !g.tags.contains(&owner_tag(&desired.lab)) {
+            continue;
+        }
+        let closer = match want.get(&g.vmid) {
+            // Ours but no longer declared: confirm the marker before destroying it.
+            None => true,
+            Some(d) => !cheap_match(d, g),
+        };
+        if closer {
+            out.push((g.node.clone(), g.kind, g.vmid));
+        }
+    }
+    out
+}
+
+/// Whether the resource list alone shows the guest as desired: same spec-hash tag, node and
+/// kind, and no contradicting figure (name, memory, cores) where the list has one.
+fn cheap_match(d: &DesiredGuest, g: &ObservedGuest) -> bool {
+    let hash_tag = format!("{SPEC_TAG_PREFIX}{}", d.spec_hash);
+    g.tags.contains(&hash_tag)
+        && g.node == d.node
+        && g.kind == d.kind
+        && g.name.as_ref().is_none_or(|n| *n == d.name)
+        && g.maxmem
+            .is_none_or(|m| m == 0 || m == d.memory_mib() * 1024 * 1024)
+        && g.maxcpu.is_none_or(|c| c == 0 || c == d.cpus())
+}
+
+/// Plan the guests and images. `observed` must carry the configurations [`needs_config`]
+/// asked for.
+pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
+    let lab = &desired.lab;
+    let mut actions = Vec::new();
+    let known_nodes: BTreeSet<&str> = observed.nodes.iter().map(|n| n.name.as_str()).collect();
+    for g in &desired.guests {
+        if !known_nodes.contains(g.node.as_str()) {
+            return Err(PlanError::UnknownNode {
+                node: g.node.clone(),
+                name: g.name.clone(),
+                known: known_nodes.iter().copied().collect::<Vec<_>>().join(", "),
+            });
+        }
+    }
+    let by_vmid: BTreeMap<u32, &ObservedGuest> =
+        observed.guests.iter().map(|g| (g.vmid, g)).collect();
+
+    // Clashes with guests we do not own.
+    for d in &desired.guests {
+        if let Some(g) = by_vmid.get(&d.vmid)
+            && !is_ours(g, lab)
+        {
+            return Err(PlanError::VmidClash {
+                vmid: d.vmid,
+                name: d.name.clone(),
+                other: g.name.clone().unwrap_or_default(),
+                kind: g.kind.noun(),
+                node: g.node.clone(),
+            });
+        }
+        if let Some(g) = observed.guests.iter().find(|g| {
+            g.vmid != d.vmid && g.name.as_deref() == Some(d.name.as_str()) && !is_ours(g, lab)
+        }) {
+            return Err(PlanError::NameClash {
+                name: d.name.clone(),
+                vmid: d.vmid,
+                other_vmid: g.vmid,
+                kind: g.kind.noun(),
+                node: g.node.clone(),
+            });
+        }
+    }
+
+    // Images first: guests boot from them.
+    for iso in &desired.isos {
+        if !observed.has_volume(&iso.node, &iso.volid()) {
+            actions.push(Action::DownloadIso {
+                node: iso.node.clone(),
+                storage: iso.storage.clone(),
+                filename: iso.filename.clone(),
+                url: iso.url.clone(),
+            });
+        }
+    }
+
+    for d in &desired.guests {
+        match by_vmid.get(&d.vmid) {
+            None => actions.push(create(d, lab)),
+            Some(g) => actions.extend(guest_actions(d, g, lab)),
+        }
+    }
+
+    let want: BTreeSet<u32> = desired.guests.iter().map(|g| g.vmid).collect();
+    for g in &observed.guests {
+        if !want.contains(&g.vmid) && is_ours(g, lab) && g.config.is_some() {
+            actions.push(Action::Delete {
+                vmid: g.vmid,
+                name: g.name.clone().unwrap_or_default(),
+                node: g.node.clone(),
+                kind: g.kind,
+            });
+        }
+    }
+    Ok(Plan {
+        actions,
+        summary: Summary::default(),
+    }
+    .finish())
+}
+
+/// Add the Talos steps (secrets bundle, apply, bootstrap, outputs) to a guest plan.
+pub fn plan_talos(desired: &Desired, talos: &TalosObserved, mut plan: Plan) -> Plan {
+    let Some(cluster) = &desired.talos else {
+        return plan;
+    };
+    if !talos.secrets_present {
+        plan.actions.push(Action::GenerateTalosSecrets {
+            path: cluster.secrets_file.display().to_string(),
+        });
+    }
+    let recreated: BTreeSet<u32> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Create { vmid, .. } | Action::Replace { vmid, .. } => Some(*vmid),
+            _ => None,
+        })
+        .collect();
+    let mut any_apply = false;
+    for d in desired.guests.iter().filter(|g| g.talos.is_some()) {
+        let configured = talos.configured.contains(&d.vmid);
+        if recreated.contains(&d.vmid) || !configured {
+            any_apply = true;
+            plan.actions.push(Action::TalosApplyConfig {
+                vmid: d.vmid,
+                name: d.name.clone(),
+                role: d
+                    .talos
+                    .as_ref()
+                    .map(|t| t.role.to_string())
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    let first_cp = cluster.nodes.iter().find_map(|vmid| {
+        desired.guests.iter().find(|g| {
+            g.vmid == *vmid
+                && g.talos
+                    .as_ref()
+                    .is_some_and(|t| t.role == crate::model::config::Role::Controlplane)
+        })
+    });
+    let all_cps_recreated = desired
+        .guests
+        .iter()
+        .filter(|g| {
+            g.talos
+                .as_ref()
+                .is_some_and(|t| t.role == crate::model::config::Role::Controlplane)
+        })
+        .all(|g| recreated.contains(&g.vmid));
+    if let Some(cp) = first_cp
+        && (!talos.bootstrapped || all_cps_recreated)
+    {
+        plan.actions.push(Action::TalosBootstrap {
+            vmid: cp.vmid,
+            name: cp.name.clone(),
+        });
+    }
+    let fresh = any_apply || !talos.secrets_present;
+    if fresh || !talos.talosconfig_current {
+        plan.actions.push(Action::WriteOutput {
+            what: "talosconfig".into(),
+            path: desired.outputs.talosconfig.display().to_string(),
+        });
+    }
+    if fresh || !talos.kubeconfig_current {
+        plan.actions.push(Action::WriteOutput {
+            what: "kubeconfig".into(),
+            path: desired.outputs.kubeconfig.display().to_string(),
+        });
+    }
+    plan.finish()
+}
+
+fn create(d: &DesiredGuest, lab: &str) -> Action {
+    let mut config: BTreeMap<String, String> = d
+        .props
+        .iter()
+        .map(|(k, v)| (k.clone(), shown(d, k, v)))
+        .collect();
+    for (k, disk) in &d.disks {
+        config.insert(k.clone(), disk.create_value());
+    }
+    config.insert("tags".into(), d.tags(lab));
+    Action::Create {
+        vmid: d.vmid,
+        name: d.name.clone(),
+        node: d.node.clone(),
+        kind: d.kind,
+        config,
+    }
+}
+
+fn shown(d: &DesiredGuest, key: &str, v: &str) -> String {
+    if d.sensitive.contains(key) {
+        "(sensitive)".into()
+    } else {
+        v.to_string()
+    }
+}
+
+fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> {
+    let start = || Action::Start {
+        vmid: d.vmid,
+        name: d.name.clone(),
+        node: d.node.clone(),
+        kind: d.kind,
+    };
+    let stopped = g.status == "stopped";
+    let Some(cfg) = &g.config else {
+        // Decided from the resource list: nothing changed.
+        return if stopped { vec![start()] } else { vec![] };
+    };
+    let mut reasons = Vec::new();
+    if g.node != d.node {
+        reasons.push(format!("moves from node {} to {}", g.node, d.node));
+    }
+    if g.kind != d.kind {
+        reasons.push(format!(
+            "changes from {} to {}",
+            g.kind.noun(),
+            d.kind.noun()
+        ));
+    }
+    let mut changes = Vec::new();
+    for (k, want) in &d.props {
+        let have = cfg.props.get(k);
+        if have.map(|h| canon(k, h)) != Some(canon(k, want)) {
+            let sensitive = d.sensitive.contains(k);
+            changes.push(Change {
+                key: k.clone(),
+                from: have.map(|h| {
+                    if sensitive {
+                        "(sensitive)".into()
+                    } else {
+                        h.clone()
+                    }
+                }),
+                to: Some(shown(d, k, want)),
+                reboot: !HOT_KEYS.contains(&k.as_str()),
+                sensitive,
+                shown: true,
+            });
+        }
+    }
+    for k in OPTIONAL_KEYS {
+        if !d.props.contains_key(*k)
+            && let Some(h) = cfg.props.get(*k)
+        {
+            changes.push(Change {
+                key: (*k).to_string(),
+                from: Some(h.clone()),
+                to: None,
+                reboot: true,
+                sensitive: false,
+                shown: true,
+            });
+        }
+    }
+    // Tags: our owner tag must stay; the spec-hash tag is bookkeeping.
+    let want_tags = canon_tags(&d.tags(lab));
+    let have_tags = canon_tags(cfg.props.get("tags").map_or("", String::as_str));
+    if want_tags != have_tags {
+        let kept_foreign: BTreeSet<String> = have_tags
+            .iter()
+            .filter(|t| !t.starts_with(SPEC_TAG_PREFIX) && **t != owner_tag(lab))
+            .cloned()
+            .collect();
+        let mut merged = want_tags.clone();
+        merged.extend(kept_foreign);
+        if merged != have_tags {
+            let only_hash = have_tags
+                .iter()
+                .filter(|t| !t.starts_with(SPEC_TAG_PREFIX))
+                .eq(merged.iter().filter(|t| !t.starts_with(SPEC_TAG_PREFIX)));
+            changes.push(Change {
+                key: "tags".into(),
+                from: cfg.props.get("tags").cloned(),
+                to: Some(merged.into_iter().collect::<Vec<_>>().join(";")),
+                reboot: false,
+                sensitive: false,
+                shown: !only_hash,
+            });
+        }
+    }
+    for (k, want) in &d.disks {
+        match cfg.props.get(k).and_then(|v| parse_disk(v)) {
+            None => changes.push(Change {
+                key: k.clone(),
+                from: cfg.props.get(k).cloned(),
+                to: Some(want.create_value()),
+                reboot: !want.cloudinit,
+                sensitive: false,
+                shown: true,
+            }),
+            Some(have) => {
+                if have.storage != want.storage {
+                    reasons.push(format!(
+                        "disk {k} moves from storage {} to {}",
+                        have.storage, want.storage
+                    ));
+                    continue;
+                }
+                if let (Some(w), Some(h)) = (want.size, have.size) {
+                    if w < h {
+                        reasons.push(format!("disk {k} cannot shrink from {h} to {w}"));
+                        continue;
+                    }
+                    if w > h {
+                        changes.push(Change {
+                            key: k.clone(),
+                            from: Some(format!("size={h}")),
+                            to: Some(format!("size={w}")),
+                            reboot: false,
+                            sensitive: false,
+                            shown: true,
+                        });
+                    }
+                }
+                let opts_differ = want
+                    .options
+                    .iter()
+                    .any(|(ok, ov)| have.options.get(ok) != Some(ov));
+                if opts_differ {
+                    let fmt = |o: &BTreeMap<String, String>| {
+                        o.iter()
+                            .map(|(a, b)| format!("{a}={b}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    };
+                    changes.push(Change {
+                        key: format!("{k}.options"),
+                        from: Some(fmt(&have.options)),
+                        to: Some(fmt(&want.options)),
+                        reboot: true,
+                        sensitive: false,
+                        shown: true,
+                    });
+                }
+            }
+        }
+    }
+    if !reasons.is_empty() {
+        return vec![Action::Replace {
+            vmid: d.vmid,
+            name: d.name.clone(),
+            node: d.node.clone(),
+            current_node: g.node.clone(),
+            kind: d.kind,
+            reasons,
+        }];
+    }
+    let mut out = Vec::new();
+    if !changes.is_empty() {
+        let reboot = !stopped && changes.iter().any(|c| c.reboot);
+        out.push(Action::Update {
+            vmid: d.vmid,
+            name: d.name.clone(),
+            node: d.node.clone(),
+            kind: d.kind,
+            changes,
+            reboot,
+        });
+    }
+    if stopped {
+        out.push(start());
+    }
+    out
+}

@@ -1,0 +1,227 @@
+//! Plans for people, in the shape Terraform users know.
+
+use std::fmt::Write as _;
+
+use owo_colors::OwoColorize;
+
+use super::plan::{Action, Change, Plan};
+
+/// Render a plan. `color` adds ANSI colours (+ green, ~ yellow, - red).
+pub fn plan_text(plan: &Plan, color: bool) -> String {
+    let mut out = String::new();
+    if plan.is_empty() {
+        out.push_str("No changes. The lab matches the configuration.\n");
+        return out;
+    }
+    out.push_str("homelab-cli will perform the following actions:\n");
+    let paint = |sym: &str| -> String {
+        if !color {
+            return sym.to_string();
+        }
+        match sym.trim() {
+            "+" => sym.green().to_string(),
+            "~" => sym.yellow().to_string(),
+            "-" => sym.red().to_string(),
+            _ => sym.magenta().to_string(),
+        }
+    };
+    for a in &plan.actions {
+        out.push('\n');
+        match a {
+            Action::DownloadIso {
+                node,
+                storage,
+                filename,
+                url,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  # iso {storage}:iso/{filename} will be downloaded on {node}"
+                );
+                let _ = writeln!(out, "  {} iso \"{storage}:iso/{filename}\" {{", paint("+"));
+                let _ = writeln!(out, "      {} url = \"{url}\"", paint("+"));
+                out.push_str("    }\n");
+            }
+            Action::Create {
+                vmid,
+                name,
+                node,
+                kind,
+                config,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  # {} {vmid} \"{name}\" will be created on {node}",
+                    kind.noun()
+                );
+                let _ = writeln!(out, "  {} {} \"{name}\" {{", paint("+"), kind.noun());
+                let width = config.keys().map(String::len).max().unwrap_or(0).max(4);
+                let _ = writeln!(out, "      {} {:width$} = {vmid}", paint("+"), "vmid");
+                for (k, v) in config {
+                    let _ = writeln!(out, "      {} {k:width$} = {}", paint("+"), quote(v));
+                }
+                out.push_str("    }\n");
+            }
+            Action::Update {
+                vmid,
+                name,
+                kind,
+                changes,
+                reboot,
+                ..
+            } => {
+                let suffix = if *reboot { " (restart required)" } else { "" };
+                let _ = writeln!(
+                    out,
+                    "  # {} {vmid} \"{name}\" will be updated in place{suffix}",
+                    kind.noun()
+                );
+                let _ = writeln!(out, "  {} {} \"{name}\" {{", paint("~"), kind.noun());
+                let visible: Vec<&Change> = changes.iter().filter(|c| c.shown).collect();
+                let width = visible.iter().map(|c| c.key.len()).max().unwrap_or(0);
+                for c in &visible {
+                    let note = if c.reboot { "   # restart" } else { "" };
+                    match (&c.from, &c.to) {
+                        (None, Some(t)) => {
+                            let _ = writeln!(
+                                out,
+                                "      {} {:width$} = {}{note}",
+                                paint("+"),
+                                c.key,
+                                quote(t)
+                            );
+                        }
+                        (Some(f), None) => {
+                            let _ = writeln!(
+                                out,
+                                "      {} {:width$} = {}{note}",
+                                paint("-"),
+                                c.key,
+                                quote(f)
+                            );
+                        }
+                        (Some(f), Some(t)) => {
+                            let _ = writeln!(
+                                out,
+                                "      {} {:width$} = {} -> {}{note}",
+                                paint("~"),
+                                c.key,
+                                quote(f),
+                                quote(t)
+                            );
+                        }
+                        (None, None) => {}
+                    }
+                }
+                let hidden = changes.len() - visible.len();
+                if hidden > 0 {
+                    let _ = writeln!(out, "        # (ownership tags refreshed)");
+                }
+                out.push_str("    }\n");
+            }
+            Action::Replace {
+                vmid,
+                name,
+                node,
+                current_node,
+                kind,
+                reasons,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  # {} {vmid} \"{name}\" must be replaced (its disks are lost)",
+                    kind.noun()
+                );
+                let _ = writeln!(out, "{} {} \"{name}\" {{", paint("-/+"), kind.noun());
+                if node != current_node {
+                    let _ = writeln!(
+                        out,
+                        "      {} node = \"{current_node}\" -> \"{node}\"",
+                        paint("~")
+                    );
+                }
+                for r in reasons {
+                    let _ = writeln!(out, "      # {r}");
+                }
+                out.push_str("    }\n");
+            }
+            Action::Start {
+                vmid, name, kind, ..
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  # {} {vmid} \"{name}\" is stopped and will be started",
+                    kind.noun()
+                );
+                let _ = writeln!(out, "  {} {} \"{name}\" {{", paint("~"), kind.noun());
+                let _ = writeln!(
+                    out,
+                    "      {} status = \"stopped\" -> \"running\"",
+                    paint("~")
+                );
+                out.push_str("    }\n");
+            }
+            Action::Delete {
+                vmid,
+                name,
+                node,
+                kind,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  # {} {vmid} \"{name}\" on {node} will be destroyed",
+                    kind.noun()
+                );
+                let _ = writeln!(out, "  {} {} \"{name}\"", paint("-"), kind.noun());
+            }
+            Action::GenerateTalosSecrets { path } => {
+                let _ = writeln!(
+                    out,
+                    "  # the Talos secrets bundle will be generated once and kept encrypted"
+                );
+                let _ = writeln!(out, "  {} talos_secrets \"{path}\"", paint("+"));
+            }
+            Action::TalosApplyConfig { name, role, .. } => {
+                let _ = writeln!(
+                    out,
+                    "  # \"{name}\" gets its {role} machine configuration (maintenance mode)"
+                );
+                let _ = writeln!(out, "  {} talos_machine_config \"{name}\"", paint("~"));
+            }
+            Action::TalosBootstrap { name, .. } => {
+                let _ = writeln!(
+                    out,
+                    "  # etcd will be bootstrapped on \"{name}\" (once per cluster)"
+                );
+                let _ = writeln!(out, "  {} talos_bootstrap \"{name}\"", paint("~"));
+            }
+            Action::WriteOutput { what, path } => {
+                let _ = writeln!(out, "  # {what} will be written SOPS-encrypted");
+                let _ = writeln!(out, "  {} output \"{path}\"", paint("~"));
+            }
+        }
+    }
+    let s = plan.summary;
+    let _ = writeln!(
+        out,
+        "\nPlan: {} to add, {} to change, {} to replace, {} to destroy.",
+        s.add, s.change, s.replace, s.destroy
+    );
+    out
+}
+
+fn quote(v: &str) -> String {
+    if v == "(sensitive)" || (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())) {
+        v.to_string()
+    } else if v.contains('\n') {
+        format!(
+            "<<-EOT\n{}\n          EOT",
+            v.lines()
+                .map(|l| format!("          {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    } else {
+        format!("\"{v}\"")
+    }
+}

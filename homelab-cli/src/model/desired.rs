@@ -1,0 +1,640 @@
+//! The resolved desired state: secrets substituted, defaults applied, every guest turned
+//! into the Proxmox configuration it should have. This is what the planner compares with
+//! what it observes; later guest kinds (cloud-init VMs, LXC) compile to the same shape.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::config::{Role, Size};
+use super::secrets::SecretValues;
+use super::{ConfigError, ConfigErrors, Loaded};
+
+/// The tag every guest of homelab `lab` carries.
+pub fn owner_tag(lab: &str) -> String {
+    format!("homelab-{lab}")
+}
+
+/// Prefix of the tag carrying the hash of the guest's desired configuration, which lets a
+/// no-op plan skip reading each guest's configuration.
+pub const SPEC_TAG_PREFIX: &str = "hl-spec-";
+
+/// The description line that marks a guest as owned by homelab `lab`.
+pub fn owner_marker(lab: &str) -> String {
+    format!("homelab-cli:owner={lab}")
+}
+
+/// Whether a Proxmox description carries our owner marker for `lab`.
+pub fn has_owner_marker(description: &str, lab: &str) -> bool {
+    let marker = owner_marker(lab);
+    description.lines().any(|l| l.trim() == marker)
+}
+
+/// Everything `up` should make true.
+#[derive(Debug, Serialize)]
+pub struct Desired {
+    /// Homelab name (ownership).
+    pub lab: String,
+    /// Proxmox connection.
+    pub proxmox: Connection,
+    /// ISO images that must be in storage.
+    pub isos: Vec<DesiredIso>,
+    /// Guests, ordered by VMID.
+    pub guests: Vec<DesiredGuest>,
+    /// The Talos cluster, if any.
+    pub talos: Option<TalosCluster>,
+    /// Where encrypted outputs go.
+    pub outputs: OutputPaths,
+}
+
+/// How to reach Proxmox VE.
+#[derive(Debug, Serialize)]
+pub struct Connection {
+    /// API base URL.
+    pub endpoint: String,
+    /// `user@realm!token`.
+    pub token_id: String,
+    /// The token secret.
+    #[serde(skip)]
+    pub token_secret: SecretString,
+    /// Pinned certificate fingerprint.
+    pub fingerprint: Option<String>,
+    /// Default node.
+    pub node: String,
+}
+
+/// An ISO image downloaded into file storage once.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DesiredIso {
+    /// Proxmox node whose storage holds it.
+    pub node: String,
+    /// File storage.
+    pub storage: String,
+    /// File name in `iso/`.
+    pub filename: String,
+    /// Where Proxmox downloads it from.
+    pub url: String,
+}
+
+impl DesiredIso {
+    /// `storage:iso/filename`.
+    pub fn volid(&self) -> String {
+        format!("{}:iso/{}", self.storage, self.filename)
+    }
+}
+
+/// QEMU VM or LXC container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestKind {
+    /// A QEMU virtual machine.
+    Qemu,
+    /// An LXC container.
+    Lxc,
+}
+
+impl GuestKind {
+    /// `qemu` / `lxc`, as in Proxmox paths and resource ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestKind::Qemu => "qemu",
+            GuestKind::Lxc => "lxc",
+        }
+    }
+    /// `vm` / `ct`, for people.
+    pub fn noun(self) -> &'static str {
+        match self {
+            GuestKind::Qemu => "vm",
+            GuestKind::Lxc => "ct",
+        }
+    }
+}
+
+/// A disk the guest should have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiskSpec {
+    /// Storage the volume lives on.
+    pub storage: String,
+    /// Size; `None` for volumes whose size Proxmox decides (EFI vars, cloud-init).
+    pub size: Option<Size>,
+    /// `cloudinit` drives are created with `storage:cloudinit`.
+    pub cloudinit: bool,
+    /// Options after the volume (`discard=on`, ...), compared with what Proxmox reports.
+    pub options: BTreeMap<String, String>,
+}
+
+impl DiskSpec {
+    /// The value sent when creating the disk (`local-lvm:100,discard=on`).
+    pub fn create_value(&self) -> String {
+        let vol = if self.cloudinit {
+            format!("{}:cloudinit", self.storage)
+        } else {
+            // New volumes are given in GiB; EFI disks take a nominal `1`.
+            format!("{}:{}", self.storage, self.size.map_or(1, Size::gib_ceil))
+        };
+        let mut s = vol;
+        for (k, v) in &self.options {
+            s.push_str(&format!(",{k}={v}"));
+        }
+        s
+    }
+}
+
+/// One guest as it should exist on Proxmox.
+#[derive(Debug, Clone, Serialize)]
+pub struct DesiredGuest {
+    /// VMID.
+    pub vmid: u32,
+    /// Name.
+    pub name: String,
+    /// Proxmox node.
+    pub node: String,
+    /// VM or container.
+    pub kind: GuestKind,
+    /// Managed configuration keys (not disks) in canonical form.
+    pub props: BTreeMap<String, String>,
+    /// Managed disks by config key (`scsi0`, `efidisk0`, `ide3`).
+    pub disks: BTreeMap<String, DiskSpec>,
+    /// Keys whose value came from a secret: plans print `(sensitive)` instead.
+    pub sensitive: BTreeSet<String>,
+    /// Hash of props + disks, recorded in a tag.
+    pub spec_hash: String,
+    /// Its Talos identity, for Talos nodes.
+    pub talos: Option<TalosMember>,
+    /// The ISO it boots from, if any (must be downloaded first).
+    pub iso: Option<String>,
+}
+
+impl DesiredGuest {
+    /// The tags the guest carries (owner + spec hash), sorted as Proxmox stores them.
+    pub fn tags(&self, lab: &str) -> String {
+        let mut t = [
+            owner_tag(lab),
+            format!("{SPEC_TAG_PREFIX}{}", self.spec_hash),
+        ];
+        t.sort();
+        t.join(";")
+    }
+
+    /// Memory in MiB (0 if unmanaged).
+    pub fn memory_mib(&self) -> u64 {
+        self.props
+            .get("memory")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Cores × sockets (0 if unmanaged).
+    pub fn cpus(&self) -> u64 {
+        let c: u64 = self
+            .props
+            .get("cores")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        let s: u64 = self
+            .props
+            .get("sockets")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(1);
+        c * s
+    }
+
+    /// Sum of sized disks in MiB.
+    pub fn disk_mib(&self) -> u64 {
+        self.disks
+            .values()
+            .filter_map(|d| d.size)
+            .map(Size::mib)
+            .sum()
+    }
+}
+
+/// A guest's role in the Talos cluster.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TalosMember {
+    /// controlplane / worker.
+    pub role: Role,
+    /// Static address (None: ask the guest agent).
+    #[serde(skip)]
+    pub ip: Option<IpAddr>,
+    /// The disk Talos installs to.
+    pub install_disk: String,
+}
+
+/// The Talos cluster as it should run.
+#[derive(Debug, Serialize)]
+pub struct TalosCluster {
+    /// Talos version (`v1.12.0`).
+    pub version: String,
+    /// Image Factory base URL.
+    pub factory: String,
+    /// Extensions in the image.
+    pub extensions: Vec<String>,
+    /// Extra kernel args in the image.
+    pub extra_kernel_args: Vec<String>,
+    /// The schematic's ID (its content hash).
+    pub schematic_id: String,
+    /// The installer image Talos installs itself from.
+    pub installer_image: String,
+    /// Cluster name.
+    pub cluster_name: String,
+    /// Kubernetes API endpoint URL.
+    #[serde(skip)]
+    pub endpoint: String,
+    /// Control-plane VIP.
+    #[serde(skip)]
+    pub vip: Option<IpAddr>,
+    /// Workloads on control planes.
+    pub allow_scheduling_on_control_planes: bool,
+    /// Kubernetes version.
+    pub kubernetes_version: Option<String>,
+    /// The SOPS file with the secrets bundle (absolute or relative to the cwd).
+    pub secrets_file: PathBuf,
+    /// Gateway for static addresses.
+    #[serde(skip)]
+    pub gateway: Option<IpAddr>,
+    /// Prefix length.
+    pub prefix: u8,
+    /// DNS servers.
+    #[serde(skip)]
+    pub nameservers: Vec<IpAddr>,
+    /// Node VMIDs in declaration order.
+    pub nodes: Vec<u32>,
+}
+
+/// Output file paths (relative to the working directory).
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputPaths {
+    /// Encrypted talosconfig.
+    pub talosconfig: PathBuf,
+    /// Encrypted kubeconfig.
+    pub kubeconfig: PathBuf,
+}
+
+/// What the image needs that only the factory library knows: the schematic ID for a set of
+/// extensions, and URL layouts. Supplied by the caller so resolution stays pure.
+pub trait ImageNaming {
+    /// Content-addressed schematic ID for these extensions and kernel args.
+    fn schematic_id(&self, extensions: &[String], extra_kernel_args: &[String]) -> String;
+    /// URL of the nocloud ISO for a schematic and version.
+    fn iso_url(&self, factory: &str, schematic_id: &str, version: &str) -> String;
+    /// Installer image reference.
+    fn installer_image(&self, factory: &str, schematic_id: &str, version: &str) -> String;
+}
+
+/// Substitute secrets, apply defaults, compile guests.
+pub fn resolve(
+    l: &Loaded,
+    secrets: &SecretValues,
+    naming: &dyn ImageNaming,
+) -> Result<Desired, ConfigErrors> {
+    let mut errs: Vec<ConfigError> = Vec::new();
+    let c = &l.config;
+    let text = |path: &str, value: &str, errs: &mut Vec<ConfigError>| -> Option<(String, bool)> {
+        match secrets.substitute(value) {
+            Ok((v, sens)) => Some((v.expose_secret().to_string(), sens)),
+            Err(e) => {
+                errs.push(l.error_at(path, e).with_help(
+                    "add the key with `homelab-cli secrets edit <file>` or fix the reference",
+                ));
+                None
+            }
+        }
+    };
+    let endpoint = text("proxmox.endpoint", &c.proxmox.endpoint, &mut errs);
+    let token_id = text("proxmox.token_id", &c.proxmox.token_id, &mut errs);
+    let token_secret = match secrets.substitute(&c.proxmox.token_secret) {
+        Ok((v, _)) => Some(v),
+        Err(e) => {
+            errs.push(l.error_at("proxmox.token_secret", e));
+            None
+        }
+    };
+    let fingerprint = c
+        .proxmox
+        .fingerprint
+        .as_ref()
+        .and_then(|f| text("proxmox.fingerprint", f, &mut errs))
+        .map(|(v, _)| v);
+    if let Some((e, _)) = &endpoint
+        && url::Url::parse(e)
+            .map(|u| u.scheme() != "https" && u.scheme() != "http")
+            .unwrap_or(true)
+    {
+        errs.push(
+            l.error_at("proxmox.endpoint", format!("`{e}` is not an http(s) URL"))
+                .with_help("e.g. `https://pve.lan:8006`"),
+        );
+    }
+
+    let ip_of = |path: &str, v: &str, errs: &mut Vec<ConfigError>| -> Option<(IpAddr, bool)> {
+        let (s, sens) = text(path, v, errs)?;
+        match s.trim().parse::<IpAddr>() {
+            Ok(ip) => Some((ip, sens)),
+            Err(_) => {
+                let shown = if sens {
+                    "the secret value".to_string()
+                } else {
+                    format!("`{s}`")
+                };
+                errs.push(l.error_at(path, format!("{shown} is not an IP address")));
+                None
+            }
+        }
+    };
+
+    let mut guests = Vec::new();
+    let mut isos = Vec::new();
+    let mut talos = None;
+    if let Some(t) = &c.talos {
+        let schematic_id = naming.schematic_id(&t.extensions, &t.extra_kernel_args);
+        let iso = DesiredIso {
+            node: c.proxmox.node.clone(),
+            storage: c.proxmox.iso_storage.clone(),
+            filename: format!(
+                "talos-{}-{}-nocloud-amd64.iso",
+                t.version,
+                &schematic_id[..schematic_id.len().min(12)]
+            ),
+            url: naming.iso_url(&t.factory, &schematic_id, &t.version),
+        };
+        let gateway = t
+            .network
+            .gateway
+            .as_ref()
+            .and_then(|g| ip_of("talos.network.gateway", g, &mut errs));
+        let nameservers: Vec<(IpAddr, bool)> = t
+            .network
+            .nameservers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| ip_of(&format!("talos.network.nameservers[{i}]"), n, &mut errs))
+            .collect();
+        let vip = t
+            .cluster
+            .vip
+            .as_ref()
+            .and_then(|v| ip_of("talos.cluster.vip", v, &mut errs));
+        let agent = t
+            .extensions
+            .iter()
+            .any(|e| e == "siderolabs/qemu-guest-agent");
+        let mut node_ips = Vec::new();
+        let mut seen_ips: BTreeMap<IpAddr, usize> = BTreeMap::new();
+        let mut isos_needed = BTreeMap::new();
+        for (i, n) in t.nodes.iter().enumerate() {
+            let path = format!("talos.nodes[{i}]");
+            let ip =
+                n.ip.as_ref()
+                    .and_then(|v| ip_of(&format!("{path}.ip"), v, &mut errs));
+            if let Some((addr, _)) = ip {
+                if let Some(prev) = seen_ips.insert(addr, i) {
+                    errs.push(l.error_at(
+                        &format!("{path}.ip"),
+                        format!("this address is already given to talos.nodes[{prev}]"),
+                    ));
+                }
+                if Some(addr) == vip.map(|v| v.0) {
+                    errs.push(l.error_at(&format!("{path}.ip"), "this address is the cluster VIP"));
+                }
+            }
+            node_ips.push(ip.map(|x| x.0));
+            let node = n.node.clone().unwrap_or_else(|| c.proxmox.node.clone());
+            let role = n.role;
+            let cores = n.cores.or(t.defaults.cores).unwrap_or(match role {
+                Role::Controlplane => 2,
+                Role::Worker => 4,
+            });
+            let memory = n.memory.or(t.defaults.memory).unwrap_or(match role {
+                Role::Controlplane => Size::from_gib(4),
+                Role::Worker => Size::from_gib(8),
+            });
+            let disk = n.disk.or(t.defaults.disk).unwrap_or(Size::from_gib(100));
+            let node_iso = DesiredIso {
+                node: node.clone(),
+                ..iso.clone()
+            };
+            let iso_volid = node_iso.volid();
+            isos_needed.insert(node.clone(), node_iso);
+
+            let mut props = BTreeMap::new();
+            let mut sensitive = BTreeSet::new();
+            props.insert("name".into(), n.name.clone());
+            props.insert(
+                "description".into(),
+                format!(
+                    "Talos {role} of cluster {} (homelab {}).\nManaged by homelab-cli: changes made here are reverted by `homelab-cli up`.\n{}",
+                    t.cluster.name,
+                    c.name,
+                    owner_marker(&c.name)
+                ),
+            );
+            props.insert("onboot".into(), "1".into());
+            props.insert("ostype".into(), "l26".into());
+            props.insert("machine".into(), "q35".into());
+            props.insert("bios".into(), "ovmf".into());
+            props.insert("cpu".into(), "host".into());
+            props.insert("cores".into(), cores.to_string());
+            props.insert("sockets".into(), "1".into());
+            props.insert("memory".into(), memory.mib().to_string());
+            // Talos must see all its memory: no ballooning.
+            props.insert("balloon".into(), "0".into());
+            // VirtIO SCSI, not "single": the latter can hang Talos disk discovery.
+            props.insert("scsihw".into(), "virtio-scsi-pci".into());
+            props.insert("net0".into(), format!("virtio,bridge={}", c.proxmox.bridge));
+            props.insert("boot".into(), "order=scsi0;ide2".into());
+            props.insert("serial0".into(), "socket".into());
+            props.insert(
+                "agent".into(),
+                if agent { "enabled=1" } else { "enabled=0" }.into(),
+            );
+            props.insert("ide2".into(), format!("{iso_volid},media=cdrom"));
+            props.insert("citype".into(), "nocloud".into());
+            let ipconfig = match (ip, gateway) {
+                (Some((addr, s1)), gw) => {
+                    if s1 || gw.is_some_and(|g| g.1) {
+                        sensitive.insert("ipconfig0".to_string());
+                    }
+                    match gw {
+                        Some((g, _)) => format!("gw={g},ip={addr}/{}", t.network.prefix),
+                        None => format!("ip={addr}/{}", t.network.prefix),
+                    }
+                }
+                (None, _) => "ip=dhcp".into(),
+            };
+            props.insert("ipconfig0".into(), ipconfig);
+            if !nameservers.is_empty() {
+                props.insert(
+                    "nameserver".into(),
+                    nameservers
+                        .iter()
+                        .map(|n| n.0.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+                if nameservers.iter().any(|n| n.1) {
+                    sensitive.insert("nameserver".into());
+                }
+            }
+            let mut disks = BTreeMap::new();
+            disks.insert(
+                "efidisk0".to_string(),
+                DiskSpec {
+                    storage: c.proxmox.storage.clone(),
+                    size: None,
+                    cloudinit: false,
+                    options: [("efitype", "4m"), ("pre-enrolled-keys", "0")]
+                        .into_iter()
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                        .collect(),
+                },
+            );
+            disks.insert(
+                "scsi0".to_string(),
+                DiskSpec {
+                    storage: c.proxmox.storage.clone(),
+                    size: Some(disk),
+                    cloudinit: false,
+                    options: [("discard", "on"), ("ssd", "1")]
+                        .into_iter()
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                        .collect(),
+                },
+            );
+            disks.insert(
+                "ide3".to_string(),
+                DiskSpec {
+                    storage: c.proxmox.storage.clone(),
+                    size: None,
+                    cloudinit: true,
+                    options: BTreeMap::new(),
+                },
+            );
+            let spec_hash = spec_hash(&node, &props, &disks);
+            guests.push(DesiredGuest {
+                vmid: n.vmid,
+                name: n.name.clone(),
+                node,
+                kind: GuestKind::Qemu,
+                props,
+                disks,
+                sensitive,
+                spec_hash,
+                talos: Some(TalosMember {
+                    role,
+                    ip: ip.map(|x| x.0),
+                    install_disk: n
+                        .install_disk
+                        .clone()
+                        .or_else(|| t.defaults.install_disk.clone())
+                        .unwrap_or_else(|| "/dev/sda".into()),
+                }),
+                iso: Some(iso_volid),
+            });
+        }
+        isos.extend(isos_needed.into_values());
+        let has_workers = t.nodes.iter().any(|n| n.role == Role::Worker);
+        let first_cp_ip = t
+            .nodes
+            .iter()
+            .zip(&node_ips)
+            .find(|(n, _)| n.role == Role::Controlplane)
+            .and_then(|(_, ip)| *ip);
+        let endpoint = match &t.cluster.endpoint {
+            Some(e) => text("talos.cluster.endpoint", e, &mut errs).map(|x| x.0),
+            None => vip
+                .map(|v| v.0)
+                .or(first_cp_ip)
+                .map(|ip| format!("https://{}:6443", host_for_url(ip))),
+        };
+        let endpoint = match endpoint {
+            Some(e) => e,
+            None => {
+                errs.push(
+                    l.error_at("talos.cluster", "no Kubernetes endpoint can be derived")
+                        .with_help(
+                            "set `vip`, `endpoint`, or a static `ip` on the first control plane",
+                        ),
+                );
+                String::new()
+            }
+        };
+        talos = Some(TalosCluster {
+            version: t.version.clone(),
+            factory: t.factory.clone(),
+            extensions: t.extensions.clone(),
+            extra_kernel_args: t.extra_kernel_args.clone(),
+            installer_image: naming.installer_image(&t.factory, &schematic_id, &t.version),
+            schematic_id,
+            cluster_name: t.cluster.name.clone(),
+            endpoint,
+            vip: vip.map(|v| v.0),
+            allow_scheduling_on_control_planes: t
+                .cluster
+                .allow_scheduling_on_control_planes
+                .unwrap_or(!has_workers),
+            kubernetes_version: t.cluster.kubernetes_version.clone(),
+            secrets_file: l.relative(&t.secrets_file),
+            gateway: gateway.map(|g| g.0),
+            prefix: t.network.prefix,
+            nameservers: nameservers.iter().map(|n| n.0).collect(),
+            nodes: t.nodes.iter().map(|n| n.vmid).collect(),
+        });
+    }
+    guests.sort_by_key(|g| g.vmid);
+    if !errs.is_empty() {
+        return Err(ConfigErrors::new(l.path.clone(), errs));
+    }
+    Ok(Desired {
+        lab: c.name.clone(),
+        proxmox: Connection {
+            endpoint: endpoint.map(|e| e.0).unwrap_or_default(),
+            token_id: token_id.map(|e| e.0).unwrap_or_default(),
+            token_secret: token_secret.unwrap_or_else(|| SecretString::from(String::new())),
+            fingerprint,
+            node: c.proxmox.node.clone(),
+        },
+        isos,
+        guests,
+        talos,
+        outputs: OutputPaths {
+            talosconfig: l.relative(&c.outputs.talosconfig),
+            kubeconfig: l.relative(&c.outputs.kubeconfig),
+        },
+    })
+}
+
+fn host_for_url(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+/// A short content hash of what we manage on a guest (its node included).
+pub fn spec_hash(
+    node: &str,
+    props: &BTreeMap<String, String>,
+    disks: &BTreeMap<String, DiskSpec>,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(node.as_bytes());
+    h.update([0]);
+    for (k, v) in props {
+        h.update(k.as_bytes());
+        h.update([b'=']);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    for (k, d) in disks {
+        h.update(k.as_bytes());
+        h.update([b'=']);
+        h.update(d.create_value().as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..6])
+}

@@ -1,0 +1,397 @@
+//! The homelab.yaml model: the document people write ([`config`]), where its values sit in
+//! the file ([`spans`]), secret references ([`secrets`]) and the resolved desired state the
+//! planner works on ([`desired`]).
+//!
+//! Loading is two-phase so that `check` and `schema` work without keys: [`load`] parses and
+//! validates the structure; [`desired::resolve`] substitutes secrets and derives Proxmox
+//! guest configurations.
+
+pub mod config;
+pub mod desired;
+pub mod secrets;
+pub mod spans;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+
+pub use config::Config;
+use spans::SpanMap;
+
+/// A parsed homelab.yaml with its source kept for error reporting.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The file as given on the command line.
+    pub path: PathBuf,
+    /// The directory relative paths in the file are resolved against.
+    pub dir: PathBuf,
+    /// The file's text.
+    pub source: Arc<String>,
+    /// The parsed document.
+    pub config: Config,
+    /// Value positions.
+    pub spans: SpanMap,
+}
+
+/// An error located in a YAML file: rendered by miette with the line and a caret.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(homelab::config))]
+pub struct ConfigError {
+    /// What is wrong.
+    pub message: String,
+    #[source_code]
+    src: NamedSource<Arc<String>>,
+    #[label("{label}")]
+    span: Option<SourceSpan>,
+    label: String,
+    #[help]
+    help: Option<String>,
+}
+
+impl ConfigError {
+    /// An error at `span` of the file `name` with text `source`.
+    pub fn new(
+        name: &Path,
+        source: Arc<String>,
+        span: Option<spans::Span>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Self {
+        ConfigError {
+            message: message.into(),
+            src: NamedSource::new(name.display().to_string(), source).with_language("yaml"),
+            span: span.map(Into::into),
+            label: label.into(),
+            help: None,
+        }
+    }
+
+    /// Add a hint on how to fix it.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// 1-based line and column of the error, if it has a position.
+    pub fn line_col(&self) -> Option<(usize, usize)> {
+        let span = self.span?;
+        let text = self.src.inner();
+        let before = text.get(..span.offset())?;
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Some((line, col))
+    }
+}
+
+/// Several configuration errors at once, so that one run shows them all.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{} found {} problem(s)", .file.display(), .errors.len())]
+pub struct ConfigErrors {
+    file: PathBuf,
+    #[related]
+    errors: Vec<ConfigError>,
+}
+
+impl ConfigErrors {
+    /// Collect errors for `file`.
+    pub fn new(file: PathBuf, errors: Vec<ConfigError>) -> Self {
+        ConfigErrors { file, errors }
+    }
+    /// The individual errors.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.errors
+    }
+}
+
+impl Loaded {
+    /// An error at the value of `path` (dotted, e.g. `talos.nodes[1].vmid`).
+    pub fn error_at(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        let message = message.into();
+        ConfigError::new(
+            &self.path,
+            self.source.clone(),
+            self.spans.value(path),
+            message,
+            "here",
+        )
+    }
+
+    /// Resolve a path written in the file relative to the file's directory.
+    pub fn relative(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
+/// Read and parse a homelab.yaml file, checking its structure and the rules that need no
+/// secrets (names, VMID ranges, duplicates, sizes).
+pub fn load(path: &Path) -> miette::Result<Loaded> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        miette::miette!(
+            help = "create one with `homelab-cli init`, or pass -c/--config PATH",
+            "cannot read {}: {e}",
+            path.display()
+        )
+    })?;
+    parse(path, text).map_err(Into::into)
+}
+
+/// Parse homelab.yaml text (`path` is used for messages and relative paths).
+pub fn parse(path: &Path, text: String) -> Result<Loaded, ConfigErrors> {
+    let source = Arc::new(text);
+    let config: Config = match serde_yaml_ng::from_str(&source) {
+        Ok(c) => c,
+        Err(e) => {
+            let span = e.location().map(|loc| {
+                let offset = offset_of(&source, loc.line(), loc.column());
+                spans::Span {
+                    offset,
+                    len: token_len(&source[offset..]),
+                }
+            });
+            let message = clean_serde_message(&e.to_string());
+            let err = ConfigError::new(path, source.clone(), span, message.clone(), "here")
+                .with_help(serde_help(&message));
+            return Err(ConfigErrors::new(path.to_path_buf(), vec![err]));
+        }
+    };
+    let dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    let loaded = Loaded {
+        path: path.to_path_buf(),
+        dir,
+        spans: SpanMap::parse(&source),
+        source,
+        config,
+    };
+    let errors = validate(&loaded);
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(ConfigErrors::new(path.to_path_buf(), errors))
+    }
+}
+
+/// serde_yaml_ng appends " at line L column C"; the caret already says that.
+fn clean_serde_message(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn serde_help(msg: &str) -> String {
+    if msg.contains("unknown field") {
+        "check the spelling; `homelab-cli schema` prints every accepted key".into()
+    } else if msg.contains("missing field") {
+        "add the field; `homelab-cli schema` documents each one".into()
+    } else {
+        "see `homelab-cli schema` for the expected shape".into()
+    }
+}
+
+/// Byte offset of a 1-based line and column (columns count characters).
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let mut offset = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            let col = column.saturating_sub(1);
+            return offset
+                + l.char_indices()
+                    .nth(col)
+                    .map_or(l.trim_end_matches('\n').len(), |(b, _)| b);
+        }
+        offset += l.len();
+    }
+    text.len()
+}
+
+fn token_len(rest: &str) -> usize {
+    rest.find(['\n', ':', ',', ' '])
+        .unwrap_or(rest.len())
+        .max(1)
+        .min(rest.len().max(1))
+}
+
+/// Rules that need no secrets.
+fn validate(l: &Loaded) -> Vec<ConfigError> {
+    let mut errs = Vec::new();
+    let c = &l.config;
+    if !is_label(&c.name, 40) {
+        errs.push(
+            l.error_at("name", format!("invalid homelab name `{}`", c.name))
+                .with_help("use lowercase letters, digits and `-` (at most 40), e.g. `home`"),
+        );
+    }
+    if !c.proxmox.token_secret.contains("${secret:") {
+        errs.push(
+            l.error_at(
+                "proxmox.token_secret",
+                "the API token secret is written in plaintext",
+            )
+            .with_help("move it into the SOPS file and write `${secret:proxmox.token_secret}`"),
+        );
+    }
+    for (path, text) in secret_capable(c) {
+        if let Err(e) = secrets::parse_refs(&text) {
+            errs.push(l.error_at(&path, e));
+        }
+    }
+    if let Some(t) = &c.talos {
+        if t.nodes.is_empty() {
+            errs.push(l.error_at("talos.nodes", "a Talos cluster needs at least one node"));
+        }
+        if !t.nodes.iter().any(|n| n.role == config::Role::Controlplane) && !t.nodes.is_empty() {
+            errs.push(
+                l.error_at("talos.nodes", "the cluster has no control-plane node")
+                    .with_help("give at least one node `role: controlplane`"),
+            );
+        }
+        if !t.version.starts_with('v') || t.version.len() < 2 {
+            errs.push(
+                l.error_at(
+                    "talos.version",
+                    format!("invalid Talos version `{}`", t.version),
+                )
+                .with_help("write it as the release tag, e.g. `v1.12.0`"),
+            );
+        }
+        for (i, ext) in t.extensions.iter().enumerate() {
+            if !ext.contains('/') {
+                errs.push(
+                    l.error_at(
+                        &format!("talos.extensions[{i}]"),
+                        format!("extension `{ext}` is not a `vendor/name` reference"),
+                    )
+                    .with_help("e.g. `siderolabs/qemu-guest-agent`"),
+                );
+            }
+        }
+        if !is_label(&t.cluster.name, 63) {
+            errs.push(l.error_at(
+                "talos.cluster.name",
+                format!("invalid cluster name `{}`", t.cluster.name),
+            ));
+        }
+        if t.network.prefix == 0 || t.network.prefix > 32 {
+            errs.push(l.error_at(
+                "talos.network.prefix",
+                format!("prefix length {} is not in 1..=32", t.network.prefix),
+            ));
+        }
+        let mut names = std::collections::HashMap::new();
+        let mut vmids = std::collections::HashMap::new();
+        for (i, n) in t.nodes.iter().enumerate() {
+            let p = format!("talos.nodes[{i}]");
+            if !is_label(&n.name, 63) {
+                errs.push(
+                    l.error_at(
+                        &format!("{p}.name"),
+                        format!("invalid node name `{}`", n.name),
+                    )
+                    .with_help("a DNS label: lowercase letters, digits and `-`"),
+                );
+            }
+            if !(100..=999_999_999).contains(&n.vmid) {
+                errs.push(l.error_at(
+                    &format!("{p}.vmid"),
+                    format!("VMID {} is outside 100..=999999999", n.vmid),
+                ));
+            }
+            if let Some(prev) = names.insert(n.name.clone(), i) {
+                errs.push(l.error_at(
+                    &format!("{p}.name"),
+                    format!(
+                        "node name `{}` is already used by talos.nodes[{prev}]",
+                        n.name
+                    ),
+                ));
+            }
+            if let Some(prev) = vmids.insert(n.vmid, i) {
+                errs.push(l.error_at(
+                    &format!("{p}.vmid"),
+                    format!("VMID {} is already used by talos.nodes[{prev}]", n.vmid),
+                ));
+            }
+            if n.cores.or(t.defaults.cores) == Some(0) {
+                errs.push(l.error_at(&format!("{p}.cores"), "a VM needs at least one core"));
+            }
+            let mem = n.memory.or(t.defaults.memory);
+            if let Some(m) = mem
+                && m.mib() < 1024
+            {
+                errs.push(l.error_at(
+                    &format!("{p}.memory"),
+                    format!("{m} is below the 1GiB Talos needs"),
+                ));
+            }
+            if let Some(d) = n.disk.or(t.defaults.disk)
+                && d.mib() < 10 * 1024
+            {
+                errs.push(l.error_at(
+                    &format!("{p}.disk"),
+                    format!("{d} is below the 10GiB Talos needs"),
+                ));
+            }
+        }
+    }
+    errs
+}
+
+/// Every string field that may hold `${secret:...}` references, with its path.
+pub fn secret_capable(c: &Config) -> Vec<(String, String)> {
+    let mut v = vec![
+        ("proxmox.endpoint".to_string(), c.proxmox.endpoint.clone()),
+        ("proxmox.token_id".to_string(), c.proxmox.token_id.clone()),
+        (
+            "proxmox.token_secret".to_string(),
+            c.proxmox.token_secret.clone(),
+        ),
+    ];
+    if let Some(f) = &c.proxmox.fingerprint {
+        v.push(("proxmox.fingerprint".into(), f.clone()));
+    }
+    if let Some(t) = &c.talos {
+        if let Some(x) = &t.cluster.vip {
+            v.push(("talos.cluster.vip".into(), x.clone()));
+        }
+        if let Some(x) = &t.cluster.endpoint {
+            v.push(("talos.cluster.endpoint".into(), x.clone()));
+        }
+        if let Some(x) = &t.network.gateway {
+            v.push(("talos.network.gateway".into(), x.clone()));
+        }
+        for (i, x) in t.network.nameservers.iter().enumerate() {
+            v.push((format!("talos.network.nameservers[{i}]"), x.clone()));
+        }
+        for (i, n) in t.nodes.iter().enumerate() {
+            if let Some(x) = &n.ip {
+                v.push((format!("talos.nodes[{i}].ip"), x.clone()));
+            }
+        }
+    }
+    v
+}
+
+/// A DNS label of at most `max` characters.
+pub fn is_label(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
