@@ -1,0 +1,4 @@
+//! The one integration-test binary of talos-factory: wiremock per endpoint.
+#![allow(clippy::unwrap_used)]
+
+mod client;
