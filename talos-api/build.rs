@@ -1,0 +1,23 @@
+//! Compiles the Talos protos in `proto/` with protox (pure Rust, no `protoc` needed) and
+//! generates prost messages plus tonic clients and servers. Generating at build time means the
+//! Rust code can never drift from the `.proto` files.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "proto/google/rpc/status.proto",
+        "proto/common/common.proto",
+        "proto/machine/machine.proto",
+        "proto/storage/storage.proto",
+    ];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // Servers (the simulator, test mocks) implement only what they serve.
+        .generate_default_stubs(true)
+        .compile_fds(fds)?;
+    Ok(())
+}
