@@ -1,0 +1,992 @@
+//! YAML store: yaml.v3-compatible scalar resolution, comments kept as tree items (as sops
+//! does), multi-document streams, and a yaml.v3-style emitter (indent 4, indented
+//! sequences, literal blocks for multi-line strings).
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+use base64::Engine as _;
+use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
+
+use crate::error::{Error, Result};
+use crate::value::{
+    Item, Map, Value, go_parse_float, go_parse_int_base0, parse_timestamp, yaml_float,
+};
+
+#[derive(Debug)]
+struct Comment {
+    idx: usize,
+    line: usize,
+    col: usize,
+    text: String,
+    trailing: bool,
+}
+
+/// Parse a YAML stream into one mapping per document.
+pub(crate) fn parse(input: &[u8]) -> Result<Vec<Map>> {
+    let text = std::str::from_utf8(input).map_err(|e| {
+        let before = &input[..e.valid_up_to()];
+        Error::Parse {
+            format: "YAML",
+            line: before.iter().filter(|b| **b == b'\n').count() + 1,
+            column: 1,
+            message: "invalid UTF-8".into(),
+        }
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut events: Vec<(Event<'_>, Span)> = Vec::new();
+    for ev in Parser::new_from_str(text) {
+        let (e, span) = ev.map_err(|e| Error::Parse {
+            format: "YAML",
+            line: e.marker().line(),
+            column: e.marker().col() + 1,
+            message: e.info().to_owned(),
+        })?;
+        events.push((e, span));
+    }
+    let comments = scan_comments(text, &events);
+    let ascii = text.is_ascii();
+    let char_at = |idx: usize| -> Option<char> {
+        if ascii {
+            text.as_bytes().get(idx).map(|b| *b as char)
+        } else {
+            text.chars().nth(idx)
+        }
+    };
+    let mut b = Builder {
+        comments,
+        ci: 0,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        docs: Vec::new(),
+        root: None,
+    };
+    for (ev, span) in events {
+        b.event(ev, span, &char_at)?;
+    }
+    if b.docs.is_empty() {
+        if b.comments.is_empty() {
+            return Err(Error::Unsupported("File cannot be completely empty".into()));
+        }
+        let mut m = Map::new();
+        for c in b.comments.drain(..) {
+            m.items.push(Item::Comment(c.text));
+        }
+        b.docs.push(m);
+    } else if b.ci < b.comments.len() {
+        let rest: Vec<Comment> = b.comments.drain(b.ci..).collect();
+        if let Some(last) = b.docs.last_mut() {
+            last.items
+                .extend(rest.into_iter().map(|c| Item::Comment(c.text)));
+        }
+    }
+    Ok(b.docs)
+}
+
+/// Find comments: `#` at line start or after whitespace, outside any scalar's span.
+fn scan_comments(text: &str, events: &[(Event<'_>, Span)]) -> Vec<Comment> {
+    let mut masks = events.iter().filter_map(|(e, s)| match e {
+        Event::Scalar(..) => Some((s.start.index(), s.end.index())),
+        _ => None,
+    });
+    let mut mask = masks.next();
+    let mut out = Vec::new();
+    let (mut line, mut col) = (1usize, 0usize);
+    let mut prev_ws = true;
+    let mut has_code = false;
+    let mut in_comment: Option<(usize, usize, usize, usize, bool)> = None; // byte start, idx, line, col, trailing
+    for (ci, (bi, ch)) in text.char_indices().enumerate() {
+        if ch == '\n' {
+            if let Some((start, idx, l, c, trailing)) = in_comment.take() {
+                out.push(Comment {
+                    idx,
+                    line: l,
+                    col: c,
+                    text: text[start..bi].trim_end_matches('\r').to_owned(),
+                    trailing,
+                });
+            }
+            line += 1;
+            col = 0;
+            prev_ws = true;
+            has_code = false;
+            continue;
+        }
+        if in_comment.is_some() {
+            col += 1;
+            continue;
+        }
+        while let Some((_, end)) = mask {
+            if end <= ci {
+                mask = masks.next();
+            } else {
+                break;
+            }
+        }
+        let masked = mask.is_some_and(|(s, e)| s <= ci && ci < e);
+        let ws = ch == ' ' || ch == '\t' || ch == '\r';
+        if !masked && ch == '#' && prev_ws {
+            in_comment = Some((bi + 1, ci, line, col, has_code));
+        } else if !ws {
+            has_code = true;
+        }
+        prev_ws = ws;
+        col += 1;
+    }
+    if let Some((start, idx, l, c, trailing)) = in_comment {
+        out.push(Comment {
+            idx,
+            line: l,
+            col: c,
+            text: text[start..].trim_end_matches('\r').to_owned(),
+            trailing,
+        });
+    }
+    out
+}
+
+enum Frame {
+    Map {
+        map: Map,
+        key: Option<String>,
+        keys: HashSet<String>,
+        threshold: usize,
+        anchor: usize,
+        flow: bool,
+    },
+    Seq {
+        items: Vec<Value>,
+        threshold: usize,
+        anchor: usize,
+        flow: bool,
+    },
+}
+
+struct Builder {
+    comments: Vec<Comment>,
+    ci: usize,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Value>,
+    docs: Vec<Map>,
+    root: Option<Value>,
+}
+
+fn perr(span: &Span, msg: impl Into<String>) -> Error {
+    Error::Parse {
+        format: "YAML",
+        line: span.start.line(),
+        column: span.start.col() + 1,
+        message: msg.into(),
+    }
+}
+
+impl Builder {
+    fn push_comment(&mut self, text: String) {
+        match self.stack.last_mut() {
+            Some(Frame::Map { map, .. }) => map.items.push(Item::Comment(text)),
+            Some(Frame::Seq { items, .. }) => items.push(Value::Comment(text)),
+            None => {}
+        }
+    }
+
+    /// Move pending comments positioned before `idx` into the current container.
+    fn flush(&mut self, idx: usize, min_col: Option<usize>, trailing_only: bool) {
+        if self.stack.is_empty() {
+            return;
+        }
+        while self.ci < self.comments.len() {
+            let c = &self.comments[self.ci];
+            if c.idx >= idx
+                || (trailing_only && !c.trailing)
+                || min_col.is_some_and(|m| !c.trailing && c.col < m)
+            {
+                break;
+            }
+            let text = std::mem::take(&mut self.comments[self.ci].text);
+            self.ci += 1;
+            self.push_comment(text);
+        }
+    }
+
+    /// Comments trailing the line `line` (`key: value # c`) go above the entry, as sops does.
+    fn take_trailing(&mut self, line: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        while self.ci < self.comments.len() {
+            let c = &self.comments[self.ci];
+            if !(c.trailing && c.line == line) {
+                break;
+            }
+            out.push(std::mem::take(&mut self.comments[self.ci].text));
+            self.ci += 1;
+        }
+        out
+    }
+
+    fn event(
+        &mut self,
+        ev: Event<'_>,
+        span: Span,
+        char_at: &dyn Fn(usize) -> Option<char>,
+    ) -> Result<()> {
+        let at = span.start.index();
+        match ev {
+            Event::Nothing | Event::StreamStart | Event::DocumentStart(_) => {}
+            Event::DocumentEnd => {
+                let root = self.root.take();
+                let doc = match root {
+                    None | Some(Value::Null) => Map::new(),
+                    Some(Value::Map(m)) => m,
+                    Some(Value::Seq(_)) => {
+                        return Err(perr(
+                            &span,
+                            "YAML documents that are sequences are not supported",
+                        ));
+                    }
+                    Some(_) => {
+                        return Err(perr(
+                            &span,
+                            "YAML documents that are values are not supported",
+                        ));
+                    }
+                };
+                self.docs.push(doc);
+                // comments between documents belong to the document just closed
+                let mut rest = Vec::new();
+                while self.ci < self.comments.len() && self.comments[self.ci].idx < at {
+                    rest.push(std::mem::take(&mut self.comments[self.ci].text));
+                    self.ci += 1;
+                }
+                if let Some(d) = self.docs.last_mut() {
+                    d.items.extend(rest.into_iter().map(Item::Comment));
+                }
+            }
+            Event::StreamEnd => {}
+            Event::MappingStart(anchor, _tag) => {
+                self.flush(at, None, true);
+                let flow = char_at(at) == Some('{');
+                self.stack.push(Frame::Map {
+                    map: Map::new(),
+                    key: None,
+                    keys: HashSet::new(),
+                    threshold: if flow { 0 } else { span.start.col() },
+                    anchor,
+                    flow,
+                });
+            }
+            Event::SequenceStart(anchor, _tag) => {
+                self.flush(at, None, true);
+                let flow = char_at(at) == Some('[');
+                let col = span.start.col();
+                let parent_col = match self.stack.last() {
+                    Some(Frame::Map {
+                        threshold,
+                        flow: false,
+                        ..
+                    }) => Some(*threshold),
+                    _ => None,
+                };
+                let threshold = if flow {
+                    0
+                } else if parent_col == Some(col) {
+                    col + 1 // indentless sequence: comments at its column belong to the parent
+                } else {
+                    col
+                };
+                self.stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    threshold,
+                    anchor,
+                    flow,
+                });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                let threshold = match self.stack.last() {
+                    Some(Frame::Map { threshold, .. } | Frame::Seq { threshold, .. }) => *threshold,
+                    None => return Err(perr(&span, "unbalanced end of collection")),
+                };
+                let is_root = self.stack.len() == 1;
+                self.flush(at, if is_root { None } else { Some(threshold) }, false);
+                let (value, anchor, flow) = match self.stack.pop() {
+                    Some(Frame::Map {
+                        map,
+                        anchor,
+                        flow,
+                        key,
+                        ..
+                    }) => {
+                        if key.is_some() {
+                            return Err(perr(&span, "mapping key without value"));
+                        }
+                        (Value::Map(map), anchor, flow)
+                    }
+                    Some(Frame::Seq {
+                        items,
+                        anchor,
+                        flow,
+                        ..
+                    }) => (Value::Seq(items), anchor, flow),
+                    None => return Err(perr(&span, "unbalanced end of collection")),
+                };
+                if anchor != 0 {
+                    self.anchors.insert(anchor, value.clone());
+                }
+                let line = if flow { Some(span.end.line()) } else { None };
+                self.complete(value, line, &span)?;
+            }
+            Event::Scalar(v, style, anchor, tag) => {
+                self.flush(at, None, false);
+                let awaiting_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
+                if awaiting_key {
+                    let key = scalar_key(v, style, tag.as_deref(), &span)?;
+                    if let Some(Frame::Map {
+                        key: slot, keys, ..
+                    }) = self.stack.last_mut()
+                    {
+                        if !keys.insert(key.clone()) {
+                            return Err(perr(
+                                &span,
+                                format!("mapping key {key:?} already defined"),
+                            ));
+                        }
+                        *slot = Some(key);
+                    }
+                    return Ok(());
+                }
+                let value = scalar_value(v, style, tag.as_deref(), &span)?;
+                if anchor != 0 {
+                    self.anchors.insert(anchor, value.clone());
+                }
+                self.complete(value, Some(span.end.line()), &span)?;
+            }
+            Event::Alias(id) => {
+                self.flush(at, None, false);
+                let value = self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| perr(&span, "alias to an unknown anchor"))?;
+                if let Some(Frame::Map {
+                    key: slot @ None,
+                    keys,
+                    ..
+                }) = self.stack.last_mut()
+                {
+                    let Value::String(k) = value else {
+                        return Err(perr(&span, "Tree contains a non-string key"));
+                    };
+                    keys.insert(k.clone());
+                    *slot = Some(k);
+                    return Ok(());
+                }
+                self.complete(value, Some(span.start.line()), &span)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, value: Value, line: Option<usize>, span: &Span) -> Result<()> {
+        let trailing = match line {
+            Some(l) if !self.stack.is_empty() => self.take_trailing(l),
+            _ => Vec::new(),
+        };
+        match self.stack.last_mut() {
+            None => {
+                self.root = Some(value);
+            }
+            Some(Frame::Map { map, key, .. }) => {
+                let k = key
+                    .take()
+                    .ok_or_else(|| perr(span, "value without a key"))?;
+                map.items.extend(trailing.into_iter().map(Item::Comment));
+                map.items.push(Item::Entry(k, value));
+            }
+            Some(Frame::Seq { items, .. }) => {
+                items.extend(trailing.into_iter().map(Value::Comment));
+                items.push(value);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn core_tag(tag: Option<&Tag>) -> Option<&str> {
+    let t = tag?;
+    if t.handle == "tag:yaml.org,2002:" || t.handle == "!!" {
+        Some(t.suffix.as_str())
+    } else {
+        None
+    }
+}
+
+fn scalar_key(
+    v: Cow<'_, str>,
+    style: ScalarStyle,
+    tag: Option<&Tag>,
+    span: &Span,
+) -> Result<String> {
+    if style != ScalarStyle::Plain || core_tag(tag) == Some("str") || core_tag(tag) == Some("merge")
+    {
+        return Ok(v.into_owned());
+    }
+    if v == "<<" {
+        return Ok(v.into_owned());
+    }
+    match resolve_plain(&v) {
+        Value::String(_) => Ok(v.into_owned()),
+        _ => Err(perr(span, format!("Tree contains a non-string key ({v})"))),
+    }
+}
+
+fn scalar_value(
+    v: Cow<'_, str>,
+    style: ScalarStyle,
+    tag: Option<&Tag>,
+    span: &Span,
+) -> Result<Value> {
+    match core_tag(tag) {
+        Some("str") => return Ok(Value::String(v.into_owned())),
+        Some("binary") => {
+            let clean: String = v.chars().filter(|c| !c.is_whitespace()).collect();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(clean)
+                .map_err(|e| perr(span, format!("invalid !!binary: {e}")))?;
+            return Ok(match String::from_utf8(bytes) {
+                Ok(s) => Value::String(s),
+                Err(e) => Value::Bytes(e.into_bytes()),
+            });
+        }
+        Some("int" | "float" | "bool" | "null" | "timestamp") => {
+            let r = resolve_plain(&v);
+            return Ok(match (core_tag(tag), r) {
+                (Some("float"), Value::Int(i)) => Value::Float(i as f64),
+                (_, r) => r,
+            });
+        }
+        _ => {}
+    }
+    if style != ScalarStyle::Plain {
+        return Ok(Value::String(v.into_owned()));
+    }
+    Ok(match resolve_plain(&v) {
+        Value::String(_) => Value::String(v.into_owned()),
+        other => other,
+    })
+}
+
+fn is_yaml_float(s: &str) -> bool {
+    // ^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$
+    let b = s.strip_prefix(['-', '+']).unwrap_or(s).as_bytes();
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let st = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - st
+    };
+    if b.first() == Some(&b'.') {
+        i = 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    } else {
+        if digits(&mut i) == 0 {
+            return false;
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            digits(&mut i);
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'-' | b'+')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// yaml.v3's resolution of an untagged plain scalar.
+pub(crate) fn resolve_plain(s: &str) -> Value {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        _ => {}
+    }
+    let first = s.as_bytes()[0];
+    if first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.') {
+        let plain: Cow<'_, str> = if s.contains('_') {
+            Cow::Owned(s.replace('_', ""))
+        } else {
+            Cow::Borrowed(s)
+        };
+        if let Some(i) = go_parse_int_base0(&plain) {
+            return Value::Int(i);
+        }
+        if is_yaml_float(&plain)
+            && let Some(f) = go_parse_float(&plain)
+        {
+            return Value::Float(f);
+        }
+        if first.is_ascii_digit()
+            && let Some(t) = parse_timestamp(s)
+        {
+            return Value::Time(t);
+        }
+    }
+    Value::String(s.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------
+// Emitter
+
+const SPACES: &str = "                                                                ";
+
+struct Emitter {
+    out: String,
+    best: usize,
+}
+
+impl Emitter {
+    fn pad(&mut self, n: usize) {
+        let mut n = n;
+        while n > 0 {
+            let k = n.min(SPACES.len());
+            self.out.push_str(&SPACES[..k]);
+            n -= k;
+        }
+    }
+
+    fn next_indent(&self, cur: usize) -> usize {
+        self.best * ((cur + self.best) / self.best)
+    }
+
+    fn map(
+        &mut self,
+        items: &[Item],
+        extra: Option<(&str, &Value)>,
+        indent: usize,
+        inline_first: bool,
+    ) {
+        let mut first = inline_first;
+        let extra_item = extra;
+        let iter = items
+            .iter()
+            .map(|i| match i {
+                Item::Entry(k, v) => (Some(k.as_str()), Some(v), None),
+                Item::Comment(c) => (None, None, Some(c.as_str())),
+            })
+            .chain(extra_item.map(|(k, v)| (Some(k), Some(v), None)));
+        for (k, v, c) in iter {
+            if first {
+                first = false;
+            } else {
+                self.pad(indent);
+            }
+            if let Some(c) = c {
+                self.out.push('#');
+                self.out.push_str(c);
+                self.out.push('\n');
+                continue;
+            }
+            let (Some(k), Some(v)) = (k, v) else { continue };
+            if k == "<<" {
+                self.out.push_str("!!merge <<");
+            } else {
+                self.key(k);
+            }
+            self.out.push(':');
+            self.value_after_key(v, indent);
+        }
+    }
+
+    fn value_after_key(&mut self, v: &Value, indent: usize) {
+        match v {
+            Value::Map(m) if !m.items.is_empty() => {
+                self.out.push('\n');
+                let ni = self.next_indent(indent);
+                self.pad(ni);
+                self.map(&m.items, None, ni, true);
+            }
+            Value::Seq(s) if !s.is_empty() => {
+                self.out.push('\n');
+                let ni = self.next_indent(indent);
+                self.pad(ni);
+                self.seq(s, ni, true);
+            }
+            _ => {
+                self.out.push(' ');
+                let ni = self.next_indent(indent);
+                self.scalar(v, ni);
+            }
+        }
+    }
+
+    fn seq(&mut self, items: &[Value], indent: usize, inline_first: bool) {
+        let mut first = inline_first;
+        for v in items {
+            if first {
+                first = false;
+            } else {
+                self.pad(indent);
+            }
+            match v {
+                Value::Comment(c) if crate::cipher::is_enc(c) => {
+                    self.out.push_str("- ");
+                    self.out.push_str(c);
+                    self.out.push('\n');
+                }
+                Value::Comment(c) => {
+                    self.out.push('#');
+                    self.out.push_str(c);
+                    self.out.push('\n');
+                }
+                Value::Map(m) if matches!(m.items.first(), Some(Item::Comment(_))) => {
+                    // keep leading comments inside the mapping: start it on the next line
+                    self.out.push_str("-\n");
+                    self.pad(indent + 2);
+                    self.map(&m.items, None, indent + 2, true);
+                }
+                Value::Map(m) if !m.items.is_empty() => {
+                    self.out.push_str("- ");
+                    self.map(&m.items, None, indent + 2, true);
+                }
+                Value::Seq(s) if !s.is_empty() => {
+                    self.out.push_str("- ");
+                    self.seq(s, indent + 2, true);
+                }
+                other => {
+                    self.out.push_str("- ");
+                    self.scalar(other, indent + 2);
+                }
+            }
+        }
+    }
+
+    fn key(&mut self, k: &str) {
+        match string_style(k, true) {
+            Style::Plain => self.out.push_str(k),
+            Style::Single => single_quoted(&mut self.out, k),
+            Style::Double | Style::Literal => double_quoted(&mut self.out, k),
+        }
+    }
+
+    /// Write a scalar and its newline. `block_indent` is where literal content goes.
+    fn scalar(&mut self, v: &Value, block_indent: usize) {
+        match v {
+            Value::Null => self.out.push_str("null"),
+            Value::Bool(b) => self.out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => self.out.push_str(&i.to_string()),
+            Value::Float(f) => self.out.push_str(&yaml_float(*f)),
+            Value::Time(t) => self.out.push_str(t),
+            Value::Map(_) => self.out.push_str("{}"),
+            Value::Seq(_) => self.out.push_str("[]"),
+            Value::Comment(c) => self.string(c, block_indent),
+            Value::String(s) => self.string(s, block_indent),
+            Value::Bytes(b) => match std::str::from_utf8(b) {
+                Ok(s) => self.string(s, block_indent),
+                Err(_) => {
+                    self.out.push_str("!!binary ");
+                    base64::engine::general_purpose::STANDARD.encode_string(b, &mut self.out);
+                }
+            },
+        }
+        self.out.push('\n');
+    }
+
+    fn string(&mut self, s: &str, block_indent: usize) {
+        match string_style(s, false) {
+            Style::Plain => self.out.push_str(s),
+            Style::Single => single_quoted(&mut self.out, s),
+            Style::Double => double_quoted(&mut self.out, s),
+            Style::Literal => {
+                self.out.push('|');
+                if s.starts_with(' ') || s.starts_with('\n') {
+                    self.out.push_str(&self.best.to_string());
+                }
+                let body = if !s.ends_with('\n') {
+                    self.out.push('-');
+                    s
+                } else if s.ends_with("\n\n") || s == "\n" {
+                    self.out.push('+');
+                    &s[..s.len() - 1]
+                } else {
+                    &s[..s.len() - 1]
+                };
+                for line in body.split('\n') {
+                    self.out.push('\n');
+                    if !line.is_empty() {
+                        self.pad(block_indent);
+                        self.out.push_str(line);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Style {
+    Plain,
+    Single,
+    Double,
+    Literal,
+}
+
+/// yaml.v3's `is_printable`: note that it excludes U+0085 and everything beyond the BMP,
+/// so emoji are written as `\U` escapes in double quotes, exactly as sops does.
+fn is_printable(c: char) -> bool {
+    matches!(c as u32, 0x0A | 0x20..=0x7E | 0xA0..=0xD7FF | 0xE000..=0xFFFD) && c != '\u{feff}'
+}
+
+fn is_old_bool(s: &str) -> bool {
+    matches!(
+        s,
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
+    )
+}
+
+fn is_base60_float(s: &str) -> bool {
+    // ^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$
+    let b = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let (int_part, _) = b.split_once('.').unwrap_or((b, ""));
+    let mut parts = int_part.split(':');
+    let Some(head) = parts.next() else {
+        return false;
+    };
+    if !head.starts_with(|c: char| c.is_ascii_digit())
+        || !head.chars().all(|c| c.is_ascii_digit() || c == '_')
+    {
+        return false;
+    }
+    let rest: Vec<&str> = parts.collect();
+    !rest.is_empty()
+        && rest.iter().all(|p| {
+            (1..=2).contains(&p.len())
+                && p.chars().all(|c| c.is_ascii_digit())
+                && (p.len() == 1 || p.as_bytes()[0] <= b'5')
+        })
+        && b.split_once('.')
+            .is_none_or(|(_, f)| f.chars().all(|c| c.is_ascii_digit() || c == '_'))
+}
+
+fn string_style(s: &str, is_key: bool) -> Style {
+    if s.contains('\n') {
+        let block_ok =
+            !is_key && s.chars().all(is_printable) && !s.contains(" \n") && !s.ends_with(' ');
+        return if block_ok {
+            Style::Literal
+        } else {
+            Style::Double
+        };
+    }
+    let must_quote = !matches!(resolve_plain(s), Value::String(_))
+        || is_old_bool(s)
+        || is_base60_float(s)
+        || s == "<<";
+    let special = !s.chars().all(is_printable);
+    if special {
+        return Style::Double;
+    }
+    if must_quote {
+        return Style::Double;
+    }
+    if plain_allowed(s) {
+        Style::Plain
+    } else {
+        Style::Single
+    }
+}
+
+fn plain_allowed(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.is_empty() || b[0] == b' ' || b[b.len() - 1] == b' ' {
+        return false;
+    }
+    if (s.starts_with("---") || s.starts_with("...")) && matches!(b.get(3), None | Some(b' ')) {
+        return false;
+    }
+    let blank_after = |i: usize| matches!(b.get(i + 1), None | Some(b' '));
+    match b[0] {
+        b'#' | b',' | b'[' | b']' | b'{' | b'}' | b'&' | b'*' | b'!' | b'|' | b'>' | b'\''
+        | b'"' | b'%' | b'@' | b'`' => return false,
+        b'?' | b':' | b'-' if blank_after(0) => return false,
+        _ => {}
+    }
+    for i in 1..b.len() {
+        match b[i] {
+            b':' if blank_after(i) => return false,
+            b'#' if b[i - 1] == b' ' => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+fn single_quoted(out: &mut String, s: &str) {
+    out.push('\'');
+    out.push_str(&s.replace('\'', "''"));
+    out.push('\'');
+}
+
+fn double_quoted(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\0' => out.push_str("\\0"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{b}' => out.push_str("\\v"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{a0}' => out.push_str("\\_"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if is_printable(c) => out.push(c),
+            c if (c as u32) <= 0xFF => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c if (c as u32) <= 0xFFFF => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push_str(&format!("\\U{:08X}", c as u32)),
+        }
+    }
+    out.push('"');
+}
+
+/// Emit documents; with metadata, each document gets its own `sops:` block.
+pub(crate) fn emit(docs: &[Map], metadata: Option<&Map>, indent: usize) -> String {
+    let mut e = Emitter {
+        out: String::with_capacity(docs.iter().map(|d| d.items.len() * 64).sum::<usize>() + 4096),
+        best: indent.clamp(2, 9),
+    };
+    let md = metadata.map(|m| Value::Map(m.clone()));
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            e.out.push_str("---\n");
+        }
+        if doc.items.is_empty() && md.is_none() {
+            e.out.push_str("{}\n");
+            continue;
+        }
+        e.map(&doc.items, md.as_ref().map(|v| ("sops", v)), 0, false);
+    }
+    e.out
+}
+
+/// Emit a single value as a YAML document (for `--extract` of a subtree).
+pub(crate) fn emit_value(v: &Value, indent: usize) -> String {
+    let mut e = Emitter {
+        out: String::new(),
+        best: indent.clamp(2, 9),
+    };
+    match v {
+        Value::Map(m) if !m.items.is_empty() => e.map(&m.items, None, 0, false),
+        Value::Seq(s) if !s.is_empty() => e.seq(s, 0, false),
+        other => e.scalar(other, indent),
+    }
+    e.out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn rt(src: &str) -> String {
+        emit(&parse(src.as_bytes()).unwrap(), None, 4)
+    }
+
+    #[test]
+    fn sops_style_output() {
+        let src = "# top comment\na: 1 # trail\nlist:\n- x: 1\n  y: [1, 2]\n- - n1\n  - n2\n- plain\n# seq comment\n- \"quoted: yes\"\nmulti: |\n  line1\n  line2\nempty: \"\"\nnul: null\nemap: {}\neseq: []\nf: 1.50\nt: yes\nd: 2024-01-02\nbig: 1e6\nsp: \" lead\"\n";
+        let expected = "# top comment\n# trail\na: 1\nlist:\n    - x: 1\n      \"y\":\n        - 1\n        - 2\n    - - n1\n      - n2\n    - plain\n    # seq comment\n    - 'quoted: yes'\nmulti: |\n    line1\n    line2\nempty: \"\"\nnul: null\nemap: {}\neseq: []\nf: 1.5\nt: \"yes\"\nd: 2024-01-02T00:00:00Z\nbig: 1e+06\nsp: ' lead'\n";
+        assert_eq!(rt(src), expected);
+    }
+
+    #[test]
+    fn nested_comments_belong_to_their_mapping() {
+        let src = "a:\n    # inner\n    b: 1\n    # foot of a\n# head of c\nc: 2\n";
+        let docs = parse(src.as_bytes()).unwrap();
+        let Some(Value::Map(a)) = docs[0].get("a") else {
+            panic!()
+        };
+        assert_eq!(a.items.len(), 3);
+        assert_eq!(a.items[0], Item::Comment(" inner".into()));
+        assert_eq!(a.items[2], Item::Comment(" foot of a".into()));
+        assert_eq!(docs[0].items[1], Item::Comment(" head of c".into()));
+        assert_eq!(rt(src), src);
+    }
+
+    #[test]
+    fn multi_doc_and_errors() {
+        let docs = parse(b"a: 1\n---\nb: 2\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert!(parse(b"- 1\n- 2\n").is_err());
+        assert!(parse(b"").is_err());
+        assert!(parse(b"1: x\n").is_err());
+        let e = parse(b"a: [1\n").unwrap_err().to_string();
+        assert!(e.contains("line"), "{e}");
+        assert!(parse(b"a: 1\na: 2\n").is_err());
+    }
+
+    #[test]
+    fn scalars_resolve_like_yaml_v3() {
+        assert_eq!(resolve_plain("0x10"), Value::Int(16));
+        assert_eq!(resolve_plain("1_000"), Value::Int(1000));
+        assert_eq!(resolve_plain("1.5"), Value::Float(1.5));
+        assert_eq!(resolve_plain("yes"), Value::String("yes".into()));
+        assert_eq!(resolve_plain("~"), Value::Null);
+        assert!(matches!(resolve_plain(".inf"), Value::Float(f) if f.is_infinite()));
+        assert_eq!(string_style("123", false), Style::Double);
+        assert_eq!(string_style("a: b", false), Style::Single);
+        assert_eq!(
+            string_style("ENC[AES256_GCM,data:x,iv:y]", false),
+            Style::Plain
+        );
+        assert_eq!(string_style("tab\there", false), Style::Double);
+    }
+
+    #[test]
+    fn anchors_and_block_scalars() {
+        let src = "base: &b\n    x: 1\nother: *b\ntext: |-\n    no newline\nkeep: |+\n    two\n\n";
+        let docs = parse(src.as_bytes()).unwrap();
+        assert_eq!(docs[0].get("other"), docs[0].get("base"));
+        assert_eq!(
+            docs[0].get("text"),
+            Some(&Value::String("no newline".into()))
+        );
+        assert_eq!(docs[0].get("keep"), Some(&Value::String("two\n\n".into())));
+        assert_eq!(
+            rt(src),
+            "base:\n    x: 1\nother:\n    x: 1\ntext: no newline\nkeep: |+\n    two\n\n"
+        );
+    }
+}
