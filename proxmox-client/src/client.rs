@@ -360,16 +360,16 @@ impl ClientBuilder {
         let base = normalize_base_url(&raw)?;
         let host = base.host_str().unwrap_or_default().to_string();
         let rejected = RejectedCert::default();
-        let mut http = reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .user_agent(self.user_agent.clone())
             .http1_only();
-        if base.scheme() == "https" {
-            let verification = self.verification()?;
-            let tls = crate::tls::client_config(&verification, rejected.clone())?;
-            http = http.tls_backend_preconfigured(tls);
-        }
+        // Always hand reqwest our ring-based config: with `rustls-no-provider` it would
+        // otherwise look for a process-wide provider (and panic without one), even for http.
+        let verification = self.verification()?;
+        let tls = crate::tls::client_config(&verification, rejected.clone())?;
+        let http = http.tls_backend_preconfigured(tls);
         let http = http
             .build()
             .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;

@@ -177,7 +177,8 @@ fn push_qemu_options(r: ApiRequest, o: &QemuOptions) -> Result<ApiRequest> {
         r = r.param("tags", normalize_tags(&tags.join(";"))?);
     }
     r = r
-        .opt("memory", o.memory)
+        // `memory` is a property string (`[current=]<MiB>`) since PVE 8.1, so a string.
+        .opt("memory", o.memory.map(|m| m.to_string()))
         .opt("balloon", o.balloon)
         .opt("cores", o.cores)
         .opt("sockets", o.sockets)
