@@ -433,7 +433,6 @@ fn all_requests() -> Vec<(&'static str, ApiRequest)> {
         )]
         .into(),
         extra: vec![],
-        ..Default::default()
     };
     let lxc_create_p = LxcCreate {
         vmid: 101,
