@@ -8,6 +8,7 @@ pub mod commands;
 pub mod context;
 pub mod engine;
 pub mod model;
+pub mod workspace;
 
 use std::process::ExitCode;
 

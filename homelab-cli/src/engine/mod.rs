@@ -1,6 +1,9 @@
 //! Observe → plan → apply. The planner and rendering are pure; observation and application
 //! talk to Proxmox, the Image Factory and Talos.
 
+pub mod graph;
+pub mod image;
+pub mod observe;
 pub mod observed;
 pub mod plan;
 pub mod props;

@@ -1,0 +1,129 @@
+//! Reading the lab from Proxmox in a constant number of calls: `/cluster/resources` (nodes,
+//! guests, storages), one storage listing per (node, ISO storage) we use, then the
+//! configuration of only those guests the planner cannot decide from the list.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_util::{StreamExt, stream};
+use proxmox_client::Client;
+
+use super::observed::{GuestConfig, Observed, ObservedGuest, ObservedNode};
+use super::plan::needs_config;
+use super::props::canon_tags;
+use crate::model::desired::{Desired, GuestKind};
+
+/// How many guest configurations are read at once.
+pub const READ_PARALLELISM: usize = 8;
+
+/// Observe the lab for `desired`.
+pub async fn observe(
+    client: &Client,
+    desired: &Desired,
+) -> Result<Observed, proxmox_client::Error> {
+    let mut observed = list(client).await?;
+    let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+    for iso in &desired.isos {
+        wanted.insert((iso.node.clone(), iso.storage.clone()));
+    }
+    for (node, storage) in wanted {
+        // A node that is offline or unknown is reported by the planner, not here.
+        if !observed
+            .nodes
+            .iter()
+            .any(|n| n.name == node && n.status == "online")
+        {
+            continue;
+        }
+        let content = client
+            .node(&node)
+            .storage(&storage)
+            .content(Some("iso"), None)
+            .await?;
+        observed
+            .volumes
+            .entry(node.clone())
+            .or_default()
+            .extend(content.into_iter().map(|c| c.volid));
+    }
+    let which = needs_config(desired, &observed);
+    read_configs(client, &mut observed, which).await?;
+    Ok(observed)
+}
+
+/// One `/cluster/resources` call: nodes and guests (no configurations).
+pub async fn list(client: &Client) -> Result<Observed, proxmox_client::Error> {
+    let resources = client.cluster_resources(None).await?;
+    let mut observed = Observed::default();
+    for r in resources {
+        match r.kind.as_str() {
+            "node" => observed.nodes.push(ObservedNode {
+                name: r.node.clone().unwrap_or_default(),
+                status: r.status.clone().unwrap_or_else(|| "unknown".into()),
+                maxcpu: r.maxcpu.map_or(0, |c| c.max(0.0) as u64),
+                maxmem: r.maxmem.unwrap_or(0),
+            }),
+            "qemu" | "lxc" => {
+                let Some(vmid) = r.vmid else { continue };
+                observed.guests.push(ObservedGuest {
+                    vmid,
+                    node: r.node.clone().unwrap_or_default(),
+                    kind: if r.kind == "qemu" {
+                        GuestKind::Qemu
+                    } else {
+                        GuestKind::Lxc
+                    },
+                    name: r.name.clone().filter(|n| !n.is_empty()),
+                    status: r.status.clone().unwrap_or_else(|| "unknown".into()),
+                    tags: canon_tags(r.tags.as_deref().unwrap_or("")),
+                    maxmem: r.maxmem,
+                    maxcpu: r.maxcpu.map(|c| c.max(0.0) as u64),
+                    maxdisk: r.maxdisk,
+                    template: r.template.unwrap_or(false),
+                    lock: r.lock.clone(),
+                    config: None,
+                });
+            }
+            _ => {}
+        }
+    }
+    observed.guests.sort_by_key(|g| g.vmid);
+    Ok(observed)
+}
+
+/// Read the configurations of `which` guests, a few at a time.
+pub async fn read_configs(
+    client: &Client,
+    observed: &mut Observed,
+    which: Vec<(String, GuestKind, u32)>,
+) -> Result<(), proxmox_client::Error> {
+    let results: Vec<_> = stream::iter(which)
+        .map(|(node, kind, vmid)| async move {
+            let n = client.node(&node);
+            let cfg = match kind {
+                GuestKind::Qemu => n.qemu(vmid).config().await,
+                GuestKind::Lxc => n.lxc(vmid).config().await,
+            };
+            (vmid, cfg)
+        })
+        .buffer_unordered(READ_PARALLELISM)
+        .collect()
+        .await;
+    let mut by_vmid = BTreeMap::new();
+    for (vmid, cfg) in results {
+        by_vmid.insert(vmid, cfg?);
+    }
+    for g in &mut observed.guests {
+        if let Some(cfg) = by_vmid.remove(&g.vmid) {
+            let props = cfg
+                .values
+                .keys()
+                .filter_map(|k| cfg.get_str(k).map(|v| (k.clone(), v)))
+                .collect();
+            g.config = Some(GuestConfig {
+                props,
+                digest: cfg.digest.clone(),
+            });
+        }
+    }
+    Ok(())
+}
