@@ -1,6 +1,9 @@
 //! Integration tests for proxmox-client: schema conformance, wiremock per endpoint, TLS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 mod common;
 mod endpoints;
+mod errors;
 mod schema;
+mod tls;
