@@ -29,7 +29,7 @@ pub const ENV_CA_FILE: &str = "PROXMOX_VE_CA_FILE";
 pub const ENV_INSECURE: &str = "PROXMOX_VE_INSECURE";
 
 /// Renew a ticket once it is this old (lifetime is 2 h; proxmoxer also renews after 1 h).
-const TICKET_RENEW_AFTER: Duration = Duration::from_secs(3600);
+pub const DEFAULT_TICKET_RENEWAL: Duration = Duration::from_secs(3600);
 
 /// How failed requests are retried. Only requests PVE rejected before changing anything are
 /// retried: lock timeouts, `got no worker upid`, and 5xx/transport errors on GET.
@@ -163,6 +163,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     user_agent: String,
     retry: RetryPolicy,
+    ticket_renewal: Duration,
 }
 
 impl Default for ClientBuilder {
@@ -179,6 +180,7 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             user_agent: concat!("homelab-proxmox-client/", env!("CARGO_PKG_VERSION")).into(),
             retry: RetryPolicy::default(),
+            ticket_renewal: DEFAULT_TICKET_RENEWAL,
         }
     }
 }
@@ -269,6 +271,13 @@ impl ClientBuilder {
     /// User agent.
     pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
         self.user_agent = ua.into();
+        self
+    }
+
+    /// Renew the login ticket once it is this old (default 1 h; PVE tickets expire after
+    /// 2 h). Values above 1 h 55 min are capped so a ticket is never used past its expiry.
+    pub fn ticket_renewal(mut self, after: Duration) -> Self {
+        self.ticket_renewal = after.min(Duration::from_secs(2 * 3600 - 300));
         self
     }
 
@@ -387,6 +396,7 @@ impl ClientBuilder {
                 AuthState::Ticket(Arc::new(TicketAuth {
                     username,
                     password,
+                    renew_after: self.ticket_renewal,
                     current: tokio::sync::Mutex::new(None),
                 }))
             }
@@ -438,6 +448,7 @@ struct Ticket {
 struct TicketAuth {
     username: String,
     password: SecretString,
+    renew_after: Duration,
     current: tokio::sync::Mutex<Option<Ticket>>,
 }
 
@@ -603,7 +614,7 @@ impl Client {
                 let mut guard = t.current.lock().await;
                 let needs_login = match guard.as_ref() {
                     None => true,
-                    Some(tk) => tk.obtained.elapsed() >= TICKET_RENEW_AFTER,
+                    Some(tk) => tk.obtained.elapsed() >= t.renew_after,
                 };
                 if needs_login {
                     let renew_with = guard.as_ref().map(|tk| tk.ticket.clone());

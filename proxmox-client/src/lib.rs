@@ -42,8 +42,9 @@ mod upid;
 
 pub use api::{Progress, WaitOptions};
 pub use client::{
-    Client, ClientBuilder, Credentials, ENV_API_TOKEN, ENV_CA_FILE, ENV_ENDPOINT, ENV_FINGERPRINT,
-    ENV_INSECURE, ENV_PASSWORD, ENV_USERNAME, RetryPolicy, decode_envelope, normalize_base_url,
+    Client, ClientBuilder, Credentials, DEFAULT_TICKET_RENEWAL, ENV_API_TOKEN, ENV_CA_FILE,
+    ENV_ENDPOINT, ENV_FINGERPRINT, ENV_INSECURE, ENV_PASSWORD, ENV_USERNAME, RetryPolicy,
+    decode_envelope, normalize_base_url,
 };
 pub use error::{Error, Result};
 pub use models::{ResourceFilter, TaskOutcome};

@@ -110,3 +110,54 @@ async fn wrong_password_is_an_auth_error() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn ticket_is_renewed_with_the_current_ticket_as_password() {
+    let s = server().await;
+    Mock::given(method("POST"))
+        .and(path(api("/access/ticket")))
+        .and(body_string("username=root%40pam&password=s3cret%20pass"))
+        .respond_with(data(
+            json!({"username":"root@pam","ticket":TICKET,"CSRFPreventionToken":CSRF}),
+        ))
+        .expect(1)
+        .mount(&s)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(api("/access/ticket")))
+        .and(body_string(
+            "username=root%40pam&password=PVE%3Aroot%40pam%3A6738AA7F%3A%3Ac2lnbmF0dXJl%2B%2F%3D",
+        ))
+        .respond_with(data(json!({"username":"root@pam","ticket":"PVE:root@pam:6738AA80::bmV3","CSRFPreventionToken":CSRF})))
+        .expect(1)
+        .mount(&s)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(api("/version")))
+        .and(header("cookie", TICKET_COOKIE))
+        .respond_with(data(
+            json!({"version":"9.1.1","release":"9.1","repoid":"x"}),
+        ))
+        .expect(1)
+        .mount(&s)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(api("/nodes")))
+        .and(header(
+            "cookie",
+            "PVEAuthCookie=PVE%3Aroot%40pam%3A6738AA80%3A%3AbmV3",
+        ))
+        .respond_with(data(json!([])))
+        .expect(1)
+        .mount(&s)
+        .await;
+    let c = Client::builder()
+        .base_url(s.uri())
+        .password("root@pam", "s3cret pass")
+        .ticket_renewal(std::time::Duration::from_millis(50))
+        .build()
+        .unwrap();
+    c.version().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    c.nodes().await.unwrap();
+}
