@@ -1,0 +1,572 @@
+//! The node's apid: maintenance-mode and normal-mode gRPC services.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use talos_api::proto::common::{Data, Metadata};
+use talos_api::proto::machine::apply_configuration_request::Mode;
+use talos_api::proto::machine::machine_service_server::{MachineService, MachineServiceServer};
+use talos_api::proto::machine::*;
+use talos_api::proto::storage::storage_service_server::{StorageService, StorageServiceServer};
+use talos_api::proto::storage::{self, DisksResponse};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+use super::APID_PORT;
+use super::node::{Node, ServerHandle, bind};
+
+const NOT_IN_MAINTENANCE: &str = "API is not implemented in maintenance mode";
+const TALOS_TAG: &str = talos_api::config::TALOS_VERSION;
+
+#[derive(Clone)]
+struct Apid {
+    node: Arc<Node>,
+    maintenance: bool,
+}
+
+fn meta() -> Option<Metadata> {
+    None
+}
+
+/// Roles from the client certificate's Organization values (normal mode).
+fn roles<T>(req: &Request<T>) -> Vec<String> {
+    let Some(certs) = req.peer_certs() else {
+        return vec![];
+    };
+    let Some(first) = certs.first() else {
+        return vec![];
+    };
+    match x509_parser::parse_x509_certificate(first.as_ref()) {
+        Ok((_, c)) => c
+            .subject()
+            .iter_organization()
+            .filter_map(|o| o.as_str().ok().map(str::to_string))
+            .collect(),
+        Err(_) => vec![],
+    }
+}
+
+impl Apid {
+    fn stale(&self) -> Result<(), Status> {
+        // A maintenance server still draining after the install reboot.
+        if self.maintenance && self.node.state().installed {
+            return Err(Status::unavailable("node is rebooting"));
+        }
+        Ok(())
+    }
+
+    fn require<T>(&self, req: &Request<T>, allowed: &[&str]) -> Result<(), Status> {
+        self.stale()?;
+        if self.maintenance {
+            return Ok(());
+        }
+        let r = roles(req);
+        if r.iter().any(|x| allowed.contains(&x.as_str())) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied("not authorized"))
+        }
+    }
+
+    fn admin_only<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        if self.maintenance {
+            self.stale()?;
+            return Err(Status::unimplemented(NOT_IN_MAINTENANCE));
+        }
+        self.require(req, &["os:admin"])
+    }
+
+    fn validate(
+        &self,
+        data: &[u8],
+    ) -> Result<(talos_api::config::MachineConfig, Vec<String>), Status> {
+        let text = std::str::from_utf8(data)
+            .map_err(|_| Status::invalid_argument("failed to parse config: not UTF-8"))?;
+        let cfg = talos_api::config::MachineConfig::from_yaml(text, "config")
+            .map_err(|e| Status::invalid_argument(format!("failed to parse config: {e}")))?;
+        let warnings = cfg.validate().map_err(|e| {
+            Status::invalid_argument(format!("configuration validation failed: {e}"))
+        })?;
+        let disk = cfg
+            .v1alpha1()
+            .and_then(|v| v.get("machine"))
+            .and_then(|m| m.get("install"))
+            .and_then(|i| i.get("disk"))
+            .and_then(|d| d.as_str())
+            .unwrap_or_default()
+            .to_string();
+        if !disk.is_empty() && !self.node.disks.iter().any(|d| d.device == disk && !d.cdrom) {
+            return Err(Status::invalid_argument(format!(
+                "configuration validation failed: 1 error occurred:\n\t* specified install disk does not exist: \"{disk}\"\n\n"
+            )));
+        }
+        Ok((cfg, warnings))
+    }
+}
+
+#[tonic::async_trait]
+impl MachineService for Apid {
+    async fn apply_configuration(
+        &self,
+        req: Request<ApplyConfigurationRequest>,
+    ) -> Result<Response<ApplyConfigurationResponse>, Status> {
+        self.require(&req, &["os:admin"])?;
+        let r = req.into_inner();
+        let mode = Mode::try_from(r.mode).map_err(|_| Status::invalid_argument("unknown mode"))?;
+        if self.maintenance && matches!(mode, Mode::NoReboot | Mode::Staged) {
+            return Err(Status::unimplemented(format!(
+                "apply configuration in {} mode is not supported in maintenance mode",
+                mode.as_str_name().to_lowercase().replace('_', " ")
+            )));
+        }
+        let (cfg, warnings) = self.validate(&r.data)?;
+        let text = cfg.to_yaml().to_string();
+        if r.dry_run {
+            let details = if self.maintenance {
+                "Dry run summary:\nNode is running in maintenance mode and does not have a config yet.".to_string()
+            } else {
+                "Dry run summary:\nApplied configuration without a reboot (no changes).".to_string()
+            };
+            return Ok(Response::new(ApplyConfigurationResponse {
+                messages: vec![ApplyConfiguration {
+                    metadata: meta(),
+                    warnings,
+                    mode: r.mode,
+                    mode_details: details,
+                }],
+            }));
+        }
+        if self.maintenance {
+            // Install to disk and reboot into normal mode, after this reply is sent.
+            self.node
+                .update(|s| {
+                    s.config = Some(text);
+                    s.installed = true;
+                    s.bootstrapped = false;
+                })
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let node = self.node.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                node.reboot().await;
+            });
+            let used = if mode == Mode::Auto {
+                Mode::Reboot
+            } else {
+                mode
+            };
+            return Ok(Response::new(ApplyConfigurationResponse {
+                messages: vec![ApplyConfiguration {
+                    metadata: meta(),
+                    warnings,
+                    mode: used as i32,
+                    mode_details: String::new(),
+                }],
+            }));
+        }
+        let (used, details) = match mode {
+            Mode::Staged => (
+                Mode::Staged,
+                "Staged configuration to be applied after a reboot",
+            ),
+            Mode::Reboot => (Mode::Reboot, "Applied configuration with a reboot"),
+            Mode::Try => (Mode::Try, "Applied configuration in try mode"),
+            _ => (Mode::NoReboot, "Applied configuration without a reboot"),
+        };
+        if used != Mode::Staged {
+            self.node
+                .update(|s| s.config = Some(text))
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+        if used == Mode::Reboot {
+            let node = self.node.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                node.reboot().await;
+            });
+        }
+        Ok(Response::new(ApplyConfigurationResponse {
+            messages: vec![ApplyConfiguration {
+                metadata: meta(),
+                warnings,
+                mode: used as i32,
+                mode_details: details.to_string(),
+            }],
+        }))
+    }
+
+    async fn bootstrap(
+        &self,
+        req: Request<BootstrapRequest>,
+    ) -> Result<Response<BootstrapResponse>, Status> {
+        self.admin_only(&req)?;
+        let facts = self
+            .node
+            .facts()
+            .ok_or_else(|| Status::failed_precondition("bootstrap is not available yet"))?;
+        if facts.machine_type == "worker" {
+            return Err(Status::failed_precondition(
+                "bootstrap is not available on worker nodes",
+            ));
+        }
+        if self.node.state().bootstrapped {
+            return Err(Status::already_exists("etcd data directory is not empty"));
+        }
+        self.node
+            .update(|s| s.bootstrapped = true)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let node = self.node.clone();
+        tokio::spawn(async move { node.start_kube().await });
+        Ok(Response::new(BootstrapResponse {
+            messages: vec![Bootstrap { metadata: meta() }],
+        }))
+    }
+
+    async fn kubeconfig(
+        &self,
+        req: Request<()>,
+    ) -> Result<Response<tonic::codegen::BoxStream<Data>>, Status> {
+        self.admin_only(&req)?;
+        let f = self
+            .node
+            .facts()
+            .ok_or_else(|| Status::failed_precondition("no config"))?;
+        let key = f
+            .k8s_ca_key
+            .clone()
+            .filter(|_| f.machine_type != "worker")
+            .ok_or_else(|| {
+                Status::failed_precondition("kubeconfig is only available on control plane nodes")
+            })?;
+        let (crt, key) = talos_api::crypto::issue_leaf(
+            &f.k8s_ca_crt,
+            &key,
+            &talos_api::crypto::CertSpec {
+                common_name: Some("admin".into()),
+                organizations: vec!["system:masters".into()],
+                client_auth: true,
+                ..Default::default()
+            },
+        )
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let kc = super::kube::admin_kubeconfig(&f, &crt, &key);
+        let gz = talos_api::kubeconfig::build_talos_tar_gz("kubeconfig", 0o600, kc.as_bytes())
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let chunk = Data {
+            metadata: meta(),
+            bytes: gz,
+        };
+        Ok(Response::new(Box::pin(futures_util::stream::iter(vec![
+            Ok(chunk),
+        ]))))
+    }
+
+    async fn version(&self, req: Request<()>) -> Result<Response<VersionResponse>, Status> {
+        if self.maintenance {
+            self.stale()?;
+            return Err(Status::unimplemented(NOT_IN_MAINTENANCE));
+        }
+        self.require(&req, &["os:admin", "os:operator", "os:reader"])?;
+        let (name, mode) = if self.node.platform == "nocloud" {
+            ("nocloud", "cloud")
+        } else {
+            ("metal", "metal")
+        };
+        Ok(Response::new(VersionResponse {
+            messages: vec![Version {
+                metadata: meta(),
+                version: Some(VersionInfo {
+                    tag: TALOS_TAG.into(),
+                    sha: "2e80771b".into(),
+                    built: String::new(),
+                    go_version: "go1.25.5".into(),
+                    os: "linux".into(),
+                    arch: "amd64".into(),
+                }),
+                platform: Some(PlatformInfo {
+                    name: name.into(),
+                    mode: mode.into(),
+                }),
+                features: Some(FeaturesInfo { rbac: true }),
+            }],
+        }))
+    }
+
+    async fn service_list(
+        &self,
+        req: Request<()>,
+    ) -> Result<Response<ServiceListResponse>, Status> {
+        if self.maintenance {
+            self.stale()?;
+            return Err(Status::unimplemented(NOT_IN_MAINTENANCE));
+        }
+        self.require(&req, &["os:admin", "os:operator", "os:reader"])?;
+        let st = self.node.state();
+        let cp = self
+            .node
+            .facts()
+            .is_some_and(|f| f.machine_type != "worker");
+        let svc = |id: &str, running: bool| ServiceInfo {
+            id: id.into(),
+            state: if running { "Running" } else { "Preparing" }.into(),
+            events: None,
+            health: Some(ServiceHealth {
+                unknown: false,
+                healthy: running,
+                last_message: String::new(),
+                last_change: None,
+            }),
+        };
+        let mut services = vec![
+            svc("apid", true),
+            svc("machined", true),
+            svc("kubelet", true),
+        ];
+        if cp {
+            services.push(svc("etcd", st.bootstrapped));
+            services.push(svc("trustd", true));
+        }
+        services.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(Response::new(ServiceListResponse {
+            messages: vec![ServiceList {
+                metadata: meta(),
+                services,
+            }],
+        }))
+    }
+
+    async fn etcd_member_list(
+        &self,
+        req: Request<EtcdMemberListRequest>,
+    ) -> Result<Response<EtcdMemberListResponse>, Status> {
+        if self.maintenance {
+            self.stale()?;
+            return Err(Status::unimplemented(NOT_IN_MAINTENANCE));
+        }
+        self.require(
+            &req,
+            &["os:admin", "os:operator", "os:reader", "os:etcd:backup"],
+        )?;
+        if !self.node.state().bootstrapped {
+            return Err(Status::unavailable("etcd is not running"));
+        }
+        let ip = self.node.ip;
+        Ok(Response::new(EtcdMemberListResponse {
+            messages: vec![EtcdMembers {
+                metadata: meta(),
+                legacy_members: vec![],
+                members: vec![EtcdMember {
+                    id: u64::from(u32::from(ip)) << 16 | u64::from(self.node.key.1),
+                    hostname: self.node.hostname(),
+                    peer_urls: vec![format!("https://{ip}:2380")],
+                    client_urls: vec![format!("https://{ip}:2379")],
+                    is_learner: false,
+                }],
+            }],
+        }))
+    }
+
+    async fn reboot(
+        &self,
+        req: Request<RebootRequest>,
+    ) -> Result<Response<RebootResponse>, Status> {
+        if self.maintenance {
+            self.stale()?;
+            return Err(Status::unimplemented(NOT_IN_MAINTENANCE));
+        }
+        self.require(&req, &["os:admin", "os:operator"])?;
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            node.reboot().await;
+        });
+        Ok(Response::new(RebootResponse {
+            messages: vec![Reboot {
+                metadata: meta(),
+                actor_id: "sim".into(),
+            }],
+        }))
+    }
+
+    async fn reset(&self, req: Request<ResetRequest>) -> Result<Response<ResetResponse>, Status> {
+        self.admin_only(&req)?;
+        self.node
+            .update(|s| {
+                s.installed = false;
+                s.config = None;
+                s.bootstrapped = false;
+            })
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            node.reboot().await;
+        });
+        Ok(Response::new(ResetResponse {
+            messages: vec![Reset {
+                metadata: meta(),
+                actor_id: "sim".into(),
+            }],
+        }))
+    }
+
+    async fn upgrade(
+        &self,
+        req: Request<UpgradeRequest>,
+    ) -> Result<Response<UpgradeResponse>, Status> {
+        self.admin_only(&req)?;
+        Ok(Response::new(UpgradeResponse {
+            messages: vec![Upgrade {
+                metadata: meta(),
+                ack: "Upgrade request received".into(),
+                actor_id: "sim".into(),
+            }],
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl StorageService for Apid {
+    async fn disks(&self, req: Request<()>) -> Result<Response<DisksResponse>, Status> {
+        self.require(&req, &["os:admin", "os:operator", "os:reader"])?;
+        let disks = self
+            .node
+            .disks
+            .iter()
+            .map(|d| storage::Disk {
+                size: d.size,
+                model: if d.cdrom {
+                    "QEMU DVD-ROM"
+                } else {
+                    "QEMU HARDDISK"
+                }
+                .into(),
+                device_name: d.device.clone(),
+                name: d.device.trim_start_matches("/dev/").into(),
+                r#type: if d.cdrom {
+                    storage::disk::DiskType::Cd
+                } else {
+                    storage::disk::DiskType::Hdd
+                } as i32,
+                ..Default::default()
+            })
+            .collect();
+        Ok(Response::new(DisksResponse {
+            messages: vec![storage::Disks {
+                metadata: meta(),
+                disks,
+            }],
+        }))
+    }
+}
+
+/// Serve the two services over TLS on ip:50000 until the handle is stopped.
+async fn serve(
+    node: &Arc<Node>,
+    tls: ServerTlsConfig,
+    maintenance: bool,
+) -> Result<ServerHandle, String> {
+    let listener = bind(node.ip, APID_PORT)
+        .await
+        .map_err(|e| format!("{}:{APID_PORT}: {e}", node.ip))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<tokio::net::TcpStream>>(16);
+    // Our own accept loop: aborting it closes the listening socket at once, so the node can
+    // come back on the same address after a "reboot".
+    let accept = tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((s, _)) => {
+                    let _ = s.set_nodelay(true);
+                    if tx.send(Ok(s)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "accept failed"),
+            }
+        }
+    });
+    let incoming =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let svc = Apid {
+        node: node.clone(),
+        maintenance,
+    };
+    let router = Server::builder()
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?
+        .add_service(MachineServiceServer::new(svc.clone()))
+        .add_service(StorageServiceServer::new(svc));
+    let (stx, srx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = router
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = srx.await;
+            })
+            .await;
+    });
+    Ok(ServerHandle {
+        accept,
+        shutdown: Some(stx),
+    })
+}
+
+/// Maintenance mode: a per-boot self-signed certificate, no client certificates.
+pub(crate) async fn start_maintenance(node: &Arc<Node>) -> Result<ServerHandle, String> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    params.subject_alt_names = vec![rcgen::SanType::IpAddress(std::net::IpAddr::V4(node.ip))];
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "talos");
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let tls = ServerTlsConfig::new().identity(Identity::from_pem(cert.pem(), key.serialize_pem()));
+    serve(node, tls, true).await
+}
+
+/// Normal mode: a server certificate from the OS CA for the node's address and certSANs;
+/// client certificates from the OS CA required.
+pub(crate) async fn start_normal(node: &Arc<Node>) -> Result<ServerHandle, String> {
+    let f = node.facts().ok_or("installed node has no valid config")?;
+    // Workers have no OS CA key; trustd on a control plane would sign for them.
+    let ca_key = match f.os_ca_key.clone() {
+        Some(k) => k,
+        None => node
+            .runtime
+            .upgrade()
+            .into_iter()
+            .flat_map(|rt| rt.all_nodes())
+            .filter_map(|n| n.facts())
+            .find(|o| o.os_ca_crt == f.os_ca_crt && o.os_ca_key.is_some())
+            .and_then(|o| o.os_ca_key)
+            .ok_or(
+                "no control plane with the OS CA key is running to sign this worker's certificate",
+            )?,
+    };
+    let mut ips = vec![std::net::IpAddr::V4(node.ip)];
+    let mut dns = vec![node.hostname()];
+    for san in &f.cert_sans {
+        match san.parse() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(san.clone()),
+        }
+    }
+    let (crt, key) = talos_api::crypto::issue_leaf(
+        &f.os_ca_crt,
+        &ca_key,
+        &talos_api::crypto::CertSpec {
+            ip_addresses: ips,
+            dns_names: dns,
+            server_auth: true,
+            client_auth: true,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let key = zeroize::Zeroizing::new(key.replace("ED25519 PRIVATE KEY", "PRIVATE KEY"));
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(crt, key.as_bytes()))
+        .client_ca_root(Certificate::from_pem(&f.os_ca_crt));
+    serve(node, tls, false).await
+}
