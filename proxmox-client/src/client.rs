@@ -655,7 +655,7 @@ impl Client {
     async fn login(&self, username: &str, password: &SecretString) -> Result<Ticket> {
         let req = ApiRequest::new(Method::Post, &["access", "ticket"])
             .param("username", username)
-            .param("password", password.expose_secret());
+            .param("password", password);
         let raw = self.send_http(&req, vec![]).await?;
         let t: TicketResponse = decode_envelope(&req.path, raw.status, &raw.body)?;
         tracing::debug!(user = username, "obtained Proxmox VE ticket");

@@ -44,7 +44,7 @@ impl fmt::Display for Method {
 
 /// A parameter value with its schema type kept, so it can be encoded the PVE way
 /// (booleans as `0`/`1`) and checked against the schema.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub enum ParamValue {
     /// A string (including property strings and lists).
     Str(String),
@@ -54,6 +54,47 @@ pub enum ParamValue {
     Num(f64),
     /// A boolean, sent as `1` or `0`.
     Bool(bool),
+    /// A secret string (password): sent as is, redacted in `Debug`.
+    Secret(secrecy::SecretString),
+}
+
+impl fmt::Debug for ParamValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamValue::Str(s) => f.debug_tuple("Str").field(s).finish(),
+            ParamValue::Int(i) => f.debug_tuple("Int").field(i).finish(),
+            ParamValue::Num(n) => f.debug_tuple("Num").field(n).finish(),
+            ParamValue::Bool(b) => f.debug_tuple("Bool").field(b).finish(),
+            ParamValue::Secret(_) => f.write_str("Secret([redacted])"),
+        }
+    }
+}
+
+impl PartialEq for ParamValue {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        match (self, other) {
+            (ParamValue::Str(a), ParamValue::Str(b)) => a == b,
+            (ParamValue::Int(a), ParamValue::Int(b)) => a == b,
+            (ParamValue::Num(a), ParamValue::Num(b)) => a == b,
+            (ParamValue::Bool(a), ParamValue::Bool(b)) => a == b,
+            (ParamValue::Secret(a), ParamValue::Secret(b)) => {
+                a.expose_secret() == b.expose_secret()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<secrecy::SecretString> for ParamValue {
+    fn from(v: secrecy::SecretString) -> Self {
+        ParamValue::Secret(v)
+    }
+}
+impl From<&secrecy::SecretString> for ParamValue {
+    fn from(v: &secrecy::SecretString) -> Self {
+        ParamValue::Secret(v.clone())
+    }
 }
 
 impl ParamValue {
@@ -64,6 +105,7 @@ impl ParamValue {
             ParamValue::Int(i) => i.to_string(),
             ParamValue::Num(n) => n.to_string(),
             ParamValue::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+            ParamValue::Secret(s) => secrecy::ExposeSecret::expose_secret(s).to_string(),
         }
     }
 }
@@ -279,6 +321,16 @@ mod tests {
         assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b+c"));
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%4"), None);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_but_sent() {
+        let r = ApiRequest::new(Method::Post, &["access", "ticket"]).param(
+            "password",
+            secrecy::SecretString::from("hunter2".to_string()),
+        );
+        assert!(!format!("{r:?}").contains("hunter2"));
+        assert_eq!(r.encoded_params(), "password=hunter2");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::error::{Error, Result};
 use crate::models::ResourceFilter;
@@ -194,10 +194,7 @@ fn push_qemu_options(r: ApiRequest, o: &QemuOptions) -> Result<ApiRequest> {
         .opt("protection", o.protection)
         .opt("vga", o.vga.as_ref())
         .opt("ciuser", o.ciuser.as_ref())
-        .opt(
-            "cipassword",
-            o.cipassword.as_ref().map(|p| p.expose_secret().to_string()),
-        )
+        .opt("cipassword", o.cipassword.as_ref())
         .opt("citype", o.citype.as_ref())
         .opt("ciupgrade", o.ciupgrade)
         .opt("cicustom", o.cicustom.as_ref())
@@ -544,10 +541,7 @@ pub fn lxc_create(node: &str, p: &LxcCreate) -> Result<ApiRequest> {
         .param("ostemplate", p.ostemplate.as_str());
     let r = push_lxc_options(r, &p.options)?;
     Ok(r.opt("storage", p.storage.as_ref())
-        .opt(
-            "password",
-            p.password.as_ref().map(|s| s.expose_secret().to_string()),
-        )
+        .opt("password", p.password.as_ref())
         .opt(
             "ssh-public-keys",
             p.ssh_public_keys.as_ref().map(|k| k.join("\n")),
@@ -887,10 +881,7 @@ pub fn user_create(p: &UserCreate) -> ApiRequest {
     let groups = (!p.groups.is_empty()).then(|| p.groups.join(","));
     ApiRequest::new(Method::Post, &["access", "users"])
         .param("userid", p.userid.as_str())
-        .opt(
-            "password",
-            p.password.as_ref().map(|s| s.expose_secret().to_string()),
-        )
+        .opt("password", p.password.as_ref())
         .opt("comment", p.comment.as_ref())
         .opt("enable", p.enable)
         .opt("expire", p.expire)

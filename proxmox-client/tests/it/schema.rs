@@ -130,6 +130,7 @@ fn check_value(ctx: &str, schema: &Value, value: &ParamValue, problems: &mut Vec
             }
         }
         ("number", ParamValue::Int(_) | ParamValue::Num(_)) => {}
+        ("string", ParamValue::Secret(_)) => {}
         ("string", ParamValue::Str(s)) => {
             if let Some(en) = schema["enum"].as_array()
                 && !en.iter().any(|e| e.as_str() == Some(s))
