@@ -8,6 +8,9 @@ pub mod commands;
 pub mod context;
 pub mod engine;
 pub mod model;
+pub mod progress;
+pub mod session;
+pub mod simlab;
 pub mod workspace;
 
 use std::process::ExitCode;

@@ -1,12 +1,181 @@
-//! `homelab-cli down` (work in progress: issue 6).
+//! `homelab-cli down`: destroy the guests this homelab owns (tag and description marker),
+//! nothing else. Cached ISOs stay in storage.
 
-use crate::context::{Context, Exit};
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use miette::miette;
+
+use crate::context::{Context, Exit, OutputFormat, print_json, print_text};
+use crate::engine::graph::{self, Outcome, Step, StepError};
+use crate::engine::observe;
+use crate::engine::observed::ObservedGuest;
+use crate::engine::plan::is_ours;
+use crate::model::desired::{GuestKind, owner_tag};
+use crate::progress::StepProgress;
+use crate::session::{Session, SimArgs, pve_error};
+use crate::workspace::ConfigArg;
 
 /// Flags of `homelab-cli down`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub sim: SimArgs,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Output format of the summary.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
 
 /// Run `homelab-cli down`.
-pub async fn run(_args: Args, _ctx: &Context) -> miette::Result<Exit> {
-    Err(miette::miette!("`homelab-cli down` is not available yet"))
+pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
+    let session = Session::open(&args.config.config, &args.sim).await?;
+    let r = run_session(&session, &args, ctx).await;
+    session.close().await;
+    r
+}
+
+/// Guests of this homelab, confirmed by reading their description marker.
+pub async fn owned_guests(session: &Session) -> miette::Result<Vec<ObservedGuest>> {
+    let lab = &session.desired.lab;
+    let mut observed = observe::list(&session.pve)
+        .await
+        .map_err(|e| pve_error(&session.desired.proxmox.endpoint, e))?;
+    let tagged: Vec<(String, GuestKind, u32)> = observed
+        .guests
+        .iter()
+        .filter(|g| g.tags.contains(&owner_tag(lab)))
+        .map(|g| (g.node.clone(), g.kind, g.vmid))
+        .collect();
+    observe::read_configs(&session.pve, &mut observed, tagged)
+        .await
+        .map_err(|e| pve_error(&session.desired.proxmox.endpoint, e))?;
+    Ok(observed
+        .guests
+        .into_iter()
+        .filter(|g| g.config.is_some() && is_ours(g, lab))
+        .collect())
+}
+
+async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::Result<Exit> {
+    let guests = owned_guests(session).await?;
+    if guests.is_empty() {
+        match args.output {
+            OutputFormat::Json => print_json(&serde_json::json!({ "destroyed": [] }))?,
+            OutputFormat::Text => {
+                print_text("Nothing to destroy: no guest carries this homelab's marker.\n")?
+            }
+        }
+        return Ok(Exit::Success);
+    }
+    let names: Vec<String> = guests
+        .iter()
+        .map(|g| {
+            format!(
+                "{} {} \"{}\"",
+                g.kind.noun(),
+                g.vmid,
+                g.name.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    if !args.yes {
+        super::up::confirm(&format!(
+            "This destroys {} guest(s) of homelab \"{}\" with their disks: {}.",
+            guests.len(),
+            session.desired.lab,
+            names.join(", ")
+        ))?;
+    }
+    let pve = Arc::new(session.pve.clone());
+    let steps: Vec<Step> = guests
+        .iter()
+        .map(|g| {
+            let pve = pve.clone();
+            let (node, kind, vmid, running) =
+                (g.node.clone(), g.kind, g.vmid, g.status == "running");
+            Step {
+                id: format!("delete:{vmid}"),
+                label: format!(
+                    "destroy {} {vmid} \"{}\"",
+                    kind.noun(),
+                    g.name.clone().unwrap_or_default()
+                ),
+                deps: vec![],
+                run: async move { destroy(&pve, &node, kind, vmid, running).await }.boxed(),
+            }
+        })
+        .collect();
+    let observer = StepProgress::new(ctx);
+    let finished = graph::run(steps, 4, &observer).await;
+    observer.clear();
+    let destroyed: Vec<u32> = finished
+        .iter()
+        .filter(|f| matches!(f.outcome, Outcome::Done { .. }))
+        .filter_map(|f| f.id.strip_prefix("delete:").and_then(|v| v.parse().ok()))
+        .collect();
+    match args.output {
+        OutputFormat::Json => {
+            print_json(&serde_json::json!({ "destroyed": destroyed, "steps": finished }))?
+        }
+        OutputFormat::Text => print_text(&format!(
+            "Destroyed {} of {} guest(s); ISO images were kept.\n",
+            destroyed.len(),
+            finished.len()
+        ))?,
+    }
+    if let Some((f, error)) = finished.iter().find_map(|f| match &f.outcome {
+        Outcome::Failed { error } => Some((f, error)),
+        _ => None,
+    }) {
+        return Err(miette!(
+            help = "run `homelab-cli down` again; it only touches what is left",
+            "{} failed: {}",
+            f.label,
+            error.message
+        ));
+    }
+    Ok(Exit::Success)
+}
+
+async fn destroy(
+    pve: &proxmox_client::Client,
+    node: &str,
+    kind: GuestKind,
+    vmid: u32,
+    running: bool,
+) -> Result<String, StepError> {
+    let path = format!("/nodes/{node}/{}/{vmid}", kind.as_str());
+    let opts = proxmox_client::WaitOptions::default();
+    if running {
+        match pve
+            .post::<proxmox_client::Upid>(&format!("{path}/status/stop"), &[])
+            .await
+        {
+            Ok(u) => {
+                pve.wait_task(&u, &opts).await?;
+            }
+            Err(e) if e.to_string().contains("not running") => {}
+            Err(e) => return Err(StepError::new(format!("stop: {e}"))),
+        }
+    }
+    let u: proxmox_client::Upid = pve
+        .delete(
+            &path,
+            &[
+                ("purge", proxmox_client::ParamValue::Bool(true)),
+                (
+                    "destroy-unreferenced-disks",
+                    proxmox_client::ParamValue::Bool(true),
+                ),
+            ],
+        )
+        .await
+        .map_err(|e| StepError::new(format!("destroy: {e}")))?;
+    pve.wait_task(&u, &opts).await?;
+    Ok("destroyed".into())
 }

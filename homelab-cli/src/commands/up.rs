@@ -1,12 +1,230 @@
-//! `homelab-cli up` (work in progress: issue 6).
+//! `homelab-cli up`: reconcile the lab with homelab.yaml.
 
-use crate::context::{Context, Exit};
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use miette::miette;
+
+use crate::context::{Context, Exit, OutputFormat, print_json, print_text};
+use crate::engine::apply::{self, Env, Timeouts};
+use crate::engine::graph::{self, Outcome};
+use crate::engine::plan::Action;
+use crate::engine::{render, talos};
+use crate::progress::StepProgress;
+use crate::session::{Session, SimArgs};
+use crate::workspace::ConfigArg;
 
 /// Flags of `homelab-cli up`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub sim: SimArgs,
+    /// Do not ask before destroying or replacing guests.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// How many steps run at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+    /// Output format of the summary.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// What `up` did, for `--output json`.
+#[derive(Debug, serde::Serialize)]
+struct Report<'a> {
+    plan: &'a crate::engine::plan::Plan,
+    steps: &'a [graph::Finished],
+    outputs_written: Vec<String>,
+}
 
 /// Run `homelab-cli up`.
-pub async fn run(_args: Args, _ctx: &Context) -> miette::Result<Exit> {
-    Err(miette::miette!("`homelab-cli up` is not available yet"))
+pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
+    let session = Session::open(&args.config.config, &args.sim).await?;
+    let result = run_session(&session, &args, ctx).await;
+    session.close().await;
+    result
+}
+
+async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::Result<Exit> {
+    let planned = session.plan().await?;
+    let plan = &planned.plan;
+    if plan.is_empty() {
+        match args.output {
+            OutputFormat::Json => print_json(&Report {
+                plan,
+                steps: &[],
+                outputs_written: vec![],
+            })?,
+            OutputFormat::Text => print_text(&render::plan_text(plan, ctx.color))?,
+        }
+        return Ok(Exit::Success);
+    }
+    if args.output == OutputFormat::Text {
+        print_text(&render::plan_text(plan, ctx.color))?;
+    }
+    let destructive: Vec<String> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Delete { vmid, name, .. } => Some(format!("destroy {vmid} \"{name}\"")),
+            Action::Replace { vmid, name, .. } => {
+                Some(format!("replace {vmid} \"{name}\" (its disks are lost)"))
+            }
+            _ => None,
+        })
+        .collect();
+    if !destructive.is_empty() && !args.yes {
+        confirm(&format!("This will {}.", destructive.join(", ")))?;
+    }
+
+    // The secrets bundle first: every machine configuration derives from it.
+    let mut bundle = planned.bundle;
+    if let Some(cluster) = &session.desired.talos
+        && bundle.is_none()
+    {
+        let b = talos_api::secrets::SecretsBundle::generate()
+            .map_err(|e| miette!("cannot generate the Talos secrets bundle: {e}"))?;
+        session
+            .ws
+            .write_encrypted(&cluster.secrets_file, b.to_yaml().as_bytes())?;
+        eprintln!(
+            "Generated the Talos secrets bundle, kept encrypted in {} (commit it: the cluster cannot be managed without it).",
+            cluster.secrets_file.display()
+        );
+        bundle = Some(b);
+    }
+
+    let env = Arc::new(Env {
+        pve: session.pve.clone(),
+        factory: if session.desired.talos.is_some() {
+            Some(session.factory()?)
+        } else {
+            None
+        },
+        desired: session.desired.clone(),
+        observed: planned.observed.clone(),
+        bundle: bundle.clone(),
+        timeouts: Timeouts::default(),
+    });
+    let steps = apply::steps(&env, plan);
+    let observer = StepProgress::new(ctx);
+    let finished = graph::run(steps, usize::from(args.parallelism), &observer).await;
+    observer.clear();
+    let failed: Vec<&graph::Finished> = finished
+        .iter()
+        .filter(|f| matches!(f.outcome, Outcome::Failed { .. }))
+        .collect();
+
+    let mut outputs_written = Vec::new();
+    if failed.is_empty()
+        && let (Some(cluster), Some(b)) = (&session.desired.talos, &bundle)
+    {
+        let cps = talos::control_plane_ips(&session.desired);
+        let fresh = plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::WriteOutput { .. }));
+        if fresh {
+            let tc =
+                talos::talosconfig(cluster, b, &cps).map_err(|e| miette!("talosconfig: {e}"))?;
+            let path = &session.desired.outputs.talosconfig;
+            if !planned.talos.talosconfig_current
+                && session.ws.write_encrypted(path, tc.to_yaml().as_bytes())?
+            {
+                outputs_written.push(path.display().to_string());
+            }
+            let kc = talos::kubeconfig(cluster, b).map_err(|e| miette!("kubeconfig: {e}"))?;
+            let path = &session.desired.outputs.kubeconfig;
+            if !planned.talos.kubeconfig_current
+                && session.ws.write_encrypted(path, kc.as_bytes())?
+            {
+                outputs_written.push(path.display().to_string());
+            }
+        }
+    }
+
+    match args.output {
+        OutputFormat::Json => print_json(&Report {
+            plan,
+            steps: &finished,
+            outputs_written,
+        })?,
+        OutputFormat::Text => print_text(&summary(&finished, &outputs_written))?,
+    }
+    if let Some(first) = failed.first() {
+        let Outcome::Failed { error } = &first.outcome else {
+            return Err(miette!("{} failed", first.label));
+        };
+        let skipped = finished
+            .iter()
+            .filter(|f| matches!(f.outcome, Outcome::Skipped { .. }))
+            .count();
+        return Err(miette!(
+            help = error.hint.clone().unwrap_or_else(|| {
+                "fix the cause and run `homelab-cli up` again: it resumes where it stopped".into()
+            }),
+            "{} failed: {}{}",
+            first.label,
+            error.message,
+            if skipped > 0 {
+                format!(" ({skipped} dependent step(s) skipped)")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Ok(Exit::Success)
+}
+
+fn summary(finished: &[graph::Finished], outputs: &[String]) -> String {
+    let mut s = String::from("\n");
+    for f in finished {
+        let line = match &f.outcome {
+            Outcome::Done { detail } => format!(
+                "  ok      {} ({detail}, {:.1}s)\n",
+                f.label,
+                f.elapsed.as_secs_f64()
+            ),
+            Outcome::Failed { error } => format!("  FAILED  {}: {}\n", f.label, error.message),
+            Outcome::Skipped { because } => {
+                format!("  skipped {} (waits for {because})\n", f.label)
+            }
+        };
+        s.push_str(&line);
+    }
+    for o in outputs {
+        s.push_str(&format!("  wrote   {o} (SOPS-encrypted)\n"));
+    }
+    let ok = finished
+        .iter()
+        .filter(|f| matches!(f.outcome, Outcome::Done { .. }))
+        .count();
+    s.push_str(&format!(
+        "\nApply: {ok} of {} step(s) done.\n",
+        finished.len()
+    ));
+    s
+}
+
+/// Ask on the terminal; refuse when there is none.
+pub fn confirm(question: &str) -> miette::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(miette!(
+            help = "pass --yes to confirm",
+            "{question} Refusing without confirmation (stdin is not a terminal)"
+        ));
+    }
+    eprint!("{question} Continue? [y/N] ");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| miette!("cannot read the answer: {e}"))?;
+    if matches!(line.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(miette!("cancelled"))
+    }
 }

@@ -1,6 +1,7 @@
 //! Observe → plan → apply. The planner and rendering are pure; observation and application
 //! talk to Proxmox, the Image Factory and Talos.
 
+pub mod apply;
 pub mod graph;
 pub mod image;
 pub mod observe;
@@ -8,3 +9,4 @@ pub mod observed;
 pub mod plan;
 pub mod props;
 pub mod render;
+pub mod talos;

@@ -35,7 +35,7 @@ pub fn has_owner_marker(description: &str, lab: &str) -> bool {
 }
 
 /// Everything `up` should make true.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Desired {
     /// Homelab name (ownership).
     pub lab: String,
@@ -52,7 +52,7 @@ pub struct Desired {
 }
 
 /// How to reach Proxmox VE.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Connection {
     /// API base URL.
     pub endpoint: String,
@@ -226,7 +226,7 @@ pub struct TalosMember {
 }
 
 /// The Talos cluster as it should run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TalosCluster {
     /// Talos version (`v1.12.0`).
     pub version: String,

@@ -1,0 +1,677 @@
+//! `up`: turns a plan into steps of a dependency graph and runs them.
+//!
+//! schematic → ISO (once per node) → guests → Talos configuration (maintenance mode) →
+//! bootstrap (once) → health. Deletions run independently. The encrypted outputs are
+//! written afterwards by the caller, and only when they changed.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use proxmox_client::requests::DownloadUrl;
+use proxmox_client::{Client, ParamValue, Upid, WaitOptions};
+use talos_api::secrets::SecretsBundle;
+
+use super::graph::{Step, StepError};
+use super::observed::Observed;
+use super::plan::{Action, Change, Plan};
+use super::props::parse_disk;
+use super::talos::{self, NodeState};
+use crate::model::config::Role;
+use crate::model::desired::{Desired, DesiredGuest, GuestKind};
+
+/// How long to wait for things that take a while.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A Proxmox task.
+    pub task: Duration,
+    /// A Talos node to answer, install, reboot, or a cluster to become healthy.
+    pub talos: Duration,
+    /// Interval between polls of Talos nodes.
+    pub poll: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            task: Duration::from_secs(600),
+            talos: Duration::from_secs(900),
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the steps share.
+#[derive(Debug)]
+pub struct Env {
+    /// Proxmox.
+    pub pve: Client,
+    /// The Image Factory (only needed when an ISO is downloaded).
+    pub factory: Option<talos_factory::FactoryClient>,
+    /// Desired state.
+    pub desired: Desired,
+    /// What was observed when planning.
+    pub observed: Observed,
+    /// The Talos secrets bundle, when there is a cluster.
+    pub bundle: Option<SecretsBundle>,
+    /// Waits.
+    pub timeouts: Timeouts,
+}
+
+fn wait_opts(env: &Env) -> WaitOptions {
+    WaitOptions {
+        deadline: env.timeouts.task,
+        ..WaitOptions::default()
+    }
+}
+
+async fn wait(env: &Env, upid: Upid, what: &str) -> Result<(), StepError> {
+    env.pve
+        .wait_task(&upid, &wait_opts(env))
+        .await
+        .map(|_| ())
+        .map_err(|e| StepError::new(format!("{what}: {e}")))
+}
+
+fn guest_path(node: &str, kind: GuestKind, vmid: u32) -> String {
+    format!("/nodes/{node}/{}/{vmid}", kind.as_str())
+}
+
+/// Build the steps for `plan`. Talos steps follow the guests they configure.
+pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
+    let mut out = Vec::new();
+    let downloads: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::DownloadIso { .. }))
+        .collect();
+    if !downloads.is_empty() {
+        let e = env.clone();
+        out.push(Step {
+            id: "schematic".into(),
+            label: "register the image schematic with the factory".into(),
+            deps: vec![],
+            run: async move { register_schematic(&e).await }.boxed(),
+        });
+    }
+    let mut iso_step_of_node: BTreeMap<String, String> = BTreeMap::new();
+    let mut talos_steps: Vec<(u32, String)> = Vec::new();
+    for a in &plan.actions {
+        let e = env.clone();
+        match a.clone() {
+            Action::DownloadIso {
+                node,
+                storage,
+                filename,
+                url,
+            } => {
+                let id = format!("iso:{node}:{storage}:{filename}");
+                iso_step_of_node.insert(node.clone(), id.clone());
+                out.push(Step {
+                    id,
+                    label: format!("download {storage}:iso/{filename} on {node}"),
+                    deps: vec!["schematic".into()],
+                    run: async move { download_iso(&e, &node, &storage, &filename, &url).await }
+                        .boxed(),
+                });
+            }
+            Action::Create {
+                vmid,
+                name,
+                node,
+                kind,
+                ..
+            } => {
+                let deps = iso_step_of_node.get(&node).cloned().into_iter().collect();
+                out.push(Step {
+                    id: format!("guest:{vmid}"),
+                    label: format!("create {} {vmid} \"{name}\"", kind.noun()),
+                    deps,
+                    run: async move {
+                        let d = desired_guest(&e, vmid)?;
+                        create(&e, d).await
+                    }
+                    .boxed(),
+                });
+            }
+            Action::Replace {
+                vmid,
+                name,
+                node,
+                current_node,
+                kind,
+                ..
+            } => {
+                let deps = iso_step_of_node.get(&node).cloned().into_iter().collect();
+                out.push(Step {
+                    id: format!("guest:{vmid}"),
+                    label: format!("replace {} {vmid} \"{name}\"", kind.noun()),
+                    deps,
+                    run: async move {
+                        destroy(&e, &current_node, kind, vmid).await?;
+                        let d = desired_guest(&e, vmid)?;
+                        create(&e, d).await
+                    }
+                    .boxed(),
+                });
+            }
+            Action::Update {
+                vmid,
+                name,
+                node,
+                kind,
+                changes,
+                reboot,
+            } => {
+                out.push(Step {
+                    id: format!("guest:{vmid}"),
+                    label: format!("update {} {vmid} \"{name}\"", kind.noun()),
+                    deps: vec![],
+                    run: async move { update(&e, &node, kind, vmid, &changes, reboot).await }
+                        .boxed(),
+                });
+            }
+            Action::Start {
+                vmid,
+                name,
+                node,
+                kind,
+            } => {
+                let id = format!("guest:{vmid}");
+                // A start after an update of the same guest.
+                let deps = if out.iter().any(|s| s.id == id) {
+                    vec![id.clone()]
+                } else {
+                    vec![]
+                };
+                out.push(Step {
+                    id: format!("start:{vmid}"),
+                    label: format!("start {} {vmid} \"{name}\"", kind.noun()),
+                    deps,
+                    run: async move {
+                        let upid: Upid = e
+                            .pve
+                            .post(
+                                &format!("{}/status/start", guest_path(&node, kind, vmid)),
+                                &[],
+                            )
+                            .await?;
+                        wait(&e, upid, "start").await?;
+                        Ok("running".into())
+                    }
+                    .boxed(),
+                });
+            }
+            Action::Delete {
+                vmid,
+                name,
+                node,
+                kind,
+            } => {
+                out.push(Step {
+                    id: format!("delete:{vmid}"),
+                    label: format!("destroy {} {vmid} \"{name}\"", kind.noun()),
+                    deps: vec![],
+                    run: async move {
+                        destroy(&e, &node, kind, vmid).await?;
+                        Ok("destroyed".into())
+                    }
+                    .boxed(),
+                });
+            }
+            Action::TalosApplyConfig { vmid, name, role } => {
+                let id = format!("talos:{vmid}");
+                talos_steps.push((vmid, id.clone()));
+                out.push(Step {
+                    id,
+                    label: format!("configure Talos {role} \"{name}\""),
+                    deps: vec![format!("guest:{vmid}"), format!("start:{vmid}")],
+                    run: async move { configure_node(&e, vmid).await }.boxed(),
+                });
+            }
+            Action::TalosBootstrap { vmid, name } => {
+                let deps = talos_steps.iter().map(|(_, id)| id.clone()).collect();
+                out.push(Step {
+                    id: "bootstrap".into(),
+                    label: format!("bootstrap etcd on \"{name}\""),
+                    deps,
+                    run: async move { bootstrap(&e, vmid).await }.boxed(),
+                });
+            }
+            Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
+        }
+    }
+    if !talos_steps.is_empty() || out.iter().any(|s| s.id == "bootstrap") {
+        let mut deps: Vec<String> = talos_steps.iter().map(|(_, id)| id.clone()).collect();
+        deps.push("bootstrap".into());
+        let e = env.clone();
+        out.push(Step {
+            id: "health".into(),
+            label: "wait for Kubernetes to be ready".into(),
+            deps,
+            run: async move { health(&e).await }.boxed(),
+        });
+    }
+    out
+}
+
+fn desired_guest(env: &Env, vmid: u32) -> Result<&DesiredGuest, StepError> {
+    env.desired
+        .guests
+        .iter()
+        .find(|g| g.vmid == vmid)
+        .ok_or_else(|| StepError::new(format!("VMID {vmid} is not declared")))
+}
+
+async fn register_schematic(env: &Env) -> Result<String, StepError> {
+    let Some(cluster) = &env.desired.talos else {
+        return Ok("no Talos image".into());
+    };
+    let factory = env
+        .factory
+        .as_ref()
+        .ok_or_else(|| StepError::new("no Image Factory client"))?;
+    let schematic =
+        super::image::FactoryNaming::schematic(&cluster.extensions, &cluster.extra_kernel_args);
+    let created = factory.create_schematic(&schematic).await.map_err(|e| {
+        StepError::new(format!("the Image Factory refused the schematic: {e}"))
+            .hint("check `talos.extensions` (names like `siderolabs/qemu-guest-agent`) and the factory URL")
+    })?;
+    let id = created.id.to_string();
+    if id != cluster.schematic_id {
+        return Err(StepError::new(format!(
+            "the factory's schematic ID {id} differs from the offline ID {}",
+            cluster.schematic_id
+        ))
+        .hint(
+            "an extension name or kernel argument is quoted differently by the factory; report it",
+        ));
+    }
+    Ok(format!("schematic {}", &id[..12]))
+}
+
+async fn download_iso(
+    env: &Env,
+    node: &str,
+    storage: &str,
+    filename: &str,
+    url: &str,
+) -> Result<String, StepError> {
+    let upid = env
+        .pve
+        .node(node)
+        .storage(storage)
+        .download_url(&DownloadUrl {
+            url: url.to_string(),
+            filename: filename.to_string(),
+            content: "iso".into(),
+            checksum: None,
+            verify_certificates: None,
+            compression: None,
+        })
+        .await
+        .map_err(|e| {
+            StepError::new(format!("download-url on {node}/{storage}: {e}")).hint(
+                "the token needs Datastore.AllocateTemplate on the storage and Sys.AccessNetwork on the node",
+            )
+        })?;
+    wait(env, upid, "ISO download").await?;
+    Ok("downloaded".into())
+}
+
+/// Create a guest from its desired configuration, then start it.
+async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
+    let mut params: Vec<(String, ParamValue)> =
+        vec![("vmid".into(), ParamValue::Int(i64::from(d.vmid)))];
+    for (k, v) in &d.props {
+        params.push((k.clone(), ParamValue::Str(v.clone())));
+    }
+    for (k, disk) in &d.disks {
+        params.push((k.clone(), ParamValue::Str(disk.create_value())));
+    }
+    params.push(("tags".into(), ParamValue::Str(d.tags(&env.desired.lab))));
+    let refs: Vec<(&str, ParamValue)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let upid: Upid = env
+        .pve
+        .post(&format!("/nodes/{}/{}", d.node, d.kind.as_str()), &refs)
+        .await
+        .map_err(|e| StepError::new(format!("create: {e}")))?;
+    wait(env, upid, "create").await?;
+    let upid: Upid = env
+        .pve
+        .post(
+            &format!("{}/status/start", guest_path(&d.node, d.kind, d.vmid)),
+            &[],
+        )
+        .await
+        .map_err(|e| StepError::new(format!("start: {e}")))?;
+    wait(env, upid, "start").await?;
+    Ok("created and started".into())
+}
+
+/// Stop (if running) and destroy a guest with its disks.
+async fn destroy(env: &Env, node: &str, kind: GuestKind, vmid: u32) -> Result<(), StepError> {
+    let path = guest_path(node, kind, vmid);
+    let running = env
+        .observed
+        .guest(vmid)
+        .is_some_and(|g| g.status == "running");
+    if running {
+        let upid: Result<Upid, _> = env.pve.post(&format!("{path}/status/stop"), &[]).await;
+        match upid {
+            Ok(u) => wait(env, u, "stop").await?,
+            // Stopped meanwhile: fine.
+            Err(e) if e.to_string().contains("not running") => {}
+            Err(e) => return Err(StepError::new(format!("stop: {e}"))),
+        }
+    }
+    let upid: Upid = env
+        .pve
+        .delete(
+            &path,
+            &[
+                ("purge", ParamValue::Bool(true)),
+                ("destroy-unreferenced-disks", ParamValue::Bool(true)),
+            ],
+        )
+        .await
+        .map_err(|e| StepError::new(format!("destroy: {e}")))?;
+    wait(env, upid, "destroy").await
+}
+
+/// Change a guest in place: configuration, disk growth, and a restart when needed.
+async fn update(
+    env: &Env,
+    node: &str,
+    kind: GuestKind,
+    vmid: u32,
+    changes: &[Change],
+    reboot: bool,
+) -> Result<String, StepError> {
+    let path = guest_path(node, kind, vmid);
+    let observed = env.observed.guest(vmid).and_then(|g| g.config.clone());
+    let digest = observed.as_ref().and_then(|c| c.digest.clone());
+    let mut set: Vec<(String, ParamValue)> = Vec::new();
+    let mut delete: Vec<String> = Vec::new();
+    let mut resize: Vec<(String, String)> = Vec::new();
+    let d = desired_guest(env, vmid)?;
+    for c in changes {
+        if let Some(disk_key) = c.key.strip_suffix(".options") {
+            // Re-state the existing volume with the new options.
+            let have = observed
+                .as_ref()
+                .and_then(|o| o.props.get(disk_key))
+                .and_then(|v| parse_disk(v))
+                .ok_or_else(|| StepError::new(format!("{disk_key} vanished")))?;
+            let want = &d.disks[disk_key];
+            let mut v = format!("{}:{}", have.storage, have.volume);
+            for (k, val) in &want.options {
+                v.push_str(&format!(",{k}={val}"));
+            }
+            set.push((disk_key.to_string(), ParamValue::Str(v)));
+        } else if d.disks.contains_key(&c.key) {
+            match (&c.from, d.disks.get(&c.key).and_then(|w| w.size)) {
+                (Some(_), Some(size))
+                    if observed
+                        .as_ref()
+                        .is_some_and(|o| o.props.contains_key(&c.key)) =>
+                {
+                    resize.push((c.key.clone(), format!("{}G", size.gib_ceil())));
+                }
+                _ => set.push((
+                    c.key.clone(),
+                    ParamValue::Str(d.disks[&c.key].create_value()),
+                )),
+            }
+        } else {
+            match &c.to {
+                // The desired value, not the display one (which may read "(sensitive)").
+                Some(_) if c.key == "tags" => set.push((
+                    c.key.clone(),
+                    ParamValue::Str(c.to.clone().unwrap_or_default()),
+                )),
+                Some(_) => set.push((
+                    c.key.clone(),
+                    ParamValue::Str(d.props.get(&c.key).cloned().unwrap_or_default()),
+                )),
+                None => delete.push(c.key.clone()),
+            }
+        }
+    }
+    if !set.is_empty() || !delete.is_empty() {
+        let mut params: Vec<(&str, ParamValue)> =
+            set.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let del = delete.join(",");
+        if !del.is_empty() {
+            params.push(("delete", ParamValue::Str(del)));
+        }
+        if let Some(dg) = &digest {
+            params.push(("digest", ParamValue::Str(dg.clone())));
+        }
+        let r: Option<Upid> = env
+            .pve
+            .post(&format!("{path}/config"), &params)
+            .await
+            .map_err(|e| {
+                let s = StepError::new(format!("update: {e}"));
+                if e.to_string().contains("checksum mismatch") {
+                    s.hint("the guest changed since the plan; run `homelab-cli up` again")
+                } else {
+                    s
+                }
+            })?;
+        if let Some(u) = r {
+            wait(env, u, "update").await?;
+        }
+    }
+    for (disk, size) in &resize {
+        let r: Option<Upid> = env
+            .pve
+            .put(
+                &format!("{path}/resize"),
+                &[
+                    ("disk", ParamValue::Str(disk.clone())),
+                    ("size", ParamValue::Str(size.clone())),
+                ],
+            )
+            .await
+            .map_err(|e| StepError::new(format!("resize {disk}: {e}")))?;
+        if let Some(u) = r {
+            wait(env, u, "resize").await?;
+        }
+    }
+    if reboot {
+        let upid: Upid = env
+            .pve
+            .post(&format!("{path}/status/reboot"), &[])
+            .await
+            .map_err(|e| StepError::new(format!("reboot: {e}")))?;
+        wait(env, upid, "reboot").await?;
+        return Ok(format!(
+            "{} change(s), restarted",
+            changes.iter().filter(|c| c.shown).count()
+        ));
+    }
+    Ok(format!(
+        "{} change(s)",
+        changes.iter().filter(|c| c.shown).count()
+    ))
+}
+
+/// The node's address: static, else from the guest agent.
+async fn node_ip(env: &Env, d: &DesiredGuest) -> Result<IpAddr, StepError> {
+    if let Some(ip) = d.talos.as_ref().and_then(|t| t.ip) {
+        return Ok(ip);
+    }
+    let vm = env.pve.node(&d.node).qemu(d.vmid);
+    let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
+    talos_api::health::wait_for("an address from the guest agent", &opts, || {
+        let vm = vm.clone();
+        async move {
+            let ifaces = vm
+                .agent_network_interfaces()
+                .await
+                .map_err(|e| talos_api::Error::InvalidConfig(e.to_string()))?;
+            ifaces
+                .iter()
+                .filter(|i| i.name != "lo")
+                .flat_map(|i| &i.ip_addresses)
+                .filter(|a| a.ip_address_type == "ipv4")
+                .find_map(|a| a.ip_address.parse::<IpAddr>().ok())
+                .ok_or_else(|| talos_api::Error::InvalidConfig("no IPv4 address yet".into()))
+        }
+    })
+    .await
+    .map_err(|e| {
+        StepError::new(format!("no address for {}: {e}", d.name))
+            .hint("give the node a static `ip`, or include siderolabs/qemu-guest-agent in `talos.extensions`")
+    })
+}
+
+/// Apply the machine configuration in maintenance mode and wait for the node to run it.
+async fn configure_node(env: &Env, vmid: u32) -> Result<String, StepError> {
+    let d = desired_guest(env, vmid)?;
+    let cluster = env
+        .desired
+        .talos
+        .as_ref()
+        .ok_or_else(|| StepError::new("no Talos cluster"))?;
+    let bundle = env
+        .bundle
+        .as_ref()
+        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
+    let ip = node_ip(env, d).await?;
+    let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
+    let state = talos_api::health::wait_for("the Talos API", &opts, || async move {
+        match talos::probe(ip).await {
+            NodeState::Unreachable => Err(talos_api::Error::InvalidConfig("no answer yet".into())),
+            s => Ok(s),
+        }
+    })
+    .await
+    .map_err(|e| {
+        StepError::new(format!("{} does not answer on the Talos API: {e}", d.name))
+            .hint("check that the VM booted the Talos ISO (Proxmox console) and that its address is reachable")
+    })?;
+    if state == NodeState::Maintenance {
+        let config = talos::machine_config(cluster, d, bundle)
+            .map_err(|e| StepError::new(format!("machine config: {e}")))?;
+        let yaml = config.to_yaml();
+        let client = talos_api::client::ClientBuilder::maintenance(&ip.to_string())
+            .build()
+            .map_err(|e| StepError::new(format!("Talos client: {e}")))?;
+        client
+            .apply_configuration(yaml.as_bytes(), talos_api::client::ApplyMode::Auto, false)
+            .await
+            .map_err(|e| StepError::new(format!("apply-config: {e}")))?;
+    }
+    let builder =
+        talos::admin_client(cluster, bundle, ip).map_err(|e| StepError::new(e.to_string()))?;
+    talos_api::health::wait_mtls_ready(&builder, &opts)
+        .await
+        .map_err(|e| {
+            StepError::new(format!(
+                "{} did not come up with its configuration: {e}",
+                d.name
+            ))
+            .hint("look at the node's console in Proxmox; re-running `homelab-cli up` resumes here")
+        })?;
+    Ok(if state == NodeState::Maintenance {
+        "configured".into()
+    } else {
+        "already configured".into()
+    })
+}
+
+fn first_control_plane(env: &Env, vmid: u32) -> Result<(&DesiredGuest, IpAddr), StepError> {
+    let d = desired_guest(env, vmid)?;
+    debug_assert!(
+        d.talos
+            .as_ref()
+            .is_some_and(|t| t.role == Role::Controlplane)
+    );
+    let ip =
+        d.talos.as_ref().and_then(|t| t.ip).ok_or_else(|| {
+            StepError::new(format!("{} has no static address to bootstrap", d.name))
+        })?;
+    Ok((d, ip))
+}
+
+async fn bootstrap(env: &Env, vmid: u32) -> Result<String, StepError> {
+    let cluster = env
+        .desired
+        .talos
+        .as_ref()
+        .ok_or_else(|| StepError::new("no Talos cluster"))?;
+    let bundle = env
+        .bundle
+        .as_ref()
+        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
+    let (_, ip) = first_control_plane(env, vmid)?;
+    let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
+    let builder =
+        talos::admin_client(cluster, bundle, ip).map_err(|e| StepError::new(e.to_string()))?;
+    let client = talos_api::health::wait_mtls_ready(&builder, &opts)
+        .await
+        .map_err(|e| StepError::new(format!("control plane not ready: {e}")))?;
+    let detail = if talos::etcd_running(cluster, bundle, ip).await {
+        "already bootstrapped"
+    } else {
+        match client.bootstrap().await {
+            Ok(_) => "bootstrapped",
+            // Someone (or an earlier interrupted run) got there first.
+            Err(e)
+                if e.to_string().contains("AlreadyExists") || e.to_string().contains("already") =>
+            {
+                "already bootstrapped"
+            }
+            Err(e) => return Err(StepError::new(format!("bootstrap: {e}"))),
+        }
+    };
+    talos_api::health::wait_etcd_healthy(&client, &opts)
+        .await
+        .map_err(|e| StepError::new(format!("etcd: {e}")))?;
+    Ok(detail.into())
+}
+
+async fn health(env: &Env) -> Result<String, StepError> {
+    let cluster = env
+        .desired
+        .talos
+        .as_ref()
+        .ok_or_else(|| StepError::new("no Talos cluster"))?;
+    let bundle = env
+        .bundle
+        .as_ref()
+        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
+    let kubeconfig =
+        talos::kubeconfig(cluster, bundle).map_err(|e| StepError::new(e.to_string()))?;
+    let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
+    talos_api::health::wait_kubernetes_ready(&kubeconfig, &opts)
+        .await
+        .map_err(|e| {
+            StepError::new(format!("Kubernetes is not ready: {e}")).hint(
+                "`homelab-cli status` shows each node; re-run `homelab-cli up` once they are up",
+            )
+        })?;
+    Ok("ready".into())
+}
+
+/// VMIDs of control planes.
+pub fn control_planes(desired: &Desired) -> Vec<u32> {
+    desired
+        .guests
+        .iter()
+        .filter(|g| {
+            g.talos
+                .as_ref()
+                .is_some_and(|t| t.role == Role::Controlplane)
+        })
+        .map(|g| g.vmid)
+        .collect()
+}

@@ -1,0 +1,253 @@
+//! What `plan`, `up`, `down` and `status` share: open the repository, decrypt secrets,
+//! resolve the desired state, connect to Proxmox (or start the simulated lab), observe and
+//! plan.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use miette::miette;
+use talos_api::secrets::SecretsBundle;
+
+use crate::engine::image::FactoryNaming;
+use crate::engine::observe;
+use crate::engine::observed::{Observed, TalosObserved};
+use crate::engine::plan::{self, Plan};
+use crate::engine::talos::{self, NodeState};
+use crate::model::desired::{self, Desired};
+use crate::simlab::{SimLab, SimOptions, state_dir};
+use crate::workspace::Workspace;
+
+/// `--simulate` and its knobs, shared by plan/up/down/status.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SimArgs {
+    /// Run against the simulated lab kept in `.homelab/sim/` beside the config.
+    #[arg(long)]
+    pub simulate: bool,
+    /// With --simulate: latency added to every Proxmox API answer, in milliseconds.
+    #[arg(long, value_name = "MS", requires = "simulate", hide = true)]
+    pub sim_latency_ms: Option<u64>,
+}
+
+/// An open homelab: config, secrets, desired state and a Proxmox connection.
+#[derive(Debug)]
+pub struct Session {
+    /// The repository.
+    pub ws: Workspace,
+    /// Desired state.
+    pub desired: Desired,
+    /// Proxmox.
+    pub pve: proxmox_client::Client,
+    /// Factory base URL override (simulated lab).
+    pub factory_base: Option<url::Url>,
+    /// The simulated lab, when `--simulate`.
+    pub sim: Option<SimLab>,
+}
+
+impl Session {
+    /// Open `config`; with `sim.simulate`, start the simulated lab and point everything at it.
+    pub async fn open(config: &Path, sim: &SimArgs) -> miette::Result<Session> {
+        let ws = Workspace::open(config)?;
+        let secrets = ws.secrets()?;
+        let mut lab = None;
+        let mut naming = FactoryNaming::default();
+        if sim.simulate {
+            let mut nodes = vec![ws.loaded.config.proxmox.node.clone()];
+            if let Some(t) = &ws.loaded.config.talos {
+                nodes.extend(t.nodes.iter().filter_map(|n| n.node.clone()));
+            }
+            nodes.sort();
+            nodes.dedup();
+            let s = SimLab::start(
+                &state_dir(&ws.loaded.dir),
+                &SimOptions {
+                    nodes,
+                    latency: Duration::from_millis(sim.sim_latency_ms.unwrap_or(0)),
+                    task_duration: None,
+                },
+            )
+            .await?;
+            naming.base = url::Url::parse(&s.factory.base_url()).ok();
+            lab = Some(s);
+        }
+        let mut desired = desired::resolve(&ws.loaded, &secrets, &naming)?;
+        drop(secrets);
+        if let Some(s) = &lab {
+            // The simulated lab has its own address, token and certificate.
+            desired.proxmox.endpoint = s.lab.pve_url();
+            desired.proxmox.token_id = s.lab.token_id().to_string();
+            desired.proxmox.token_secret = s.lab.token_secret().to_string().into();
+            desired.proxmox.fingerprint = Some(s.lab.fingerprint());
+        }
+        let pve = connect(&desired)?;
+        Ok(Session {
+            ws,
+            desired,
+            pve,
+            factory_base: naming.base,
+            sim: lab,
+        })
+    }
+
+    /// The Image Factory client.
+    pub fn factory(&self) -> miette::Result<talos_factory::FactoryClient> {
+        let base = match (&self.factory_base, &self.desired.talos) {
+            (Some(b), _) => b.to_string(),
+            (None, Some(t)) => t.factory.clone(),
+            (None, None) => talos_factory::PUBLIC_FACTORY_URL.to_string(),
+        };
+        talos_factory::FactoryClient::builder()
+            .base_url(base.trim_end_matches('/'))
+            .build()
+            .map_err(|e| miette!("cannot set up the Image Factory client: {e}"))
+    }
+
+    /// Read the Talos secrets bundle, if it exists.
+    pub fn bundle(&self) -> miette::Result<Option<SecretsBundle>> {
+        let Some(t) = &self.desired.talos else {
+            return Ok(None);
+        };
+        let Some(plain) = self.ws.decrypt(&t.secrets_file)? else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&plain)
+            .map_err(|_| miette!("{} is not UTF-8", t.secrets_file.display()))?;
+        talos::bundle_from_yaml(text)
+            .map(Some)
+            .map_err(|e| miette!("{}: {e}", t.secrets_file.display()))
+    }
+
+    /// Observe Proxmox and the Talos nodes, and plan.
+    pub async fn plan(&self) -> miette::Result<Planned> {
+        let observed = observe::observe(&self.pve, &self.desired)
+            .await
+            .map_err(|e| pve_error(&self.desired.proxmox.endpoint, e))?;
+        let guest_plan = plan::plan(&self.desired, &observed).map_err(|e| {
+            miette!(
+                help =
+                    "change the VMID or name in homelab.yaml, or remove the other guest yourself",
+                "{e}"
+            )
+        })?;
+        let bundle = self.bundle()?;
+        let talos_obs = self.observe_talos(&observed, bundle.as_ref()).await?;
+        let plan = plan::plan_talos(&self.desired, &talos_obs, guest_plan);
+        Ok(Planned {
+            plan,
+            observed,
+            talos: talos_obs,
+            bundle,
+        })
+    }
+
+    /// Probe the Talos nodes that exist and run, and check the outputs.
+    pub async fn observe_talos(
+        &self,
+        observed: &Observed,
+        bundle: Option<&SecretsBundle>,
+    ) -> miette::Result<TalosObserved> {
+        let mut out = TalosObserved::default();
+        let Some(cluster) = &self.desired.talos else {
+            return Ok(out);
+        };
+        out.secrets_present = bundle.is_some();
+        let probes = self.desired.guests.iter().filter_map(|g| {
+            let member = g.talos.as_ref()?;
+            let og = observed.guest(g.vmid)?;
+            if og.status != "running" {
+                return None;
+            }
+            let ip = member.ip?;
+            Some(async move { (g.vmid, member.role, ip, talos::probe(ip).await) })
+        });
+        let results = futures_util::future::join_all(probes).await;
+        for (vmid, _, _, state) in &results {
+            if *state == NodeState::Configured {
+                out.configured.insert(*vmid);
+            }
+        }
+        if let Some(b) = bundle {
+            for (_, role, ip, state) in &results {
+                if *role == crate::model::config::Role::Controlplane
+                    && *state == NodeState::Configured
+                    && talos::etcd_running(cluster, b, *ip).await
+                {
+                    out.bootstrapped = true;
+                    break;
+                }
+            }
+            let cps = talos::control_plane_ips(&self.desired);
+            if let Ok(Some(t)) = self.ws.decrypt(&self.desired.outputs.talosconfig) {
+                out.talosconfig_current = std::str::from_utf8(&t)
+                    .is_ok_and(|t| talos::talosconfig_current(t, cluster, b, &cps));
+            }
+            if let Ok(Some(k)) = self.ws.decrypt(&self.desired.outputs.kubeconfig) {
+                out.kubeconfig_current =
+                    std::str::from_utf8(&k).is_ok_and(|k| talos::kubeconfig_current(k, cluster, b));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stop the simulated lab (if any), waiting for its state to be saved.
+    pub async fn close(self) {
+        if let Some(s) = self.sim {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// The outcome of observing and planning.
+#[derive(Debug)]
+pub struct Planned {
+    /// The plan.
+    pub plan: Plan,
+    /// Proxmox as observed.
+    pub observed: Observed,
+    /// Talos as observed.
+    pub talos: TalosObserved,
+    /// The secrets bundle, when it exists.
+    pub bundle: Option<SecretsBundle>,
+}
+
+/// A Proxmox client for the desired connection.
+pub fn connect(desired: &Desired) -> miette::Result<proxmox_client::Client> {
+    let p = &desired.proxmox;
+    let mut b = proxmox_client::Client::builder()
+        .base_url(&p.endpoint)
+        .api_token(
+            &p.token_id,
+            secrecy::ExposeSecret::expose_secret(&p.token_secret),
+        );
+    if let Some(fp) = &p.fingerprint {
+        b = b.pin_fingerprint(fp);
+    }
+    b.build().map_err(|e| {
+        miette!(
+            help = "check `proxmox.endpoint`, `proxmox.token_id` and `proxmox.fingerprint`",
+            "cannot set up the Proxmox client: {e}"
+        )
+    })
+}
+
+/// A Proxmox error with advice.
+pub fn pve_error(endpoint: &str, e: proxmox_client::Error) -> miette::Report {
+    let text = e.to_string();
+    let help = if text.contains("401") || text.contains("authentication") {
+        "the API token was refused: check `proxmox.token_id`/`token_secret` in the secrets file"
+    } else if text.contains("403") || text.contains("Permission") {
+        "the token lacks a privilege; `homelab-cli proxmox token create` makes one with the right role"
+    } else if text.contains("certificate") || text.contains("fingerprint") {
+        "pin the node certificate with `proxmox.fingerprint` (Proxmox UI: node → System → Certificates)"
+    } else {
+        "is Proxmox reachable at `proxmox.endpoint`?"
+    };
+    miette!(help = help, "Proxmox VE at {endpoint}: {text}")
+}
+
+/// The directory of the config file.
+pub fn config_dir(config: &Path) -> PathBuf {
+    config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
