@@ -1,8 +1,67 @@
 //! A simulated homelab served on loopback: a stateful Proxmox VE API (`pve`), a Talos Image
 //! Factory (`factory`) and Talos nodes (`talos`), so that the clients, the CLI and users' own
 //! tests run end to end without hardware.
+//!
+//! Start one with [`lab::Lab::builder`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 pub mod factory;
+pub mod lab;
 pub mod pve;
 pub mod runtime;
 pub mod talos;
+pub mod tls;
+
+/// Errors starting or persisting a lab.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The saved state could not be read.
+    #[error("{path}: not a homelab-sim state file: {message}")]
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Listening failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Certificate generation or TLS configuration failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A sibling service failed to start.
+    #[error("service {name}: {message}")]
+    Service {
+        /// The service.
+        name: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

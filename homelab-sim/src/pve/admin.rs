@@ -1,0 +1,1113 @@
+//! Pools, users, API tokens, roles, ACLs, backup jobs and SDN objects.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use super::api::{Reply, flag, req};
+use super::auth::{self, Caller};
+use super::error::{ApiError, ApiResult};
+use super::schema::Params;
+use super::sim::{Sim, now};
+use super::state::{AclEntry, Pool, SdnObject, State, Token, User};
+
+/// Route admin endpoints.
+pub async fn dispatch(
+    sim: &Sim,
+    caller: &Caller,
+    m: &str,
+    path: &str,
+    p: Params,
+) -> ApiResult<Reply> {
+    let reply = {
+        let mut st = sim.state();
+        match (m, path) {
+            ("GET", "/pools") => pools_list(&st, &p),
+            ("POST", "/pools") => pool_create(&mut st, &p),
+            ("PUT", "/pools") => pool_update(&mut st, &p),
+            ("DELETE", "/pools") => pool_delete(&mut st, &p),
+            ("GET", "/pools/{poolid}") => pool_get(&st, req(&p, "poolid")?),
+            ("POST", "/access/ticket") => ticket(sim, &st, &p),
+            ("GET", "/access/users") => users_list(&st, &p),
+            ("POST", "/access/users") => user_create(&mut st, &p),
+            ("GET", "/access/users/{userid}") => user_get(&st, &p),
+            ("PUT", "/access/users/{userid}") => user_update(&mut st, &p),
+            ("DELETE", "/access/users/{userid}") => user_delete(&mut st, &p),
+            ("GET", "/access/users/{userid}/token") => tokens_list(&st, &p),
+            ("GET", "/access/users/{userid}/token/{tokenid}") => token_get(&st, &p),
+            ("POST", "/access/users/{userid}/token/{tokenid}") => token_create(&mut st, &p),
+            ("PUT", "/access/users/{userid}/token/{tokenid}") => token_update(&mut st, &p),
+            ("DELETE", "/access/users/{userid}/token/{tokenid}") => token_delete(&mut st, &p),
+            ("GET", "/access/acl") => acl_list(&st, caller),
+            ("PUT", "/access/acl") => acl_update(&mut st, &p),
+            ("GET", "/access/roles") => roles_list(&st),
+            ("POST", "/access/roles") => role_create(&mut st, &p),
+            ("GET", "/access/roles/{roleid}") => role_get(&st, &p),
+            ("PUT", "/access/roles/{roleid}") => role_update(&mut st, &p),
+            ("DELETE", "/access/roles/{roleid}") => role_delete(&mut st, &p),
+            ("GET", "/cluster/backup") => backup_list(&st),
+            ("POST", "/cluster/backup") => backup_create(&mut st, &p),
+            ("GET", "/cluster/backup/{id}") => backup_get(&st, &p),
+            ("PUT", "/cluster/backup/{id}") => backup_update(&mut st, &p),
+            ("DELETE", "/cluster/backup/{id}") => backup_delete(&mut st, &p),
+            ("GET", "/cluster/sdn/zones") => sdn_list(&st.sdn_zones, "zone", &p),
+            ("POST", "/cluster/sdn/zones") => sdn_create(&mut st, Sdn::Zone, &p),
+            ("GET", "/cluster/sdn/zones/{zone}") => {
+                sdn_get(&st.sdn_zones, "zone", req(&p, "zone")?, &p)
+            }
+            ("PUT", "/cluster/sdn/zones/{zone}") => sdn_update(&mut st, Sdn::Zone, &p),
+            ("DELETE", "/cluster/sdn/zones/{zone}") => sdn_delete(&mut st, Sdn::Zone, &p),
+            ("GET", "/cluster/sdn/vnets") => sdn_list(&st.sdn_vnets, "vnet", &p),
+            ("POST", "/cluster/sdn/vnets") => sdn_create(&mut st, Sdn::Vnet, &p),
+            ("GET", "/cluster/sdn/vnets/{vnet}") => {
+                sdn_get(&st.sdn_vnets, "vnet", req(&p, "vnet")?, &p)
+            }
+            ("PUT", "/cluster/sdn/vnets/{vnet}") => sdn_update(&mut st, Sdn::Vnet, &p),
+            ("DELETE", "/cluster/sdn/vnets/{vnet}") => sdn_delete(&mut st, Sdn::Vnet, &p),
+            ("GET", "/cluster/sdn/vnets/{vnet}/subnets") => subnets_list(&st, &p),
+            ("POST", "/cluster/sdn/vnets/{vnet}/subnets") => sdn_create(&mut st, Sdn::Subnet, &p),
+            ("GET", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}") => {
+                sdn_get(&st.sdn_subnets, "subnet", req(&p, "subnet")?, &p)
+            }
+            ("PUT", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}") => {
+                sdn_update(&mut st, Sdn::Subnet, &p)
+            }
+            ("DELETE", "/cluster/sdn/vnets/{vnet}/subnets/{subnet}") => {
+                sdn_delete(&mut st, Sdn::Subnet, &p)
+            }
+            ("PUT", "/cluster/sdn") => Ok(Value::Null),
+            _ => Err(ApiError::not_implemented(m, path)),
+        }
+    }?;
+    if (m, path) == ("PUT", "/cluster/sdn") {
+        let node = sim.state().nodes.keys().next().cloned().unwrap_or_default();
+        let upid = sim.spawn_task(
+            &node,
+            "reloadnetworkall",
+            "",
+            &caller.authid,
+            None,
+            |ctx| async move {
+                let mut st = ctx.sim.state();
+                let st = &mut *st;
+                for map in [&mut st.sdn_zones, &mut st.sdn_vnets, &mut st.sdn_subnets] {
+                    map.retain(|_, o| !o.deleted);
+                    for o in map.values_mut() {
+                        if let Some(pnd) = o.pending.take() {
+                            o.running = Some(pnd);
+                        }
+                    }
+                }
+                ctx.log("applying network configuration on all nodes");
+                Ok(())
+            },
+        );
+        return Ok(json!(upid).into());
+    }
+    if m != "GET" {
+        sim.persist();
+    }
+    Ok(reply.into())
+}
+
+fn opt_str(p: &Params, k: &str) -> Option<String> {
+    p.get(k).cloned()
+}
+
+// ----------------------------------------------------------------------------- pools
+
+fn pool_members(st: &State, pool: &Pool) -> Vec<Value> {
+    let mut out = Vec::new();
+    for id in &pool.vms {
+        if let Some(g) = st.guests.get(id) {
+            out.push(json!({
+                "id": format!("{}/{}", g.kind.as_str(), id),
+                "type": g.kind.as_str(),
+                "vmid": id,
+                "node": g.node,
+                "name": g.name(),
+                "status": if g.running { "running" } else { "stopped" },
+                "template": u8::from(g.is_template()),
+            }));
+        }
+    }
+    for s in &pool.storage {
+        for node in st.nodes.keys() {
+            out.push(json!({
+                "id": format!("storage/{node}/{s}"),
+                "type": "storage",
+                "storage": s,
+                "node": node,
+            }));
+        }
+    }
+    out
+}
+
+fn pool_json(st: &State, id: &str, pool: &Pool, members: bool) -> Value {
+    let mut o = Map::new();
+    o.insert("poolid".into(), json!(id));
+    if let Some(c) = &pool.comment {
+        o.insert("comment".into(), json!(c));
+    }
+    if members {
+        o.insert("members".into(), Value::Array(pool_members(st, pool)));
+    }
+    Value::Object(o)
+}
+
+fn pools_list(st: &State, p: &Params) -> ApiResult<Value> {
+    let list: Vec<Value> = st
+        .pools
+        .iter()
+        .filter(|(id, _)| p.get("poolid").is_none_or(|w| w == *id))
+        .map(|(id, pool)| {
+            let mut v = pool_json(st, id, pool, p.contains_key("poolid"));
+            if let (Some(ty), Some(members)) = (
+                p.get("type"),
+                v.get_mut("members").and_then(Value::as_array_mut),
+            ) {
+                members.retain(|m| m["type"] == json!(ty));
+            }
+            v
+        })
+        .collect();
+    if let Some(id) = p.get("poolid")
+        && list.is_empty()
+    {
+        return Err(ApiError::fail(format!("pool '{id}' does not exist")));
+    }
+    Ok(Value::Array(list))
+}
+
+fn pool_get(st: &State, id: &str) -> ApiResult<Value> {
+    let pool = st
+        .pools
+        .get(id)
+        .ok_or_else(|| ApiError::fail(format!("pool '{id}' does not exist")))?;
+    let mut v = pool_json(st, id, pool, true);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("poolid");
+    }
+    Ok(v)
+}
+
+fn pool_create(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "poolid")?;
+    if st.pools.contains_key(id) {
+        return Err(ApiError::fail(format!("pool '{id}' already exists")));
+    }
+    st.pools.insert(
+        id.to_string(),
+        Pool {
+            comment: opt_str(p, "comment"),
+            ..Pool::default()
+        },
+    );
+    Ok(Value::Null)
+}
+
+fn pool_update(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "poolid")?.to_string();
+    if !st.pools.contains_key(&id) {
+        return Err(ApiError::fail(format!("pool '{id}' does not exist")));
+    }
+    let delete = flag(p, "delete", false);
+    let allow_move = flag(p, "allow-move", false);
+    if let Some(vms) = p.get("vms") {
+        for v in super::formats::split_list(vms) {
+            let vmid: u32 = v
+                .parse()
+                .map_err(|_| ApiError::param("vms", format!("invalid VMID '{v}'")))?;
+            if !st.guests.contains_key(&vmid) {
+                return Err(ApiError::fail(format!("VM {vmid} does not exist")));
+            }
+            if delete {
+                if let Some(pool) = st.pools.get_mut(&id) {
+                    pool.vms.remove(&vmid);
+                }
+                continue;
+            }
+            if let Some((other, _)) = st
+                .pools
+                .iter()
+                .find(|(o, pl)| **o != id && pl.vms.contains(&vmid))
+            {
+                if !allow_move {
+                    return Err(ApiError::fail(format!(
+                        "VM {vmid} belongs already to pool '{other}'"
+                    )));
+                }
+                let other = other.clone();
+                if let Some(pl) = st.pools.get_mut(&other) {
+                    pl.vms.remove(&vmid);
+                }
+            }
+            if let Some(pool) = st.pools.get_mut(&id) {
+                pool.vms.insert(vmid);
+            }
+        }
+    }
+    if let Some(s) = p.get("storage") {
+        for sid in super::formats::split_list(s) {
+            if !st.storages.contains_key(sid) {
+                return Err(ApiError::fail(format!("storage '{sid}' does not exist")));
+            }
+            if let Some(pool) = st.pools.get_mut(&id) {
+                if delete {
+                    pool.storage.remove(sid);
+                } else {
+                    pool.storage.insert(sid.to_string());
+                }
+            }
+        }
+    }
+    if let Some(c) = p.get("comment")
+        && let Some(pool) = st.pools.get_mut(&id)
+    {
+        pool.comment = Some(c.clone());
+    }
+    Ok(Value::Null)
+}
+
+fn pool_delete(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "poolid")?;
+    let pool = st
+        .pools
+        .get(id)
+        .ok_or_else(|| ApiError::fail(format!("pool '{id}' does not exist")))?;
+    if !pool.vms.is_empty() || !pool.storage.is_empty() {
+        return Err(ApiError::fail(format!("pool '{id}' is not empty")));
+    }
+    st.pools.remove(id);
+    Ok(Value::Null)
+}
+
+// ----------------------------------------------------------------------------- ticket
+
+fn ticket(sim: &Sim, st: &State, p: &Params) -> ApiResult<Value> {
+    let mut username = req(p, "username")?.to_string();
+    if !username.contains('@') {
+        let realm = p.get("realm").map(String::as_str).unwrap_or("pam");
+        username = format!("{username}@{realm}");
+    }
+    let password = req(p, "password")?;
+    let fail = || ApiError::status(401, "authentication failure");
+    let user = st.users.get(&username).ok_or_else(fail)?;
+    let renewing =
+        auth::verify_ticket(&st.auth_key, password).as_deref() == Some(username.as_str());
+    let password_ok = if username == "root@pam" {
+        password == sim.root_password()
+    } else {
+        user.password_hash
+            .as_deref()
+            .is_some_and(|h| auth::password_ok(h, password))
+    };
+    if !(renewing || password_ok) || !user.enable || (user.expire != 0 && user.expire < now()) {
+        return Err(fail());
+    }
+    let t = now();
+    let caller = Caller {
+        authid: username.clone(),
+        user: username.clone(),
+        token: None,
+        ticket: true,
+    };
+    let mut cap = Map::new();
+    for (area, path) in [
+        ("vms", "/vms"),
+        ("storage", "/storage"),
+        ("access", "/access"),
+        ("nodes", "/nodes"),
+        ("dc", "/"),
+        ("sdn", "/sdn"),
+    ] {
+        let privs: Map<String, Value> = auth::privileges(st, &caller, path)
+            .into_iter()
+            .map(|p| (p, json!(1)))
+            .collect();
+        cap.insert(area.into(), Value::Object(privs));
+    }
+    Ok(json!({
+        "username": username,
+        "ticket": auth::make_ticket(&st.auth_key, &username, t),
+        "CSRFPreventionToken": auth::make_csrf(&st.auth_key, &username, t),
+        "cap": cap,
+        "clustername": st.cluster,
+    }))
+}
+
+// ----------------------------------------------------------------------------- users
+
+fn user_json(id: &str, u: &User, st: &State, full: bool) -> Value {
+    let mut o = Map::new();
+    o.insert("userid".into(), json!(id));
+    o.insert("enable".into(), json!(u8::from(u.enable)));
+    o.insert("expire".into(), json!(u.expire));
+    for (k, v) in [
+        ("comment", &u.comment),
+        ("email", &u.email),
+        ("firstname", &u.firstname),
+        ("lastname", &u.lastname),
+    ] {
+        if let Some(v) = v {
+            o.insert(k.into(), json!(v));
+        }
+    }
+    if !u.groups.is_empty() {
+        o.insert("groups".into(), json!(u.groups.join(",")));
+    }
+    if full {
+        let tokens: Vec<Value> = st
+            .tokens
+            .values()
+            .filter(|t| t.userid == id)
+            .map(token_json)
+            .collect();
+        o.insert("tokens".into(), Value::Array(tokens));
+        o.insert(
+            "realm-type".into(),
+            json!(id.rsplit('@').next().unwrap_or("")),
+        );
+    }
+    Value::Object(o)
+}
+
+fn users_list(st: &State, p: &Params) -> ApiResult<Value> {
+    let enabled = p.get("enabled").map(|v| v == "1");
+    Ok(Value::Array(
+        st.users
+            .iter()
+            .filter(|(_, u)| enabled.is_none_or(|e| u.enable == e))
+            .map(|(id, u)| user_json(id, u, st, flag(p, "full", false)))
+            .collect(),
+    ))
+}
+
+fn user_of<'a>(st: &'a State, id: &str) -> ApiResult<&'a User> {
+    st.users
+        .get(id)
+        .ok_or_else(|| ApiError::fail(format!("no such user ('{id}')")))
+}
+
+fn user_get(st: &State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "userid")?;
+    let u = user_of(st, id)?;
+    let mut v = user_json(id, u, st, true);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("userid");
+        if let Some(Value::Array(tokens)) = o.remove("tokens") {
+            let map: Map<String, Value> = tokens
+                .into_iter()
+                .filter_map(|mut t| {
+                    let id = t.get("tokenid")?.as_str()?.to_string();
+                    t.as_object_mut()?.remove("tokenid");
+                    Some((id, t))
+                })
+                .collect();
+            o.insert("tokens".into(), Value::Object(map));
+        }
+    }
+    Ok(v)
+}
+
+fn user_create(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "userid")?.to_string();
+    if st.users.contains_key(&id) {
+        return Err(ApiError::fail(format!(
+            "create user failed: user '{id}' already exists"
+        )));
+    }
+    let realm = id.rsplit('@').next().unwrap_or("");
+    if !matches!(realm, "pve" | "pam") {
+        return Err(ApiError::fail(format!(
+            "create user failed: domain '{realm}' does not exist"
+        )));
+    }
+    if p.contains_key("password") && realm != "pve" {
+        return Err(ApiError::fail(format!(
+            "create user failed: can't set password on auth type '{realm}'"
+        )));
+    }
+    st.users.insert(
+        id,
+        User {
+            enable: flag(p, "enable", true),
+            expire: p.get("expire").and_then(|e| e.parse().ok()).unwrap_or(0),
+            comment: opt_str(p, "comment"),
+            email: opt_str(p, "email"),
+            firstname: opt_str(p, "firstname"),
+            lastname: opt_str(p, "lastname"),
+            groups: p
+                .get("groups")
+                .map(|g| super::formats::split_list(g).map(str::to_string).collect())
+                .unwrap_or_default(),
+            password_hash: p.get("password").map(|pw| auth::password_hash(pw)),
+        },
+    );
+    Ok(Value::Null)
+}
+
+fn user_update(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "userid")?.to_string();
+    user_of(st, &id)?;
+    let u = st.users.entry(id).or_default();
+    if let Some(e) = p.get("enable") {
+        u.enable = e == "1";
+    }
+    if let Some(e) = p.get("expire") {
+        u.expire = e.parse().unwrap_or(0);
+    }
+    for (k, f) in [
+        ("comment", &mut u.comment),
+        ("email", &mut u.email),
+        ("firstname", &mut u.firstname),
+        ("lastname", &mut u.lastname),
+    ] {
+        if let Some(v) = p.get(k) {
+            *f = Some(v.clone());
+        }
+    }
+    if let Some(g) = p.get("groups") {
+        let new: Vec<String> = super::formats::split_list(g).map(str::to_string).collect();
+        if flag(p, "append", false) {
+            u.groups.extend(new);
+        } else {
+            u.groups = new;
+        }
+    }
+    Ok(Value::Null)
+}
+
+fn user_delete(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "userid")?.to_string();
+    user_of(st, &id)?;
+    if id == "root@pam" {
+        return Err(ApiError::fail(
+            "delete user failed: cannot delete 'root@pam'",
+        ));
+    }
+    st.users.remove(&id);
+    st.tokens.retain(|_, t| t.userid != id);
+    st.acl.retain(|e| {
+        !(e.ty == "user" && e.ugid == id
+            || e.ty == "token" && e.ugid.starts_with(&format!("{id}!")))
+    });
+    Ok(Value::Null)
+}
+
+// ----------------------------------------------------------------------------- tokens
+
+fn token_json(t: &Token) -> Value {
+    let mut o = Map::new();
+    o.insert("tokenid".into(), json!(t.tokenid));
+    o.insert("privsep".into(), json!(u8::from(t.privsep)));
+    o.insert("expire".into(), json!(t.expire));
+    if let Some(c) = &t.comment {
+        o.insert("comment".into(), json!(c));
+    }
+    Value::Object(o)
+}
+
+fn tokens_list(st: &State, p: &Params) -> ApiResult<Value> {
+    let user = req(p, "userid")?;
+    user_of(st, user)?;
+    Ok(Value::Array(
+        st.tokens
+            .values()
+            .filter(|t| t.userid == user)
+            .map(token_json)
+            .collect(),
+    ))
+}
+
+fn token_full(p: &Params) -> ApiResult<String> {
+    Ok(format!("{}!{}", req(p, "userid")?, req(p, "tokenid")?))
+}
+
+fn token_get(st: &State, p: &Params) -> ApiResult<Value> {
+    let full = token_full(p)?;
+    let t = st.tokens.get(&full).ok_or_else(|| {
+        ApiError::fail(format!(
+            "no such token '{}' for user '{}'",
+            req(p, "tokenid").unwrap_or(""),
+            req(p, "userid").unwrap_or("")
+        ))
+    })?;
+    let mut v = token_json(t);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("tokenid");
+    }
+    Ok(v)
+}
+
+fn token_create(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let user = req(p, "userid")?.to_string();
+    let tokenid = req(p, "tokenid")?.to_string();
+    user_of(st, &user)?;
+    let full = format!("{user}!{tokenid}");
+    if st.tokens.contains_key(&full) {
+        return Err(ApiError::fail("Token already exists."));
+    }
+    let secret = auth::uuid();
+    let t = Token {
+        userid: user,
+        tokenid,
+        secret_sha256: auth::secret_hash(&secret),
+        privsep: flag(p, "privsep", true),
+        expire: p.get("expire").and_then(|e| e.parse().ok()).unwrap_or(0),
+        comment: opt_str(p, "comment"),
+    };
+    let mut info = token_json(&t);
+    if let Some(o) = info.as_object_mut() {
+        o.remove("tokenid");
+    }
+    st.tokens.insert(full.clone(), t);
+    Ok(json!({"full-tokenid": full, "value": secret, "info": info}))
+}
+
+fn token_update(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let full = token_full(p)?;
+    let t = st
+        .tokens
+        .get_mut(&full)
+        .ok_or_else(|| ApiError::fail(format!("no such token '{full}'")))?;
+    if let Some(v) = p.get("privsep") {
+        t.privsep = v == "1";
+    }
+    if let Some(v) = p.get("expire") {
+        t.expire = v.parse().unwrap_or(0);
+    }
+    if let Some(v) = p.get("comment") {
+        t.comment = Some(v.clone());
+    }
+    let mut v = token_json(t);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("tokenid");
+    }
+    Ok(v)
+}
+
+fn token_delete(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let full = token_full(p)?;
+    if st.tokens.remove(&full).is_none() {
+        return Err(ApiError::fail(format!("no such token '{full}'")));
+    }
+    st.acl.retain(|e| !(e.ty == "token" && e.ugid == full));
+    Ok(Value::Null)
+}
+
+// ----------------------------------------------------------------------------- ACL, roles
+
+fn acl_list(st: &State, caller: &Caller) -> ApiResult<Value> {
+    Ok(Value::Array(
+        st.acl
+            .iter()
+            .filter(|e| {
+                caller.is_root()
+                    || auth::privileges(st, caller, &e.path).contains("Permissions.Modify")
+                    || auth::privileges(st, caller, &e.path).contains("Sys.Audit")
+            })
+            .map(|e| {
+                json!({
+                    "path": e.path,
+                    "type": e.ty,
+                    "ugid": e.ugid,
+                    "roleid": e.roleid,
+                    "propagate": u8::from(e.propagate),
+                })
+            })
+            .collect(),
+    ))
+}
+
+fn acl_update(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let path = req(p, "path")?.to_string();
+    let roles: Vec<String> = super::formats::split_list(req(p, "roles")?)
+        .map(str::to_string)
+        .collect();
+    let delete = flag(p, "delete", false);
+    let propagate = flag(p, "propagate", true);
+    if !path.starts_with('/') {
+        return Err(ApiError::param(
+            "path",
+            format!("invalid ACL path '{path}'"),
+        ));
+    }
+    for r in &roles {
+        if auth::builtin_role(r).is_none() && !st.roles.contains_key(r) {
+            return Err(ApiError::fail(format!("role '{r}' does not exist")));
+        }
+    }
+    let mut subjects = Vec::new();
+    for (param, ty) in [("users", "user"), ("groups", "group"), ("tokens", "token")] {
+        if let Some(list) = p.get(param) {
+            for id in super::formats::split_list(list) {
+                match ty {
+                    "user" if !st.users.contains_key(id) => {
+                        return Err(ApiError::fail(format!("user '{id}' does not exist")));
+                    }
+                    "token" if !st.tokens.contains_key(id) => {
+                        return Err(ApiError::fail(format!("no such token '{id}'")));
+                    }
+                    _ => {}
+                }
+                subjects.push((ty, id.to_string()));
+            }
+        }
+    }
+    for (ty, id) in subjects {
+        for r in &roles {
+            st.acl
+                .retain(|e| !(e.path == path && e.ty == ty && e.ugid == id && e.roleid == *r));
+            if !delete {
+                st.acl.push(AclEntry {
+                    path: path.clone(),
+                    ty: ty.to_string(),
+                    ugid: id.clone(),
+                    roleid: r.clone(),
+                    propagate,
+                });
+            }
+        }
+    }
+    Ok(Value::Null)
+}
+
+fn roles_list(st: &State) -> ApiResult<Value> {
+    let builtin = [
+        "Administrator",
+        "NoAccess",
+        "PVEAdmin",
+        "PVEAuditor",
+        "PVEDatastoreAdmin",
+        "PVEDatastoreUser",
+        "PVEMappingAdmin",
+        "PVEMappingUser",
+        "PVEPoolAdmin",
+        "PVEPoolUser",
+        "PVESDNAdmin",
+        "PVESDNUser",
+        "PVESysAdmin",
+        "PVETemplateUser",
+        "PVEUserAdmin",
+        "PVEVMAdmin",
+        "PVEVMUser",
+    ];
+    let mut list: Vec<Value> = builtin
+        .iter()
+        .map(|r| {
+            let privs: Vec<String> = auth::builtin_role(r)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            json!({"roleid": r, "privs": privs.join(","), "special": 1})
+        })
+        .collect();
+    for (r, privs) in &st.roles {
+        let privs: Vec<&str> = privs.iter().map(String::as_str).collect();
+        list.push(json!({"roleid": r, "privs": privs.join(",")}));
+    }
+    Ok(Value::Array(list))
+}
+
+fn parse_privs(p: &Params) -> ApiResult<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    if let Some(list) = p.get("privs") {
+        for pr in super::formats::split_list(list) {
+            if !auth::PRIVILEGES.contains(&pr) {
+                return Err(ApiError::fail(format!("invalid privilege '{pr}'")));
+            }
+            out.insert(pr.to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn role_create(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "roleid")?.to_string();
+    if auth::builtin_role(&id).is_some() || st.roles.contains_key(&id) {
+        return Err(ApiError::fail(format!("role '{id}' already exists")));
+    }
+    let privs = parse_privs(p)?;
+    st.roles.insert(id, privs);
+    Ok(Value::Null)
+}
+
+fn role_get(st: &State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "roleid")?;
+    let privs = auth::builtin_role(id)
+        .or_else(|| st.roles.get(id).cloned())
+        .ok_or_else(|| ApiError::fail(format!("role '{id}' does not exist")))?;
+    Ok(Value::Object(
+        privs.into_iter().map(|p| (p, json!(1))).collect(),
+    ))
+}
+
+fn role_update(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "roleid")?.to_string();
+    if auth::builtin_role(&id).is_some() {
+        return Err(ApiError::fail(format!(
+            "cannot modify built-in role '{id}'"
+        )));
+    }
+    let privs = parse_privs(p)?;
+    let role = st
+        .roles
+        .get_mut(&id)
+        .ok_or_else(|| ApiError::fail(format!("role '{id}' does not exist")))?;
+    if flag(p, "append", false) {
+        role.extend(privs);
+    } else {
+        *role = privs;
+    }
+    Ok(Value::Null)
+}
+
+fn role_delete(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "roleid")?.to_string();
+    if auth::builtin_role(&id).is_some() {
+        return Err(ApiError::fail(format!(
+            "cannot delete built-in role '{id}'"
+        )));
+    }
+    if st.roles.remove(&id).is_none() {
+        return Err(ApiError::fail(format!("role '{id}' does not exist")));
+    }
+    st.acl.retain(|e| e.roleid != id);
+    Ok(Value::Null)
+}
+
+// ----------------------------------------------------------------------------- backup jobs
+
+fn backup_json(id: &str, job: &BTreeMap<String, String>) -> Value {
+    let mut o: Map<String, Value> = job
+        .iter()
+        .map(|(k, v)| {
+            let val = match k.as_str() {
+                "enabled" | "all" | "protected" | "repeat-missed" => v
+                    .parse::<i64>()
+                    .map(|n| json!(n))
+                    .unwrap_or_else(|_| json!(v)),
+                _ => json!(v),
+            };
+            (k.clone(), val)
+        })
+        .collect();
+    o.insert("id".into(), json!(id));
+    o.insert("type".into(), json!("vzdump"));
+    o.entry("enabled").or_insert(json!(1));
+    if job.get("enabled").is_none_or(|e| e == "1") {
+        o.insert("next-run".into(), json!(now() + 3600 - now() % 3600));
+    }
+    Value::Object(o)
+}
+
+fn backup_list(st: &State) -> ApiResult<Value> {
+    Ok(Value::Array(
+        st.backup_jobs
+            .iter()
+            .map(|(id, j)| backup_json(id, j))
+            .collect(),
+    ))
+}
+
+fn backup_create(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let id = p
+        .get("id")
+        .cloned()
+        .unwrap_or_else(|| format!("backup-{}", &hex::encode(rand::random::<[u8; 6]>())[..12]));
+    if st.backup_jobs.contains_key(&id) {
+        return Err(ApiError::fail(format!("Job '{id}' already exists")));
+    }
+    if !p.contains_key("vmid") && !flag(p, "all", false) && !p.contains_key("pool") {
+        return Err(ApiError::param(
+            "vmid",
+            "property is missing and it is not optional",
+        ));
+    }
+    if let Some(s) = p.get("storage")
+        && !st.storages.contains_key(s)
+    {
+        return Err(ApiError::fail(format!("storage '{s}' does not exist")));
+    }
+    let job: BTreeMap<String, String> = p
+        .iter()
+        .filter(|(k, _)| *k != "id")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    st.backup_jobs.insert(id, job);
+    Ok(Value::Null)
+}
+
+fn backup_get(st: &State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "id")?;
+    st.backup_jobs
+        .get(id)
+        .map(|j| backup_json(id, j))
+        .ok_or_else(|| ApiError::fail(format!("job '{id}' does not exist")))
+}
+
+fn backup_update(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "id")?.to_string();
+    let job = st
+        .backup_jobs
+        .get_mut(&id)
+        .ok_or_else(|| ApiError::fail(format!("job '{id}' does not exist")))?;
+    if let Some(d) = p.get("delete") {
+        for k in super::formats::split_list(d) {
+            job.remove(k);
+        }
+    }
+    for (k, v) in p {
+        if k != "id" && k != "delete" && k != "digest" {
+            job.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(Value::Null)
+}
+
+fn backup_delete(st: &mut State, p: &Params) -> ApiResult<Value> {
+    let id = req(p, "id")?;
+    st.backup_jobs
+        .remove(id)
+        .map(|_| Value::Null)
+        .ok_or_else(|| ApiError::fail(format!("job '{id}' does not exist")))
+}
+
+// ----------------------------------------------------------------------------- SDN
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sdn {
+    Zone,
+    Vnet,
+    Subnet,
+}
+
+fn sdn_digest(map: &BTreeMap<String, SdnObject>) -> String {
+    use sha1::Digest;
+    hex::encode(sha1::Sha1::digest(
+        serde_json::to_string(map).unwrap_or_default().as_bytes(),
+    ))
+}
+
+fn sdn_entry(key: &str, id: &str, o: &SdnObject, pending: bool, digest: &str) -> Option<Value> {
+    let current = o.pending.as_ref().or(o.running.as_ref())?;
+    let mut m: Map<String, Value> = current.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    m.insert(key.into(), json!(id));
+    m.insert("digest".into(), json!(digest));
+    if pending {
+        let state = if o.deleted {
+            Some("deleted")
+        } else if o.running.is_none() {
+            Some("new")
+        } else if o.pending.is_some() && o.pending != o.running {
+            Some("changed")
+        } else {
+            None
+        };
+        if let Some(s) = state {
+            m.insert("state".into(), json!(s));
+        }
+        if let (Some(pnd), Some(run)) = (&o.pending, &o.running)
+            && pnd != run
+        {
+            let diff: Map<String, Value> = pnd
+                .iter()
+                .filter(|(k, v)| run.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            m.insert("pending".into(), Value::Object(diff));
+        }
+    } else if o.deleted {
+        return None;
+    }
+    Some(Value::Object(m))
+}
+
+fn sdn_list(map: &BTreeMap<String, SdnObject>, key: &str, p: &Params) -> ApiResult<Value> {
+    let pending = flag(p, "pending", false);
+    let running = flag(p, "running", false);
+    let digest = sdn_digest(map);
+    Ok(Value::Array(
+        map.iter()
+            .filter(|(_, o)| {
+                p.get("type").is_none_or(|t| {
+                    o.pending
+                        .as_ref()
+                        .or(o.running.as_ref())
+                        .and_then(|c| c.get("type"))
+                        == Some(t)
+                })
+            })
+            .filter_map(|(id, o)| {
+                if running {
+                    let r = SdnObject {
+                        running: o.running.clone(),
+                        pending: None,
+                        deleted: false,
+                    };
+                    sdn_entry(key, id, &r, false, &digest)
+                } else {
+                    sdn_entry(key, id, o, pending, &digest)
+                }
+            })
+            .collect(),
+    ))
+}
+
+fn subnets_list(st: &State, p: &Params) -> ApiResult<Value> {
+    let vnet = req(p, "vnet")?;
+    let filtered: BTreeMap<String, SdnObject> = st
+        .sdn_subnets
+        .iter()
+        .filter(|(_, o)| {
+            o.pending
+                .as_ref()
+                .or(o.running.as_ref())
+                .and_then(|c| c.get("vnet"))
+                .map(String::as_str)
+                == Some(vnet)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    sdn_list(&filtered, "subnet", p)
+}
+
+fn sdn_get(map: &BTreeMap<String, SdnObject>, key: &str, id: &str, p: &Params) -> ApiResult<Value> {
+    let digest = sdn_digest(map);
+    map.get(id)
+        .and_then(|o| sdn_entry(key, id, o, flag(p, "pending", false), &digest))
+        .ok_or_else(|| ApiError::fail(format!("sdn {key} object ID '{id}' not defined")))
+}
+
+fn subnet_id(zone: &str, cidr: &str) -> String {
+    format!("{zone}-{}", cidr.replace('/', "-"))
+}
+
+fn sdn_create(st: &mut State, kind: Sdn, p: &Params) -> ApiResult<Value> {
+    let (id, cfg) = match kind {
+        Sdn::Zone => {
+            let id = req(p, "zone")?.to_string();
+            (
+                id,
+                p.iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "zone" | "lock-token"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        }
+        Sdn::Vnet => {
+            let id = req(p, "vnet")?.to_string();
+            let zone = req(p, "zone")?;
+            if st.sdn_zones.get(zone).is_none_or(|z| z.deleted) {
+                return Err(ApiError::fail(format!("zone '{zone}' does not exist")));
+            }
+            let mut cfg: BTreeMap<String, String> = p
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "vnet" | "lock-token"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            cfg.entry("type".into()).or_insert_with(|| "vnet".into());
+            (id, cfg)
+        }
+        Sdn::Subnet => {
+            let vnet = req(p, "vnet")?;
+            let cidr = req(p, "subnet")?;
+            let zone = st
+                .sdn_vnets
+                .get(vnet)
+                .and_then(|v| v.pending.as_ref().or(v.running.as_ref()))
+                .and_then(|c| c.get("zone").cloned())
+                .ok_or_else(|| ApiError::fail(format!("vnet '{vnet}' does not exist")))?;
+            let mut cfg: BTreeMap<String, String> = p
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "subnet" | "lock-token"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            cfg.insert("cidr".into(), cidr.to_string());
+            cfg.insert("zone".into(), zone.clone());
+            (subnet_id(&zone, cidr), cfg)
+        }
+    };
+    let map = match kind {
+        Sdn::Zone => &mut st.sdn_zones,
+        Sdn::Vnet => &mut st.sdn_vnets,
+        Sdn::Subnet => &mut st.sdn_subnets,
+    };
+    if map.get(&id).is_some_and(|o| !o.deleted) {
+        let what = match kind {
+            Sdn::Zone => "zone",
+            Sdn::Vnet => "vnet",
+            Sdn::Subnet => "subnet",
+        };
+        return Err(ApiError::fail(format!("{what} ID '{id}' already defined")));
+    }
+    let entry = map.entry(id).or_default();
+    entry.pending = Some(cfg);
+    entry.deleted = false;
+    Ok(Value::Null)
+}
+
+fn sdn_target<'a>(
+    st: &'a mut State,
+    kind: Sdn,
+    p: &Params,
+) -> ApiResult<(String, &'a mut BTreeMap<String, SdnObject>)> {
+    Ok(match kind {
+        Sdn::Zone => (req(p, "zone")?.to_string(), &mut st.sdn_zones),
+        Sdn::Vnet => (req(p, "vnet")?.to_string(), &mut st.sdn_vnets),
+        Sdn::Subnet => (req(p, "subnet")?.to_string(), &mut st.sdn_subnets),
+    })
+}
+
+fn sdn_update(st: &mut State, kind: Sdn, p: &Params) -> ApiResult<Value> {
+    let (id, map) = sdn_target(st, kind, p)?;
+    let digest = sdn_digest(map);
+    if let Some(d) = p.get("digest")
+        && *d != digest
+    {
+        return Err(ApiError::fail(
+            "detected modified configuration - file changed by other user? Try again.",
+        ));
+    }
+    let o = map
+        .get_mut(&id)
+        .filter(|o| !o.deleted)
+        .ok_or_else(|| ApiError::fail(format!("sdn object ID '{id}' not defined")))?;
+    let mut cfg = o
+        .pending
+        .clone()
+        .or_else(|| o.running.clone())
+        .unwrap_or_default();
+    if let Some(d) = p.get("delete") {
+        for k in super::formats::split_list(d) {
+            cfg.remove(k);
+        }
+    }
+    for (k, v) in p {
+        if !matches!(
+            k.as_str(),
+            "zone" | "vnet" | "subnet" | "delete" | "digest" | "lock-token"
+        ) || (kind == Sdn::Vnet && k == "zone")
+        {
+            cfg.insert(k.clone(), v.clone());
+        }
+    }
+    o.pending = Some(cfg);
+    Ok(Value::Null)
+}
+
+fn sdn_delete(st: &mut State, kind: Sdn, p: &Params) -> ApiResult<Value> {
+    let (id, map) = sdn_target(st, kind, p)?;
+    let o = map
+        .get_mut(&id)
+        .filter(|o| !o.deleted)
+        .ok_or_else(|| ApiError::fail(format!("sdn object ID '{id}' not defined")))?;
+    if o.running.is_none() {
+        map.remove(&id);
+    } else {
+        o.deleted = true;
+    }
+    Ok(Value::Null)
+}
