@@ -22,6 +22,65 @@ const TALOS_TAG: &str = talos_api::config::TALOS_VERSION;
 struct Apid {
     node: Arc<Node>,
     maintenance: bool,
+    /// A call forwarded by another node's apid (already authorised there).
+    trusted: bool,
+}
+
+/// Replies of the `repeated X messages = 1` shape, whose items carry `metadata = 1`.
+trait Envelope: Sized {
+    type Item: Default;
+    fn into_items(self) -> Vec<Self::Item>;
+    fn from_items(items: Vec<Self::Item>) -> Self;
+    fn set_meta(item: &mut Self::Item, meta: Metadata);
+}
+
+macro_rules! envelope {
+    ($($resp:ty => $item:ty),* $(,)?) => {$(
+        impl Envelope for $resp {
+            type Item = $item;
+            fn into_items(self) -> Vec<$item> { self.messages }
+            fn from_items(messages: Vec<$item>) -> Self { Self { messages } }
+            fn set_meta(item: &mut $item, meta: Metadata) { item.metadata = Some(meta); }
+        }
+    )*};
+}
+
+envelope! {
+    VersionResponse => Version,
+    ApplyConfigurationResponse => ApplyConfiguration,
+    BootstrapResponse => Bootstrap,
+    ServiceListResponse => ServiceList,
+    RebootResponse => Reboot,
+    ResetResponse => Reset,
+    UpgradeResponse => Upgrade,
+    EtcdMemberListResponse => EtcdMembers,
+    DisksResponse => storage::Disks,
+}
+
+type BoxFut<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// The `nodes` (one-to-many) or `node` (one-to-one) proxy metadata of a request.
+fn proxy_targets<T>(req: &Request<T>) -> Result<Option<Vec<String>>, Status> {
+    let md = req.metadata();
+    let nodes: Vec<String> = md
+        .get_all("nodes")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let node: Vec<String> = md
+        .get_all("node")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    if node.len() > 1 {
+        return Err(Status::invalid_argument(
+            "node metadata must be single-valued",
+        ));
+    }
+    if !nodes.is_empty() {
+        return Ok(Some(nodes));
+    }
+    Ok(if node.is_empty() { None } else { Some(node) })
 }
 
 fn meta() -> Option<Metadata> {
@@ -57,7 +116,7 @@ impl Apid {
 
     fn require<T>(&self, req: &Request<T>, allowed: &[&str]) -> Result<(), Status> {
         self.stale()?;
-        if self.maintenance {
+        if self.maintenance || self.trusted {
             return Ok(());
         }
         let r = roles(req);
@@ -66,6 +125,82 @@ impl Apid {
         } else {
             Err(Status::permission_denied("not authorized"))
         }
+    }
+
+    /// apid's proxying: every target gets the call (this node or another simulated node in
+    /// normal mode), replies are concatenated with `metadata.hostname` set to the target, and a
+    /// failing target contributes a message with `metadata.error` instead of failing the call.
+    async fn proxy<Req, Resp, F>(
+        &self,
+        targets: Vec<String>,
+        req: Request<Req>,
+        call: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: Clone + Send + 'static,
+        Resp: Envelope + Send + 'static,
+        F: Fn(Apid, Request<Req>) -> BoxFut<Result<Response<Resp>, Status>>,
+    {
+        let inner = req.into_inner();
+        let peers = self
+            .node
+            .runtime
+            .upgrade()
+            .map(|rt| rt.all_nodes())
+            .unwrap_or_default();
+        let mut all = Vec::new();
+        for t in targets {
+            let target = peers
+                .iter()
+                .find(|n| (n.ip.to_string() == t || n.hostname() == t) && n.state().installed)
+                .cloned();
+            let result = match target {
+                Some(node) => {
+                    let apid = Apid {
+                        node,
+                        maintenance: false,
+                        trusted: true,
+                    };
+                    call(apid, Request::new(inner.clone())).await
+                }
+                None => Err(Status::unavailable(format!(
+                    "connection error: desc = \"transport: Error while dialing: dial tcp {t}:50000: connect: connection refused\""
+                ))),
+            };
+            match result {
+                Ok(r) => {
+                    for mut item in r.into_inner().into_items() {
+                        Resp::set_meta(
+                            &mut item,
+                            Metadata {
+                                hostname: t.clone(),
+                                error: String::new(),
+                                status: None,
+                            },
+                        );
+                        all.push(item);
+                    }
+                }
+                Err(st) => {
+                    let mut item = Resp::Item::default();
+                    let text = format!("rpc error: code = {:?} desc = {}", st.code(), st.message());
+                    Resp::set_meta(
+                        &mut item,
+                        Metadata {
+                            hostname: t.clone(),
+                            error: text.clone(),
+                            status: Some(talos_api::proto::google::rpc::Status {
+                                code: st.code() as i32,
+                                message: text,
+                                details: vec![],
+                            }),
+                        },
+                    );
+                    all.push(item);
+                }
+            }
+        }
+        Ok(Response::new(Resp::from_items(all)))
     }
 
     fn admin_only<T>(&self, req: &Request<T>) -> Result<(), Status> {
@@ -111,6 +246,16 @@ impl MachineService for Apid {
         req: Request<ApplyConfigurationRequest>,
     ) -> Result<Response<ApplyConfigurationResponse>, Status> {
         self.require(&req, &["os:admin"])?;
+        if !self.maintenance
+            && !self.trusted
+            && let Some(t) = proxy_targets(&req)?
+        {
+            return self
+                .proxy(t, req, |a, r| {
+                    Box::pin(async move { a.apply_configuration(r).await })
+                })
+                .await;
+        }
         let r = req.into_inner();
         let mode = Mode::try_from(r.mode).map_err(|_| Status::invalid_argument("unknown mode"))?;
         if self.maintenance && matches!(mode, Mode::NoReboot | Mode::Staged) {
@@ -200,6 +345,14 @@ impl MachineService for Apid {
         req: Request<BootstrapRequest>,
     ) -> Result<Response<BootstrapResponse>, Status> {
         self.admin_only(&req)?;
+        if !self.maintenance
+            && !self.trusted
+            && let Some(t) = proxy_targets(&req)?
+        {
+            return self
+                .proxy(t, req, |a, r| Box::pin(async move { a.bootstrap(r).await }))
+                .await;
+        }
         let facts = self
             .node
             .facts()
@@ -267,6 +420,14 @@ impl MachineService for Apid {
             return Err(Status::unimplemented(NOT_IN_MAINTENANCE));
         }
         self.require(&req, &["os:admin", "os:operator", "os:reader"])?;
+        if !self.maintenance
+            && !self.trusted
+            && let Some(t) = proxy_targets(&req)?
+        {
+            return self
+                .proxy(t, req, |a, r| Box::pin(async move { a.version(r).await }))
+                .await;
+        }
         let (name, mode) = if self.node.platform == "nocloud" {
             ("nocloud", "cloud")
         } else {
@@ -301,6 +462,16 @@ impl MachineService for Apid {
             return Err(Status::unimplemented(NOT_IN_MAINTENANCE));
         }
         self.require(&req, &["os:admin", "os:operator", "os:reader"])?;
+        if !self.maintenance
+            && !self.trusted
+            && let Some(t) = proxy_targets(&req)?
+        {
+            return self
+                .proxy(t, req, |a, r| {
+                    Box::pin(async move { a.service_list(r).await })
+                })
+                .await;
+        }
         let st = self.node.state();
         let cp = self
             .node
@@ -347,6 +518,16 @@ impl MachineService for Apid {
             &req,
             &["os:admin", "os:operator", "os:reader", "os:etcd:backup"],
         )?;
+        if !self.maintenance
+            && !self.trusted
+            && let Some(t) = proxy_targets(&req)?
+        {
+            return self
+                .proxy(t, req, |a, r| {
+                    Box::pin(async move { a.etcd_member_list(r).await })
+                })
+                .await;
+        }
         if !self.node.state().bootstrapped {
             return Err(Status::unavailable("etcd is not running"));
         }
@@ -375,6 +556,14 @@ impl MachineService for Apid {
             return Err(Status::unimplemented(NOT_IN_MAINTENANCE));
         }
         self.require(&req, &["os:admin", "os:operator"])?;
+        if !self.maintenance
+            && !self.trusted
+            && let Some(t) = proxy_targets(&req)?
+        {
+            return self
+                .proxy(t, req, |a, r| Box::pin(async move { a.reboot(r).await }))
+                .await;
+        }
         let node = self.node.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -390,6 +579,14 @@ impl MachineService for Apid {
 
     async fn reset(&self, req: Request<ResetRequest>) -> Result<Response<ResetResponse>, Status> {
         self.admin_only(&req)?;
+        if !self.maintenance
+            && !self.trusted
+            && let Some(t) = proxy_targets(&req)?
+        {
+            return self
+                .proxy(t, req, |a, r| Box::pin(async move { a.reset(r).await }))
+                .await;
+        }
         self.node
             .update(|s| {
                 s.installed = false;
@@ -415,6 +612,14 @@ impl MachineService for Apid {
         req: Request<UpgradeRequest>,
     ) -> Result<Response<UpgradeResponse>, Status> {
         self.admin_only(&req)?;
+        if !self.maintenance
+            && !self.trusted
+            && let Some(t) = proxy_targets(&req)?
+        {
+            return self
+                .proxy(t, req, |a, r| Box::pin(async move { a.upgrade(r).await }))
+                .await;
+        }
         Ok(Response::new(UpgradeResponse {
             messages: vec![Upgrade {
                 metadata: meta(),
@@ -429,6 +634,14 @@ impl MachineService for Apid {
 impl StorageService for Apid {
     async fn disks(&self, req: Request<()>) -> Result<Response<DisksResponse>, Status> {
         self.require(&req, &["os:admin", "os:operator", "os:reader"])?;
+        if !self.maintenance
+            && !self.trusted
+            && let Some(t) = proxy_targets(&req)?
+        {
+            return self
+                .proxy(t, req, |a, r| Box::pin(async move { a.disks(r).await }))
+                .await;
+        }
         let disks = self
             .node
             .disks
@@ -488,6 +701,7 @@ async fn serve(
     let incoming =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     let svc = Apid {
+        trusted: false,
         node: node.clone(),
         maintenance,
     };

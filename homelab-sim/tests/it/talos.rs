@@ -136,6 +136,23 @@ async fn apply_bootstrap_kubeconfig_flow_and_persistence() {
     let v = c.version().await.unwrap();
     assert_eq!(v[0].version.as_ref().unwrap().tag, "v1.12.11");
     assert_eq!(v[0].platform.as_ref().unwrap().name, "nocloud");
+    // apid proxying: `node`/`nodes` metadata tags each reply with its target; an unknown
+    // target contributes a per-node error.
+    let one = c.with_node(ip.to_string()).version().await.unwrap();
+    assert_eq!(one[0].metadata.as_ref().unwrap().hostname, ip.to_string());
+    let e = c
+        .with_nodes([ip.to_string(), "127.55.255.254".to_string()])
+        .version()
+        .await
+        .unwrap_err();
+    match e {
+        talos_api::Error::Node { errors, .. } => {
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].node, "127.55.255.254");
+            assert!(errors[0].message.contains("connection refused"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
     // The maintenance (no client certificate) handshake is now refused.
     assert!(
         !talos_api::client::is_maintenance(&ip.to_string(), Duration::from_secs(5))
