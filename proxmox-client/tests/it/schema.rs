@@ -111,6 +111,12 @@ fn is_optional(p: &Value) -> bool {
     }
 }
 
+/// PVE matches patterns as `^(?:pattern)$` (Perl); `(?^:` is Perl's default-flags group.
+/// Patterns the regex crate cannot compile are skipped.
+fn anchored(pattern: &str) -> Option<regex::Regex> {
+    regex::Regex::new(&format!("^(?:{})$", pattern.replace("(?^:", "(?:"))).ok()
+}
+
 /// Checks a wire value against a (sub-)schema; returns problems.
 fn check_value(ctx: &str, schema: &Value, value: &ParamValue, problems: &mut Vec<String>) {
     let ty = schema["type"].as_str().unwrap_or("string");
@@ -141,6 +147,12 @@ fn check_value(ctx: &str, schema: &Value, value: &ParamValue, problems: &mut Vec
                 && s.len() as u64 > max
             {
                 problems.push(format!("{ctx}: longer than {max}"));
+            }
+            if let Some(pat) = schema["pattern"].as_str()
+                && let Some(re) = anchored(pat)
+                && !re.is_match(s)
+            {
+                problems.push(format!("{ctx}: '{s}' does not match the pattern {pat}"));
             }
             if let Some(fmt) = schema["format"].as_object() {
                 check_property_string(ctx, fmt, s, problems);
@@ -744,6 +756,9 @@ fn the_checker_catches_drift() {
             .param("scsi0", "local:1,discrad=on"),
         cluster_resources(None).param("type", "vms"),
         nextid(None).param("vmid", 5),
+        ApiRequest::new(Method::Put, &["nodes", "pve", "qemu", "100", "resize"])
+            .param("disk", "scsi0")
+            .param("size", "10 GB"),
     ];
     for r in bad {
         let p = check_request(&schema, "drift", &r);
