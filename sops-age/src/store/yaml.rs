@@ -45,14 +45,6 @@ pub(crate) fn parse(input: &[u8]) -> Result<Vec<Map>> {
         events.push((e, span));
     }
     let comments = scan_comments(text, &events);
-    let ascii = text.is_ascii();
-    let char_at = |idx: usize| -> Option<char> {
-        if ascii {
-            text.as_bytes().get(idx).map(|b| *b as char)
-        } else {
-            text.chars().nth(idx)
-        }
-    };
     let mut b = Builder {
         comments,
         ci: 0,
@@ -62,7 +54,7 @@ pub(crate) fn parse(input: &[u8]) -> Result<Vec<Map>> {
         root: None,
     };
     for (ev, span) in events {
-        b.event(ev, span, &char_at)?;
+        b.event(ev, span)?;
     }
     if b.docs.is_empty() {
         if b.comments.is_empty() {
@@ -222,12 +214,7 @@ impl Builder {
         out
     }
 
-    fn event(
-        &mut self,
-        ev: Event<'_>,
-        span: Span,
-        char_at: &dyn Fn(usize) -> Option<char>,
-    ) -> Result<()> {
+    fn event(&mut self, ev: Event<'_>, span: Span) -> Result<()> {
         let at = span.start.index();
         match ev {
             Event::Nothing | Event::StreamStart | Event::DocumentStart(_) => {}
@@ -263,7 +250,8 @@ impl Builder {
             Event::StreamEnd => {}
             Event::MappingStart(anchor, _tag) => {
                 self.flush(at, None, true);
-                let flow = char_at(at) == Some('{');
+                // block collections start with an empty span, flow ones span their `{`/`[`
+                let flow = span.end.index() > at;
                 self.stack.push(Frame::Map {
                     map: Map::new(),
                     key: None,
@@ -275,7 +263,7 @@ impl Builder {
             }
             Event::SequenceStart(anchor, _tag) => {
                 self.flush(at, None, true);
-                let flow = char_at(at) == Some('[');
+                let flow = span.end.index() > at;
                 let col = span.start.col();
                 let parent_col = match self.stack.last() {
                     Some(Frame::Map {
@@ -804,7 +792,24 @@ fn string_style(s: &str, is_key: bool) -> Style {
             Style::Double
         };
     }
-    let must_quote = !matches!(resolve_plain(s), Value::String(_))
+    // Only these first characters can resolve to a non-string; skip the work otherwise.
+    let maybe_typed = s.is_empty()
+        || matches!(
+            s.as_bytes()[0],
+            b'0'..=b'9'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'~'
+                | b'n'
+                | b'N'
+                | b't'
+                | b'T'
+                | b'f'
+                | b'F'
+                | b'<'
+        );
+    let must_quote = (maybe_typed && !matches!(resolve_plain(s), Value::String(_)))
         || is_old_bool(s)
         || is_base60_float(s)
         || s == "<<";

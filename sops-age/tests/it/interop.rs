@@ -657,3 +657,97 @@ fn filestatus_agrees_with_sops() {
         assert_eq!(sops_age::file_status(data, Format::Json), want);
     }
 }
+
+#[test]
+fn multi_document_yaml_both_directions() {
+    if !have_sops("multi_document_yaml_both_directions") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let ids = lab.identities(&[0]);
+    let plain =
+        "# doc one\na: 1\nb:\n    - x\n    - y\n---\n# doc two\nc: secret\nd:\n    e: true\n";
+    let ours = sops_age::encrypt(
+        plain.as_bytes(),
+        Format::Yaml,
+        &EncryptOptions::new(vec![lab.recipient(0)]),
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&ours).into_owned();
+    assert_eq!(
+        text.matches("\nsops:\n").count(),
+        2,
+        "each document gets its own sops block:\n{text}"
+    );
+    lab.write("multi.yaml", &ours);
+    assert_same(
+        Format::Yaml,
+        &lab.sops_ok(&["decrypt", "multi.yaml"]),
+        plain.as_bytes(),
+    );
+
+    lab.write("theirs.yaml", plain.as_bytes());
+    let theirs = lab.sops_ok(&["encrypt", "--age", &lab.keys[0].1, "theirs.yaml"]);
+    assert_same(
+        Format::Yaml,
+        &sops_age::decrypt(&theirs, Format::Yaml, &ids).unwrap(),
+        plain.as_bytes(),
+    );
+}
+
+#[test]
+fn legacy_and_shuffled_metadata_is_read() {
+    if !have_sops("legacy_and_shuffled_metadata_is_read") {
+        return;
+    }
+    let lab = Lab::new(1);
+    let ids = lab.identities(&[0]);
+    // A pre-3.10 layout: empty key-type lists, quoted lastmodified, old version.
+    let plain = generated(Format::Yaml, 0);
+    lab.write("doc.yaml", &plain);
+    let theirs =
+        String::from_utf8(lab.sops_ok(&["encrypt", "--age", &lab.keys[0].1, "doc.yaml"])).unwrap();
+    let legacy = theirs
+        .replace(
+            "sops:\n    age:",
+            "sops:\n    kms: []\n    gcp_kms: []\n    azure_kv: []\n    hc_vault: []\n    age:",
+        )
+        .replace("version: 3.11.0", "version: 3.7.1");
+    assert_same(
+        Format::Yaml,
+        &sops_age::decrypt(legacy.as_bytes(), Format::Yaml, &ids).unwrap(),
+        &plain,
+    );
+    let mut d = Decrypted::open(legacy.as_bytes(), Format::Yaml, &ids).unwrap();
+    let kept = String::from_utf8(d.encrypt(false).unwrap()).unwrap();
+    assert!(
+        kept.contains("version: 3.7.1"),
+        "set/rotate keep the version"
+    );
+    let bumped = String::from_utf8(d.encrypt(true).unwrap()).unwrap();
+    assert!(
+        bumped.contains("version: 3.11.0"),
+        "edit bumps an older version"
+    );
+    lab.write("bumped.yaml", bumped.as_bytes());
+    assert_same(
+        Format::Yaml,
+        &lab.sops_ok(&["decrypt", "bumped.yaml"]),
+        &plain,
+    );
+
+    // INI metadata comes in random order from sops; any order must be read.
+    let plain = generated(Format::Ini, 1);
+    lab.write("doc.ini", &plain);
+    let theirs =
+        String::from_utf8(lab.sops_ok(&["encrypt", "--age", &lab.keys[0].1, "doc.ini"])).unwrap();
+    let (data, meta) = theirs.split_once("[sops]\n").unwrap();
+    let mut lines: Vec<&str> = meta.lines().collect();
+    lines.reverse();
+    let shuffled = format!("{data}[sops]\n{}\n", lines.join("\n"));
+    assert_same(
+        Format::Ini,
+        &sops_age::decrypt(shuffled.as_bytes(), Format::Ini, &ids).unwrap(),
+        &plain,
+    );
+}

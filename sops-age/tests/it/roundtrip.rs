@@ -120,3 +120,21 @@ proptest! {
         prop_assert_eq!(String::from_utf8_lossy(&dec), text);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The fuzz targets' bodies on stable: no parser or emitter panics on arbitrary input.
+    #[test]
+    fn parsers_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..300),
+        yamlish in "[a-z0-9:#\\-\\[\\]{}'\" \n|>&*!,.=;_]{0,200}",
+    ) {
+        for format in [Format::Yaml, Format::Json, Format::Dotenv, Format::Ini, Format::Binary] {
+            for data in [&bytes[..], yamlish.as_bytes()] {
+                sops_age::fuzz::plain_round_trip(format, data);
+                sops_age::fuzz::encrypted(format, data);
+            }
+        }
+    }
+}
