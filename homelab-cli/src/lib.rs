@@ -10,6 +10,7 @@ pub mod engine;
 pub mod model;
 pub mod progress;
 pub mod session;
+pub mod sftp;
 pub mod simlab;
 pub mod workspace;
 

@@ -11,6 +11,7 @@ pub mod factory;
 pub mod lab;
 pub mod pve;
 pub mod runtime;
+pub mod sftp;
 pub mod talos;
 pub mod tls;
 

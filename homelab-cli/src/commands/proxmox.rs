@@ -1,12 +1,1092 @@
-//! `homelab-cli proxmox ...` (work in progress).
+//! `homelab-cli proxmox ...`: Proxmox VE administration for provisioning.
+//!
+//! `proxmox token create` sets up least-privilege API access for `homelab-cli up`: a user
+//! (`homelab@pve`), a role holding only the privileges the engine's operations need
+//! ([`ROLE_PRIVILEGES`]), the ACL granting it, and an API token, whose secret is written
+//! SOPS-encrypted (never in plaintext) into the repository's secrets file. Every step is
+//! observed first and skipped when already in place, so a re-run changes nothing.
+//!
+//! The planning is a pure function ([`plan`]) from what the server has ([`Observed`]) and
+//! what is wanted ([`TokenSpec`]) to [`Step`]s; only [`run`] talks to the API.
 
-use crate::context::{Context, Exit};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use miette::{IntoDiagnostic, WrapErr, miette};
+use proxmox_client::requests::{AclUpdate, UserCreate};
+use proxmox_client::{Client, ClientBuilder, ParamValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sops_age::{EncryptOptions, Format, Identities, Recipient};
+use zeroize::Zeroizing;
+
+use crate::context::{self, Context, Exit, OutputFormat};
+use crate::workspace;
+
+/// The provisioning role's privileges (PVE 9 names), each with the operation that needs it.
+///
+/// Left out on purpose: `Datastore.Allocate` (deleting arbitrary volumes; `down` keeps
+/// cached images), `Permissions.Modify`, `User.Modify`, `Sys.Console`, `Sys.PowerMgmt`,
+/// `VM.Migrate`, `VM.Snapshot*`, `VM.GuestAgent.File*`/`Unrestricted`, `SDN.Allocate`,
+/// `Pool.Allocate`. Snippets are uploaded over SFTP, not through the API.
+pub const ROLE_PRIVILEGES: &[(&str, &str)] = &[
+    (
+        "Datastore.AllocateSpace",
+        "create guest disks, cloud-init drives and container volumes on storages",
+    ),
+    (
+        "Datastore.AllocateTemplate",
+        "download cloud images, Talos ISOs and CT templates into storage (download-url, aplinfo)",
+    ),
+    (
+        "Datastore.Audit",
+        "list storages and their content (cached images, snippets)",
+    ),
+    (
+        "Mapping.Audit",
+        "read PCI resource mappings for GPU passthrough",
+    ),
+    ("Mapping.Use", "attach mapped PCI devices (hostpci) to VMs"),
+    (
+        "Pool.Audit",
+        "see resource pools and their members during observe",
+    ),
+    (
+        "SDN.Use",
+        "attach network interfaces to bridges and SDN VNets",
+    ),
+    (
+        "Sys.AccessNetwork",
+        "let the node fetch URLs (download-url) when Sys.Modify is left out (--no-backup-jobs)",
+    ),
+    (
+        "Sys.Audit",
+        "read nodes, cluster resources, host PCI devices, tasks and backup jobs",
+    ),
+    (
+        "Sys.Modify",
+        "create and update vzdump backup jobs (/cluster/backup); with Sys.Audit, download-url; privileged containers",
+    ),
+    (
+        "VM.Allocate",
+        "create, destroy and convert guests to templates",
+    ),
+    ("VM.Audit", "read guest configuration and status"),
+    ("VM.Backup", "include guests in backup jobs"),
+    ("VM.Clone", "clone VMs from gold templates"),
+    ("VM.Config.CDROM", "attach Talos ISOs and cloud-init drives"),
+    ("VM.Config.CPU", "set cores, sockets and CPU type"),
+    (
+        "VM.Config.Cloudinit",
+        "set cloud-init user, SSH keys, IP configuration, cicustom",
+    ),
+    (
+        "VM.Config.Disk",
+        "add, import and resize disks; container mount points",
+    ),
+    (
+        "VM.Config.HWType",
+        "set machine, BIOS, SCSI controller, serial console, hostpci",
+    ),
+    ("VM.Config.Memory", "set memory and swap"),
+    ("VM.Config.Network", "set network interfaces"),
+    (
+        "VM.Config.Options",
+        "set name, tags, description (ownership marker), onboot, agent, features",
+    ),
+    (
+        "VM.GuestAgent.Audit",
+        "read guest addresses through the QEMU guest agent",
+    ),
+    ("VM.PowerMgmt", "start, stop, shut down and reboot guests"),
+];
+
+/// The privilege names of the provisioning role, sorted (with backup jobs).
+pub fn privileges() -> Vec<&'static str> {
+    privileges_for(true)
+}
+
+/// The privilege names of the provisioning role, sorted. PVE guards `/cluster/backup`
+/// writes with `Sys.Modify` on `/`; without backup jobs the role drops `Sys.Modify` and
+/// `VM.Backup` and takes the narrower `Sys.AccessNetwork` for `download-url` (which
+/// `Sys.Audit` + `Sys.Modify` cover otherwise).
+pub fn privileges_for(backup_jobs: bool) -> Vec<&'static str> {
+    let mut v: Vec<&str> = ROLE_PRIVILEGES
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| {
+            if backup_jobs {
+                *p != "Sys.AccessNetwork"
+            } else {
+                !matches!(*p, "Sys.Modify" | "VM.Backup")
+            }
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
 
 /// Subcommands of `homelab-cli proxmox`.
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// API tokens for provisioning.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print the privileges of the provisioning role and why each is needed.
+    Privileges(PrivilegesArgs),
+}
+
+/// Subcommands of `homelab-cli proxmox token`.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Create (idempotently) a user, a least-privilege role, the ACLs and an API token, and
+    /// write the token SOPS-encrypted.
+    Create(Box<CreateArgs>),
+}
+
+/// `homelab-cli proxmox privileges`.
+#[derive(Debug, clap::Args)]
+pub struct PrivilegesArgs {
+    /// The role without backup-job management (no `Sys.Modify`, no `VM.Backup`).
+    #[arg(long)]
+    pub no_backup_jobs: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// How to reach the Proxmox VE API as an administrator. Secrets come from the
+/// environment only: `PROXMOX_VE_API_TOKEN` (`user@realm!id=secret`) or
+/// `PROXMOX_VE_USERNAME` + `PROXMOX_VE_PASSWORD`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// API URL, e.g. `https://pve.lan:8006`.
+    #[arg(long, env = proxmox_client::ENV_ENDPOINT)]
+    pub endpoint: Option<String>,
+    /// Pin the node certificate's SHA-256 fingerprint (`AA:BB:...`, as `GET /nodes` shows).
+    #[arg(long, env = proxmox_client::ENV_FINGERPRINT)]
+    pub fingerprint: Option<String>,
+    /// Trust this PEM CA file (in addition to the system roots).
+    #[arg(long, env = proxmox_client::ENV_CA_FILE)]
+    pub ca_file: Option<PathBuf>,
+    /// Administrator for a ticket login (password from `PROXMOX_VE_PASSWORD`).
+    #[arg(long, env = proxmox_client::ENV_USERNAME)]
+    pub username: Option<String>,
+    /// Do not verify the server certificate (dangerous; prefer --fingerprint).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl Connection {
+    /// The setting for a `PROXMOX_VE_*` variable: the flag if given, else the environment.
+    fn lookup(&self, key: &str) -> Option<String> {
+        let env = || std::env::var(key).ok();
+        match key {
+            proxmox_client::ENV_ENDPOINT => self.endpoint.clone().or_else(env),
+            proxmox_client::ENV_FINGERPRINT => self.fingerprint.clone().or_else(env),
+            proxmox_client::ENV_CA_FILE => self
+                .ca_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .or_else(env),
+            proxmox_client::ENV_USERNAME => self.username.clone().or_else(env),
+            proxmox_client::ENV_INSECURE if self.insecure => Some("1".into()),
+            _ => env(),
+        }
+    }
+
+    /// Build the admin client: flags first, then the `PROXMOX_VE_*` environment.
+    pub fn client(&self) -> miette::Result<Client> {
+        if self.insecure {
+            eprintln!(
+                "warning: --insecure: the server certificate is NOT verified; anyone on the path can read the new token"
+            );
+        }
+        ClientBuilder::from_lookup(|k| self.lookup(k))
+            .build()
+            .map_err(|e| {
+                miette!(
+                    help = "set PROXMOX_VE_ENDPOINT and PROXMOX_VE_API_TOKEN (user@realm!id=secret) of an administrator, and PROXMOX_VE_FINGERPRINT for a self-signed certificate",
+                    "cannot configure the Proxmox VE client: {e}"
+                )
+            })
+    }
+
+    /// A client for the same server and TLS trust, authenticated with another token.
+    fn token_client(&self, token_id: &str, secret: &SecretString) -> miette::Result<Client> {
+        let token = Zeroizing::new(format!("{token_id}={}", secret.expose_secret()));
+        ClientBuilder::from_lookup(|k| match k {
+            proxmox_client::ENV_API_TOKEN => Some(token.to_string()),
+            proxmox_client::ENV_USERNAME | proxmox_client::ENV_PASSWORD => None,
+            _ => self.lookup(k),
+        })
+        .build()
+        .map_err(|e| miette!("cannot build a client for the stored token: {e}"))
+    }
+}
+
+/// `homelab-cli proxmox token create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// The user owning the token (created without a password when missing).
+    #[arg(long, default_value = "homelab@pve")]
+    pub user: String,
+    /// The role holding the provisioning privileges (see `homelab-cli proxmox privileges`).
+    #[arg(long, default_value = "HomelabProvisioner")]
+    pub role: String,
+    /// The token's name (the part after `!`).
+    #[arg(long, default_value = "homelab")]
+    pub token_id: String,
+    /// The ACL path the role is granted on (propagating to everything below).
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// Privilege separation: the token gets its own ACL instead of the user's full rights.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub privsep: bool,
+    /// SOPS file (YAML or JSON) to write `proxmox.endpoint`, `proxmox.token_id`,
+    /// `proxmox.token_secret` (and `proxmox.fingerprint`) into; other keys are kept.
+    #[arg(long, short = 'o', default_value = "secrets.enc.yaml")]
+    pub output: PathBuf,
+    /// age recipient(s) for a new file (comma separated or repeated); default: the
+    /// `.sops.yaml` creation rule for the file, then `SOPS_AGE_RECIPIENTS`.
+    #[arg(long = "age", value_delimiter = ',')]
+    pub age: Vec<String>,
+    /// Replace an existing token whose secret is not in the output file (or no longer works).
+    #[arg(long)]
+    pub rotate: bool,
+    /// Leave backup-job management out of the role (no `Sys.Modify`, no `VM.Backup`).
+    #[arg(long)]
+    pub no_backup_jobs: bool,
+}
+
+/// What the token should look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSpec {
+    /// `user@realm`.
+    pub user: String,
+    /// Role name.
+    pub role: String,
+    /// Token name.
+    pub token_id: String,
+    /// ACL path.
+    pub path: String,
+    /// Privilege separation.
+    pub privsep: bool,
+    /// The role's privileges.
+    pub privileges: BTreeSet<String>,
+}
+
+impl TokenSpec {
+    /// `user@realm!tokenid`.
+    pub fn full_token_id(&self) -> String {
+        format!("{}!{}", self.user, self.token_id)
+    }
+
+    /// Check names against PVE's formats before sending anything.
+    pub fn validate(&self) -> Result<(), String> {
+        let (name, realm) = self
+            .user
+            .rsplit_once('@')
+            .ok_or_else(|| format!("--user '{}': expected user@realm", self.user))?;
+        if name.is_empty() || realm.is_empty() || name.contains(['!', ':', '/']) {
+            return Err(format!("--user '{}': expected user@realm", self.user));
+        }
+        let id_ok = self
+            .token_id
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && self.token_id.len() >= 2
+            && self
+                .token_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !id_ok {
+            return Err(format!(
+                "--token-id '{}': must match [A-Za-z][A-Za-z0-9.\\-_]+",
+                self.token_id
+            ));
+        }
+        let role_ok = !self.role.is_empty()
+            && self
+                .role
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !role_ok {
+            return Err(format!(
+                "--role '{}': use letters, digits, '.', '-', '_'",
+                self.role
+            ));
+        }
+        if !self.path.starts_with('/') {
+            return Err(format!("--path '{}': ACL paths start with '/'", self.path));
+        }
+        Ok(())
+    }
+}
+
+/// What the server (and the output file) already hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// The user exists.
+    pub user: bool,
+    /// The role's privileges, when the role exists.
+    pub role: Option<BTreeSet<String>>,
+    /// Whether the role is built in (cannot be changed).
+    pub role_builtin: bool,
+    /// The user has the role on the path.
+    pub user_acl: bool,
+    /// The token exists; its `privsep`.
+    pub token: Option<bool>,
+    /// The token has the role on the path.
+    pub token_acl: bool,
+    /// What the output file knows about the token.
+    pub stored: Stored,
+}
+
+/// The token as recorded in the output file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stored {
+    /// The file does not hold this token.
+    #[default]
+    Missing,
+    /// The file holds this token and its secret authenticates.
+    Valid,
+    /// The file holds this token id but the secret is rejected.
+    Rejected,
+}
+
+/// One change to make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// `POST /access/users`.
+    CreateUser,
+    /// `POST /access/roles`.
+    CreateRole,
+    /// `PUT /access/roles/{role}` with the full list.
+    SetRolePrivileges {
+        /// Privileges added.
+        add: Vec<String>,
+        /// Privileges removed.
+        remove: Vec<String>,
+    },
+    /// `PUT /access/acl` for the user.
+    GrantUser,
+    /// `DELETE /access/users/{user}/token/{id}` (rotation).
+    DeleteToken,
+    /// `PUT /access/users/{user}/token/{id}` to change `privsep`.
+    SetPrivsep,
+    /// `POST /access/users/{user}/token/{id}`; the secret is written to the file.
+    CreateToken,
+    /// `PUT /access/acl` for the token.
+    GrantToken,
+}
+
+/// Plan the steps from `observed` to `spec`. Errors when the token exists but its secret
+/// is unknown here and `rotate` is off (PVE shows a secret only once).
+pub fn plan(
+    spec: &TokenSpec,
+    observed: &Observed,
+    rotate: bool,
+    output: &Path,
+) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    if !observed.user {
+        steps.push(Step::CreateUser);
+    }
+    match &observed.role {
+        None => steps.push(Step::CreateRole),
+        Some(have) if *have != spec.privileges => {
+            if observed.role_builtin {
+                return Err(format!(
+                    "role '{}' is a built-in role with other privileges; choose another --role",
+                    spec.role
+                ));
+            }
+            steps.push(Step::SetRolePrivileges {
+                add: spec.privileges.difference(have).cloned().collect(),
+                remove: have.difference(&spec.privileges).cloned().collect(),
+            });
+        }
+        Some(_) => {}
+    }
+    if !observed.user_acl {
+        steps.push(Step::GrantUser);
+    }
+    let full = spec.full_token_id();
+    let mut fresh = false;
+    match (observed.token, observed.stored) {
+        (None, _) => {
+            steps.push(Step::CreateToken);
+            fresh = true;
+        }
+        (Some(_), Stored::Missing | Stored::Rejected) if rotate => {
+            steps.push(Step::DeleteToken);
+            steps.push(Step::CreateToken);
+            fresh = true;
+        }
+        (Some(_), Stored::Missing) => {
+            return Err(format!(
+                "token {full} exists but its secret is not in {} (Proxmox shows a secret only once); \
+                 rerun with --rotate to replace the token",
+                output.display()
+            ));
+        }
+        (Some(_), Stored::Rejected) => {
+            return Err(format!(
+                "the secret of {full} in {} is rejected by the server; rerun with --rotate to replace the token",
+                output.display()
+            ));
+        }
+        (Some(privsep), Stored::Valid) => {
+            if privsep != spec.privsep {
+                steps.push(Step::SetPrivsep);
+            }
+        }
+    }
+    // Deleting a token drops its ACL entries too.
+    if spec.privsep && (fresh || !observed.token_acl) {
+        steps.push(Step::GrantToken);
+    }
+    Ok(steps)
+}
 
 /// Run a `homelab-cli proxmox` subcommand.
-pub async fn run(cmd: Command, _ctx: &Context) -> miette::Result<Exit> {
-    match cmd {}
+pub async fn run(cmd: Command, ctx: &Context) -> miette::Result<Exit> {
+    match cmd {
+        Command::Privileges(args) => print_privileges(&args),
+        Command::Token(TokenCommand::Create(args)) => token_create(*args, ctx).await,
+    }
+}
+
+#[derive(Serialize)]
+struct PrivilegeOut {
+    privilege: &'static str,
+    needed_for: &'static str,
+}
+
+fn print_privileges(args: &PrivilegesArgs) -> miette::Result<Exit> {
+    let names = privileges_for(!args.no_backup_jobs);
+    let mut list: Vec<PrivilegeOut> = ROLE_PRIVILEGES
+        .iter()
+        .filter(|(p, _)| names.contains(p))
+        .map(|(p, why)| PrivilegeOut {
+            privilege: p,
+            needed_for: why,
+        })
+        .collect();
+    list.sort_by_key(|p| p.privilege);
+    match args.output {
+        OutputFormat::Json => context::print_json(&list)?,
+        OutputFormat::Text => {
+            let width = list.iter().map(|p| p.privilege.len()).max().unwrap_or(0);
+            let mut s = String::new();
+            for p in &list {
+                s.push_str(&format!(
+                    "{:width$}  {}\n",
+                    p.privilege,
+                    p.needed_for,
+                    width = width
+                ));
+            }
+            context::print_text(&s)?;
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// The secret values of the output file.
+struct Secrets {
+    endpoint: String,
+    token_id: String,
+    token_secret: SecretString,
+    fingerprint: Option<String>,
+}
+
+async fn token_create(args: CreateArgs, _ctx: &Context) -> miette::Result<Exit> {
+    let spec = TokenSpec {
+        user: args.user.clone(),
+        role: args.role.clone(),
+        token_id: args.token_id.clone(),
+        path: args.path.clone(),
+        privsep: args.privsep,
+        privileges: privileges_for(!args.no_backup_jobs)
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    };
+    spec.validate().map_err(|e| miette!("{e}"))?;
+    let format = workspace::format_of(&args.output);
+    if !matches!(format, Format::Yaml | Format::Json) {
+        return Err(miette!(
+            "--output {}: use a .yaml or .json SOPS file",
+            args.output.display()
+        ));
+    }
+    let client = args.connection.client()?;
+    let endpoint = client
+        .base_url()
+        .as_str()
+        .trim_end_matches('/')
+        .trim_end_matches("/api2/json")
+        .to_string();
+    let fingerprint = args
+        .connection
+        .fingerprint
+        .clone()
+        .or_else(|| std::env::var(proxmox_client::ENV_FINGERPRINT).ok())
+        .filter(|f| !f.trim().is_empty());
+
+    // Read the output file first: a file we cannot decrypt, or no recipients for a new
+    // one, must stop us before a token secret exists that we could not store.
+    let existing = read_existing(&args.output)?;
+    let encrypt_opts = match &existing {
+        Some(_) => None,
+        None => Some(recipients(&args.output, &args.age)?),
+    };
+
+    let full = spec.full_token_id();
+    let mut observed = observe(&client, &spec).await?;
+    if observed.token.is_some()
+        && let Some(file) = &existing
+        && stored_token_id(file).as_deref() == Some(full.as_str())
+    {
+        observed.stored = check_stored(&args.connection, file, &full).await?;
+    }
+    let steps = plan(&spec, &observed, args.rotate, &args.output).map_err(|e| miette!("{e}"))?;
+
+    let mut report = Vec::new();
+    let mut new_secret: Option<SecretString> = None;
+    for step in &steps {
+        apply(&client, &spec, step, &mut new_secret)
+            .await
+            .wrap_err_with(|| format!("step {step:?} failed"))?;
+        report.push(describe(&spec, step));
+        // Store the secret before anything else can fail.
+        if let (Step::CreateToken, Some(secret)) = (step, &new_secret) {
+            let secrets = Secrets {
+                endpoint: endpoint.clone(),
+                token_id: full.clone(),
+                token_secret: secret.clone(),
+                fingerprint: fingerprint.clone(),
+            };
+            write_secrets(
+                &args.output,
+                existing.as_ref(),
+                encrypt_opts.as_ref(),
+                &secrets,
+            )?;
+            report.push(format!(
+                "wrote {} (SOPS-encrypted token secret)",
+                args.output.display()
+            ));
+        }
+    }
+    if new_secret.is_none()
+        && let Some(file) = &existing
+    {
+        // Token unchanged: keep the non-secret fields current.
+        let mut file = Decrypted::reopen(file)?;
+        let mut changed = file.set_str("endpoint", &endpoint)?;
+        if let Some(fp) = &fingerprint {
+            changed |= file.set_str("fingerprint", fp)?;
+        }
+        if changed {
+            file.write(&args.output)?;
+            report.push(format!("updated endpoint in {}", args.output.display()));
+        }
+    }
+    if report.is_empty() {
+        context::print_text(&format!(
+            "Token {full} with role {} on {} is in place; nothing to do.\n",
+            spec.role, spec.path
+        ))?;
+    } else {
+        let mut s = String::new();
+        for line in report {
+            s.push_str(&line);
+            s.push('\n');
+        }
+        context::print_text(&s)?;
+    }
+    Ok(Exit::Success)
+}
+
+fn describe(spec: &TokenSpec, step: &Step) -> String {
+    let full = spec.full_token_id();
+    match step {
+        Step::CreateUser => format!("created user {}", spec.user),
+        Step::CreateRole => format!(
+            "created role {} ({} privileges)",
+            spec.role,
+            spec.privileges.len()
+        ),
+        Step::SetRolePrivileges { add, remove } => format!(
+            "updated role {}: +[{}] -[{}]",
+            spec.role,
+            add.join(","),
+            remove.join(",")
+        ),
+        Step::GrantUser => format!(
+            "granted {} to user {} on {}",
+            spec.role, spec.user, spec.path
+        ),
+        Step::DeleteToken => format!("deleted token {full} (rotation)"),
+        Step::SetPrivsep => format!("set privsep={} on token {full}", u8::from(spec.privsep)),
+        Step::CreateToken => format!("created token {full} (privsep={})", u8::from(spec.privsep)),
+        Step::GrantToken => format!("granted {} to token {full} on {}", spec.role, spec.path),
+    }
+}
+
+fn api_err(what: &str, e: proxmox_client::Error) -> miette::Report {
+    miette!("{what}: {e}")
+}
+
+/// Read the user, role, ACL and token state in four GETs.
+async fn observe(client: &Client, spec: &TokenSpec) -> miette::Result<Observed> {
+    let access = client.access();
+    let users = access
+        .users()
+        .await
+        .map_err(|e| api_err("GET /access/users", e))?;
+    let user = users.iter().any(|u| u.userid == spec.user);
+    let roles = access
+        .roles()
+        .await
+        .map_err(|e| api_err("GET /access/roles", e))?;
+    let role = roles.iter().find(|r| r.roleid == spec.role);
+    let acl = access
+        .acl()
+        .await
+        .map_err(|e| api_err("GET /access/acl", e))?;
+    let full = spec.full_token_id();
+    let has = |kind: &str, id: &str| {
+        acl.iter().any(|e| {
+            e.path == spec.path
+                && e.kind == kind
+                && e.ugid == id
+                && e.roleid == spec.role
+                && e.propagate.unwrap_or(true)
+        })
+    };
+    let token = if user {
+        access
+            .tokens(&spec.user)
+            .await
+            .map_err(|e| api_err(&format!("GET /access/users/{}/token", spec.user), e))?
+            .into_iter()
+            .find(|t| t.tokenid == spec.token_id)
+            .map(|t| t.privsep.unwrap_or(true))
+    } else {
+        None
+    };
+    Ok(Observed {
+        user,
+        role: role.map(|r| {
+            r.privs
+                .as_deref()
+                .unwrap_or("")
+                .split([',', ' ', ';'])
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect()
+        }),
+        role_builtin: role.and_then(|r| r.special).unwrap_or(false),
+        user_acl: has("user", &spec.user),
+        token,
+        token_acl: has("token", &full),
+        stored: Stored::Missing,
+    })
+}
+
+async fn apply(
+    client: &Client,
+    spec: &TokenSpec,
+    step: &Step,
+    new_secret: &mut Option<SecretString>,
+) -> miette::Result<()> {
+    let access = client.access();
+    let privs: Vec<&str> = spec.privileges.iter().map(String::as_str).collect();
+    let full = spec.full_token_id();
+    match step {
+        Step::CreateUser => access
+            .create_user(&UserCreate {
+                userid: spec.user.clone(),
+                password: None,
+                comment: Some("homelab provisioning (API token only)".into()),
+                enable: Some(true),
+                expire: None,
+                groups: Vec::new(),
+            })
+            .await
+            .map_err(|e| api_err("POST /access/users", e)),
+        Step::CreateRole => access
+            .create_role(&spec.role, &privs)
+            .await
+            .map_err(|e| api_err("POST /access/roles", e)),
+        Step::SetRolePrivileges { .. } => access
+            .update_role(&spec.role, &privs, false)
+            .await
+            .map_err(|e| api_err(&format!("PUT /access/roles/{}", spec.role), e)),
+        Step::GrantUser | Step::GrantToken => {
+            let mut acl = AclUpdate {
+                path: spec.path.clone(),
+                roles: vec![spec.role.clone()],
+                propagate: Some(true),
+                ..Default::default()
+            };
+            if *step == Step::GrantUser {
+                acl.users = vec![spec.user.clone()];
+            } else {
+                acl.tokens = vec![full];
+            }
+            access
+                .update_acl(&acl)
+                .await
+                .map_err(|e| api_err("PUT /access/acl", e))
+        }
+        Step::DeleteToken => access
+            .delete_token(&spec.user, &spec.token_id)
+            .await
+            .map_err(|e| api_err("DELETE token", e)),
+        Step::SetPrivsep => client
+            .put::<serde_json::Value>(
+                &format!("/access/users/{}/token/{}", spec.user, spec.token_id),
+                &[("privsep", ParamValue::from(spec.privsep))],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| api_err("PUT token", e)),
+        Step::CreateToken => {
+            let token = access
+                .create_token(
+                    &spec.user,
+                    &spec.token_id,
+                    spec.privsep,
+                    Some("created by homelab-cli proxmox token create"),
+                )
+                .await
+                .map_err(|e| api_err("POST token", e))?;
+            *new_secret = Some(token.value);
+            Ok(())
+        }
+    }
+}
+
+/// Whether the stored secret still authenticates (one `GET /version` with the token).
+async fn check_stored(conn: &Connection, file: &[u8], full: &str) -> miette::Result<Stored> {
+    let d = Decrypted::reopen(file)?;
+    let Some(secret) = d.get_secret("token_secret") else {
+        return Ok(Stored::Missing);
+    };
+    match conn.token_client(full, &secret)?.version().await {
+        Ok(_) => Ok(Stored::Valid),
+        Err(proxmox_client::Error::Auth { .. }) => Ok(Stored::Rejected),
+        Err(e) => Err(miette!("checking the stored token: {e}")),
+    }
+}
+
+fn read_existing(path: &Path) -> miette::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(data) => {
+            // Fail now (before creating anything) when we cannot open it.
+            Decrypted::reopen(&data).wrap_err_with(|| {
+                format!(
+                    "{} exists but cannot be decrypted to merge the token into it",
+                    path.display()
+                )
+            })?;
+            Ok(Some(data))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(miette!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn stored_token_id(file: &[u8]) -> Option<String> {
+    let d = Decrypted::reopen(file).ok()?;
+    d.get_secret("token_id")
+        .map(|s| s.expose_secret().to_string())
+}
+
+/// Encryption options for a new output file: `--age`, else `.sops.yaml`, else
+/// `SOPS_AGE_RECIPIENTS`.
+fn recipients(output: &Path, age: &[String]) -> miette::Result<EncryptOptions> {
+    let given: Vec<&str> = age
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !given.is_empty() {
+        let rs = given
+            .iter()
+            .map(|r| Recipient::parse(r).map_err(|e| miette!("--age {r}: {e}")))
+            .collect::<miette::Result<Vec<_>>>()?;
+        return Ok(EncryptOptions::new(rs));
+    }
+    let abs = workspace::absolute(output);
+    let start = abs.parent().unwrap_or(Path::new("/"));
+    if let Some(cfg_path) = sops_age::config::Config::find(start) {
+        let cfg = sops_age::config::Config::load(&cfg_path)
+            .map_err(|e| miette!("cannot read {}: {e}", cfg_path.display()))?;
+        if let Ok(rule) = cfg.rule_for(&abs) {
+            return rule
+                .encrypt_options(cfg.stores)
+                .map_err(|e| miette!("bad creation rule in {}: {e}", cfg_path.display()));
+        }
+    }
+    if let Some(rs) = sops_age::recipients_from_env().map_err(|e| miette!("{e}"))?
+        && !rs.is_empty()
+    {
+        return Ok(EncryptOptions::new(rs));
+    }
+    Err(miette!(
+        help = "pass --age age1..., or add a creation rule to .sops.yaml (see `homelab-cli init`)",
+        "no age recipients to encrypt {} to",
+        output.display()
+    ))
+}
+
+fn write_secrets(
+    path: &Path,
+    existing: Option<&Vec<u8>>,
+    opts: Option<&EncryptOptions>,
+    s: &Secrets,
+) -> miette::Result<()> {
+    if let Some(data) = existing {
+        let mut file = Decrypted::reopen(data)?;
+        file.set_str("endpoint", &s.endpoint)?;
+        file.set_str("token_id", &s.token_id)?;
+        file.set_str("token_secret", s.token_secret.expose_secret())?;
+        if let Some(fp) = &s.fingerprint {
+            file.set_str("fingerprint", fp)?;
+        }
+        return file.write(path);
+    }
+    let opts = opts.ok_or_else(|| miette!("no recipients for {}", path.display()))?;
+    let format = workspace::format_of(path);
+    let q = |v: &str| Zeroizing::new(serde_json::Value::String(v.to_string()).to_string());
+    let mut fields = vec![
+        ("endpoint", q(&s.endpoint)),
+        ("token_id", q(&s.token_id)),
+        ("token_secret", q(s.token_secret.expose_secret())),
+    ];
+    if let Some(fp) = &s.fingerprint {
+        fields.push(("fingerprint", q(fp)));
+    }
+    let mut text = Zeroizing::new(String::new());
+    if format == Format::Json {
+        text.push_str("{\n    \"proxmox\": {\n");
+        for (i, (k, v)) in fields.iter().enumerate() {
+            let comma = if i + 1 < fields.len() { "," } else { "" };
+            text.push_str(&format!("        \"{k}\": {}{comma}\n", v.as_str()));
+        }
+        text.push_str("    }\n}\n");
+    } else {
+        text.push_str("# Proxmox VE API token for homelab-cli (written by `homelab-cli proxmox token create`).\nproxmox:\n");
+        for (k, v) in &fields {
+            text.push_str(&format!("    {k}: {}\n", v.as_str()));
+        }
+    }
+    let data = sops_age::encrypt(text.as_bytes(), format, opts)
+        .map_err(|e| miette!("cannot encrypt {}: {e}", path.display()))?;
+    workspace::write_atomic(path, &data, 0o644)
+}
+
+/// A decrypted SOPS file being edited in memory.
+struct Decrypted {
+    inner: sops_age::Decrypted,
+}
+
+impl Decrypted {
+    fn reopen(data: &[u8]) -> miette::Result<Self> {
+        // YAML parses JSON too; the store only matters for writing back.
+        let format = if data.trim_ascii_start().starts_with(b"{") {
+            Format::Json
+        } else {
+            Format::Yaml
+        };
+        let ids = Identities::from_env();
+        let inner = sops_age::Decrypted::open(data, format, &ids)
+            .into_diagnostic()
+            .wrap_err("cannot decrypt (set SOPS_AGE_KEY_FILE to a key the file is encrypted to)")?;
+        Ok(Decrypted { inner })
+    }
+
+    fn get_secret(&self, key: &str) -> Option<SecretString> {
+        match self.inner.get(&format!("[\"proxmox\"][\"{key}\"]")) {
+            Ok(sops_age::Value::String(s)) => Some(SecretString::from(s.clone())),
+            _ => None,
+        }
+    }
+
+    fn set_str(&mut self, key: &str, value: &str) -> miette::Result<bool> {
+        self.inner
+            .set(
+                &format!("[\"proxmox\"][\"{key}\"]"),
+                sops_age::Value::String(value.to_string()),
+            )
+            .map_err(|e| miette!("cannot set proxmox.{key}: {e}"))
+    }
+
+    fn write(&mut self, path: &Path) -> miette::Result<()> {
+        let data = self
+            .inner
+            .encrypt(true)
+            .map_err(|e| miette!("cannot encrypt {}: {e}", path.display()))?;
+        workspace::write_atomic(path, &data, 0o644)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn spec() -> TokenSpec {
+        TokenSpec {
+            user: "homelab@pve".into(),
+            role: "HomelabProvisioner".into(),
+            token_id: "homelab".into(),
+            path: "/".into(),
+            privsep: true,
+            privileges: privileges().into_iter().map(String::from).collect(),
+        }
+    }
+
+    fn done() -> Observed {
+        Observed {
+            user: true,
+            role: Some(spec().privileges),
+            role_builtin: false,
+            user_acl: true,
+            token: Some(true),
+            token_acl: true,
+            stored: Stored::Valid,
+        }
+    }
+
+    #[test]
+    fn privileges_exist_in_pve9_and_are_sorted_unique() {
+        let all: BTreeSet<&str> = homelab_sim::pve::auth::PRIVILEGES.iter().copied().collect();
+        let ours = privileges();
+        for p in &ours {
+            assert!(all.contains(p), "{p} is not a PVE 9 privilege");
+        }
+        let unique: BTreeSet<&str> = ours.iter().copied().collect();
+        assert_eq!(unique.len(), ours.len());
+        for p in [
+            "Permissions.Modify",
+            "User.Modify",
+            "Datastore.Allocate",
+            "Sys.PowerMgmt",
+            "Sys.AccessNetwork",
+        ] {
+            assert!(!ours.contains(&p), "{p} must not be granted");
+        }
+        let small = privileges_for(false);
+        assert!(small.contains(&"Sys.AccessNetwork"));
+        assert!(!small.contains(&"Sys.Modify") && !small.contains(&"VM.Backup"));
+        assert_eq!(small.len(), ours.len() - 1);
+    }
+
+    #[test]
+    fn fresh_server_gets_everything() {
+        let steps = plan(&spec(), &Observed::default(), false, Path::new("s.yaml")).unwrap();
+        assert_eq!(
+            steps,
+            vec![
+                Step::CreateUser,
+                Step::CreateRole,
+                Step::GrantUser,
+                Step::CreateToken,
+                Step::GrantToken
+            ]
+        );
+        let mut no_sep = spec();
+        no_sep.privsep = false;
+        let steps = plan(&no_sep, &Observed::default(), false, Path::new("s.yaml")).unwrap();
+        assert!(!steps.contains(&Step::GrantToken));
+    }
+
+    #[test]
+    fn converged_is_a_no_op() {
+        assert!(
+            plan(&spec(), &done(), false, Path::new("s.yaml"))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn role_drift_is_repaired() {
+        let mut o = done();
+        let mut have = spec().privileges;
+        have.remove("VM.Audit");
+        have.insert("Sys.Console".into());
+        o.role = Some(have);
+        assert_eq!(
+            plan(&spec(), &o, false, Path::new("s.yaml")).unwrap(),
+            vec![Step::SetRolePrivileges {
+                add: vec!["VM.Audit".into()],
+                remove: vec!["Sys.Console".into()],
+            }]
+        );
+        o.role_builtin = true;
+        assert!(plan(&spec(), &o, false, Path::new("s.yaml")).is_err());
+    }
+
+    #[test]
+    fn unknown_secret_needs_rotate() {
+        let mut o = done();
+        o.stored = Stored::Missing;
+        let e = plan(&spec(), &o, false, Path::new("out.enc.yaml")).unwrap_err();
+        assert!(e.contains("--rotate") && e.contains("out.enc.yaml"), "{e}");
+        o.stored = Stored::Rejected;
+        assert!(
+            plan(&spec(), &o, false, Path::new("s"))
+                .unwrap_err()
+                .contains("rejected")
+        );
+        assert_eq!(
+            plan(&spec(), &o, true, Path::new("s")).unwrap(),
+            vec![Step::DeleteToken, Step::CreateToken, Step::GrantToken]
+        );
+    }
+
+    #[test]
+    fn missing_acls_and_privsep_change() {
+        let mut o = done();
+        o.user_acl = false;
+        o.token_acl = false;
+        o.token = Some(false);
+        assert_eq!(
+            plan(&spec(), &o, false, Path::new("s")).unwrap(),
+            vec![Step::GrantUser, Step::SetPrivsep, Step::GrantToken]
+        );
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(spec().validate().is_ok());
+        for (user, token, role, path) in [
+            ("homelab", "homelab", "R", "/"),
+            ("homelab@pve", "1abc", "R", "/"),
+            ("homelab@pve", "a", "R", "/"),
+            ("homelab@pve", "ok", "bad role", "/"),
+            ("homelab@pve", "ok", "R", "vms"),
+        ] {
+            let s = TokenSpec {
+                user: user.into(),
+                token_id: token.into(),
+                role: role.into(),
+                path: path.into(),
+                ..spec()
+            };
+            assert!(s.validate().is_err(), "{user} {token} {role} {path}");
+        }
+    }
 }

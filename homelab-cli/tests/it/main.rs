@@ -2,6 +2,7 @@
 
 mod image;
 mod lab;
+mod proxmox;
 mod secrets;
 mod sim;
 mod talos;

@@ -2,4 +2,5 @@
 
 mod factory;
 mod pve;
+mod sftp;
 mod talos;
