@@ -6,4 +6,5 @@ mod common;
 mod endpoints;
 mod errors;
 mod schema;
+mod sim;
 mod tls;
