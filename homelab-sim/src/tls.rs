@@ -104,6 +104,120 @@ impl TlsIdentity {
     }
 }
 
+/// A rustls verifier that trusts exactly the certificate whose SHA-256 fingerprint is
+/// pinned (the handshake signature is still verified), the way PVE nodes trust each other.
+#[derive(Debug, Clone)]
+pub struct PinnedVerifier {
+    pin: String,
+}
+
+impl PinnedVerifier {
+    /// Pin a colon-hex fingerprint (case-insensitive; colons optional).
+    pub fn new(fingerprint: &str) -> Result<Self, Error> {
+        let hexed: String = fingerprint.chars().filter(|c| *c != ':').collect();
+        if hexed.len() != 64 || !hexed.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::Tls(format!(
+                "malformed SHA-256 fingerprint '{fingerprint}' (expected 32 colon-separated hex pairs)"
+            )));
+        }
+        Ok(PinnedVerifier {
+            pin: hexed.to_ascii_uppercase(),
+        })
+    }
+
+    /// A client configuration (ring provider) trusting only the pinned certificate.
+    pub fn client_config(self) -> Result<rustls::ClientConfig, Error> {
+        Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(self))
+        .with_no_client_auth())
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let got = fingerprint(end_entity.as_ref()).replace(':', "");
+        if got == self.pin {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "fingerprint '{}' not verified",
+                fingerprint(end_entity.as_ref())
+            )))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// GET `api_url` + `path` over TLS pinned to `fingerprint`, with an `Authorization` header;
+/// returns the status and the JSON body (`null` when the body is not JSON). Handy to probe a
+/// lab started by another process (`homelab-cli sim serve`).
+pub async fn probe(
+    api_url: &str,
+    fingerprint: &str,
+    authorization: &str,
+    path: &str,
+) -> Result<(u16, serde_json::Value), Error> {
+    let cfg = PinnedVerifier::new(fingerprint)?.client_config()?;
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(cfg)
+        .build()
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    let resp = client
+        .get(format!("{api_url}{path}"))
+        .header("Authorization", authorization)
+        .send()
+        .await
+        .map_err(|e| Error::Tls(format!("request to {api_url}{path} failed: {e}")))?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.unwrap_or_default();
+    Ok((
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
 /// Colon-separated upper-case hex of SHA-256(der).
 pub fn fingerprint(der: &[u8]) -> String {
     Sha256::digest(der)
@@ -126,5 +240,26 @@ mod tests {
         assert!(fp.split(':').all(|p| p.len() == 2));
         assert!(id.cert_pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
         assert!(id.server_config().is_ok());
+        assert!(PinnedVerifier::new(&fp).is_ok());
+        assert!(PinnedVerifier::new(&fp.replace(':', "").to_lowercase()).is_ok());
+        assert!(PinnedVerifier::new("AB:CD").is_err());
+    }
+
+    #[tokio::test]
+    async fn probe_pins_the_lab_certificate() {
+        let lab = crate::lab::Lab::builder().start().await.unwrap();
+        let (status, body) = probe(
+            &lab.api_url(),
+            &lab.fingerprint(),
+            &lab.authorization(),
+            "/version",
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body["data"]["release"], "9.1");
+        let other = TlsIdentity::generate(&[]).unwrap().fingerprint();
+        let err = probe(&lab.api_url(), &other, &lab.authorization(), "/version").await;
+        assert!(err.is_err());
     }
 }

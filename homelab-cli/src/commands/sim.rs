@@ -1,12 +1,100 @@
-//! `homelab-cli sim ...` (work in progress).
+//! `homelab-cli sim serve`: run the simulated lab (Proxmox VE API, Image Factory and, with
+//! `--state`, Talos nodes) in the foreground on loopback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use homelab_sim::lab::Lab;
+use miette::miette;
 
 use crate::context::{Context, Exit};
 
 /// Subcommands of `homelab-cli sim`.
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Serve the simulated lab until Ctrl-C. Prints one JSON line first: the API URL, an API
+    /// token (id and secret) and the certificate's SHA-256 fingerprint to pin.
+    Serve(ServeArgs),
+}
+
+/// Flags of `homelab-cli sim serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address of the Proxmox VE API (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8006")]
+    pub listen: SocketAddr,
+    /// Keep the lab here so a later process sees the same guests, storages and certificate.
+    /// Without it the lab lives in memory only.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Proxmox node names of a new lab.
+    #[arg(long = "node", value_name = "NAME")]
+    pub nodes: Vec<String>,
+}
+
+/// What `sim serve` prints (one line of JSON).
+#[derive(Debug, serde::Serialize)]
+struct Banner {
+    api_url: String,
+    endpoint: String,
+    token_id: String,
+    token_secret: String,
+    fingerprint: String,
+    root_password: String,
+    factory_url: String,
+    state_dir: Option<PathBuf>,
+}
 
 /// Run a `homelab-cli sim` subcommand.
-pub async fn run(cmd: Command, _ctx: &Context) -> miette::Result<Exit> {
-    match cmd {}
+pub async fn run(cmd: Command, ctx: &Context) -> miette::Result<Exit> {
+    match cmd {
+        Command::Serve(args) => serve(args, ctx).await,
+    }
+}
+
+async fn serve(args: ServeArgs, _ctx: &Context) -> miette::Result<Exit> {
+    let mut builder = Lab::builder().listen(args.listen);
+    if !args.nodes.is_empty() {
+        builder = builder.nodes(args.nodes.clone());
+    }
+    let mut talos = None;
+    if let Some(dir) = &args.state {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| miette!("cannot create {}: {e}", dir.display()))?;
+        let runtime = homelab_sim::talos::TalosRuntime::new(dir)
+            .map_err(|e| miette!("cannot start the simulated Talos nodes: {e}"))?;
+        builder = builder.state_dir(dir).runtime(Arc::new(runtime.clone()));
+        talos = Some(runtime);
+    }
+    let lab = builder
+        .start()
+        .await
+        .map_err(|e| miette!("cannot start the simulated Proxmox VE: {e}"))?;
+    let factory = homelab_sim::factory::FactorySim::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        args.state.as_ref().map(|d| d.join("factory")),
+    )
+    .await
+    .map_err(|e| miette!("cannot start the simulated Image Factory: {e}"))?;
+    let banner = Banner {
+        api_url: lab.api_url(),
+        endpoint: lab.pve_url(),
+        token_id: lab.token_id().to_string(),
+        token_secret: lab.token_secret().to_string(),
+        fingerprint: lab.fingerprint(),
+        root_password: lab.root_password().to_string(),
+        factory_url: factory.base_url(),
+        state_dir: args.state.clone(),
+    };
+    let line = serde_json::to_string(&banner).map_err(|e| miette!("{e}"))?;
+    crate::context::print_text(&format!("{line}\n"))?;
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| miette!("cannot wait for Ctrl-C: {e}"))?;
+    tracing::info!("shutting down the simulated lab");
+    factory.shutdown().await;
+    lab.shutdown().await;
+    drop(talos);
+    Ok(Exit::Success)
 }
