@@ -156,7 +156,7 @@ impl Emitter {
                 "a mapping key that Go's YAML encoders may quote differently",
             );
         }
-        if key.chars().count() > 128 {
+        if key.len() > 128 {
             self.note(key, "a mapping key longer than 128 characters");
         }
         write_string(key, style, 0)
@@ -304,10 +304,12 @@ fn analyze(value: &str) -> Analysis {
         (false, false, false, false);
     let mut line_breaks = false;
     let mut special_characters = false;
+    // Tabs forbid plain and single-quoted styles but, unlike other controls, not blocks.
+    let mut tab_characters = false;
     let mut preceded_by_whitespace = true;
     let n = chars.len();
     for (i, &c) in chars.iter().enumerate() {
-        let followed_by_whitespace = i + 1 >= n || is_blank(chars[i + 1]) || is_break(chars[i + 1]);
+        let followed_by_whitespace = i + 1 >= n || is_blank(chars[i + 1]);
         if i == 0 {
             match c {
                 '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
@@ -322,7 +324,9 @@ fn analyze(value: &str) -> Analysis {
                 _ => {}
             }
         }
-        if !is_printable(c) {
+        if c == '\t' {
+            tab_characters = true;
+        } else if !is_printable(c) {
             special_characters = true;
         }
         if c == ' ' {
@@ -372,9 +376,11 @@ fn analyze(value: &str) -> Analysis {
         a.block_plain_allowed = false;
         a.single_quoted_allowed = false;
     }
-    if space_break || special_characters {
+    if space_break || tab_characters || special_characters {
         a.block_plain_allowed = false;
         a.single_quoted_allowed = false;
+    }
+    if space_break || special_characters {
         a.block_allowed = false;
     }
     if line_breaks || block_indicators {
@@ -404,9 +410,14 @@ pub(crate) fn string_style(s: &str, simple_key: bool) -> Style {
         // Literal blocks that need an indentation or keep indicator are left to the
         // double-quoted style here (libyaml's hints there are easy to get subtly wrong).
         let needs_hint = s.starts_with([' ', '\n', '\r']) || s.ends_with("\n\n") || s == "\n";
+        // yaml/v4 writes whitespace-only text double-quoted (`shouldUseLiteralStyle`), and a
+        // line starting with a tab makes a literal block that YAML parsers reject.
+        let awkward =
+            s.chars().all(char::is_whitespace) || s.split('\n').any(|l| l.starts_with('\t'));
         if !a.block_allowed
             || simple_key
             || needs_hint
+            || awkward
             || s.contains(['\r', '\u{85}', '\u{2028}', '\u{2029}'])
         {
             style = Style::DoubleQuoted;
@@ -713,6 +724,12 @@ mod tests {
         );
         assert_eq!(string_style("a \nb", false), Style::DoubleQuoted);
         assert_eq!(write_string("a\tb", Style::DoubleQuoted, 0), "\"a\\tb\"");
+        // A tab forbids plain and quoted-single styles, not a literal block.
+        assert_eq!(
+            string_style("a\tb\nc", false),
+            Style::Literal { strip: true }
+        );
+        assert_eq!(string_style("a\u{1}b\nc", false), Style::DoubleQuoted);
     }
 
     #[test]
