@@ -177,6 +177,8 @@ pub struct KubeconfigArgs {
     #[arg(long)]
     pub force: bool,
     #[command(flatten)]
+    pub encrypt: EncryptArgs,
+    #[command(flatten)]
     pub conn: ConnArgs,
 }
 
@@ -553,7 +555,8 @@ async fn kubeconfig(a: KubeconfigArgs) -> miette::Result<Exit> {
         return Ok(Exit::Success);
     }
     refuse_existing(&a.path, a.force)?;
-    write_private(&a.path, &kc).into_diagnostic()?;
+    let text = std::str::from_utf8(&kc).map_err(|_| miette!("the kubeconfig is not UTF-8"))?;
+    write_secret_file(&a.path, text, &a.encrypt)?;
     eprintln!("wrote {}", a.path.display());
     Ok(Exit::Success)
 }

@@ -323,4 +323,17 @@ async fn apply_bootstrap_health_kubeconfig_against_simulated_node() {
     let e = err(&run(&["talos", "kubeconfig", "kube.yaml"]).await);
     assert!(e.contains("already exists"), "{e}");
     talos_api::health::kubernetes_readyz(&kc).await.unwrap();
+
+    // The kubeconfig can go to disk SOPS-encrypted only.
+    let mut ids = sops_age::Identities::new();
+    let recipient = ids.generate();
+    let args = with(&["talos", "kubeconfig", "kube.sops.yaml", "--encrypt"]);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--age", &recipient]);
+    ok(&cli(dir, &args).await);
+    let data = std::fs::read(dir.join("kube.sops.yaml")).unwrap();
+    assert!(sops_age::file_status(&data, sops_age::Format::Yaml));
+    let plain = sops_age::decrypt(&data, sops_age::Format::Yaml, &ids).unwrap();
+    let creds = talos_api::kubeconfig::credentials(std::str::from_utf8(&plain).unwrap()).unwrap();
+    assert_eq!(creds.server, endpoint);
 }

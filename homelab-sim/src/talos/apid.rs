@@ -380,6 +380,63 @@ impl MachineService for Apid {
         req: Request<()>,
     ) -> Result<Response<tonic::codegen::BoxStream<Data>>, Status> {
         self.admin_only(&req)?;
+        if !self.maintenance
+            && !self.trusted
+            && let Some(targets) = proxy_targets(&req)?
+        {
+            use futures_util::StreamExt as _;
+            let peers = self
+                .node
+                .runtime
+                .upgrade()
+                .map(|rt| rt.all_nodes())
+                .unwrap_or_default();
+            let mut chunks = Vec::new();
+            for t in targets {
+                let target = peers
+                    .iter()
+                    .find(|n| (n.ip.to_string() == t || n.hostname() == t) && n.state().installed)
+                    .cloned();
+                let result = match target {
+                    Some(node) => {
+                        let apid = Apid {
+                            node,
+                            maintenance: false,
+                            trusted: true,
+                        };
+                        apid.kubeconfig(Request::new(())).await
+                    }
+                    None => Err(Status::unavailable(format!(
+                        "connection error: desc = \"transport: Error while dialing: dial tcp {t}:50000: connect: connection refused\""
+                    ))),
+                };
+                let tagged = |error: String| Metadata {
+                    hostname: t.clone(),
+                    error,
+                    status: None,
+                };
+                match result {
+                    Ok(resp) => {
+                        let items: Vec<Result<Data, Status>> = resp.into_inner().collect().await;
+                        for item in items {
+                            chunks.push(item.map(|mut d| {
+                                d.metadata = Some(tagged(String::new()));
+                                d
+                            }));
+                        }
+                    }
+                    Err(st) => chunks.push(Ok(Data {
+                        metadata: Some(tagged(format!(
+                            "rpc error: code = {:?} desc = {}",
+                            st.code(),
+                            st.message()
+                        ))),
+                        bytes: vec![],
+                    })),
+                }
+            }
+            return Ok(Response::new(Box::pin(futures_util::stream::iter(chunks))));
+        }
         let f = self
             .node
             .facts()

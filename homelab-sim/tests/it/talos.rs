@@ -228,6 +228,53 @@ async fn apply_bootstrap_kubeconfig_flow_and_persistence() {
         .unwrap();
     assert_eq!(version["gitVersion"], "v1.35.4");
 
+    // A worker joins: its apid certificate is signed with the control plane's OS CA key (what
+    // trustd does), and it shows up in the node list.
+    let wip = random_loopback();
+    let mut wg = guest(wip, 101);
+    wg.name = "worker-1".into();
+    rt.started(&wg).unwrap();
+    let wm = ClientBuilder::maintenance(&wip.to_string())
+        .build()
+        .unwrap();
+    health::wait_for("worker maintenance", &opts(), || wm.disks())
+        .await
+        .unwrap();
+    let worker = MachineConfig::generate(
+        &cluster,
+        &secrets,
+        MachineType::Worker,
+        &NodeInput::default().hostname("worker-1"),
+    )
+    .unwrap();
+    wm.apply_configuration(worker.to_yaml().as_bytes(), ApplyMode::Auto, false)
+        .await
+        .unwrap();
+    let wc = health::wait_mtls_ready(&builder.clone().node(wip.to_string()), &opts())
+        .await
+        .unwrap();
+    let e = c.with_node(wip.to_string()).bootstrap().await.unwrap_err();
+    assert!(e.to_string().contains("worker"), "{e}");
+    let e = wc.kubeconfig().await.unwrap_err().to_string();
+    assert!(e.contains(&format!("node {wip}")), "{e}");
+    assert!(e.contains("only available on control plane nodes"), "{e}");
+    let nodes: serde_json::Value = http
+        .get(format!("{endpoint}/api/v1/nodes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<_> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["cp-1", "worker-1"]);
+    rt.destroyed("pve", 101);
+
     // A later process with the same state directory sees the same, bootstrapped node.
     rt.stopped("pve", 100);
     drop(rt);
