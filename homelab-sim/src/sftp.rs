@@ -58,6 +58,9 @@ use crate::pve::state::Volume;
 /// File name of the persisted host key inside a state directory.
 pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
 
+/// File name of the `authorized_keys` list inside a state directory.
+pub const AUTHORIZED_KEYS_FILE: &str = "authorized_keys";
+
 /// The OpenSSH extension that renames over an existing file.
 pub const POSIX_RENAME: &str = "posix-rename@openssh.com";
 /// The OpenSSH extension that fsyncs an open handle.
@@ -286,6 +289,17 @@ impl SftpServer {
             host_key: HostKey::Generate,
             pve: None,
         }
+    }
+    /// A builder keeping everything under `dir`, so that a restarted lab (for example
+    /// `homelab-cli sim serve --state DIR`) offers the same endpoint: the node's file
+    /// system in `DIR/root`, the host key in `DIR/`[`HOST_KEY_FILE`], and the accepted
+    /// keys in `DIR/`[`AUTHORIZED_KEYS_FILE`] (re-read on every login, so users can add
+    /// theirs while it runs).
+    pub fn persistent(dir: impl AsRef<Path>) -> SftpServerBuilder {
+        let dir = dir.as_ref();
+        Self::builder(dir.join("root"))
+            .host_key_file(dir.join(HOST_KEY_FILE))
+            .authorized_keys_file(dir.join(AUTHORIZED_KEYS_FILE))
     }
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {

@@ -309,6 +309,23 @@ async fn token_create_is_least_privilege_encrypted_and_idempotent() {
         .version()
         .await
         .unwrap();
+
+    // A token deleted on the server is simply created again (the file is updated).
+    access.delete_token("homelab@pve", "homelab").await.unwrap();
+    let recreated = env.cli(&lab, &["proxmox", "token", "create"]).await;
+    assert!(recreated.status.success(), "{}", text(&recreated));
+    let out = String::from_utf8_lossy(&recreated.stdout);
+    assert!(out.contains("created token homelab@pve!homelab"), "{out}");
+    assert!(
+        !out.contains("created user") && !out.contains("created role"),
+        "{out}"
+    );
+    let third = str_of(&env.decrypted(), "token_secret").to_string();
+    assert_ne!(third, new_secret);
+    as_token(&lab, "homelab@pve!homelab", &third)
+        .nodes()
+        .await
+        .unwrap();
     lab.shutdown().await;
 }
 

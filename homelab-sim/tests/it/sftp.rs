@@ -324,3 +324,29 @@ async fn openssh_rename_semantics_and_confinement() {
     assert_eq!(again.fingerprint(), fp);
     again.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_endpoint_rereads_authorized_keys_and_keeps_its_host_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = PrivateKey::from(Ed25519Keypair::from_seed(&[9; 32]));
+    let server = SftpServer::persistent(dir.path()).start().await.unwrap();
+    assert!(matches!(
+        raw_session(&server, key.clone()).await,
+        Err(e) if e == "refused"
+    ));
+    // Added while running: the next login sees it.
+    std::fs::write(
+        dir.path().join(homelab_sim::sftp::AUTHORIZED_KEYS_FILE),
+        format!("# homelab\n{}\n", key.public_key().to_openssh().unwrap()),
+    )
+    .unwrap();
+    let (_conn, sftp) = raw_session(&server, key.clone()).await.unwrap();
+    let name = sftp.realpath(".").await.unwrap();
+    assert_eq!(name.files[0].filename, "/root");
+    let fp = server.fingerprint();
+    server.shutdown().await;
+    let again = SftpServer::persistent(dir.path()).start().await.unwrap();
+    assert_eq!(again.fingerprint(), fp);
+    assert!(dir.path().join("root").is_dir());
+    again.shutdown().await;
+}
