@@ -97,6 +97,8 @@ pub(crate) struct Crypter {
     key: Zeroizing<[u8; 32]>,
     cipher: Gcm32,
     pub(crate) stash: Stash,
+    /// Whether [`Self::decrypt`] records IVs for later re-encryption.
+    pub(crate) keep_ivs: bool,
     rng: rand::rngs::ThreadRng,
 }
 
@@ -112,6 +114,7 @@ impl Crypter {
             key: Zeroizing::new(*key),
             cipher: Gcm32::new(key.into()),
             stash: Stash::default(),
+            keep_ivs: true,
             rng: rand::thread_rng(),
         }
     }
@@ -223,9 +226,9 @@ impl Crypter {
                 path: path.to_owned(),
             });
         }
-        self.stash
-            .map
-            .insert(stash_key(aad, parts.ty, &buf), iv.clone());
+        if self.keep_ivs {
+            self.stash.map.insert(stash_key(aad, parts.ty, &buf), iv);
+        }
         Ok((buf, parts.ty.to_owned()))
     }
 }

@@ -147,7 +147,11 @@ fn seal(
 
 /// Decrypt a file and return the plaintext in the same format.
 pub fn decrypt(data: &[u8], format: Format, identities: &Identities) -> Result<Zeroizing<Vec<u8>>> {
-    Decrypted::open(data, format, identities)?.to_plaintext(format)
+    let opts = DecryptOptions {
+        read_only: true,
+        ..DecryptOptions::default()
+    };
+    Decrypted::open_with(data, format, identities, opts)?.to_plaintext(format)
 }
 
 /// Whether data is a sops file (`filestatus`): metadata loads and has a version and MAC.
@@ -163,6 +167,9 @@ pub fn file_status(data: &[u8], format: Format) -> bool {
 pub struct DecryptOptions {
     /// Skip the MAC check (`--ignore-mac`).
     pub ignore_mac: bool,
+    /// Do not remember the IVs seen (saves memory on large files that will only be read;
+    /// re-encrypting such a [`Decrypted`] then gives every value a fresh IV).
+    pub read_only: bool,
 }
 
 /// A decrypted file: the plaintext tree plus what is needed to write it back (metadata,
@@ -203,6 +210,7 @@ impl Decrypted {
         let mut docs = Docs(docs);
         let key = metadata.data_key(identities)?;
         let mut crypter = Crypter::new(&key);
+        crypter.keep_ivs = !opts.read_only;
         let rules = Rules::new(&metadata.effective_rule(), metadata.mac_only_encrypted)?;
         let computed = decrypt_docs(&mut docs.0, &rules, &mut crypter)?;
         if !opts.ignore_mac {

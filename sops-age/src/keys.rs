@@ -4,30 +4,22 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
 /// An age recipient: `age1…` (X25519) or a whole SSH public-key line.
+#[derive(Clone)]
 pub struct Recipient {
     text: String,
-    inner: Box<dyn age::Recipient + Send + Sync>,
+    inner: Arc<dyn age::Recipient + Send + Sync>,
 }
 
 impl std::fmt::Debug for Recipient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Recipient").field(&self.text).finish()
-    }
-}
-
-impl Clone for Recipient {
-    fn clone(&self) -> Self {
-        // Parsing cannot fail: the text was parsed before.
-        Recipient::parse(&self.text).unwrap_or_else(|_| Recipient {
-            text: self.text.clone(),
-            inner: Box::new(age::x25519::Identity::generate().to_public()),
-        })
     }
 }
 
@@ -52,13 +44,13 @@ impl Recipient {
             recipient: text.clone(),
             reason,
         };
-        let inner: Box<dyn age::Recipient + Send + Sync> = if text.starts_with("ssh-") {
-            Box::new(
+        let inner: Arc<dyn age::Recipient + Send + Sync> = if text.starts_with("ssh-") {
+            Arc::new(
                 age::ssh::Recipient::from_str(&text)
                     .map_err(|e| invalid(format!("unsupported or invalid SSH key: {e:?}")))?,
             )
         } else if text.starts_with("age1") {
-            Box::new(
+            Arc::new(
                 age::x25519::Recipient::from_str(&text)
                     .map_err(|e| invalid(format!("not an age X25519 recipient: {e}")))?,
             )
@@ -114,9 +106,10 @@ impl Recipient {
 
 /// A set of identities used to unwrap data keys, plus the load errors seen while
 /// gathering them (reported only if decryption then fails, as sops 3.11 does).
-#[derive(Default)]
+/// Cloning is cheap (the keys are shared).
+#[derive(Default, Clone)]
 pub struct Identities {
-    ids: Vec<Box<dyn age::Identity + Send + Sync>>,
+    ids: Vec<Arc<dyn age::Identity + Send + Sync>>,
     errors: Vec<String>,
 }
 
@@ -185,7 +178,7 @@ impl Identities {
             source_name: source.to_owned(),
             reason: e.to_string(),
         })?;
-        self.ids.extend(ids);
+        self.ids.extend(ids.into_iter().map(Arc::from));
         Ok(())
     }
 
@@ -198,7 +191,7 @@ impl Identities {
             })?;
         match id {
             age::ssh::Identity::Unencrypted(_) => {
-                self.ids.push(Box::new(id));
+                self.ids.push(Arc::new(id));
                 Ok(())
             }
             age::ssh::Identity::Encrypted(_) => Err(Error::InvalidIdentity {
@@ -222,7 +215,7 @@ impl Identities {
     pub fn generate(&mut self) -> String {
         let id = age::x25519::Identity::generate();
         let r = id.to_public().to_string();
-        self.ids.push(Box::new(id));
+        self.ids.push(Arc::new(id));
         r
     }
 

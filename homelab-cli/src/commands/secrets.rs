@@ -495,23 +495,34 @@ fn display(file: Option<&Path>) -> String {
     file.map_or_else(|| "stdin".to_owned(), |p| p.display().to_string())
 }
 
+/// Decrypt; `read_only` (decrypt, exec-env) skips remembering IVs, which only commands
+/// that write the file back need.
 fn open(
     data: &[u8],
     format: Format,
     ignore_mac: bool,
+    read_only: bool,
     file: Option<&Path>,
 ) -> miette::Result<Decrypted> {
     let ids = Identities::from_env();
-    Decrypted::open_with(data, format, &ids, DecryptOptions { ignore_mac })
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot decrypt {}", display(file)))
+    Decrypted::open_with(
+        data,
+        format,
+        &ids,
+        DecryptOptions {
+            ignore_mac,
+            read_only,
+        },
+    )
+    .into_diagnostic()
+    .wrap_err_with(|| format!("cannot decrypt {}", display(file)))
 }
 
 fn decrypt(a: DecryptArgs) -> miette::Result<Exit> {
     let file = a.file.as_deref();
     let (input, output) = formats(&a.types, file)?;
     let data = read_input(file)?;
-    let mut d = open(&data, input, a.ignore_mac, file)?;
+    let mut d = open(&data, input, a.ignore_mac, true, file)?;
     d.set_store_options(store_options(&a.types));
     let plain = match &a.extract {
         Some(path) => d.extract(path, output).into_diagnostic()?,
@@ -561,7 +572,7 @@ fn edit(a: EditArgs) -> miette::Result<Exit> {
     let mut decrypted = None;
     let original: Zeroizing<Vec<u8>> = if exists {
         let data = read_input(Some(file))?;
-        let mut d = open(&data, format, a.ignore_mac, Some(file))?;
+        let mut d = open(&data, format, a.ignore_mac, false, Some(file))?;
         d.set_store_options(store_options(&a.types));
         let plain = d.to_plaintext(format).into_diagnostic()?;
         decrypted = Some(d);
@@ -656,7 +667,7 @@ fn rotate(a: RotateArgs) -> miette::Result<Exit> {
     let file = a.file.as_path();
     let (format, _) = formats(&a.types, Some(file))?;
     let data = read_input(Some(file))?;
-    let mut d = open(&data, format, false, Some(file))?;
+    let mut d = open(&data, format, false, false, Some(file))?;
     d.set_store_options(store_options(&a.types));
     let add = match &a.add_age {
         Some(l) => recipients(l)?,
@@ -758,7 +769,7 @@ fn set(a: SetArgs) -> miette::Result<Exit> {
         .into_diagnostic()
         .wrap_err("the value must be JSON, e.g. '\"text\"' or '42'")?;
     let data = read_input(Some(file))?;
-    let mut d = open(&data, format, false, Some(file))?;
+    let mut d = open(&data, format, false, false, Some(file))?;
     d.set_store_options(store_options(&a.types));
     let changed = d.set(&a.path, value).into_diagnostic()?;
     if !changed && a.idempotent {
@@ -773,7 +784,7 @@ fn unset(a: UnsetArgs) -> miette::Result<Exit> {
     let file = a.file.as_path();
     let (format, _) = formats(&a.types, Some(file))?;
     let data = read_input(Some(file))?;
-    let mut d = open(&data, format, false, Some(file))?;
+    let mut d = open(&data, format, false, false, Some(file))?;
     d.set_store_options(store_options(&a.types));
     match d.unset(&a.path) {
         Ok(()) => {}
@@ -829,7 +840,7 @@ fn exec_env(a: ExecEnvArgs) -> miette::Result<Exit> {
     let file = a.file.as_path();
     let (format, _) = formats(&a.types, Some(file))?;
     let data = read_input(Some(file))?;
-    let d = open(&data, format, false, Some(file))?;
+    let d = open(&data, format, false, true, Some(file))?;
     let pairs = env_pairs(&d)?;
     drop(d);
     let mut cmd = std::process::Command::new("sh");
