@@ -9,6 +9,7 @@ pub mod context;
 pub mod engine;
 pub mod model;
 pub mod progress;
+pub mod scan;
 pub mod session;
 pub mod sftp;
 pub mod simlab;

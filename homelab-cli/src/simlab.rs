@@ -27,6 +27,15 @@ pub struct SimLab {
     pub talos: TalosRuntime,
 }
 
+/// Request counts of the simulated Proxmox VE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Requests {
+    /// Every request.
+    pub total: u64,
+    /// Requests other than GET.
+    pub mutating: u64,
+}
+
 /// Options for starting the lab.
 #[derive(Debug, Clone, Default)]
 pub struct SimOptions {
@@ -70,6 +79,15 @@ impl SimLab {
             factory,
             talos,
         })
+    }
+
+    /// Proxmox API requests received since the lab started.
+    pub fn requests(&self) -> Requests {
+        let r = self.lab.requests();
+        Requests {
+            total: r.total,
+            mutating: r.mutating,
+        }
     }
 
     /// Stop everything.

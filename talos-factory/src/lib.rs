@@ -40,8 +40,8 @@ pub use assets::{
     Arch, Asset, Compression, DiskFormat, FactoryUrls, InstallerRef, Platform, parse_boot_target,
 };
 pub use client::{
-    AssetInfo, CreatedSchematic, ExtensionCheck, ExtensionInfo, FactoryClient,
-    FactoryClientBuilder, OverlayInfo, UnknownExtension,
+    CreatedSchematic, ExtensionCheck, ExtensionInfo, FactoryClient, FactoryClientBuilder,
+    OverlayInfo, UnknownExtension,
 };
 pub use download::{DownloadOutcome, DownloadProgress, ImageCache};
 pub use error::Error;

@@ -38,6 +38,9 @@ struct Report<'a> {
     plan: &'a crate::engine::plan::Plan,
     steps: &'a [graph::Finished],
     outputs_written: Vec<String>,
+    /// With --simulate: Proxmox API requests the simulated lab received during this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    simulated_requests: Option<crate::simlab::Requests>,
 }
 
 /// Run `homelab-cli up`.
@@ -57,6 +60,7 @@ async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::R
                 plan,
                 steps: &[],
                 outputs_written: vec![],
+                simulated_requests: session.sim.as_ref().map(crate::simlab::SimLab::requests),
             })?,
             OutputFormat::Text => print_text(&render::plan_text(plan, ctx.color))?,
         }
@@ -151,6 +155,7 @@ async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::R
             plan,
             steps: &finished,
             outputs_written,
+            simulated_requests: session.sim.as_ref().map(crate::simlab::SimLab::requests),
         })?,
         OutputFormat::Text => print_text(&summary(&finished, &outputs_written))?,
     }

@@ -88,9 +88,10 @@ pub struct Finished {
     /// Step label.
     pub label: String,
     /// Outcome.
+    #[serde(flatten)]
     pub outcome: Outcome,
     /// How long it ran.
-    #[serde(serialize_with = "ser_ms")]
+    #[serde(serialize_with = "ser_ms", rename = "elapsed_ms")]
     pub elapsed: Duration,
 }
 
