@@ -237,7 +237,8 @@ pub enum UploadOutcome {
 }
 
 struct PinCheck {
-    pin: HostKeyPin,
+    /// `None`: only record what the server presents (never accept).
+    pin: Option<HostKeyPin>,
     seen: Arc<Mutex<Option<String>>>,
 }
 
@@ -249,7 +250,7 @@ impl russh::client::Handler for PinCheck {
         key: &russh::keys::PublicKey,
     ) -> Result<bool, Self::Error> {
         let actual = key.fingerprint(HashAlg::Sha256).to_string();
-        let ok = actual == self.pin.0;
+        let ok = self.pin.as_ref().is_some_and(|p| p.0 == actual);
         if let Ok(mut seen) = self.seen.lock() {
             *seen = Some(actual);
         }
@@ -293,7 +294,7 @@ impl SnippetUploader {
         });
         let seen = Arc::new(Mutex::new(None));
         let check = PinCheck {
-            pin: pin.clone(),
+            pin: Some(pin.clone()),
             seen: seen.clone(),
         };
         let connect_err = |message: String| SftpError::Connect {
@@ -543,6 +544,43 @@ impl SnippetUploader {
             .await
             .map(|_| ())
             .map_err(|e| remote("rename", to, e))
+    }
+}
+
+/// The `SHA256:<base64>` fingerprint of the host key `host:port` presents, to pin it
+/// (what `ssh-keyscan HOST | ssh-keygen -lf -` shows). The key exchange completes (so
+/// the server proved it holds the key) but nothing is trusted or sent: compare the
+/// result with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the host's console
+/// before pinning it.
+#[tracing::instrument(name = "sftp.scan")]
+pub async fn scan_host_key(host: &str, port: u16) -> Result<String, SftpError> {
+    let seen = Arc::new(Mutex::new(None));
+    let check = PinCheck {
+        pin: None,
+        seen: seen.clone(),
+    };
+    let config = Arc::new(russh::client::Config::default());
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        russh::client::connect(config, (host, port), check),
+    )
+    .await;
+    let actual = seen.lock().ok().and_then(|s| s.clone());
+    match (result, actual) {
+        (_, Some(fp)) => Ok(fp),
+        (Err(_), None) => Err(SftpError::Connect {
+            host: host.to_string(),
+            port,
+            message: "timed out after 30 s".into(),
+        }),
+        (Ok(Err(e)), None) => Err(SftpError::Connect {
+            host: host.to_string(),
+            port,
+            message: e.to_string(),
+        }),
+        (Ok(Ok(_)), None) => Err(SftpError::Ssh(
+            "the server was accepted without presenting a host key".into(),
+        )),
     }
 }
 

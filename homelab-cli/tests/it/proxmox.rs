@@ -623,3 +623,99 @@ async fn passphrase_protected_keys_from_ssh_keygen_work() {
     up.close().await;
     sftp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_scans_the_host_key_and_uploads_snippets() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::builder().start().await.unwrap();
+    let (key_path, key) = write_key(dir.path(), 3);
+    let sftp = SftpServer::builder(dir.path().join("node"))
+        .pve(lab.sim().clone(), "pve")
+        .authorized_public_key(key.public_key().clone())
+        .start()
+        .await
+        .unwrap();
+    let port = sftp.addr().port().to_string();
+    let cli = |args: Vec<String>| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
+            .arg("proxmox")
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("HOMELAB_SSH_HOST_KEY")
+            .output()
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+
+    // TOFU helper: what the node presents is what it holds.
+    let scan = cli(s(&[
+        "ssh-fingerprint",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+    ]))
+    .await
+    .unwrap();
+    assert!(scan.status.success(), "{}", text(&scan));
+    assert_eq!(
+        String::from_utf8_lossy(&scan.stdout).trim(),
+        sftp.fingerprint()
+    );
+
+    std::fs::write(dir.path().join("web-1.yaml"), "#cloud-config\n").unwrap();
+    std::fs::write(dir.path().join("db-1.yaml"), "#cloud-config\nruncmd: []\n").unwrap();
+    let upload = |pin: String| {
+        cli(s(&[
+            "snippet",
+            "upload",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "-i",
+            key_path.to_str().unwrap(),
+            "--host-key",
+            &pin,
+            "--output",
+            "json",
+            "web-1.yaml",
+            "db-1.yaml",
+        ]))
+    };
+    let first = upload(sftp.fingerprint()).await.unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    let v: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(v[0]["volid"], "local:snippets/web-1.yaml");
+    assert_eq!(v[1]["path"], "/var/lib/vz/snippets/db-1.yaml");
+    assert_eq!(v[0]["changed"], true);
+    let again = upload(sftp.fingerprint()).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(v[0]["changed"], false);
+    assert_eq!(v[1]["changed"], false);
+    let listed = admin(&lab)
+        .node("pve")
+        .storage("local")
+        .content(Some("snippets"), None)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+
+    // A wrong pin: exit 1, the presented fingerprint in the message, nothing written.
+    std::fs::write(dir.path().join("web-1.yaml"), "#cloud-config\nchanged: 1\n").unwrap();
+    let bad = upload("SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s".into())
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains(&sftp.fingerprint()), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(sftp.root().join("var/lib/vz/snippets/web-1.yaml")).unwrap(),
+        "#cloud-config\n"
+    );
+    let malformed = upload("AA:BB".into()).await.unwrap();
+    assert_eq!(malformed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("--host-key"));
+    sftp.shutdown().await;
+    lab.shutdown().await;
+}
