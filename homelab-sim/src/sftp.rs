@@ -36,7 +36,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::ssh_key::private::Ed25519Keypair;
@@ -883,18 +883,31 @@ pub fn sync_snippets(root: &Path, sim: &Sim, node: &str) {
         let mut files = BTreeMap::new();
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.flatten() {
-                let Ok(meta) = entry.metadata() else { continue };
-                if !meta.is_file() {
+                // stat(), not lstat(): symlinks count as what they point to.
+                let Ok(meta) = std::fs::metadata(entry.path()) else {
+                    continue;
+                };
+                if meta.is_dir() {
                     continue;
                 }
                 let name = entry.file_name().to_string_lossy().into_owned();
+                // PVE lists `<dir>/*`: the shell glob skips dot files (in-flight uploads).
+                if name.starts_with('.') {
+                    continue;
+                }
                 let Ok(bytes) = std::fs::read(entry.path()) else {
                     continue;
                 };
+                #[cfg(unix)]
+                let ctime = {
+                    use std::os::unix::fs::MetadataExt;
+                    u64::try_from(meta.ctime()).unwrap_or_else(|_| now())
+                };
+                #[cfg(not(unix))]
                 let ctime = meta
                     .modified()
                     .ok()
-                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map_or_else(now, |d| d.as_secs());
                 files.insert(
                     name,

@@ -193,7 +193,24 @@ async fn openssh_sftp_uploads_appear_as_snippet_volumes() {
     assert_eq!(snippets.len(), 1, "{snippets:?}");
     assert_eq!(snippets[0].3, hex::encode(sha2::Sha256::digest(v2)));
 
-    let out = s.sftp(&s.key, "rm /var/lib/vz/snippets/web.yaml\n").await;
+    // Dot files (in-flight uploads) are not listed, as PVE globs `snippets/*`.
+    let out = s
+        .sftp(
+            &s.key,
+            &format!(
+                "put {} /var/lib/vz/snippets/.partial\n",
+                s.dir.path().join("v1.yaml").display()
+            ),
+        )
+        .await;
+    assert!(out.status.success());
+    assert_eq!(s.snippets().len(), 1);
+    let out = s
+        .sftp(
+            &s.key,
+            "rm /var/lib/vz/snippets/web.yaml\nrm /var/lib/vz/snippets/.partial\n",
+        )
+        .await;
     assert!(out.status.success());
     assert!(s.snippets().is_empty());
 
