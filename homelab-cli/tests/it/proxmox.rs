@@ -537,7 +537,12 @@ async fn snippets_upload_atomically_idempotently_with_a_pinned_host_key() {
         .upload("/mnt/pve/nas/snippets/x.yaml", b"x")
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("snippets"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("/mnt/pve/nas/snippets: no such directory")
+            && err.to_string().contains("content types"),
+        "{err}"
+    );
     assert!(up.remove(&path).await.unwrap());
     assert!(!up.remove(&path).await.unwrap());
     up.close().await;
