@@ -284,6 +284,18 @@ impl std::fmt::Display for ExtensionCheck {
     }
 }
 
+/// What `HEAD` says about an asset (the factory always answers HEAD directly, without a
+/// redirect).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AssetInfo {
+    /// `Content-Length`.
+    pub size: Option<u64>,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// The file name from `Content-Disposition`.
+    pub filename: Option<String>,
+}
+
 impl FactoryClient {
     /// A builder (defaults to the public factory).
     pub fn builder() -> FactoryClientBuilder {
@@ -348,6 +360,28 @@ impl FactoryClient {
         serde_json::from_str(&text).map_err(|e| Error::Decode {
             url,
             message: e.to_string(),
+        })
+    }
+
+    /// `HEAD` an asset URL: its size, type and file name. The factory builds the asset on
+    /// the first request, so this can take minutes too.
+    pub async fn head(&self, url: &Url) -> Result<AssetInfo, Error> {
+        let resp = self.send(self.http.head(url.clone())).await?;
+        let header = |name: reqwest::header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let filename = header(reqwest::header::CONTENT_DISPOSITION).and_then(|d| {
+            d.split(';')
+                .find_map(|p| p.trim().strip_prefix("filename="))
+                .map(|f| f.trim_matches('"').to_owned())
+        });
+        Ok(AssetInfo {
+            size: header(reqwest::header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+            content_type: header(reqwest::header::CONTENT_TYPE),
+            filename,
         })
     }
 

@@ -1,6 +1,8 @@
 //! Streaming downloads with resume, progress, SHA-256 on the way, and a local cache.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -149,6 +151,29 @@ async fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
         .map_err(|e| Error::io(path, e))
 }
 
+type PathLocks = HashMap<PathBuf, Weak<tokio::sync::Mutex<()>>>;
+
+/// One async lock per destination path, so two tasks never write the same `.part` file.
+async fn lock_path(path: &Path) -> tokio::sync::OwnedMutexGuard<()> {
+    static LOCKS: OnceLock<Mutex<PathLocks>> = OnceLock::new();
+    let lock = {
+        let mut map = LOCKS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, w| w.strong_count() > 0);
+        match map.get(path).and_then(Weak::upgrade) {
+            Some(l) => l,
+            None => {
+                let l = Arc::new(tokio::sync::Mutex::new(()));
+                map.insert(path.to_path_buf(), Arc::downgrade(&l));
+                l
+            }
+        }
+    };
+    lock.lock_owned().await
+}
+
 /// `bytes <start>-<end>/<total>` → (start, total). `bytes */<total>` → (None, total).
 fn parse_content_range(v: &str) -> Option<(Option<u64>, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes ")?;
@@ -179,13 +204,15 @@ impl FactoryClient {
     where
         F: FnMut(DownloadProgress) + Send,
     {
+        let path = cache.path_for(id, version, asset);
+        // Concurrent calls for one asset wait here; the later ones then find it cached.
+        let _guard = lock_path(&path).await;
         if let Some(hit) = cache.lookup(id, version, asset).await? {
             tracing::debug!(path = %hit.path.display(), "asset served from the cache");
             return Ok(hit);
         }
         let url = self.urls.asset(id, version, asset);
-        let path = cache.path_for(id, version, asset);
-        let outcome = self.download(&url, &path, progress).await?;
+        let outcome = self.download_unlocked(&url, &path, progress).await?;
         write_atomic(
             &sidecar_path(&path),
             format!("{}\n", outcome.sha256).as_bytes(),
@@ -197,7 +224,22 @@ impl FactoryClient {
     /// Stream `url` to `dest`: redirects followed, the body hashed as it arrives, a cut
     /// connection resumed with `Range` (up to the configured attempts), `dest` written only
     /// when complete (via `dest.part` and a rename). An existing `dest.part` is resumed.
+    /// Concurrent downloads to one `dest` within this process are serialised (separate
+    /// processes must not share a destination).
     pub async fn download<F>(
+        &self,
+        url: &Url,
+        dest: &Path,
+        progress: F,
+    ) -> Result<DownloadOutcome, Error>
+    where
+        F: FnMut(DownloadProgress) + Send,
+    {
+        let _guard = lock_path(dest).await;
+        self.download_unlocked(url, dest, progress).await
+    }
+
+    async fn download_unlocked<F>(
         &self,
         url: &Url,
         dest: &Path,

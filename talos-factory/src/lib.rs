@@ -40,8 +40,8 @@ pub use assets::{
     Arch, Asset, Compression, DiskFormat, FactoryUrls, InstallerRef, Platform, parse_boot_target,
 };
 pub use client::{
-    CreatedSchematic, ExtensionCheck, ExtensionInfo, FactoryClient, FactoryClientBuilder,
-    OverlayInfo, UnknownExtension,
+    AssetInfo, CreatedSchematic, ExtensionCheck, ExtensionInfo, FactoryClient,
+    FactoryClientBuilder, OverlayInfo, UnknownExtension,
 };
 pub use download::{DownloadOutcome, DownloadProgress, ImageCache};
 pub use error::Error;

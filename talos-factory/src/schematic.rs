@@ -172,7 +172,7 @@ pub struct SecureBoot {
     /// Include the well-known (Microsoft) UEFI certificates.
     #[serde(
         default,
-        deserialize_with = "nullable",
+        deserialize_with = "go_bool",
         skip_serializing_if = "is_false"
     )]
     pub include_well_known_certificates: bool,
@@ -270,6 +270,28 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A boolean as Go's yaml.v3 decodes into a `bool` field: YAML booleans plus the YAML 1.1
+/// words (`yes`/`no`/`on`/`off`/`y`/`n`), and null as false.
+fn go_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(false),
+        Some(Raw::Bool(b)) => Ok(b),
+        Some(Raw::Text(t)) => match t.as_str() {
+            "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Ok(true),
+            "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "invalid boolean {other:?}: expected true or false"
+            ))),
+        },
+    }
 }
 
 /// A schematic ID: the lowercase hex SHA-256 of the canonical YAML.
@@ -725,6 +747,18 @@ mod tests {
             Schematic::parse("customization:\n  meta:\n    - key: 256\n      value: x\n").is_err()
         );
         assert!(Schematic::parse("customization:\n  bootloader: auto\n").is_err());
+        // Go's decoder takes YAML 1.1 booleans for bool fields.
+        let yes = Schematic::parse(
+            "customization:\n  secureboot:\n    includeWellKnownCertificates: yes\n",
+        )
+        .unwrap();
+        assert!(yes.customization.secureboot.include_well_known_certificates);
+        assert!(
+            Schematic::parse(
+                "customization:\n  secureboot:\n    includeWellKnownCertificates: maybe\n"
+            )
+            .is_err()
+        );
     }
 
     #[test]

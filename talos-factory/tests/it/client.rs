@@ -522,3 +522,68 @@ async fn raw_escape_hatch_uses_the_base_url() {
         .unwrap();
     assert_eq!(resp.text().await.unwrap(), "ok");
 }
+
+#[tokio::test]
+async fn concurrent_downloads_of_one_asset_fetch_it_once() {
+    let server = server().await;
+    let id = SchematicId::vanilla();
+    let data = payload(100_000);
+    Mock::given(method("GET"))
+        .and(path(format!("/image/{id}/v1.12.0/metal-amd64.raw.zst")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_bytes(data.clone())
+                .set_delay(std::time::Duration::from_millis(100)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ImageCache::new(dir.path());
+    let c = client(&server);
+    let asset = Asset::default_disk_image(Platform::metal(), Arch::Amd64, false);
+    let version = v("v1.12.0");
+    let (a, b) = tokio::join!(
+        c.download_to_cache(&cache, &id, &version, &asset, |_| {}),
+        c.download_to_cache(&cache, &id, &version, &asset, |_| {}),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.sha256, sha(&data));
+    assert_eq!(a.sha256, b.sha256);
+    assert!(
+        a.from_cache != b.from_cache,
+        "exactly one of them downloaded"
+    );
+}
+
+#[tokio::test]
+async fn head_reports_size_type_and_file_name() {
+    let server = server().await;
+    let id = SchematicId::vanilla();
+    Mock::given(method("HEAD"))
+        .and(path(format!("/image/{id}/v1.12.0/metal-amd64.iso")))
+        .and(query_param("filename", "talos.iso"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/x-iso9660-image")
+                .insert_header("content-disposition", "attachment; filename=\"talos.iso\"")
+                .insert_header("content-length", "4096"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let mut url = c.urls().asset(
+        &id,
+        &v("v1.12.0"),
+        &Asset::iso(Platform::metal(), Arch::Amd64, false),
+    );
+    url.set_query(Some("filename=talos.iso"));
+    let info = c.head(&url).await.unwrap();
+    assert_eq!(info.filename.as_deref(), Some("talos.iso"));
+    assert_eq!(
+        info.content_type.as_deref(),
+        Some("application/x-iso9660-image")
+    );
+    assert_eq!(info.size, Some(4096));
+}
