@@ -31,6 +31,21 @@ pub enum Command {
     Versions(VersionsCmd),
 }
 
+/// The flags that describe a schematic (exclusive with `--schematic ID`).
+const SCHEMATIC_FLAGS: [&str; 11] = [
+    "extensions",
+    "kernel_args",
+    "meta",
+    "bootloader",
+    "secureboot_enroll_keys",
+    "secureboot_well_known_certs",
+    "overlay_image",
+    "overlay_name",
+    "sector_size",
+    "embedded_config",
+    "file",
+];
+
 /// Which factory to talk to.
 #[derive(Debug, Clone, Args)]
 pub struct FactoryArgs {
@@ -148,7 +163,7 @@ impl TargetArgs {
 #[command(disable_version_flag = true)]
 pub struct UrlsCmd {
     /// Schematic ID (otherwise computed from the schematic flags).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with_all = SCHEMATIC_FLAGS)]
     pub schematic: Option<String>,
     #[command(flatten)]
     pub spec: SchematicArgs,
@@ -166,7 +181,7 @@ pub struct UrlsCmd {
 #[command(disable_version_flag = true)]
 pub struct DownloadCmd {
     /// Schematic ID (otherwise computed from the schematic flags).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with_all = SCHEMATIC_FLAGS)]
     pub schematic: Option<String>,
     #[command(flatten)]
     pub spec: SchematicArgs,
@@ -600,6 +615,37 @@ async fn versions(c: VersionsCmd) -> miette::Result<Exit> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schematic_id_excludes_schematic_flags() {
+        use clap::Parser;
+        let parse = |args: &[&str]| crate::cli::Cli::try_parse_from(args);
+        assert!(
+            parse(&[
+                "homelab-cli",
+                "image",
+                "urls",
+                "--version",
+                "v1.12.0",
+                "--schematic",
+                "x"
+            ])
+            .is_ok()
+        );
+        let err = parse(&[
+            "homelab-cli",
+            "image",
+            "urls",
+            "--version",
+            "v1.12.0",
+            "--schematic",
+            "x",
+            "--extension",
+            "siderolabs/qemu-guest-agent",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
 
     #[test]
     fn meta_keys() {
