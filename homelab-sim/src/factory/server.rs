@@ -251,6 +251,10 @@ async fn route(req: Request<Incoming>, state: &State, pxe: bool) -> Response<Bod
         }
         (["pxe", id, v, target], m) if *m == Method::GET => pxe_script(state, id, v, target),
         (["healthz"] | ["readyz"], m) if *m == Method::GET => text(StatusCode::OK, "ok"),
+        // OCI distribution ping (the registry frontend serves installer images).
+        (["v2"] | ["v2", ""], m) if *m == Method::GET => {
+            json(StatusCode::OK, &serde_json::json!({}), true)
+        }
         (["schematics"] | ["schematics", _] | ["versions"], _)
         | (["image" | "cdn" | "pxe", _, _, _], _) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
@@ -457,6 +461,16 @@ fn image(
         Ok(v) => v,
         Err(r) => return r.response(),
     };
+    // Checksum and signature sidecars are Enterprise-only on the real factory.
+    if [".sha256", ".sha512", ".sigstore.json"]
+        .iter()
+        .any(|sfx| asset_name.ends_with(sfx))
+    {
+        return text(
+            StatusCode::PAYMENT_REQUIRED,
+            "checksums and signatures require an Enterprise license",
+        );
+    }
     let asset = match Asset::parse(asset_name) {
         Ok(a) => a,
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),

@@ -313,6 +313,8 @@ async fn ranges_heads_and_bad_assets() {
     assert_eq!(past.status(), 416);
     assert_eq!(past.headers()["content-range"], "bytes */262144");
 
+    let sidecar = http.get(format!("{url}.sha256")).send().await.unwrap();
+    assert_eq!(sidecar.status(), 402, "sidecars are Enterprise-only");
     let bad = http
         .get(format!("{base}/image/{id}/v1.12.0/metal-amd64.raw.bz2"))
         .send()
