@@ -87,3 +87,69 @@ pub mod proto {
         tonic::include_proto!("storage");
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod wire_tests {
+    use prost::Message;
+
+    use crate::proto::{common, machine, storage};
+
+    /// Field numbers as Talos 1.12 has them, checked on the encoded bytes.
+    #[test]
+    fn field_numbers_match_talos() {
+        let req = machine::ApplyConfigurationRequest {
+            data: b"x".to_vec(),
+            mode: machine::apply_configuration_request::Mode::Try as i32,
+            dry_run: true,
+            try_mode_timeout: Some(prost_types::Duration {
+                seconds: 60,
+                nanos: 0,
+            }),
+        };
+        // data=1 (0x0a), mode=4 (0x20) = TRY(4), dry_run=5 (0x28), try_mode_timeout=6 (0x32)
+        assert_eq!(
+            req.encode_to_vec(),
+            [0x0a, 1, b'x', 0x20, 4, 0x28, 1, 0x32, 2, 0x08, 60]
+        );
+        let member = machine::EtcdMember {
+            id: 1,
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        // id=2 (0x10), hostname=3 (0x1a): there is no field 1.
+        assert_eq!(member.encode_to_vec(), [0x10, 1, 0x1a, 1, b'h']);
+        let md = common::Metadata {
+            hostname: "a".into(),
+            error: "b".into(),
+            status: None,
+        };
+        assert_eq!(md.encode_to_vec(), [0x0a, 1, b'a', 0x12, 1, b'b']);
+        let disk = storage::Disk {
+            device_name: "/".into(),
+            r#type: storage::disk::DiskType::Nvme as i32,
+            system_disk: true,
+            ..Default::default()
+        };
+        // device_name=3 (0x1a), type=9 (0x48) = NVME(3), system_disk=11 (0x58)
+        assert_eq!(disk.encode_to_vec(), [0x1a, 1, b'/', 0x48, 3, 0x58, 1]);
+        let up = machine::UpgradeRequest {
+            image: "i".into(),
+            reboot_mode: machine::upgrade_request::RebootMode::Powercycle as i32,
+            ..Default::default()
+        };
+        assert_eq!(up.encode_to_vec(), [0x0a, 1, b'i', 0x28, 1]);
+        let reset = machine::ResetRequest {
+            mode: machine::reset_request::WipeMode::UserDisks as i32,
+            system_partitions_to_wipe: vec![machine::ResetPartitionSpec {
+                label: "S".into(),
+                wipe: true,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            reset.encode_to_vec(),
+            [0x1a, 5, 0x0a, 1, b'S', 0x10, 1, 0x28, 2]
+        );
+    }
+}
