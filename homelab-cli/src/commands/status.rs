@@ -102,7 +102,7 @@ async fn collect(session: &Session) -> miette::Result<Status> {
         .collect();
     let kubernetes_ready = match (&session.desired.talos, &bundle) {
         (Some(cluster), Some(b)) if !owned.is_empty() => {
-            let kc = talos::kubeconfig(cluster, b).ok();
+            let kc = talos::direct_kubeconfig(&session.desired, cluster, b).ok();
             match kc {
                 Some(kc) => Some(talos_api::health::kubernetes_readyz(&kc).await.is_ok()),
                 None => Some(false),

@@ -649,8 +649,8 @@ async fn health(env: &Env) -> Result<String, StepError> {
         .bundle
         .as_ref()
         .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
-    let kubeconfig =
-        talos::kubeconfig(cluster, bundle).map_err(|e| StepError::new(e.to_string()))?;
+    let kubeconfig = talos::direct_kubeconfig(&env.desired, cluster, bundle)
+        .map_err(|e| StepError::new(e.to_string()))?;
     let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
     talos_api::health::wait_kubernetes_ready(&kubeconfig, &opts)
         .await

@@ -198,3 +198,20 @@ pub async fn etcd_running(cluster: &TalosCluster, bundle: &SecretsBundle, ip: Ip
 pub fn bundle_from_yaml(text: &str) -> Result<SecretsBundle, talos_api::Error> {
     SecretsBundle::from_yaml(text, "talos secrets bundle")
 }
+
+/// A kubeconfig that talks to the first control plane directly (for health checks: a VIP
+/// may not have moved yet; the API server's certificate names every node address).
+pub fn direct_kubeconfig(
+    desired: &Desired,
+    cluster: &TalosCluster,
+    bundle: &SecretsBundle,
+) -> Result<zeroize::Zeroizing<String>, talos_api::Error> {
+    let endpoint = control_plane_ips(desired).first().map_or_else(
+        || cluster.endpoint.clone(),
+        |ip| match ip {
+            IpAddr::V4(v4) => format!("https://{v4}:6443"),
+            IpAddr::V6(v6) => format!("https://[{v6}]:6443"),
+        },
+    );
+    talos_api::kubeconfig::generate_admin(bundle, &cluster.cluster_name, &endpoint)
+}

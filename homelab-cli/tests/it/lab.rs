@@ -754,4 +754,28 @@ mod e2e {
             "{plan_json:#}"
         );
     }
+
+    #[test]
+    fn multi_node_with_vip_comes_up_and_converges() {
+        let repo = Repo::new("multi-node", 62, 9);
+        let first = repo.json(&["up", "--simulate", "-o", "json"]);
+        let steps = first["steps"].as_array().unwrap();
+        assert!(steps.iter().all(|s| s["outcome"] == "done"), "{first:#}");
+        // Six guests, six Talos configurations, one bootstrap.
+        assert_eq!(steps.iter().filter(|s| s["id"].as_str().unwrap().starts_with("guest:")).count(), 6);
+        assert_eq!(steps.iter().filter(|s| s["id"].as_str().unwrap().starts_with("talos:")).count(), 6);
+        assert_eq!(steps.iter().filter(|s| s["id"] == "bootstrap").count(), 1);
+        if let Some(kube) = repo.sops_decrypt("output/kubeconfig.enc.yaml") {
+            // Clients use the VIP.
+            assert!(kube.contains(&format!("server: https://{}10:6443", repo.net)), "{kube}");
+        }
+        let again = repo.json(&["up", "--simulate", "-o", "json"]);
+        assert_eq!(again["plan"]["actions"], serde_json::json!([]), "{again:#}");
+        assert_eq!(again["simulated_requests"]["mutating"], 0);
+        let status = repo.json(&["status", "--simulate", "-o", "json"]);
+        assert_eq!(status["guests"].as_array().unwrap().len(), 6);
+        assert_eq!(status["kubernetes_ready"], true);
+        let down = repo.json(&["down", "--simulate", "--yes", "-o", "json"]);
+        assert_eq!(down["destroyed"].as_array().unwrap().len(), 6);
+    }
 }
