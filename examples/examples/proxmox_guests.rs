@@ -10,6 +10,9 @@
 //! cargo run -p homelab-examples --example proxmox_guests
 //! ```
 //!
+//! Without `PROXMOX_VE_ENDPOINT` the example starts an in-process simulated Proxmox VE
+//! (`homelab_sim::lab::Lab`) and talks to it the same way (pinned TLS, API token).
+//!
 //! Against a real node, pin its certificate with `PROXMOX_VE_FINGERPRINT` (shown by
 //! `pvenode cert info`), or trust a CA with `PROXMOX_VE_CA_FILE`. Optional:
 //! `PROXMOX_VE_NODE` (default: the first online node), `PROXMOX_VE_STORAGE` (default
@@ -27,8 +30,24 @@ async fn main() {
     }
 }
 
-async fn run() -> proxmox_client::Result<()> {
-    let client = Client::from_env()?;
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    // Keep the in-process lab (if any) alive until the end.
+    let (client, _lab) = match std::env::var(proxmox_client::ENV_ENDPOINT) {
+        Ok(url) if !url.is_empty() => (Client::from_env()?, None),
+        _ => {
+            println!(
+                "{} is not set: starting an in-process simulated Proxmox VE",
+                proxmox_client::ENV_ENDPOINT
+            );
+            let lab = homelab_sim::lab::Lab::builder().start().await?;
+            let client = Client::builder()
+                .base_url(lab.pve_url())
+                .api_token(lab.token_id(), lab.token_secret())
+                .pin_fingerprint(lab.fingerprint())
+                .build()?;
+            (client, Some(lab))
+        }
+    };
     let version = client.version().await?;
     println!("Proxmox VE {} at {}", version.version, client.base_url());
 
