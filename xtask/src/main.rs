@@ -2,6 +2,7 @@
 //!
 //! Tasks: `ci` (what CI runs), `fmt`, `lint`, `test`, `doc`.
 
+mod e2e;
 mod pve_schema;
 
 use std::env;
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "doc" => doc(),
         "codegen" => pve_schema::run(&root(), rest.iter().any(|a| a == "--check")),
+        "e2e" => e2e::e2e(rest),
         "help" | "-h" | "--help" => {
             print_help();
             Ok(())
