@@ -4,6 +4,23 @@
 //! tells a [`GuestRuntime`], which may bring up a simulated machine for it (for example a
 //! Talos node in maintenance mode listening on its own loopback address). The addresses the
 //! runtime returns are what the simulated QEMU guest agent reports.
+//!
+//! When the simulated Proxmox VE calls the runtime:
+//! - [`GuestRuntime::started`]: at the end of a `qmstart`/`vzstart` task (after pending
+//!   changes are applied), in a create task with `start=1`, in the second half of a reboot,
+//!   and when a lab starts from a state directory in which the guest was running. An `Err`
+//!   fails the start task with `start failed: <text>` (a create with `start=1` ends
+//!   `WARNINGS: 1` instead) and the guest stays stopped.
+//! - [`GuestRuntime::stopped`]: at the end of stop, shutdown, the first half of reboot, and
+//!   before `destroyed` when a running guest is destroyed.
+//! - [`GuestRuntime::destroyed`]: at the end of a `qmdestroy`/`vzdestroy` task.
+//!
+//! The addresses `started` returns are reported by `GET .../agent/network-get-interfaces`
+//! (on `eth0`, with `net0`'s MAC) once the guest agent is up (`agent=1` and the lab's
+//! agent delay elapsed), and by LXC `GET .../interfaces`. Calls come from Tokio worker
+//! threads without the state lock held, so implementations may read the lab over its API;
+//! the guest's own config lock is held during start/stop tasks (as on PVE), so writing that
+//! guest's config from inside a call would wait for the lock timeout.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -23,7 +23,7 @@ pub async fn dispatch(
     p: Params,
 ) -> ApiResult<Reply> {
     match (m, rest) {
-        ("GET", "") => list(sim, kind, &p),
+        ("GET", "") => list(sim, caller, kind, &p),
         ("POST", "") => create(sim, caller, kind, p).await,
         ("GET", "/{vmid}") => Ok(json!([
             {"subdir": "config"}, {"subdir": "pending"}, {"subdir": "status"},
@@ -409,6 +409,17 @@ fn process_disk(
     Ok(join_prop(&file, &opts))
 }
 
+/// The config keeps a salted hash of `cipassword` (qemu-server stores a crypt hash), so no
+/// plaintext password reaches the state file. An already hashed value is kept as is.
+fn hash_cipassword(v: &str) -> String {
+    if v.starts_with("$5$") {
+        return v.to_string();
+    }
+    let salt = hex::encode(rand::random::<[u8; 8]>());
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(format!("{salt}{v}").as_bytes());
+    format!("$5${salt}${}", hex::encode(digest))
+}
+
 fn human_gib(b: u64) -> String {
     format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
 }
@@ -433,7 +444,7 @@ fn create_schema(kind: Kind) -> Option<&'static super::schema::Endpoint> {
 
 // ----------------------------------------------------------------------------- read
 
-fn list(sim: &Sim, kind: Kind, p: &Params) -> ApiResult<Reply> {
+fn list(sim: &Sim, caller: &Caller, kind: Kind, p: &Params) -> ApiResult<Reply> {
     let st = sim.state();
     let node = req(p, "node")?;
     check_node(&st, node)?;
@@ -441,6 +452,10 @@ fn list(sim: &Sim, kind: Kind, p: &Params) -> ApiResult<Reply> {
         .guests
         .values()
         .filter(|g| g.kind == kind && g.node == node)
+        // Like qemu-server: guests the caller may not audit are left out.
+        .filter(|g| {
+            super::auth::privileges(&st, caller, &format!("/vms/{}", g.vmid)).contains("VM.Audit")
+        })
         .map(|g| {
             let mut v = json!({
                 "vmid": g.vmid,
@@ -487,6 +502,10 @@ fn get_config(sim: &Sim, kind: Kind, p: &Params) -> ApiResult<Reply> {
         g.effective()
     };
     let mut o = config_json(&cfg, create_schema(kind));
+    // qemu-server never returns the cloud-init password, only that one is set.
+    if o.contains_key("cipassword") {
+        o.insert("cipassword".into(), json!("**********"));
+    }
     o.insert("digest".into(), json!(g.digest()));
     Ok(Value::Object(o).into())
 }
@@ -751,6 +770,8 @@ fn build_new_config(
                 normalize_qemu_net(v, None)
             } else if k.starts_with("net") {
                 normalize_lxc_net(v, None)
+            } else if k == "cipassword" {
+                hash_cipassword(v)
             } else if k == "tags" {
                 normalize_tags(v)
             } else {
@@ -1330,6 +1351,8 @@ fn apply_update(
                 normalize_qemu_net(v, old.as_deref().and_then(net_mac))
             } else if k.starts_with("net") {
                 normalize_lxc_net(v, old.as_deref().and_then(net_mac))
+            } else if k == "cipassword" {
+                hash_cipassword(v)
             } else if k == "tags" {
                 normalize_tags(v)
             } else {

@@ -497,7 +497,11 @@ async fn vm_lifecycle_with_agent_and_runtime() {
     let r = create_vm(
         &api,
         "100",
-        &[("agent", "1"), ("ide2", "local-lvm:cloudinit")],
+        &[
+            ("agent", "1"),
+            ("ide2", "local-lvm:cloudinit"),
+            ("cipassword", "hunter2"),
+        ],
     )
     .await;
     let upid = r.data().as_str().unwrap().to_string();
@@ -540,6 +544,7 @@ async fn vm_lifecycle_with_agent_and_runtime() {
     assert!(c["smbios1"].as_str().unwrap().starts_with("uuid="));
     assert!(c["meta"].as_str().unwrap().starts_with("creation-qemu="));
     assert_eq!(c["boot"], "order=scsi0;net0");
+    assert_eq!(c["cipassword"], "**********");
     assert_eq!(c["digest"].as_str().unwrap().len(), 40);
     assert!(c.get("lock").is_none());
 
@@ -1246,6 +1251,7 @@ async fn restricted_token_permissions() {
     let tofu = api.with_auth(&format!("PVEAPIToken=tofu@pve!ci={secret}"));
     let res = tofu.get("/cluster/resources?type=vm").await;
     assert_eq!(res.data()[0]["vmid"], 130);
+    assert_eq!(tofu.get("/nodes/pve/qemu").await.data()[0]["vmid"], 130);
     let denied = create_vm(&tofu, "131", &[]).await;
     assert_eq!(
         (denied.status, denied.reason.as_str()),
@@ -1287,6 +1293,27 @@ async fn restricted_token_permissions() {
     .data();
     let ok = create_vm(&tofu, "131", &[]).await;
     assert_eq!(ok.status, 200, "{ok:?}");
+    // Without VM.Audit the guest is not listed at all.
+    api.put(
+        "/access/acl",
+        &[
+            ("path", "/vms/130"),
+            ("roles", "NoAccess"),
+            ("tokens", "tofu@pve!ci"),
+        ],
+    )
+    .await
+    .data();
+    let ids: Vec<u64> = tofu
+        .get("/nodes/pve/qemu")
+        .await
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["vmid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![131]);
     api.delete("/access/users/tofu@pve/token/ci").await.data();
     assert_eq!(tofu.get("/version").await.status, 401);
 }
@@ -1386,7 +1413,8 @@ async fn state_persists_across_processes() {
             .await
             .unwrap();
         let api = Api::token(&lab);
-        api.wait_ok(create_vm(&api, "150", &[]).await).await;
+        api.wait_ok(create_vm(&api, "150", &[("cipassword", "s3cr3t-pw")]).await)
+            .await;
         api.wait_ok(api.post("/nodes/pve/qemu/150/status/start", &[]).await)
             .await;
         api.post("/pools", &[("poolid", "kept")]).await.data();
@@ -1400,6 +1428,7 @@ async fn state_persists_across_processes() {
         !raw.contains(old_auth.rsplit('=').next().unwrap()),
         "token secret on disk"
     );
+    assert!(!raw.contains("s3cr3t-pw"), "cloud-init password on disk");
     let runtime = Arc::new(TestRuntime::default());
     let lab = Lab::builder()
         .state_dir(dir.path())
