@@ -1532,3 +1532,83 @@ async fn faults_offline_node_failures_and_counters() {
     lab.faults().set_latency(Duration::from_millis(5));
     assert_eq!(api.get("/version").await.status, 200);
 }
+
+#[tokio::test]
+async fn sshkeys_must_arrive_url_encoded() {
+    let lab = lab().await;
+    let api = Api::token(&lab);
+    // Sent raw (the form layer encodes it once): the server sees spaces and refuses it.
+    let raw = api
+        .post(
+            "/nodes/pve/qemu",
+            &[("vmid", "170"), ("sshkeys", "ssh-ed25519 AAAAC3Nz me@host")],
+        )
+        .await;
+    assert_eq!(
+        raw.error("sshkeys"),
+        "invalid format - invalid urlencoded string: ssh-ed25519 AAAAC3Nz me@host\n"
+    );
+    // Percent-encoded first (as bpg and our client do): accepted and stored once-encoded.
+    let once = "ssh-ed25519%20AAAAC3Nz%20me%40host";
+    api.wait_ok(
+        api.post("/nodes/pve/qemu", &[("vmid", "170"), ("sshkeys", once)])
+            .await,
+    )
+    .await;
+    let c = api.get("/nodes/pve/qemu/170/config").await;
+    assert_eq!(c.data()["sshkeys"], once);
+}
+
+/// A sibling service started with the lab (how the Image Factory simulator plugs in).
+#[derive(Debug)]
+struct EchoService;
+
+impl homelab_sim::lab::LabService for EchoService {
+    fn name(&self) -> &str {
+        "echo"
+    }
+    fn start(
+        self: Box<Self>,
+        mut ctx: homelab_sim::lab::ServiceContext,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<String, homelab_sim::Error>> + Send>,
+    > {
+        Box::pin(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("tcp://{}", listener.local_addr().unwrap());
+            assert!(!ctx.tls.fingerprint().is_empty());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        c = listener.accept() => {
+                            let (mut tcp, _) = c.unwrap();
+                            use tokio::io::AsyncWriteExt;
+                            tcp.write_all(b"hello\n").await.unwrap();
+                        }
+                        _ = ctx.shutdown.changed() => break,
+                    }
+                }
+            });
+            Ok(url)
+        })
+    }
+}
+
+#[tokio::test]
+async fn sibling_services_start_with_the_lab() {
+    let lab = Lab::builder()
+        .service(Box::new(EchoService))
+        .start()
+        .await
+        .unwrap();
+    let url = lab.service_url("echo").unwrap().to_string();
+    let mut tcp = tokio::net::TcpStream::connect(url.trim_start_matches("tcp://"))
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    use tokio::io::AsyncReadExt;
+    tcp.read_to_string(&mut buf).await.unwrap();
+    assert_eq!(buf, "hello\n");
+    assert!(lab.service_url("nope").is_none());
+    lab.shutdown().await;
+}
