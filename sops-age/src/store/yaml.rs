@@ -76,36 +76,39 @@ pub(crate) fn parse(input: &[u8]) -> Result<Vec<Map>> {
 }
 
 /// Find comments: `#` at line start or after whitespace, outside any scalar's span.
+/// Only the `#` positions are visited; line, column and char index are counted forward
+/// between them (spans are in chars, so non-ASCII text needs the char count).
 fn scan_comments(text: &str, events: &[(Event<'_>, Span)]) -> Vec<Comment> {
     let mut masks = events.iter().filter_map(|(e, s)| match e {
         Event::Scalar(..) => Some((s.start.index(), s.end.index())),
         _ => None,
     });
     let mut mask = masks.next();
+    let bytes = text.as_bytes();
+    let ascii = text.is_ascii();
     let mut out = Vec::new();
-    let (mut line, mut col) = (1usize, 0usize);
-    let mut prev_ws = true;
-    let mut has_code = false;
-    let mut in_comment: Option<(usize, usize, usize, usize, bool)> = None; // byte start, idx, line, col, trailing
-    for (ci, (bi, ch)) in text.char_indices().enumerate() {
-        if ch == '\n' {
-            if let Some((start, idx, l, c, trailing)) = in_comment.take() {
-                out.push(Comment {
-                    idx,
-                    line: l,
-                    col: c,
-                    text: text[start..bi].trim_end_matches('\r').to_owned(),
-                    trailing,
-                });
-            }
-            line += 1;
-            col = 0;
-            prev_ws = true;
-            has_code = false;
+    // cursor: byte position, its char index, its line, and the byte where its line starts
+    let (mut pos, mut ci, mut line, mut line_start) = (0usize, 0usize, 1usize, 0usize);
+    let mut skip_until = 0usize;
+    for (hash, _) in text.match_indices('#') {
+        if hash < skip_until {
             continue;
         }
-        if in_comment.is_some() {
-            col += 1;
+        let between = &bytes[pos..hash];
+        for (i, b) in between.iter().enumerate() {
+            if *b == b'\n' {
+                line += 1;
+                line_start = pos + i + 1;
+            }
+        }
+        ci += if ascii {
+            hash - pos
+        } else {
+            text[pos..hash].chars().count()
+        };
+        pos = hash;
+        let prev_ws = hash == 0 || matches!(bytes[hash - 1], b' ' | b'\t' | b'\r' | b'\n');
+        if !prev_ws {
             continue;
         }
         while let Some((_, end)) = mask {
@@ -115,24 +118,25 @@ fn scan_comments(text: &str, events: &[(Event<'_>, Span)]) -> Vec<Comment> {
                 break;
             }
         }
-        let masked = mask.is_some_and(|(s, e)| s <= ci && ci < e);
-        let ws = ch == ' ' || ch == '\t' || ch == '\r';
-        if !masked && ch == '#' && prev_ws {
-            in_comment = Some((bi + 1, ci, line, col, has_code));
-        } else if !ws {
-            has_code = true;
+        if mask.is_some_and(|(s, e)| s <= ci && ci < e) {
+            continue;
         }
-        prev_ws = ws;
-        col += 1;
-    }
-    if let Some((start, idx, l, c, trailing)) = in_comment {
+        let prefix = &text[line_start..hash];
+        let col = if ascii {
+            prefix.len()
+        } else {
+            prefix.chars().count()
+        };
+        let trailing = prefix.bytes().any(|b| !matches!(b, b' ' | b'\t' | b'\r'));
+        let end = text[hash..].find('\n').map_or(text.len(), |e| hash + e);
         out.push(Comment {
-            idx,
-            line: l,
-            col: c,
-            text: text[start..].trim_end_matches('\r').to_owned(),
+            idx: ci,
+            line,
+            col,
+            text: text[hash + 1..end].trim_end_matches('\r').to_owned(),
             trailing,
         });
+        skip_until = end;
     }
     out
 }
@@ -419,8 +423,8 @@ fn scalar_key(
     if v == "<<" {
         return Ok(v.into_owned());
     }
-    match resolve_plain(&v) {
-        Value::String(_) => Ok(v.into_owned()),
+    match plain_typed(&v) {
+        None => Ok(v.into_owned()),
         _ => Err(perr(span, format!("Tree contains a non-string key ({v})"))),
     }
 }
@@ -455,9 +459,9 @@ fn scalar_value(
     if style != ScalarStyle::Plain {
         return Ok(Value::String(v.into_owned()));
     }
-    Ok(match resolve_plain(&v) {
-        Value::String(_) => Value::String(v.into_owned()),
-        other => other,
+    Ok(match plain_typed(&v) {
+        None => Value::String(v.into_owned()),
+        Some(other) => other,
     })
 }
 
@@ -500,15 +504,20 @@ fn is_yaml_float(s: &str) -> bool {
 
 /// yaml.v3's resolution of an untagged plain scalar.
 pub(crate) fn resolve_plain(s: &str) -> Value {
+    plain_typed(s).unwrap_or_else(|| Value::String(s.to_owned()))
+}
+
+/// The non-string value a plain scalar resolves to, or `None` for a string.
+fn plain_typed(s: &str) -> Option<Value> {
     match s {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
+        "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
+        "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
-            return Value::Float(f64::INFINITY);
+            return Some(Value::Float(f64::INFINITY));
         }
-        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
-        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        "-.inf" | "-.Inf" | "-.INF" => return Some(Value::Float(f64::NEG_INFINITY)),
+        ".nan" | ".NaN" | ".NAN" => return Some(Value::Float(f64::NAN)),
         _ => {}
     }
     let first = s.as_bytes()[0];
@@ -519,20 +528,20 @@ pub(crate) fn resolve_plain(s: &str) -> Value {
             Cow::Borrowed(s)
         };
         if let Some(i) = go_parse_int_base0(&plain) {
-            return Value::Int(i);
+            return Some(Value::Int(i));
         }
         if is_yaml_float(&plain)
             && let Some(f) = go_parse_float(&plain)
         {
-            return Value::Float(f);
+            return Some(Value::Float(f));
         }
         if first.is_ascii_digit()
             && let Some(t) = parse_timestamp(s)
         {
-            return Value::Time(t);
+            return Some(Value::Time(t));
         }
     }
-    Value::String(s.to_owned())
+    None
 }
 
 // ---------------------------------------------------------------------------------------
@@ -693,6 +702,11 @@ impl Emitter {
     }
 
     fn string(&mut self, s: &str, block_indent: usize) {
+        // Ciphertexts are printable ASCII without `: ` or ` #`: always plain.
+        if s.starts_with("ENC[AES256_GCM,data:") && s.ends_with(']') && s.is_ascii() {
+            self.out.push_str(s);
+            return;
+        }
         match string_style(s, false) {
             Style::Plain => self.out.push_str(s),
             Style::Single => single_quoted(&mut self.out, s),
@@ -809,11 +823,15 @@ fn string_style(s: &str, is_key: bool) -> Style {
                 | b'F'
                 | b'<'
         );
-    let must_quote = (maybe_typed && !matches!(resolve_plain(s), Value::String(_)))
+    let must_quote = (maybe_typed && plain_typed(s).is_some())
         || is_old_bool(s)
         || is_base60_float(s)
         || s == "<<";
-    let special = !s.chars().all(is_printable);
+    let special = if s.is_ascii() {
+        !s.bytes().all(|b| (0x20..0x7f).contains(&b))
+    } else {
+        !s.chars().all(is_printable)
+    };
     if special {
         return Style::Double;
     }
