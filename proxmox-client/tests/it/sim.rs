@@ -497,3 +497,123 @@ async fn containers_storage_and_admin_objects() {
     assert_eq!(c.backup_jobs().get("nightly").await.unwrap().id, "nightly");
     lab.shutdown().await;
 }
+
+/// Serves `body` at any path over plain HTTP on loopback (the node downloads from it).
+async fn file_server(body: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = Arc::new(body);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn download_url_with_checksum_then_import_from() {
+    use sha2::Digest;
+    let lab = lab().await;
+    let c = client(&lab);
+    let node = c.node("pve");
+    let image: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let sum = hex::encode(sha2::Sha256::digest(&image));
+    let url = format!(
+        "{}/talos-nocloud-amd64.raw",
+        file_server(image.clone()).await
+    );
+    let local = node.storage("local");
+
+    // A wrong checksum fails inside the task, with the task's error text.
+    let bad = local
+        .download_url(&DownloadUrl {
+            url: url.clone(),
+            filename: "bad.raw".into(),
+            content: "import".into(),
+            checksum: Some((ChecksumAlgorithm::Sha256, "0".repeat(64))),
+            verify_certificates: None,
+            compression: None,
+        })
+        .await
+        .unwrap();
+    let e = c.wait_task(&bad, &fast_wait()).await.unwrap_err();
+    assert!(matches!(e, Error::TaskFailed { .. }), "{e:?}");
+
+    let upid = local
+        .download_url(&DownloadUrl {
+            url,
+            filename: "talos.raw".into(),
+            content: "import".into(),
+            checksum: Some((ChecksumAlgorithm::Sha256, sum)),
+            verify_certificates: None,
+            compression: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(upid.task_type, "download");
+    wait_ok(&c, &upid).await;
+    let vols = local.content(Some("import"), None).await.unwrap();
+    let vol = vols
+        .iter()
+        .find(|v| v.volid == "local:import/talos.raw")
+        .unwrap();
+    assert_eq!(vol.size, image.len() as u64);
+    assert!(!vols.iter().any(|v| v.volid == "local:import/bad.raw"));
+
+    let mut options = QemuOptions {
+        name: Some("talos-import".into()),
+        ..Default::default()
+    };
+    options.disks.insert(
+        "scsi0".into(),
+        QemuDisk::import("local-lvm", "local:import/talos.raw")
+            .discard(true)
+            .ssd(true),
+    );
+    wait_ok(
+        &c,
+        &node
+            .qemu_create(&QemuCreate {
+                vmid: 300,
+                options,
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+    )
+    .await;
+    let disk: QemuDisk = node
+        .qemu(300)
+        .config()
+        .await
+        .unwrap()
+        .get_parsed("scsi0")
+        .unwrap()
+        .unwrap();
+    assert_eq!(disk.storage(), Some("local-lvm"));
+    assert!(
+        disk.import_from.is_none(),
+        "import-from is not stored: {disk:?}"
+    );
+    assert_eq!(disk.discard.as_deref(), Some("on"));
+    assert!(disk.size.is_some(), "{disk:?}");
+    lab.shutdown().await;
+}
