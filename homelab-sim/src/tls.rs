@@ -60,7 +60,8 @@ impl TlsIdentity {
         }
         let id = Self::generate(names)?;
         crate::pve::sim::write_atomic(&cert_path, &id.cert_der)?;
-        crate::pve::sim::write_atomic(&key_path, &id.key_der)?;
+        // The key stays readable by its owner only, as pveproxy's key is.
+        crate::pve::sim::write_atomic_private(&key_path, &id.key_der)?;
         Ok(id)
     }
 

@@ -1424,6 +1424,15 @@ async fn state_persists_across_processes() {
         (fp, auth)
     };
     let raw = std::fs::read_to_string(dir.path().join("pve-state.json")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("pve-ssl.key.der"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "TLS key readable by others: {mode:o}");
+    }
     assert!(
         !raw.contains(old_auth.rsplit('=').next().unwrap()),
         "token secret on disk"
