@@ -48,6 +48,7 @@ pub const SERVED: &[(&str, &[&str])] = &[
     ("/nodes/{node}/lxc/{vmid}/status/shutdown", &["POST"]),
     ("/nodes/{node}/lxc/{vmid}/status/reboot", &["POST"]),
     ("/nodes/{node}/lxc/{vmid}/interfaces", &["GET"]),
+    ("/nodes/{node}/lxc/{vmid}/template", &["POST"]),
     ("/nodes/{node}/storage", &["GET"]),
     ("/nodes/{node}/storage/{storage}/status", &["GET"]),
     ("/nodes/{node}/storage/{storage}/content", &["GET", "POST"]),

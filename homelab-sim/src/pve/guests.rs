@@ -41,6 +41,7 @@ pub async fn dispatch(
         ("POST", "/{vmid}/status/shutdown") => stop(sim, caller, kind, &p, "shutdown").await,
         ("POST", "/{vmid}/status/reboot") => reboot(sim, caller, kind, &p).await,
         ("POST", "/{vmid}/clone") => clone(sim, caller, &p).await,
+        ("POST", "/{vmid}/template") if kind == Kind::Lxc => lxc_template(sim, caller, &p).await,
         ("POST", "/{vmid}/template") => template(sim, caller, &p).await,
         ("PUT", "/{vmid}/resize") => resize(sim, caller, &p).await,
         ("GET", "/{vmid}/agent/network-get-interfaces") => agent(sim, &p, "network-get-interfaces"),
@@ -1665,6 +1666,60 @@ async fn template(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
         },
     );
     Ok(json!(upid).into())
+}
+
+/// LXC template: the worker runs, but the call answers `null`, not the UPID (a PVE quirk:
+/// clients poll the config or the task list).
+async fn lxc_template(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
+    let node = req(p, "node")?.to_string();
+    let vmid = vmid_of(p, "vmid")?;
+    {
+        let st = sim.state();
+        let g = guest(&st, Kind::Lxc, &node, vmid)?;
+        check_lock(g, p)?;
+        if g.is_template() {
+            return Err(ApiError::fail("you can't convert a template to a template"));
+        }
+        if g.running {
+            return Err(ApiError::fail(
+                "you can't convert a CT to template if the CT is running",
+            ));
+        }
+    }
+    let guard = sim.lock_guest(Kind::Lxc, vmid).await?;
+    sim.spawn_task(
+        &node.clone(),
+        "vztemplate",
+        &vmid.to_string(),
+        &caller.authid,
+        Some(guard),
+        move |ctx| async move {
+            let mut st = ctx.sim.state();
+            let mut g = guest_mut(&mut st, Kind::Lxc, &node, vmid)?.clone();
+            let keys: Vec<String> = g
+                .config
+                .keys()
+                .filter(|k| is_disk_key(k))
+                .cloned()
+                .collect();
+            for k in keys {
+                let (vol, opts) = split_prop(&g.config[&k], "volume");
+                let newvol =
+                    vol.replace(&format!("vm-{vmid}-disk-"), &format!("base-{vmid}-disk-"));
+                if newvol != vol
+                    && let Some(mut volume) = st.volumes.remove(&format!("{node}/{vol}"))
+                {
+                    volume.volid = newvol.clone();
+                    st.volumes.insert(format!("{node}/{newvol}"), volume);
+                }
+                g.config.insert(k, join_prop(&newvol, &opts));
+            }
+            g.config.insert("template".into(), "1".into());
+            st.guests.insert(vmid, g);
+            Ok(())
+        },
+    );
+    Ok(Value::Null.into())
 }
 
 async fn resize(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {

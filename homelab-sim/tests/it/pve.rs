@@ -718,7 +718,7 @@ async fn pending_changes_digest_and_reboot() {
 #[tokio::test]
 async fn locks_and_lock_timeouts() {
     let lab = Lab::builder()
-        .task_duration(Duration::from_millis(600))
+        .task_duration(Duration::from_millis(1500))
         .lock_timeout(Duration::from_millis(100))
         .stats_interval(Duration::from_secs(3600))
         .start()
@@ -1199,6 +1199,31 @@ async fn containers_share_the_vmlist() {
     api.wait_ok(stop).await;
     let again = api.post("/nodes/pve/lxc/200/status/stop", &[]).await;
     assert_eq!(again.reason, "CT 200 not running");
+    // The LXC template call answers null although a vztemplate task runs.
+    let t = api.post("/nodes/pve/lxc/200/template", &[]).await;
+    assert_eq!(t.data(), &Value::Null);
+    // Finished tasks are what the default (archive) task list shows.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let task = loop {
+        let tasks = api.get("/nodes/pve/tasks?typefilter=vztemplate").await;
+        if let Some(t) = tasks.data().as_array().unwrap().first() {
+            break t.clone();
+        }
+        assert!(Instant::now() < deadline, "vztemplate task never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(task["status"], "OK");
+    assert_eq!(
+        api.get("/nodes/pve/lxc/200/config").await.data()["template"],
+        1
+    );
+    let cfg = api.get("/nodes/pve/lxc/200/config").await;
+    assert!(
+        cfg.data()["rootfs"]
+            .as_str()
+            .unwrap()
+            .starts_with("local-lvm:base-200-disk-0")
+    );
 }
 
 #[tokio::test]
