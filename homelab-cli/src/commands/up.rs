@@ -11,7 +11,7 @@ use crate::engine::graph::{self, Outcome};
 use crate::engine::plan::Action;
 use crate::engine::{render, talos};
 use crate::progress::StepProgress;
-use crate::session::{Session, SimArgs};
+use crate::session::{Planned, Session, SimArgs};
 use crate::workspace::ConfigArg;
 
 /// Flags of `homelab-cli up`.
@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// How many steps run at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
     /// Output format of the summary.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
@@ -84,71 +84,17 @@ async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::R
         confirm(&format!("This will {}.", destructive.join(", ")))?;
     }
 
-    // The secrets bundle first: every machine configuration derives from it.
-    let mut bundle = planned.bundle;
-    if let Some(cluster) = &session.desired.talos
-        && bundle.is_none()
-    {
-        let b = talos_api::secrets::SecretsBundle::generate()
-            .map_err(|e| miette!("cannot generate the Talos secrets bundle: {e}"))?;
-        session
-            .ws
-            .write_encrypted(&cluster.secrets_file, b.to_yaml().as_bytes())?;
-        eprintln!(
-            "Generated the Talos secrets bundle, kept encrypted in {} (commit it: the cluster cannot be managed without it).",
-            cluster.secrets_file.display()
-        );
-        bundle = Some(b);
-    }
-
-    let env = Arc::new(Env {
-        pve: session.pve.clone(),
-        factory: if session.desired.talos.is_some() {
-            Some(session.factory()?)
-        } else {
-            None
-        },
-        desired: session.desired.clone(),
-        observed: planned.observed.clone(),
-        bundle: bundle.clone(),
-        timeouts: Timeouts::default(),
-    });
-    let steps = apply::steps(&env, plan);
     let observer = StepProgress::new(ctx);
-    let finished = graph::run(steps, usize::from(args.parallelism), &observer).await;
+    let applied = apply_plan(session, &planned, usize::from(args.parallelism), &observer).await;
     observer.clear();
+    let Applied {
+        finished,
+        outputs_written,
+    } = applied?;
     let failed: Vec<&graph::Finished> = finished
         .iter()
         .filter(|f| matches!(f.outcome, Outcome::Failed { .. }))
         .collect();
-
-    let mut outputs_written = Vec::new();
-    if failed.is_empty()
-        && let (Some(cluster), Some(b)) = (&session.desired.talos, &bundle)
-    {
-        let cps = talos::control_plane_ips(&session.desired);
-        let fresh = plan
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::WriteOutput { .. }));
-        if fresh {
-            let tc =
-                talos::talosconfig(cluster, b, &cps).map_err(|e| miette!("talosconfig: {e}"))?;
-            let path = &session.desired.outputs.talosconfig;
-            if !planned.talos.talosconfig_current
-                && session.ws.write_encrypted(path, tc.to_yaml().as_bytes())?
-            {
-                outputs_written.push(path.display().to_string());
-            }
-            let kc = talos::kubeconfig(cluster, b).map_err(|e| miette!("kubeconfig: {e}"))?;
-            let path = &session.desired.outputs.kubeconfig;
-            if !planned.talos.kubeconfig_current
-                && session.ws.write_encrypted(path, kc.as_bytes())?
-            {
-                outputs_written.push(path.display().to_string());
-            }
-        }
-    }
 
     match args.output {
         OutputFormat::Json => print_json(&Report {
@@ -182,6 +128,81 @@ async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::R
         ));
     }
     Ok(Exit::Success)
+}
+
+/// What [`apply_plan`] did.
+#[derive(Debug)]
+pub struct Applied {
+    /// Every step with its outcome and duration.
+    pub finished: Vec<graph::Finished>,
+    /// Output files (re)written.
+    pub outputs_written: Vec<String>,
+}
+
+/// Run a plan: secrets bundle (generated once), the step graph, then the encrypted outputs
+/// (only when every step succeeded and their content changed).
+pub async fn apply_plan(
+    session: &Session,
+    planned: &Planned,
+    parallelism: usize,
+    observer: &dyn graph::Observer,
+) -> miette::Result<Applied> {
+    let plan = &planned.plan;
+    let bundle_cell = Arc::new(std::sync::OnceLock::new());
+    if let Some(b) = planned.bundle.clone() {
+        let _ = bundle_cell.set(b);
+    }
+    let bundle_store = match &session.desired.talos {
+        Some(cluster) if planned.bundle.is_none() => Some((
+            cluster.secrets_file.clone(),
+            session.ws.recipients_for(&cluster.secrets_file)?,
+        )),
+        _ => None,
+    };
+    let env = Arc::new(Env {
+        pve: session.pve.clone(),
+        factory: if session.desired.talos.is_some() {
+            Some(session.factory()?)
+        } else {
+            None
+        },
+        desired: session.desired.clone(),
+        observed: planned.observed.clone(),
+        bundle: bundle_cell.clone(),
+        bundle_store,
+        timeouts: Timeouts::default(),
+    });
+    let steps = apply::steps(&env, plan);
+    let finished = graph::run(steps, parallelism, observer).await;
+    let all_ok = finished
+        .iter()
+        .all(|f| matches!(f.outcome, Outcome::Done { .. }));
+    let mut outputs_written = Vec::new();
+    if all_ok
+        && let (Some(cluster), Some(b)) = (&session.desired.talos, bundle_cell.get())
+        && plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::WriteOutput { .. }))
+    {
+        let cps = talos::control_plane_ips(&session.desired);
+        let tc = talos::talosconfig(cluster, b, &cps).map_err(|e| miette!("talosconfig: {e}"))?;
+        let path = &session.desired.outputs.talosconfig;
+        if !planned.talos.talosconfig_current
+            && session.ws.write_encrypted(path, tc.to_yaml().as_bytes())?
+        {
+            outputs_written.push(path.display().to_string());
+        }
+        let kc = talos::kubeconfig(cluster, b).map_err(|e| miette!("kubeconfig: {e}"))?;
+        let path = &session.desired.outputs.kubeconfig;
+        if !planned.talos.kubeconfig_current && session.ws.write_encrypted(path, kc.as_bytes())? {
+            outputs_written.push(path.display().to_string());
+        }
+    }
+    Ok(Applied {
+        finished,
+        outputs_written,
+    })
 }
 
 fn summary(finished: &[graph::Finished], outputs: &[String]) -> String {

@@ -54,8 +54,11 @@ pub struct Env {
     pub desired: Desired,
     /// What was observed when planning.
     pub observed: Observed,
-    /// The Talos secrets bundle, when there is a cluster.
-    pub bundle: Option<SecretsBundle>,
+    /// The Talos secrets bundle: set before the graph runs when it exists, else by the
+    /// `talos-secrets` step.
+    pub bundle: Arc<std::sync::OnceLock<SecretsBundle>>,
+    /// Where and how a newly generated bundle is stored (encrypted) by `talos-secrets`.
+    pub bundle_store: Option<(std::path::PathBuf, sops_age::EncryptOptions)>,
     /// Waits.
     pub timeouts: Timeouts,
 }
@@ -94,6 +97,19 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             label: "register the image schematic with the factory".into(),
             deps: vec![],
             run: async move { register_schematic(&e).await }.boxed(),
+        });
+    }
+    if plan
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::GenerateTalosSecrets { .. }))
+    {
+        let e = env.clone();
+        out.push(Step {
+            id: "talos-secrets".into(),
+            label: "generate the Talos secrets bundle (kept SOPS-encrypted)".into(),
+            deps: vec![],
+            run: async move { generate_bundle(&e).await }.boxed(),
         });
     }
     let mut iso_step_of_node: BTreeMap<String, String> = BTreeMap::new();
@@ -227,7 +243,11 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 out.push(Step {
                     id,
                     label: format!("configure Talos {role} \"{name}\""),
-                    deps: vec![format!("guest:{vmid}"), format!("start:{vmid}")],
+                    deps: vec![
+                        format!("guest:{vmid}"),
+                        format!("start:{vmid}"),
+                        "talos-secrets".into(),
+                    ],
                     run: async move { configure_node(&e, vmid).await }.boxed(),
                 });
             }
@@ -255,6 +275,27 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
         });
     }
     out
+}
+
+/// Generate the bundle (CPU-heavy: RSA 4096), store it encrypted, then share it. Runs
+/// beside the Proxmox work; it is written before any node can be configured with it.
+async fn generate_bundle(env: &Env) -> Result<String, StepError> {
+    let (path, opts) = env
+        .bundle_store
+        .clone()
+        .ok_or_else(|| StepError::new("nowhere to store the Talos secrets bundle"))?;
+    let bundle = tokio::task::spawn_blocking(SecretsBundle::generate)
+        .await
+        .map_err(|e| StepError::new(format!("secrets bundle: {e}")))?
+        .map_err(|e| StepError::new(format!("secrets bundle: {e}")))?;
+    let yaml = bundle.to_yaml();
+    let data = sops_age::encrypt(yaml.as_bytes(), sops_age::Format::Yaml, &opts)
+        .map_err(|e| StepError::new(format!("cannot encrypt the secrets bundle: {e}")))?;
+    crate::workspace::write_atomic(&path, &data, 0o644)
+        .map_err(|e| StepError::new(format!("{e}")).hint("check the repository is writable"))?;
+    // A bundle already set would be one read from disk: keep it.
+    let _ = env.bundle.set(bundle);
+    Ok(format!("stored in {}", path.display()))
 }
 
 fn desired_guest(env: &Env, vmid: u32) -> Result<&DesiredGuest, StepError> {
@@ -543,7 +584,7 @@ async fn configure_node(env: &Env, vmid: u32) -> Result<String, StepError> {
         .ok_or_else(|| StepError::new("no Talos cluster"))?;
     let bundle = env
         .bundle
-        .as_ref()
+        .get()
         .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
     let ip = node_ip(env, d).await?;
     let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
@@ -610,7 +651,7 @@ async fn bootstrap(env: &Env, vmid: u32) -> Result<String, StepError> {
         .ok_or_else(|| StepError::new("no Talos cluster"))?;
     let bundle = env
         .bundle
-        .as_ref()
+        .get()
         .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
     let (_, ip) = first_control_plane(env, vmid)?;
     let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
@@ -647,7 +688,7 @@ async fn health(env: &Env) -> Result<String, StepError> {
         .ok_or_else(|| StepError::new("no Talos cluster"))?;
     let bundle = env
         .bundle
-        .as_ref()
+        .get()
         .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
     let kubeconfig = talos::direct_kubeconfig(&env.desired, cluster, bundle)
         .map_err(|e| StepError::new(e.to_string()))?;

@@ -87,6 +87,8 @@ pub struct Finished {
     pub id: String,
     /// Step label.
     pub label: String,
+    /// The steps it waited for.
+    pub deps: Vec<String>,
     /// Outcome.
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -151,6 +153,7 @@ pub async fn run(steps: Vec<Step>, parallelism: usize, observer: &dyn Observer) 
                     let f = Finished {
                         id: s.id.clone(),
                         label: s.label,
+                        deps: s.deps,
                         outcome: Outcome::Skipped {
                             because: root.clone(),
                         },
@@ -178,15 +181,20 @@ pub async fn run(steps: Vec<Step>, parallelism: usize, observer: &dyn Observer) 
             }
             if let Some(s) = waiting.remove(&id) {
                 observer.started(&s.id, &s.label);
-                let Step { id, label, run, .. } = s;
+                let Step {
+                    id,
+                    label,
+                    run,
+                    deps,
+                } = s;
                 running.push(async move {
                     let t = Instant::now();
                     let r = run.await;
-                    (id, label, r, t.elapsed())
+                    (id, label, deps, r, t.elapsed())
                 });
             }
         }
-        let Some((id, label, r, elapsed)) = running.next().await else {
+        let Some((id, label, deps, r, elapsed)) = running.next().await else {
             break;
         };
         let outcome = match r {
@@ -202,6 +210,7 @@ pub async fn run(steps: Vec<Step>, parallelism: usize, observer: &dyn Observer) 
         let f = Finished {
             id,
             label,
+            deps,
             outcome,
             elapsed,
         };
@@ -213,6 +222,7 @@ pub async fn run(steps: Vec<Step>, parallelism: usize, observer: &dyn Observer) 
         results.push(Finished {
             id: s.id,
             label: s.label,
+            deps: s.deps,
             outcome: Outcome::Skipped {
                 because: "a dependency cycle".into(),
             },
@@ -220,6 +230,43 @@ pub async fn run(steps: Vec<Step>, parallelism: usize, observer: &dyn Observer) 
         });
     }
     results
+}
+
+/// The longest chain of step durations through the dependency graph: the least time the
+/// run could have taken with unbounded parallelism.
+pub fn critical_path(finished: &[Finished]) -> Duration {
+    let by_id: BTreeMap<&str, &Finished> = finished.iter().map(|f| (f.id.as_str(), f)).collect();
+    let mut memo: BTreeMap<String, Duration> = BTreeMap::new();
+    fn finish_at<'a>(
+        id: &'a str,
+        by_id: &BTreeMap<&'a str, &'a Finished>,
+        memo: &mut BTreeMap<String, Duration>,
+        depth: usize,
+    ) -> Duration {
+        if let Some(d) = memo.get(id) {
+            return *d;
+        }
+        let Some(f) = by_id.get(id) else {
+            return Duration::ZERO;
+        };
+        let before = if depth > by_id.len() {
+            Duration::ZERO // a cycle: stop
+        } else {
+            f.deps
+                .iter()
+                .map(|d| finish_at(d, by_id, memo, depth + 1))
+                .max()
+                .unwrap_or_default()
+        };
+        let t = before + f.elapsed;
+        memo.insert(id.to_string(), t);
+        t
+    }
+    finished
+        .iter()
+        .map(|f| finish_at(&f.id, &by_id, &mut memo, 0))
+        .max()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
