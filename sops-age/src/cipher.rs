@@ -37,6 +37,26 @@ pub(crate) struct EncParts<'a> {
 /// Parse `ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]` like sops' (start-anchored, greedy) regex.
 pub(crate) fn parse_enc(s: &str) -> Option<EncParts<'_>> {
     let rest = s.strip_prefix("ENC[AES256_GCM,data:")?;
+    // Fast path: base64 fields and type names hold no commas, so the usual value splits
+    // into exactly four parts; anything else takes the regex-equivalent path below.
+    if let Some(body) = rest.strip_suffix(']') {
+        let mut it = body.splitn(4, ',');
+        if let (Some(data), Some(iv), Some(tag), Some(ty)) =
+            (it.next(), it.next(), it.next(), it.next())
+            && let (Some(iv), Some(tag), Some(ty)) = (
+                iv.strip_prefix("iv:"),
+                tag.strip_prefix("tag:"),
+                ty.strip_prefix("type:"),
+            )
+            && !data.is_empty()
+            && !iv.is_empty()
+            && !tag.is_empty()
+            && !ty.is_empty()
+            && !ty.contains([',', ']'])
+        {
+            return Some(EncParts { data, iv, tag, ty });
+        }
+    }
     let close = rest.rfind(']')?;
     let rest = &rest[..close];
     let type_at = rest.rfind(",type:")?;
@@ -569,9 +589,8 @@ fn decrypt_value(value: &mut Value, walk: &mut Walk<'_>, crypter: &mut Crypter) 
                             // a plaintext comment in an encrypted position: keep it
                         } else {
                             let (plain, ty) = crypter.decrypt(s, walk.aad(), &walk.path())?;
-                            let mut old =
-                                std::mem::replace(leaf, from_bytes(plain, &ty, &walk.path())?);
-                            old.zeroize();
+                            // the replaced ciphertext is not secret: no need to zeroize it
+                            *leaf = from_bytes(plain, &ty, &walk.path())?;
                         }
                     }
                     other => {
@@ -606,6 +625,19 @@ fn decrypt_value(value: &mut Value, walk: &mut Walk<'_>, crypter: &mut Crypter) 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enc_grammar_is_the_greedy_sops_regex() {
+        let p = parse_enc("ENC[AES256_GCM,data:QQ==,iv:SVY=,tag:VEFH,type:str]").unwrap();
+        assert_eq!((p.data, p.iv, p.tag, p.ty), ("QQ==", "SVY=", "VEFH", "str"));
+        // commas inside a field fall back to the greedy, start-anchored regex semantics
+        let p = parse_enc("ENC[AES256_GCM,data:a,b,iv:c,tag:d,type:str]").unwrap();
+        assert_eq!((p.data, p.iv), ("a,b", "c"));
+        let p = parse_enc("ENC[AES256_GCM,data:a,iv:c,tag:d,type:str]x]").unwrap();
+        assert_eq!(p.ty, "str]x");
+        assert!(parse_enc("ENC[AES256_GCM,data:,iv:c,tag:d,type:str]").is_none());
+        assert!(parse_enc("not encrypted").is_none());
+    }
 
     #[test]
     fn mac_only_prefix_is_sha256_of_sops() {

@@ -127,10 +127,8 @@ impl Zeroize for Map {
     fn zeroize(&mut self) {
         for item in self.items.iter_mut() {
             match item {
-                Item::Entry(k, v) => {
-                    k.zeroize();
-                    v.zeroize();
-                }
+                // keys are written in plaintext in the file; only values are secret
+                Item::Entry(_, v) => v.zeroize(),
                 Item::Comment(c) => c.zeroize(),
             }
         }
