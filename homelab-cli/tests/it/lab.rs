@@ -762,12 +762,27 @@ mod e2e {
         let steps = first["steps"].as_array().unwrap();
         assert!(steps.iter().all(|s| s["outcome"] == "done"), "{first:#}");
         // Six guests, six Talos configurations, one bootstrap.
-        assert_eq!(steps.iter().filter(|s| s["id"].as_str().unwrap().starts_with("guest:")).count(), 6);
-        assert_eq!(steps.iter().filter(|s| s["id"].as_str().unwrap().starts_with("talos:")).count(), 6);
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| s["id"].as_str().unwrap().starts_with("guest:"))
+                .count(),
+            6
+        );
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| s["id"].as_str().unwrap().starts_with("talos:"))
+                .count(),
+            6
+        );
         assert_eq!(steps.iter().filter(|s| s["id"] == "bootstrap").count(), 1);
         if let Some(kube) = repo.sops_decrypt("output/kubeconfig.enc.yaml") {
             // Clients use the VIP.
-            assert!(kube.contains(&format!("server: https://{}10:6443", repo.net)), "{kube}");
+            assert!(
+                kube.contains(&format!("server: https://{}10:6443", repo.net)),
+                "{kube}"
+            );
         }
         let again = repo.json(&["up", "--simulate", "-o", "json"]);
         assert_eq!(again["plan"]["actions"], serde_json::json!([]), "{again:#}");
@@ -777,5 +792,125 @@ mod e2e {
         assert_eq!(status["kubernetes_ready"], true);
         let down = repo.json(&["down", "--simulate", "--yes", "-o", "json"]);
         assert_eq!(down["destroyed"].as_array().unwrap().len(), 6);
+    }
+
+    fn run_in(dir: &Path, home: &Path, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", home)
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ homelab-cli {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    #[test]
+    fn init_scaffolds_a_repo_that_checks_and_its_hook_blocks_plaintext_secrets() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let repo = tmp.path().join("repo");
+        let out = run_in(tmp.path(), &home, &["init", "repo", "--name", "mylab"]);
+        assert!(out.status.success());
+        for f in [
+            "homelab.yaml",
+            ".sops.yaml",
+            "secrets.enc.yaml",
+            ".gitignore",
+        ] {
+            assert!(repo.join(f).exists(), "{f}");
+        }
+        // The key lives outside the repository, private.
+        let key = home.join(".config/sops/age/keys.txt");
+        assert_eq!(mode(&key), 0o600);
+        assert!(
+            std::fs::read_to_string(&key)
+                .unwrap()
+                .contains("AGE-SECRET-KEY-1")
+        );
+        let text = std::fs::read_to_string(repo.join("homelab.yaml")).unwrap();
+        assert!(text.starts_with("# yaml-language-server: $schema="));
+        // Refuses to overwrite.
+        assert!(
+            !run_in(tmp.path(), &home, &["init", "repo"])
+                .status
+                .success()
+        );
+        // The scaffold validates, decrypts with the new key, and has no plaintext secrets.
+        let check = run_in(&repo, &home, &["check", "--offline", "-o", "json"]);
+        assert!(check.status.success());
+        let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+        assert_eq!(report["totals"]["memory_mib"], 16384);
+        assert_eq!(report["plaintext_secrets"], serde_json::json!([]));
+        let resolved = run_in(&repo, &home, &["config", "resolve", "-o", "json"]);
+        let resolved: serde_json::Value = serde_json::from_slice(&resolved.stdout).unwrap();
+        assert_eq!(resolved["guests"][0]["props"]["ipconfig0"], "(sensitive)");
+        // A plaintext key in the repo makes check fail, naming file and line.
+        std::fs::write(repo.join("notes.txt"), "todo\nAGE-SECRET-KEY-1QQQQQQQQQQ\n").unwrap();
+        let check = run_in(&repo, &home, &["check", "--offline", "--secrets-only"]);
+        assert!(!check.status.success());
+        assert!(String::from_utf8_lossy(&check.stdout).contains("notes.txt:2: an age private key"));
+        std::fs::remove_file(repo.join("notes.txt")).unwrap();
+
+        // The pre-commit hook (needs git).
+        let git = |args: &[&str]| {
+            Command::new("git")
+                .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t"])
+                .args(args)
+                .current_dir(&repo)
+                .env("HOME", &home)
+                .env(
+                    "PATH",
+                    format!(
+                        "{}:{}",
+                        Path::new(env!("CARGO_BIN_EXE_homelab-cli"))
+                            .parent()
+                            .unwrap()
+                            .display(),
+                        std::env::var("PATH").unwrap_or_default()
+                    ),
+                )
+                .output()
+        };
+        let Ok(init) = git(&["init", "-q"]) else {
+            eprintln!("SKIPPED: git is not installed; the pre-commit hook was not exercised");
+            return;
+        };
+        assert!(init.status.success());
+        assert!(run_in(&repo, &home, &["hooks", "install"]).status.success());
+        std::fs::write(
+            repo.join("leak.yaml"),
+            "token_secret: 0123abcd-0000-4000-8000-0123456789ab\n",
+        )
+        .unwrap();
+        assert!(git(&["add", "-A"]).unwrap().status.success());
+        let blocked = git(&["commit", "-q", "-m", "leak"]).unwrap();
+        assert!(
+            !blocked.status.success(),
+            "the hook must refuse plaintext secrets"
+        );
+        assert!(
+            git(&["rm", "-q", "--cached", "leak.yaml"])
+                .unwrap()
+                .status
+                .success()
+        );
+        std::fs::remove_file(repo.join("leak.yaml")).unwrap();
+        let ok = git(&["commit", "-q", "-m", "scaffold"]).unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
     }
 }
