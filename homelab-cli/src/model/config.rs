@@ -2,7 +2,7 @@
 //!
 //! Strings documented as "may reference secrets" accept `${secret:dotted.path}` anywhere in
 //! their text; the path names a value in the SOPS file given by `secrets.file`. References
-//! are resolved in memory only (see [`super::resolve`]).
+//! are resolved in memory only (see [`super::desired::resolve`]).
 
 use std::fmt;
 use std::path::PathBuf;
