@@ -104,3 +104,41 @@ fn env_discovery_combines_sources() {
         assert!(sops_age::decrypt(&enc, Format::Yaml, &ids).is_ok());
     }
 }
+
+#[test]
+fn key_cmd_and_default_ssh_key_are_used() {
+    use age::secrecy::ExposeSecret;
+    let dir = tempfile::tempdir().unwrap();
+    let a = age::x25519::Identity::generate();
+    let keyfile = dir.path().join("from-cmd.txt");
+    std::fs::write(&keyfile, a.to_string().expose_secret()).unwrap();
+    let cmd = format!("cat '{}'", keyfile.display());
+    let home = dir.path().display().to_string();
+    // ~/.ssh/id_ed25519 is picked up by default (when ssh-keygen exists to make one)
+    std::fs::create_dir_all(dir.path().join(".ssh")).unwrap();
+    let ssh = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "t", "-f"])
+        .arg(dir.path().join(".ssh/id_ed25519"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let ids = Identities::from_env_with(&|k| match k {
+        "SOPS_AGE_KEY_CMD" => Some(cmd.clone()),
+        "HOME" => Some(home.clone()),
+        _ => None,
+    });
+    assert!(ids.load_errors().is_empty(), "{:?}", ids.load_errors());
+    let r = Recipient::parse(&a.to_public().to_string()).unwrap();
+    let enc = sops_age::encrypt(b"k: v\n", Format::Yaml, &EncryptOptions::new(vec![r])).unwrap();
+    assert!(sops_age::decrypt(&enc, Format::Yaml, &ids).is_ok());
+    if ssh {
+        assert_eq!(ids.len(), 2);
+        let public = std::fs::read_to_string(dir.path().join(".ssh/id_ed25519.pub")).unwrap();
+        let r = Recipient::parse(&public).unwrap();
+        let enc =
+            sops_age::encrypt(b"k: v\n", Format::Yaml, &EncryptOptions::new(vec![r])).unwrap();
+        assert!(sops_age::decrypt(&enc, Format::Yaml, &ids).is_ok());
+    } else {
+        eprintln!("SKIPPED: default SSH key discovery: ssh-keygen not available");
+    }
+}
