@@ -214,9 +214,18 @@ impl Crypter {
         };
         let parts = parse_enc(enc).ok_or_else(malformed)?;
         let mut buf = Zeroizing::new(B64.decode(parts.data).map_err(|_| malformed())?);
-        let iv = B64.decode(parts.iv).map_err(|_| malformed())?;
-        let tag = B64.decode(parts.tag).map_err(|_| malformed())?;
-        if tag.len() != 16 || iv.is_empty() {
+        // IV and tag are small: decode them on the stack (any IV length up to 64 bytes).
+        let mut iv_buf = [0u8; 66];
+        let iv_len = B64
+            .decode_slice(parts.iv, &mut iv_buf)
+            .map_err(|_| malformed())?;
+        let iv = &iv_buf[..iv_len.min(64)];
+        let mut tag_buf = [0u8; 18];
+        let tag_len = B64
+            .decode_slice(parts.tag, &mut tag_buf)
+            .map_err(|_| malformed())?;
+        let tag = &tag_buf[..tag_len];
+        if tag.len() != 16 || iv.is_empty() || iv_len > 64 {
             return Err(malformed());
         }
         match parts.ty {
@@ -228,18 +237,18 @@ impl Crypter {
                 });
             }
         }
-        let tag = Tag::clone_from_slice(&tag);
+        let tag = Tag::clone_from_slice(tag);
         let ok = if iv.len() == 32 {
             self.cipher
                 .decrypt_in_place_detached(
-                    Nonce::<U32>::from_slice(&iv),
+                    Nonce::<U32>::from_slice(iv),
                     aad.as_bytes(),
                     buf.as_mut_slice(),
                     &tag,
                 )
                 .is_ok()
         } else {
-            gcm_decrypt_any(&self.key, &iv, aad.as_bytes(), &mut buf, &tag).ok_or_else(malformed)?
+            gcm_decrypt_any(&self.key, iv, aad.as_bytes(), &mut buf, &tag).ok_or_else(malformed)?
         };
         if !ok {
             return Err(Error::WrongKey {
@@ -247,7 +256,9 @@ impl Crypter {
             });
         }
         if self.keep_ivs {
-            self.stash.map.insert(stash_key(aad, parts.ty, &buf), iv);
+            self.stash
+                .map
+                .insert(stash_key(aad, parts.ty, &buf), iv.to_vec());
         }
         Ok((buf, parts.ty.to_owned()))
     }
@@ -313,14 +324,15 @@ pub(crate) fn to_bytes(v: &Value) -> Option<(std::borrow::Cow<'_, [u8]>, &'stati
 }
 
 /// Turn decrypted bytes of a given type back into a value.
-pub(crate) fn from_bytes(bytes: Zeroizing<Vec<u8>>, ty: &str, path: &str) -> Result<Value> {
+pub(crate) fn from_bytes(mut bytes: Zeroizing<Vec<u8>>, ty: &str, path: &str) -> Result<Value> {
     let bad = |what: &str| Error::MalformedEnc {
         path: path.to_owned(),
         value: format!("decrypted value is not a valid {what}"),
     };
     let text = || std::str::from_utf8(&bytes).map_err(|_| bad(ty));
     Ok(match ty {
-        "str" => match String::from_utf8(bytes.to_vec()) {
+        // move the buffer into the value (no copy left behind to zeroize)
+        "str" => match String::from_utf8(std::mem::take(&mut *bytes)) {
             Ok(s) => Value::String(s),
             Err(e) => Value::Bytes(e.into_bytes()),
         },
