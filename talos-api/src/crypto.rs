@@ -124,9 +124,29 @@ fn ec_key_from_secret(sk: &p256::SecretKey) -> Result<Key> {
         &rcgen::PKCS_ECDSA_P256_SHA256,
     )
     .map_err(crypto)?;
-    let sec1 = sk.to_sec1_der().map_err(crypto)?;
+    let sec1 = sec1_der_named_curve(sk);
     let pem = Zeroizing::new(pem_encode("EC PRIVATE KEY", &sec1));
     Ok(Key { pair, pem })
+}
+
+/// SEC1 `ECPrivateKey` DER exactly as Go's `x509.MarshalECPrivateKey` writes it for P-256:
+/// version 1, the 32-byte scalar, the `[0]` named-curve OID and the `[1]` uncompressed
+/// public key (121 bytes). The `p256` crate omits the curve OID, which Go (and so Talos,
+/// kubectl and every client-go tool) rejects with "x509: unknown elliptic curve".
+fn sec1_der_named_curve(sk: &p256::SecretKey) -> Zeroizing<Vec<u8>> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    // 1.2.840.10045.3.1.7 (prime256v1 / secp256r1)
+    const P256_OID: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    let scalar = Zeroizing::new(sk.to_bytes());
+    let public = sk.public_key().to_encoded_point(false);
+    let mut der = Zeroizing::new(Vec::with_capacity(121));
+    der.extend_from_slice(&[0x30, 0x77, 0x02, 0x01, 0x01, 0x04, 0x20]);
+    der.extend_from_slice(scalar.as_slice());
+    der.extend_from_slice(&[0xa0, 0x0a]);
+    der.extend_from_slice(&P256_OID);
+    der.extend_from_slice(&[0xa1, 0x44, 0x03, 0x42, 0x00]);
+    der.extend_from_slice(public.as_bytes());
+    der
 }
 
 /// Load a private key PEM in any label Talos accepts (`ED25519 PRIVATE KEY`, `PRIVATE KEY`,
@@ -317,6 +337,30 @@ mod tests {
         // the rustls relabel keeps the DER
         let r = relabel_for_rustls(&k.pem);
         assert!(r.starts_with("-----BEGIN PRIVATE KEY-----"));
+    }
+
+    /// A throwaway test key from `openssl ecparam -name prime256v1 -genkey -noout`, the same
+    /// encoding Go's `x509.MarshalECPrivateKey` produces (named-curve OID included).
+    const OPENSSL_EC_KEY: &str = "-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEIOt5HKqo75gkU22JCPv6Vq/MRD0GOmBeZSWQH6k02dlooAoGCCqGSM49
+AwEHoUQDQgAEAc8PMUHfY+nCfLQ6HvGCCn95EP5RaC0lUnnQUpSDpjF4k1fKgny7
+/xaie1ny7448Sx0XBEBTTxmk80yPhHR/dg==
+-----END EC PRIVATE KEY-----
+";
+
+    #[test]
+    fn ec_key_pem_matches_openssl_and_go_byte_for_byte() {
+        let loaded = load_key(OPENSSL_EC_KEY).unwrap();
+        assert_eq!(loaded.pem.as_str(), OPENSSL_EC_KEY);
+        let (_, der) = pem_decode(&generate_key(KeyAlgorithm::EcdsaP256).unwrap().pem).unwrap();
+        assert_eq!(der.len(), 121);
+        // The [0] named-curve parameter Go requires: 1.2.840.10045.3.1.7.
+        assert_eq!(
+            &der[39..51],
+            &[
+                0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07
+            ]
+        );
     }
 
     #[test]

@@ -708,19 +708,6 @@ mod e2e {
             ])
             .output()
         {
-            Ok(o)
-                if !o.status.success()
-                    && String::from_utf8_lossy(&o.stderr)
-                        .contains("failed to parse private key") =>
-            {
-                // Known talos-api issue: SEC1 EC keys are written without the curve OID, which
-                // Go's crypto/x509 rejects. Fall back to a Rust client with the same file.
-                eprintln!(
-                    "SKIPPED: kubectl cannot parse talos-api's EC client key (SEC1 without curve OID); checked with reqwest instead"
-                );
-                rt.block_on(talos_api::health::kubernetes_readyz(&kc))
-                    .unwrap();
-            }
             Ok(o) => {
                 assert!(
                     o.status.success(),
