@@ -703,18 +703,20 @@ mod e2e {
                 "--kubeconfig",
                 kubeconfig.to_str().unwrap(),
                 "get",
-                "--raw",
-                "/api/v1/nodes",
+                "nodes",
+                "-o",
+                "name",
             ])
             .output()
         {
+            // A real client-go: discovery (/api, /apis, /api/v1), then the node list.
             Ok(o) => {
                 assert!(
                     o.status.success(),
                     "kubectl: {}",
                     String::from_utf8_lossy(&o.stderr)
                 );
-                assert!(String::from_utf8_lossy(&o.stdout).contains("talos-cp-1"));
+                assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "node/talos-cp-1");
             }
             Err(_) => eprintln!("SKIPPED: kubectl is not installed; kubeconfig not tried with it"),
         }

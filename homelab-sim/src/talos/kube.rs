@@ -172,11 +172,56 @@ fn handle(
             "application/json",
             status_json(401, "Unauthorized", "Unauthorized"),
         ),
+        // Legacy discovery, enough for kubectl and client-go to find `nodes` (the aggregated
+        // v2 discovery is negotiated by Accept header; plain JSON makes clients fall back).
+        "/api" => respond(
+            StatusCode::OK,
+            "application/json",
+            json!({"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
+                    "serverAddress": format!("{}:{KUBE_PORT}", node.ip)}]})
+            .to_string(),
+        ),
+        "/apis" => respond(
+            StatusCode::OK,
+            "application/json",
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}).to_string(),
+        ),
+        "/api/v1" => respond(
+            StatusCode::OK,
+            "application/json",
+            json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
+                 "verbs": ["get", "list"], "shortNames": ["no"]}]})
+            .to_string(),
+        ),
         "/api/v1/nodes" => respond(
             StatusCode::OK,
             "application/json",
             node_list(node, &f).to_string(),
         ),
+        _ if path.starts_with("/api/v1/nodes/") => {
+            let name = &path["/api/v1/nodes/".len()..];
+            let list = node_list(node, &f);
+            let found = list["items"].as_array().and_then(|items| {
+                items
+                    .iter()
+                    .find(|n| n["metadata"]["name"].as_str() == Some(name))
+                    .cloned()
+            });
+            match found {
+                Some(mut item) => {
+                    item["kind"] = json!("Node");
+                    item["apiVersion"] = json!("v1");
+                    respond(StatusCode::OK, "application/json", item.to_string())
+                }
+                None => respond(
+                    StatusCode::NOT_FOUND,
+                    "application/json",
+                    status_json(404, "NotFound", &format!("nodes \"{name}\" not found")),
+                ),
+            }
+        }
         _ => respond(
             StatusCode::NOT_FOUND,
             "application/json",
