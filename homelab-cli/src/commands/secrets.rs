@@ -168,7 +168,7 @@ pub struct DecryptArgs {
     pub out: OutArgs,
     #[command(flatten)]
     pub types: TypeArgs,
-    /// Print only this part of the document, e.g. '["a"][0]'.
+    /// Print only this part of the document, e.g. `'["a"][0]'`.
     #[arg(long, value_name = "PATH")]
     pub extract: Option<String>,
     /// Do not verify the MAC.
@@ -227,7 +227,7 @@ pub struct UpdatekeysArgs {
 pub struct SetArgs {
     /// The encrypted file.
     pub file: PathBuf,
-    /// Where to set, e.g. '["a"]["b"]'.
+    /// Where to set, e.g. `'["a"]["b"]'`.
     pub path: String,
     /// The value, as JSON (e.g. '"text"', '42', '{"k": 1}').
     pub value: Option<String>,
@@ -249,7 +249,7 @@ pub struct SetArgs {
 pub struct UnsetArgs {
     /// The encrypted file.
     pub file: PathBuf,
-    /// What to remove, e.g. '["a"]["b"]'.
+    /// What to remove, e.g. `'["a"]["b"]'`.
     pub path: String,
     /// Succeed without change when the path does not exist.
     #[arg(long)]
