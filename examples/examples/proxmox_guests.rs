@@ -3,9 +3,9 @@
 //! Against the simulator:
 //!
 //! ```text
-//! homelab-cli sim serve            # prints {"url": ..., "token": ..., "fingerprint": ...}
+//! homelab-cli sim serve            # prints {"api_url", "endpoint", "token_id", "token_secret", "fingerprint", ...}
 //! export PROXMOX_VE_ENDPOINT=https://127.0.0.1:8006
-//! export PROXMOX_VE_API_TOKEN='root@pam!homelab-sim=<secret>'
+//! export PROXMOX_VE_API_TOKEN='<token_id>=<token_secret>'
 //! export PROXMOX_VE_FINGERPRINT=<fingerprint>
 //! cargo run -p homelab-examples --example proxmox_guests
 //! ```

@@ -7,7 +7,7 @@ use miette::miette;
 use secrecy::ExposeSecret;
 
 use crate::context::{Context, Exit, print_text};
-use crate::model::config::SCHEMA_URL;
+use crate::model::config::json_schema;
 use crate::workspace::{absolute, write_atomic};
 
 /// Flags of `homelab-cli init`.
@@ -91,10 +91,19 @@ pub async fn run(args: Args, _ctx: &Context) -> miette::Result<Exit> {
         template(&args.name).as_bytes(),
         0o644,
     )?;
+    // The schema travels with the repository so editors validate offline and it matches the
+    // homelab-cli that wrote it (`homelab-cli schema > homelab.schema.json` refreshes it).
+    let schema = serde_json::to_string_pretty(&json_schema())
+        .map_err(|e| miette!("cannot render the schema: {e}"))?;
+    write_atomic(
+        &dir.join("homelab.schema.json"),
+        format!("{schema}\n").as_bytes(),
+        0o644,
+    )?;
     let gitignore = "# homelab-cli\n/.homelab/\n# Decrypted files must never be committed.\n*.dec.yaml\n*.agekey\nkeys.txt\n";
     write_atomic(&dir.join(".gitignore"), gitignore.as_bytes(), 0o644)?;
     print_text(&format!(
-        "Created homelab.yaml, .sops.yaml, secrets.enc.yaml and .gitignore in {}.\nNew age key in {} (public key {recipient}); back it up: without it the secrets are lost.\nNext: `homelab-cli secrets edit secrets.enc.yaml`, `homelab-cli hooks install`, `homelab-cli plan`.\n",
+        "Created homelab.yaml, homelab.schema.json, .sops.yaml, secrets.enc.yaml and .gitignore in {}.\nNew age key in {} (public key {recipient}); back it up: without it the secrets are lost.\nNext: `homelab-cli secrets edit secrets.enc.yaml`, `homelab-cli hooks install`, `homelab-cli plan`.\n",
         dir.display(),
         key_file.display()
     ))?;
@@ -132,7 +141,7 @@ fn append_new_key(path: &Path, name: &str) -> miette::Result<String> {
 
 fn template(name: &str) -> String {
     format!(
-        r#"# yaml-language-server: $schema={SCHEMA_URL}
+        r#"# yaml-language-server: $schema=./homelab.schema.json
 #
 # Your homelab. `homelab-cli plan` shows what `homelab-cli up` would do.
 name: {name}

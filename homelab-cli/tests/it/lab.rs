@@ -828,7 +828,12 @@ mod e2e {
                 .contains("AGE-SECRET-KEY-1")
         );
         let text = std::fs::read_to_string(repo.join("homelab.yaml")).unwrap();
-        assert!(text.starts_with("# yaml-language-server: $schema="));
+        assert!(text.starts_with("# yaml-language-server: $schema=./homelab.schema.json\n"));
+        let schema: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(repo.join("homelab.schema.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(schema, homelab_cli::model::config::json_schema());
         // Refuses to overwrite.
         assert!(
             !run_in(tmp.path(), &home, &["init", "repo"])
