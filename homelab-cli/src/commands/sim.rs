@@ -14,7 +14,8 @@ use crate::context::{Context, Exit};
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Serve the simulated lab until Ctrl-C. Prints one JSON line first: the API URL, an API
-    /// token (id and secret) and the certificate's SHA-256 fingerprint to pin.
+    /// token (id and secret), the certificate's SHA-256 fingerprint to pin, the Image
+    /// Factory URL and, with `--state`, the node's SFTP endpoint for snippets.
     Serve(ServeArgs),
 }
 
@@ -44,6 +45,20 @@ struct Banner {
     root_password: String,
     factory_url: String,
     state_dir: Option<PathBuf>,
+    /// The node's SFTP endpoint for cloud-init snippets (only with `--state`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sftp: Option<SftpBanner>,
+}
+
+/// Where the simulated node's SSH/SFTP endpoint listens and how to trust and log in to it.
+#[derive(Debug, serde::Serialize)]
+struct SftpBanner {
+    addr: SocketAddr,
+    user: String,
+    /// Pin this (`SHA256:...`, as `ssh-keygen -lf` prints it).
+    host_key_fingerprint: String,
+    /// Append public keys here to log in; it is re-read on every login.
+    authorized_keys: PathBuf,
 }
 
 /// Run a `homelab-cli sim` subcommand.
@@ -77,6 +92,20 @@ async fn serve(args: ServeArgs, _ctx: &Context) -> miette::Result<Exit> {
     )
     .await
     .map_err(|e| miette!("cannot start the simulated Image Factory: {e}"))?;
+    // The snippet SFTP endpoint needs a file system to serve, so it exists only with --state.
+    let sftp = match &args.state {
+        Some(dir) => {
+            let node = args.nodes.first().map_or("pve", String::as_str);
+            let sftp_dir = dir.join("sftp");
+            let server = homelab_sim::sftp::SftpServer::persistent(&sftp_dir)
+                .pve(lab.sim().clone(), node)
+                .start()
+                .await
+                .map_err(|e| miette!("cannot start the simulated SFTP endpoint: {e}"))?;
+            Some((server, sftp_dir))
+        }
+        None => None,
+    };
     let banner = Banner {
         api_url: lab.api_url(),
         endpoint: lab.pve_url(),
@@ -86,6 +115,12 @@ async fn serve(args: ServeArgs, _ctx: &Context) -> miette::Result<Exit> {
         root_password: lab.root_password().to_string(),
         factory_url: factory.base_url(),
         state_dir: args.state.clone(),
+        sftp: sftp.as_ref().map(|(server, dir)| SftpBanner {
+            addr: server.addr(),
+            user: "root".into(),
+            host_key_fingerprint: server.fingerprint(),
+            authorized_keys: dir.join(homelab_sim::sftp::AUTHORIZED_KEYS_FILE),
+        }),
     };
     let line = serde_json::to_string(&banner).map_err(|e| miette!("{e}"))?;
     crate::context::print_text(&format!("{line}\n"))?;
@@ -93,6 +128,9 @@ async fn serve(args: ServeArgs, _ctx: &Context) -> miette::Result<Exit> {
         .await
         .map_err(|e| miette!("cannot wait for Ctrl-C: {e}"))?;
     tracing::info!("shutting down the simulated lab");
+    if let Some((server, _)) = sftp {
+        server.shutdown().await;
+    }
     factory.shutdown().await;
     lab.shutdown().await;
     drop(talos);

@@ -84,3 +84,67 @@ async fn serve_prints_one_line_and_answers_over_pinned_tls() {
         .unwrap();
     assert_eq!(status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_state_offers_a_pinned_sftp_endpoint_for_snippets() {
+    use homelab_cli::sftp::{HostKeyPin, SnippetUploader, UploadOutcome, snippet_path};
+    use russh::keys::PrivateKey;
+    use russh::keys::ssh_key::private::Ed25519Keypair;
+
+    let dir = tempfile::tempdir().unwrap();
+    let first = serve(dir.path());
+    let b = first.banner.clone();
+    let sftp = &b["sftp"];
+    let addr: std::net::SocketAddr = sftp["addr"].as_str().unwrap().parse().unwrap();
+    assert!(addr.ip().is_loopback(), "{b}");
+    assert_eq!(sftp["user"], "root");
+    let pin: HostKeyPin = sftp["host_key_fingerprint"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // A user adds their key to the printed authorized_keys file, then uploads over SFTP.
+    let key = PrivateKey::from(Ed25519Keypair::from_seed(&[7; 32]));
+    let authorized = std::path::PathBuf::from(sftp["authorized_keys"].as_str().unwrap());
+    std::fs::write(
+        &authorized,
+        format!("{}\n", key.public_key().to_openssh().unwrap()),
+    )
+    .unwrap();
+    let up = SnippetUploader::connect("127.0.0.1", addr.port(), "root", key, &pin)
+        .await
+        .unwrap();
+    let path = snippet_path("/var/lib/vz", "web.user-data.yaml").unwrap();
+    let body = b"#cloud-config\npackages: [qemu-guest-agent]\n";
+    assert!(matches!(
+        up.upload(&path, body).await.unwrap(),
+        UploadOutcome::Uploaded { .. }
+    ));
+
+    // The snippet shows in the simulated storage's content, as PVE lists snippets.
+    let api = b["api_url"].as_str().unwrap();
+    let fp = b["fingerprint"].as_str().unwrap();
+    let (status, content) = homelab_sim::tls::probe(
+        api,
+        fp,
+        &auth(&b),
+        "/nodes/pve/storage/local/content?content=snippets",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{content}");
+    assert_eq!(
+        content["data"][0]["volid"],
+        "local:snippets/web.user-data.yaml"
+    );
+    drop(up);
+    drop(first);
+
+    // The host key survives a restart, so the pin stays valid.
+    let second = serve(dir.path());
+    assert_eq!(
+        second.banner["sftp"]["host_key_fingerprint"],
+        b["sftp"]["host_key_fingerprint"]
+    );
+}
