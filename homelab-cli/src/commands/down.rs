@@ -123,7 +123,7 @@ async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::R
             print_json(&serde_json::json!({ "destroyed": destroyed, "steps": finished }))?
         }
         OutputFormat::Text => print_text(&format!(
-            "Destroyed {} of {} guest(s); ISO images were kept.\n",
+            "Destroyed {} of {} guest(s); ISO images and OS templates were kept.\n",
             destroyed.len(),
             finished.len()
         ))?,

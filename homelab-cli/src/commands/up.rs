@@ -147,7 +147,26 @@ pub async fn apply_plan(
     parallelism: usize,
     observer: &dyn graph::Observer,
 ) -> miette::Result<Applied> {
-    let plan = &planned.plan;
+    // The simulated lab has no internet: OS templates come from a loopback mirror.
+    let mut sim_plan;
+    let mut mirror = None;
+    let mut plan = &planned.plan;
+    if session.sim.is_some()
+        && plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::DownloadTemplate { .. }))
+    {
+        let m = TemplateMirror::start().await?;
+        sim_plan = plan.clone();
+        for a in &mut sim_plan.actions {
+            if let Action::DownloadTemplate { url, .. } = a {
+                *url = m.url_for(url);
+            }
+        }
+        plan = &sim_plan;
+        mirror = Some(m);
+    }
     let bundle_cell = Arc::new(std::sync::OnceLock::new());
     if let Some(b) = planned.bundle.clone() {
         let _ = bundle_cell.set(b);
@@ -174,6 +193,7 @@ pub async fn apply_plan(
     });
     let steps = apply::steps(&env, plan);
     let finished = graph::run(steps, parallelism, observer).await;
+    drop(mirror);
     let all_ok = finished
         .iter()
         .all(|f| matches!(f.outcome, Outcome::Done { .. }));
@@ -203,6 +223,64 @@ pub async fn apply_plan(
         finished,
         outputs_written,
     })
+}
+
+/// A loopback HTTP server answering every GET with a small made-up template archive, so
+/// that `--simulate` exercises the real `download-url` path without leaving the machine.
+struct TemplateMirror {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TemplateMirror {
+    async fn start() -> miette::Result<TemplateMirror> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| miette!("cannot start the simulated template mirror: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| miette!("simulated template mirror: {e}"))?;
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&req);
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let body = format!("homelab-cli simulated LXC template {path}\n").repeat(64);
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    let _ = conn.write_all(body.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        Ok(TemplateMirror { addr, task })
+    }
+
+    /// The mirror's URL for `url` (same file name, so the stored volume is the same).
+    fn url_for(&self, url: &str) -> String {
+        let path = url::Url::parse(url)
+            .map(|u| u.path().to_string())
+            .unwrap_or_else(|_| "/template.tar.zst".into());
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for TemplateMirror {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 fn summary(finished: &[graph::Finished], outputs: &[String]) -> String {

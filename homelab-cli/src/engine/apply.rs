@@ -113,6 +113,26 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
         });
     }
     let mut iso_step_of_node: BTreeMap<String, String> = BTreeMap::new();
+    // (node, template volid) -> download step.
+    let mut tmpl_steps: BTreeMap<(String, String), String> = BTreeMap::new();
+    let guest_deps = |vmid: u32,
+                      node: &str,
+                      isos: &BTreeMap<String, String>,
+                      tmpls: &BTreeMap<(String, String), String>|
+     -> Vec<String> {
+        let mut deps: Vec<String> = isos.get(node).cloned().into_iter().collect();
+        if let Some(t) = env
+            .desired
+            .guests
+            .iter()
+            .find(|g| g.vmid == vmid)
+            .and_then(|g| g.template.clone())
+            && let Some(step) = tmpls.get(&(node.to_string(), t))
+        {
+            deps.push(step.clone());
+        }
+        deps
+    };
     let mut talos_steps: Vec<(u32, String)> = Vec::new();
     for a in &plan.actions {
         let e = env.clone();
@@ -129,9 +149,30 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                     id,
                     label: format!("download {storage}:iso/{filename} on {node}"),
                     deps: vec!["schematic".into()],
-                    run: async move { download_iso(&e, &node, &storage, &filename, &url).await }
+                    run: async move { download(&e, &node, &storage, &filename, &url, "iso").await }
                         .boxed(),
                 });
+            }
+            Action::DownloadTemplate {
+                node,
+                storage,
+                filename,
+                url,
+            } => {
+                let volid = format!("{storage}:vztmpl/{filename}");
+                let id = format!("tmpl:{node}:{volid}");
+                tmpl_steps.insert((node.clone(), volid.clone()), id.clone());
+                out.push(
+                    Step {
+                        id,
+                        label: format!("download {volid} on {node}"),
+                        deps: vec![],
+                        run: async move {
+                            download(&e, &node, &storage, &filename, &url, "vztmpl").await
+                        }
+                        .boxed(),
+                    },
+                );
             }
             Action::Create {
                 vmid,
@@ -140,7 +181,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 kind,
                 ..
             } => {
-                let deps = iso_step_of_node.get(&node).cloned().into_iter().collect();
+                let deps = guest_deps(vmid, &node, &iso_step_of_node, &tmpl_steps);
                 out.push(Step {
                     id: format!("guest:{vmid}"),
                     label: format!("create {} {vmid} \"{name}\"", kind.noun()),
@@ -160,7 +201,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 kind,
                 ..
             } => {
-                let deps = iso_step_of_node.get(&node).cloned().into_iter().collect();
+                let deps = guest_deps(vmid, &node, &iso_step_of_node, &tmpl_steps);
                 out.push(Step {
                     id: format!("guest:{vmid}"),
                     label: format!("replace {} {vmid} \"{name}\"", kind.noun()),
@@ -333,12 +374,13 @@ async fn register_schematic(env: &Env) -> Result<String, StepError> {
     Ok(format!("schematic {}", &id[..12]))
 }
 
-async fn download_iso(
+async fn download(
     env: &Env,
     node: &str,
     storage: &str,
     filename: &str,
     url: &str,
+    content: &str,
 ) -> Result<String, StepError> {
     let upid = env
         .pve
@@ -347,7 +389,7 @@ async fn download_iso(
         .download_url(&DownloadUrl {
             url: url.to_string(),
             filename: filename.to_string(),
-            content: "iso".into(),
+            content: content.into(),
             checksum: None,
             verify_certificates: None,
             compression: None,
@@ -358,7 +400,7 @@ async fn download_iso(
                 "the token needs Datastore.AllocateTemplate on the storage and Sys.AccessNetwork on the node",
             )
         })?;
-    wait(env, upid, "ISO download").await?;
+    wait(env, upid, &format!("{content} download")).await?;
     Ok("downloaded".into())
 }
 
@@ -372,6 +414,9 @@ async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
     for (k, disk) in &d.disks {
         params.push((k.clone(), ParamValue::Str(disk.create_value())));
     }
+    for (k, v) in &d.create_only {
+        params.push((k.clone(), ParamValue::Str(v.clone())));
+    }
     params.push(("tags".into(), ParamValue::Str(d.tags(&env.desired.lab))));
     let refs: Vec<(&str, ParamValue)> = params
         .iter()
@@ -381,7 +426,7 @@ async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
         .pve
         .post(&format!("/nodes/{}/{}", d.node, d.kind.as_str()), &refs)
         .await
-        .map_err(|e| StepError::new(format!("create: {e}")))?;
+        .map_err(|e| feature_hint(StepError::new(format!("create: {e}"))))?;
     wait(env, upid, "create").await?;
     let upid: Upid = env
         .pve
@@ -393,6 +438,15 @@ async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
         .map_err(|e| StepError::new(format!("start: {e}")))?;
     wait(env, upid, "start").await?;
     Ok("created and started".into())
+}
+
+/// Proxmox lets only `root@pam` with a password set container features besides nesting.
+fn feature_hint(e: StepError) -> StepError {
+    if e.message.contains("feature flags") {
+        e.hint("only `root@pam` logged in with a password may set container features other than `nesting`; set them once by hand or drop them from homelab.yaml")
+    } else {
+        e
+    }
 }
 
 /// Stop (if running) and destroy a guest with its disks.
@@ -494,18 +548,19 @@ async fn update(
         if let Some(dg) = &digest {
             params.push(("digest", ParamValue::Str(dg.clone())));
         }
-        let r: Option<Upid> = env
-            .pve
-            .post(&format!("{path}/config"), &params)
-            .await
-            .map_err(|e| {
-                let s = StepError::new(format!("update: {e}"));
-                if e.to_string().contains("checksum mismatch") {
-                    s.hint("the guest changed since the plan; run `homelab-cli up` again")
-                } else {
-                    s
-                }
-            })?;
+        // qemu-server's config update is asynchronous (POST); pve-container's is not (PUT).
+        let r: Result<Option<Upid>, _> = match kind {
+            GuestKind::Qemu => env.pve.post(&format!("{path}/config"), &params).await,
+            GuestKind::Lxc => env.pve.put(&format!("{path}/config"), &params).await,
+        };
+        let r = r.map_err(|e| {
+            let s = StepError::new(format!("update: {e}"));
+            if e.to_string().contains("checksum mismatch") {
+                s.hint("the guest changed since the plan; run `homelab-cli up` again")
+            } else {
+                feature_hint(s)
+            }
+        })?;
         if let Some(u) = r {
             wait(env, u, "update").await?;
         }

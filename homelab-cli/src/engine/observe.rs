@@ -1,5 +1,5 @@
 //! Reading the lab from Proxmox in a constant number of calls: `/cluster/resources` (nodes,
-//! guests, storages), one storage listing per (node, ISO storage) we use, then the
+//! guests, storages), one storage listing per (node, ISO or template storage) we use, then the
 //! configuration of only those guests the planner cannot decide from the list.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,11 +21,14 @@ pub async fn observe(
     desired: &Desired,
 ) -> Result<Observed, proxmox_client::Error> {
     let mut observed = list(client).await?;
-    let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut wanted: BTreeSet<(String, String, &str)> = BTreeSet::new();
     for iso in &desired.isos {
-        wanted.insert((iso.node.clone(), iso.storage.clone()));
+        wanted.insert((iso.node.clone(), iso.storage.clone(), "iso"));
     }
-    for (node, storage) in wanted {
+    for t in &desired.templates {
+        wanted.insert((t.node.clone(), t.storage.clone(), "vztmpl"));
+    }
+    for (node, storage, content) in wanted {
         // A node that is offline or unknown is reported by the planner, not here.
         if !observed
             .nodes
@@ -37,7 +40,7 @@ pub async fn observe(
         let content = client
             .node(&node)
             .storage(&storage)
-            .content(Some("iso"), None)
+            .content(Some(content), None)
             .await?;
         observed
             .volumes

@@ -14,6 +14,29 @@ use crate::model::desired::{
 /// longer desired means "remove".
 const OPTIONAL_KEYS: &[&str] = &["nameserver", "searchdomain"];
 
+/// The same for containers.
+const OPTIONAL_LXC_KEYS: &[&str] = &["nameserver", "searchdomain", "features", "startup"];
+
+/// Container keys Proxmox refuses to change after creation: a change means re-creating.
+const LXC_FIXED_KEYS: &[&str] = &["unprivileged"];
+
+/// Container keys applied to a running container without a restart (pve-container
+/// hot-applies these; everything else becomes pending until the next start).
+const LXC_HOT_KEYS: &[&str] = &[
+    "hostname",
+    "description",
+    "tags",
+    "onboot",
+    "startup",
+    "protection",
+    "memory",
+    "swap",
+    "cores",
+    "net0",
+    "nameserver",
+    "searchdomain",
+];
+
 /// Keys whose change takes effect without restarting the guest.
 const HOT_KEYS: &[&str] = &[
     "name",
@@ -96,6 +119,17 @@ pub struct Change {
 pub enum Action {
     /// Download an ISO into file storage (kept by `down`).
     DownloadIso {
+        /// Node.
+        node: String,
+        /// Storage.
+        storage: String,
+        /// File name.
+        filename: String,
+        /// Source URL.
+        url: String,
+    },
+    /// Download an LXC OS template into file storage (kept by `down`).
+    DownloadTemplate {
         /// Node.
         node: String,
         /// Storage.
@@ -205,6 +239,7 @@ impl Action {
     pub fn verb(&self) -> &'static str {
         match self {
             Action::DownloadIso { .. }
+            | Action::DownloadTemplate { .. }
             | Action::Create { .. }
             | Action::GenerateTalosSecrets { .. } => "add",
             Action::Update { .. }
@@ -360,6 +395,17 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
         }
     }
 
+    for t in &desired.templates {
+        if !observed.has_volume(&t.node, &t.volid()) {
+            actions.push(Action::DownloadTemplate {
+                node: t.node.clone(),
+                storage: t.storage.clone(),
+                filename: t.filename.clone(),
+                url: t.url.clone(),
+            });
+        }
+    }
+
     for d in &desired.guests {
         match by_vmid.get(&d.vmid) {
             None => actions.push(create(d, lab)),
@@ -469,6 +515,17 @@ fn create(d: &DesiredGuest, lab: &str) -> Action {
     for (k, disk) in &d.disks {
         config.insert(k.clone(), disk.create_value());
     }
+    for (k, v) in &d.create_only {
+        let v = if k == "ssh-public-keys" {
+            format!(
+                "({} key(s))",
+                v.lines().filter(|l| !l.trim().is_empty()).count()
+            )
+        } else {
+            v.clone()
+        };
+        config.insert(k.clone(), v);
+    }
     config.insert("tags".into(), d.tags(lab));
     Action::Create {
         vmid: d.vmid,
@@ -511,8 +568,31 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
         ));
     }
     let mut changes = Vec::new();
+    let lxc = d.kind == GuestKind::Lxc;
+    let hot = |k: &str| {
+        if lxc {
+            LXC_HOT_KEYS.contains(&k)
+        } else {
+            HOT_KEYS.contains(&k)
+        }
+    };
     for (k, want) in &d.props {
         let have = cfg.props.get(k);
+        // Proxmox omits some keys at their default; an absent key reads as the default.
+        let have: Option<&str> = match (lxc, k.as_str(), have) {
+            (true, "onboot" | "unprivileged", None) => Some("0"),
+            _ => have.map(String::as_str),
+        };
+        if lxc
+            && LXC_FIXED_KEYS.contains(&k.as_str())
+            && have.map(|h| canon(k, h)) != Some(canon(k, want))
+        {
+            reasons.push(format!(
+                "{k} changes from {} to {want}, which Proxmox only sets on creation",
+                have.unwrap_or("unset")
+            ));
+            continue;
+        }
         if have.map(|h| canon(k, h)) != Some(canon(k, want)) {
             let sensitive = d.sensitive.contains(k);
             changes.push(Change {
@@ -521,17 +601,22 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
                     if sensitive {
                         "(sensitive)".into()
                     } else {
-                        h.clone()
+                        h.to_string()
                     }
                 }),
                 to: Some(shown(d, k, want)),
-                reboot: !HOT_KEYS.contains(&k.as_str()),
+                reboot: !hot(k),
                 sensitive,
                 shown: true,
             });
         }
     }
-    for k in OPTIONAL_KEYS {
+    let optional = if lxc {
+        OPTIONAL_LXC_KEYS
+    } else {
+        OPTIONAL_KEYS
+    };
+    for k in optional {
         if !d.props.contains_key(*k)
             && let Some(h) = cfg.props.get(*k)
         {
@@ -539,7 +624,7 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
                 key: (*k).to_string(),
                 from: Some(h.clone()),
                 to: None,
-                reboot: true,
+                reboot: !hot(k),
                 sensitive: false,
                 shown: true,
             });

@@ -33,6 +33,30 @@ pub fn canon(key: &str, value: &str) -> String {
                 .collect();
             join_sorted(parts, 1)
         }
+        k if k.starts_with("net") && is_lxc_net(value) => {
+            // A container NIC: the MAC Proxmox generated and the default type do not count.
+            let parts: Vec<_> = split(value)
+                .into_iter()
+                .filter(|(k, v)| k != "hwaddr" && !(k == "type" && v.as_deref() == Some("veth")))
+                .collect();
+            join_sorted(parts, 0)
+        }
+        "features" => {
+            let mut parts = split(value);
+            normalize_bool_keys(
+                &mut parts,
+                &["nesting", "keyctl", "fuse", "mknod", "force_rw_sys"],
+            );
+            // `x=0` is the same as not setting it.
+            parts.retain(|(_, v)| v.as_deref() != Some("0"));
+            join_sorted(parts, 0)
+        }
+        "startup" => join_sorted(split(value), 0),
+        "unprivileged" => match value {
+            "true" | "on" | "yes" => "1".into(),
+            "false" | "off" | "no" => "0".into(),
+            v => v.to_string(),
+        },
         k if k.starts_with("net") => {
             let mut parts = split(value);
             if let Some((m, mac)) = parts.first_mut()
@@ -43,11 +67,19 @@ pub fn canon(key: &str, value: &str) -> String {
             join_sorted(parts, 1)
         }
         k if k.starts_with("ipconfig") => join_sorted(split(value), 0),
-        "onboot" | "balloon" | "sockets" | "cores" | "memory" => {
+        "onboot" | "balloon" | "sockets" | "cores" | "memory" | "swap" => {
             value.trim_start_matches('+').to_string()
         }
         _ => value.to_string(),
     }
+}
+
+/// Whether a `netN` value is a container NIC (`name=eth0,bridge=...`), not a VM NIC
+/// (`virtio=MAC,bridge=...`).
+fn is_lxc_net(value: &str) -> bool {
+    split(value)
+        .iter()
+        .any(|(k, _)| k == "name" || k == "hwaddr")
 }
 
 /// Tags as Proxmox normalises them: split on `;`, `,` or spaces, lowercased, sorted, unique.
@@ -182,6 +214,30 @@ mod tests {
             canon("net0", "virtio,bridge=vmbr1"),
             canon("net0", "virtio,bridge=vmbr0")
         );
+    }
+
+    #[test]
+    fn container_nic_and_features_canon() {
+        assert_eq!(
+            canon(
+                "net0",
+                "bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=10.0.0.2/24,name=eth0,type=veth"
+            ),
+            canon("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.2/24")
+        );
+        assert_ne!(
+            canon(
+                "net0",
+                "bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,name=eth0"
+            ),
+            canon("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.2/24")
+        );
+        assert_eq!(
+            canon("features", "nesting=1,keyctl=1"),
+            "keyctl=1,nesting=1"
+        );
+        assert_eq!(canon("features", "keyctl=0,nesting=1"), "nesting=1");
+        assert_eq!(canon("startup", "up=30,order=2"), "order=2,up=30");
     }
 
     #[test]

@@ -42,6 +42,24 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 let _ = writeln!(out, "      {} url = \"{url}\"", paint("+"));
                 out.push_str("    }\n");
             }
+            Action::DownloadTemplate {
+                node,
+                storage,
+                filename,
+                url,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  # template {storage}:vztmpl/{filename} will be downloaded on {node}"
+                );
+                let _ = writeln!(
+                    out,
+                    "  {} template \"{storage}:vztmpl/{filename}\" {{",
+                    paint("+")
+                );
+                let _ = writeln!(out, "      {} url = \"{url}\"", paint("+"));
+                out.push_str("    }\n");
+            }
             Action::Create {
                 vmid,
                 name,

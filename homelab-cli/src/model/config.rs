@@ -30,6 +30,9 @@ pub struct Config {
     /// A Talos Linux Kubernetes cluster running in Proxmox VMs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub talos: Option<Talos>,
+    /// LXC containers (services), reconciled like the Talos VMs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lxc: Option<Lxc>,
     /// Where generated client configurations are written (SOPS-encrypted).
     #[serde(default)]
     pub outputs: Outputs,
@@ -72,6 +75,9 @@ pub struct Proxmox {
     /// Bridge guest NICs attach to.
     #[serde(default = "default_bridge")]
     pub bridge: String,
+    /// File storage holding LXC OS templates (`vztmpl`, downloaded once, kept by `down`).
+    #[serde(default = "default_iso_storage")]
+    pub template_storage: String,
 }
 
 fn default_storage() -> String {
@@ -221,6 +227,219 @@ pub struct TalosNode {
     /// The disk Talos installs to (default `/dev/sda`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install_disk: Option<String>,
+}
+
+/// LXC containers and the values they inherit.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Lxc {
+    /// Values every container takes unless it sets them.
+    #[serde(default)]
+    pub defaults: ContainerSettings,
+    /// The containers.
+    pub containers: Vec<Container>,
+}
+
+/// One LXC container.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    /// Hostname (a DNS label), unique among guests.
+    pub name: String,
+    /// Proxmox VMID (100-999999999), fixed.
+    pub vmid: u32,
+    /// Proxmox node; defaults to `proxmox.node`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Static IPv4 address with prefix (`10.0.0.20/24`) or `dhcp` (the default).
+    /// May reference secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Mount points `mp0`, `mp1`, ... in this order: new volumes on a storage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    /// Start/shutdown order on boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup: Option<Startup>,
+    /// Extra tags (our ownership tags are added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// A note shown in Proxmox (the ownership marker is appended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    // The same settings as `lxc.defaults` (`#[serde(flatten)]` would lose
+    // `deny_unknown_fields`, so they are spelled out).
+    /// OS template: an `http(s)://` URL (downloaded once into `proxmox.template_storage`
+    /// under its file name) or a volume already in storage (`local:vztmpl/x.tar.zst`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// CPU cores (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cores: Option<u16>,
+    /// Memory (default `512MiB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Size>,
+    /// Swap (default `512MiB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<Size>,
+    /// Root disk size (default `8GiB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Size>,
+    /// Storage of the root disk (default `proxmox.storage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// Bridge (default `proxmox.bridge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+    /// Gateway for static addresses. May reference secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// DNS servers. Each may reference secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nameservers: Option<Vec<String>>,
+    /// Unprivileged container (default true). Changing it re-creates the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unprivileged: Option<bool>,
+    /// Container features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Features>,
+    /// SSH public keys for root, installed at creation (later changes need re-creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_keys: Option<Vec<String>>,
+    /// Start on host boot (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onboot: Option<bool>,
+}
+
+impl Container {
+    /// Its own settings (each `None` falls back to `lxc.defaults`).
+    pub fn settings(&self) -> ContainerSettings {
+        ContainerSettings {
+            template: self.template.clone(),
+            cores: self.cores,
+            memory: self.memory,
+            swap: self.swap,
+            disk: self.disk,
+            storage: self.storage.clone(),
+            bridge: self.bridge.clone(),
+            gateway: self.gateway.clone(),
+            nameservers: self.nameservers.clone(),
+            unprivileged: self.unprivileged,
+            features: self.features,
+            ssh_keys: self.ssh_keys.clone(),
+            onboot: self.onboot,
+        }
+    }
+}
+
+impl ContainerSettings {
+    /// `self` where set, else `defaults`.
+    pub fn or(self, d: &ContainerSettings) -> ContainerSettings {
+        ContainerSettings {
+            template: self.template.or_else(|| d.template.clone()),
+            cores: self.cores.or(d.cores),
+            memory: self.memory.or(d.memory),
+            swap: self.swap.or(d.swap),
+            disk: self.disk.or(d.disk),
+            storage: self.storage.or_else(|| d.storage.clone()),
+            bridge: self.bridge.or_else(|| d.bridge.clone()),
+            gateway: self.gateway.or_else(|| d.gateway.clone()),
+            nameservers: self.nameservers.or_else(|| d.nameservers.clone()),
+            unprivileged: self.unprivileged.or(d.unprivileged),
+            features: self.features.or(d.features),
+            ssh_keys: self.ssh_keys.or_else(|| d.ssh_keys.clone()),
+            onboot: self.onboot.or(d.onboot),
+        }
+    }
+}
+
+/// Container settings that `lxc.defaults` provides and containers override.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerSettings {
+    /// OS template: an `http(s)://` URL (downloaded once into `proxmox.template_storage`
+    /// under its file name) or a volume already in storage (`local:vztmpl/x.tar.zst`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// CPU cores (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cores: Option<u16>,
+    /// Memory (default `512MiB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Size>,
+    /// Swap (default `512MiB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<Size>,
+    /// Root disk size (default `8GiB`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Size>,
+    /// Storage of the root disk (default `proxmox.storage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// Bridge (default `proxmox.bridge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+    /// Gateway for static addresses. May reference secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// DNS servers. Each may reference secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nameservers: Option<Vec<String>>,
+    /// Unprivileged container (default true). Changing it re-creates the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unprivileged: Option<bool>,
+    /// Container features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Features>,
+    /// SSH public keys for root, installed at creation (later changes need re-creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_keys: Option<Vec<String>>,
+    /// Start on host boot (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onboot: Option<bool>,
+}
+
+/// LXC feature flags. Proxmox lets only `root@pam` with a password (not an API token)
+/// set flags other than `nesting`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Features {
+    /// Nested containers (systemd, Docker).
+    #[serde(default)]
+    pub nesting: bool,
+    /// The keyctl() system call (Docker in unprivileged containers).
+    #[serde(default)]
+    pub keyctl: bool,
+}
+
+/// A mount point backed by a new volume.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    /// Path inside the container, e.g. `/var/lib/postgresql`.
+    pub path: String,
+    /// Storage of the volume (e.g. a ZFS pool `tank`); default `proxmox.storage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// Volume size.
+    pub size: Size,
+    /// Include the volume in backups (default false).
+    #[serde(default)]
+    pub backup: bool,
+}
+
+/// Boot order (`startup` in Proxmox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Startup {
+    /// Position: lower starts first, stops last.
+    pub order: u32,
+    /// Seconds to wait after starting it before starting the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up: Option<u32>,
+    /// Seconds to wait for it to shut down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<u32>,
 }
 
 /// The role of a Talos node.
@@ -403,7 +622,7 @@ mod tests {
     fn schema_names_every_top_level_key() {
         let s = json_schema();
         let props = s["properties"].as_object().unwrap();
-        for k in ["name", "secrets", "proxmox", "talos", "outputs"] {
+        for k in ["name", "secrets", "proxmox", "talos", "lxc", "outputs"] {
             assert!(props.contains_key(k), "{k} missing");
         }
         assert_eq!(s["additionalProperties"], serde_json::json!(false));

@@ -43,6 +43,8 @@ pub struct Desired {
     pub proxmox: Connection,
     /// ISO images that must be in storage.
     pub isos: Vec<DesiredIso>,
+    /// LXC OS templates that must be in storage (downloaded once).
+    pub templates: Vec<DesiredTemplate>,
     /// Guests, ordered by VMID.
     pub guests: Vec<DesiredGuest>,
     /// The Talos cluster, if any.
@@ -84,6 +86,26 @@ impl DesiredIso {
     /// `storage:iso/filename`.
     pub fn volid(&self) -> String {
         format!("{}:iso/{}", self.storage, self.filename)
+    }
+}
+
+/// An LXC OS template downloaded into file storage once.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DesiredTemplate {
+    /// Proxmox node whose storage holds it.
+    pub node: String,
+    /// File storage (content `vztmpl`).
+    pub storage: String,
+    /// File name in `vztmpl/`.
+    pub filename: String,
+    /// Where Proxmox downloads it from.
+    pub url: String,
+}
+
+impl DesiredTemplate {
+    /// `storage:vztmpl/filename`.
+    pub fn volid(&self) -> String {
+        format!("{}:vztmpl/{}", self.storage, self.filename)
     }
 }
 
@@ -167,17 +189,26 @@ pub struct DesiredGuest {
     pub talos: Option<TalosMember>,
     /// The ISO it boots from, if any (must be downloaded first).
     pub iso: Option<String>,
+    /// The OS template a container is created from (must be in storage first).
+    pub template: Option<String>,
+    /// Parameters only sent on creation (`ostemplate`, `ssh-public-keys`): Proxmox does
+    /// not report them back, so they are neither compared nor part of the spec hash.
+    pub create_only: BTreeMap<String, String>,
+    /// Tags the user asked for, besides ours.
+    pub extra_tags: Vec<String>,
 }
 
 impl DesiredGuest {
     /// The tags the guest carries (owner + spec hash), sorted as Proxmox stores them.
     pub fn tags(&self, lab: &str) -> String {
-        let mut t = [
-            owner_tag(lab),
-            format!("{SPEC_TAG_PREFIX}{}", self.spec_hash),
-        ];
-        t.sort();
-        t.join(";")
+        let mut t: BTreeSet<String> = self
+            .extra_tags
+            .iter()
+            .map(|t| t.to_ascii_lowercase())
+            .collect();
+        t.insert(owner_tag(lab));
+        t.insert(format!("{SPEC_TAG_PREFIX}{}", self.spec_hash));
+        t.into_iter().collect::<Vec<_>>().join(";")
     }
 
     /// Memory in MiB (0 if unmanaged).
@@ -534,6 +565,9 @@ pub fn resolve(
                         .unwrap_or_else(|| "/dev/sda".into()),
                 }),
                 iso: Some(iso_volid),
+                template: None,
+                create_only: BTreeMap::new(),
+                extra_tags: Vec::new(),
             });
         }
         isos.extend(isos_needed.into_values());
@@ -585,6 +619,241 @@ pub fn resolve(
             nodes: t.nodes.iter().map(|n| n.vmid).collect(),
         });
     }
+    let mut templates = BTreeSet::new();
+    if let Some(x) = &c.lxc {
+        for (i, ct) in x.containers.iter().enumerate() {
+            let path = format!("lxc.containers[{i}]");
+            let s = ct.settings().or(&x.defaults);
+            let node = ct.node.clone().unwrap_or_else(|| c.proxmox.node.clone());
+            let Some(template) = s.template.clone() else {
+                continue; // reported by validation
+            };
+            let volid = if template.starts_with("http://") || template.starts_with("https://") {
+                let filename = url::Url::parse(&template)
+                    .ok()
+                    .and_then(|u| {
+                        u.path_segments()
+                            .and_then(|mut p| p.next_back().map(str::to_string))
+                    })
+                    .filter(|f| !f.is_empty());
+                let Some(filename) = filename else {
+                    errs.push(l.error_at(
+                        &format!("{path}.template"),
+                        format!("`{template}` does not end in a file name"),
+                    ));
+                    continue;
+                };
+                let t = DesiredTemplate {
+                    node: node.clone(),
+                    storage: c.proxmox.template_storage.clone(),
+                    filename,
+                    url: template.clone(),
+                };
+                let v = t.volid();
+                templates.insert(t);
+                v
+            } else if template.contains(":vztmpl/") {
+                template.clone()
+            } else {
+                errs.push(
+                    l.error_at(
+                        &format!("{path}.template"),
+                        format!("`{template}` is neither a URL nor a template volume"),
+                    )
+                    .with_help("e.g. `local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst`"),
+                );
+                continue;
+            };
+            let mut props = BTreeMap::new();
+            let mut sensitive = BTreeSet::new();
+            props.insert("hostname".to_string(), ct.name.clone());
+            let note = ct
+                .description
+                .as_deref()
+                .map(|d| format!("{}\n", d.trim_end()))
+                .unwrap_or_default();
+            props.insert(
+                "description".into(),
+                format!(
+                    "{note}Managed by homelab-cli (homelab {}): changes made here are reverted by `homelab-cli up`.\n{}",
+                    c.name,
+                    owner_marker(&c.name)
+                ),
+            );
+            props.insert("cores".into(), s.cores.unwrap_or(1).to_string());
+            props.insert(
+                "memory".into(),
+                s.memory.unwrap_or(Size::from_mib(512)).mib().to_string(),
+            );
+            props.insert(
+                "swap".into(),
+                s.swap.unwrap_or(Size::from_mib(512)).mib().to_string(),
+            );
+            props.insert(
+                "unprivileged".into(),
+                u8::from(s.unprivileged.unwrap_or(true)).to_string(),
+            );
+            props.insert(
+                "onboot".into(),
+                u8::from(s.onboot.unwrap_or(true)).to_string(),
+            );
+            let f = s.features.unwrap_or_default();
+            let mut feats = Vec::new();
+            if f.keyctl {
+                feats.push("keyctl=1");
+            }
+            if f.nesting {
+                feats.push("nesting=1");
+            }
+            if !feats.is_empty() {
+                props.insert("features".into(), feats.join(","));
+            }
+            if let Some(st) = ct.startup {
+                let mut v = format!("order={}", st.order);
+                if let Some(d) = st.down {
+                    v.push_str(&format!(",down={d}"));
+                }
+                if let Some(u) = st.up {
+                    v.push_str(&format!(",up={u}"));
+                }
+                props.insert("startup".into(), v);
+            }
+            let bridge = s.bridge.clone().unwrap_or_else(|| c.proxmox.bridge.clone());
+            let mut net = format!("name=eth0,bridge={bridge}");
+            match ct.ip.as_deref() {
+                None => net.push_str(",ip=dhcp"),
+                Some(v) => {
+                    if let Some((ip, sens)) = text(&format!("{path}.ip"), v, &mut errs) {
+                        let ip = ip.trim().to_string();
+                        if ip == "dhcp" {
+                            net.push_str(",ip=dhcp");
+                        } else {
+                            let ok = ip.split_once('/').is_some_and(|(a, p)| {
+                                a.parse::<std::net::Ipv4Addr>().is_ok()
+                                    && p.parse::<u8>().is_ok_and(|p| p <= 32)
+                            });
+                            if !ok {
+                                let shown = if sens {
+                                    "the secret value".into()
+                                } else {
+                                    format!("`{ip}`")
+                                };
+                                errs.push(
+                                    l.error_at(
+                                        &format!("{path}.ip"),
+                                        format!("{shown} is not an IPv4 address with prefix"),
+                                    )
+                                    .with_help("e.g. `10.0.0.20/24`, or `dhcp`"),
+                                );
+                            }
+                            if sens {
+                                sensitive.insert("net0".to_string());
+                            }
+                            net.push_str(&format!(",ip={ip}"));
+                            if let Some(g) = &s.gateway {
+                                let gpath = if ct.gateway.is_some() {
+                                    format!("{path}.gateway")
+                                } else {
+                                    "lxc.defaults.gateway".into()
+                                };
+                                if let Some((g, gs)) = ip_of(&gpath, g, &mut errs) {
+                                    if gs {
+                                        sensitive.insert("net0".to_string());
+                                    }
+                                    net.push_str(&format!(",gw={g}"));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            props.insert("net0".into(), net);
+            if let Some(ns) = &s.nameservers {
+                let base = if ct.nameservers.is_some() {
+                    path.clone()
+                } else {
+                    "lxc.defaults".into()
+                };
+                let ips: Vec<(IpAddr, bool)> = ns
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, n)| ip_of(&format!("{base}.nameservers[{j}]"), n, &mut errs))
+                    .collect();
+                if !ips.is_empty() {
+                    if ips.iter().any(|x| x.1) {
+                        sensitive.insert("nameserver".into());
+                    }
+                    props.insert(
+                        "nameserver".into(),
+                        ips.iter()
+                            .map(|x| x.0.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    );
+                }
+            }
+            let storage = s
+                .storage
+                .clone()
+                .unwrap_or_else(|| c.proxmox.storage.clone());
+            let mut disks = BTreeMap::new();
+            disks.insert(
+                "rootfs".to_string(),
+                DiskSpec {
+                    storage,
+                    size: Some(s.disk.unwrap_or(Size::from_gib(8))),
+                    cloudinit: false,
+                    options: BTreeMap::new(),
+                },
+            );
+            for (j, m) in ct.mounts.iter().enumerate() {
+                let mut options = BTreeMap::new();
+                options.insert("backup".to_string(), u8::from(m.backup).to_string());
+                options.insert("mp".to_string(), m.path.clone());
+                disks.insert(
+                    format!("mp{j}"),
+                    DiskSpec {
+                        storage: m
+                            .storage
+                            .clone()
+                            .unwrap_or_else(|| c.proxmox.storage.clone()),
+                        size: Some(m.size),
+                        cloudinit: false,
+                        options,
+                    },
+                );
+            }
+            let mut create_only = BTreeMap::new();
+            create_only.insert("ostemplate".to_string(), volid.clone());
+            if let Some(keys) = &s.ssh_keys
+                && !keys.is_empty()
+            {
+                create_only.insert("ssh-public-keys".to_string(), keys.join("\n"));
+            }
+            let mut extra_tags: Vec<String> =
+                ct.tags.iter().map(|t| t.to_ascii_lowercase()).collect();
+            extra_tags.sort();
+            extra_tags.dedup();
+            let mut hashed = props.clone();
+            hashed.insert("tags".into(), extra_tags.join(";"));
+            let spec_hash = spec_hash(&node, &hashed, &disks);
+            guests.push(DesiredGuest {
+                vmid: ct.vmid,
+                name: ct.name.clone(),
+                node,
+                kind: GuestKind::Lxc,
+                props,
+                disks,
+                sensitive,
+                spec_hash,
+                talos: None,
+                iso: None,
+                template: Some(volid),
+                create_only,
+                extra_tags,
+            });
+        }
+    }
     guests.sort_by_key(|g| g.vmid);
     if !errs.is_empty() {
         return Err(ConfigErrors::new(l.path.clone(), errs));
@@ -599,6 +868,7 @@ pub fn resolve(
             node: c.proxmox.node.clone(),
         },
         isos,
+        templates: templates.into_iter().collect(),
         guests,
         talos,
         outputs: OutputPaths {

@@ -348,6 +348,84 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
             }
         }
     }
+    if let Some(x) = &c.lxc {
+        // Names and VMIDs are unique across every guest kind.
+        let mut vmids: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
+        let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        for (i, n) in c.talos.iter().flat_map(|t| t.nodes.iter().enumerate()) {
+            vmids.insert(n.vmid, format!("talos.nodes[{i}]"));
+            names.insert(n.name.clone(), format!("talos.nodes[{i}]"));
+        }
+        let defaults = &x.defaults;
+        for (i, ct) in x.containers.iter().enumerate() {
+            let p = format!("lxc.containers[{i}]");
+            if !is_label(&ct.name, 63) {
+                errs.push(
+                    l.error_at(
+                        &format!("{p}.name"),
+                        format!("invalid hostname `{}`", ct.name),
+                    )
+                    .with_help("a DNS label: lowercase letters, digits and `-`"),
+                );
+            }
+            if !(100..=999_999_999).contains(&ct.vmid) {
+                errs.push(l.error_at(
+                    &format!("{p}.vmid"),
+                    format!("VMID {} is outside 100..=999999999", ct.vmid),
+                ));
+            }
+            if let Some(prev) = vmids.insert(ct.vmid, p.clone()) {
+                errs.push(l.error_at(
+                    &format!("{p}.vmid"),
+                    format!("VMID {} is already used by {prev}", ct.vmid),
+                ));
+            }
+            if let Some(prev) = names.insert(ct.name.clone(), p.clone()) {
+                errs.push(l.error_at(
+                    &format!("{p}.name"),
+                    format!("name `{}` is already used by {prev}", ct.name),
+                ));
+            }
+            let s = ct.settings().or(defaults);
+            if s.template.is_none() {
+                errs.push(
+                    l.error_at(&p, "no OS template")
+                        .with_help("set `template` here or in `lxc.defaults`"),
+                );
+            }
+            if s.cores == Some(0) {
+                errs.push(l.error_at(&format!("{p}.cores"), "a container needs at least one core"));
+            }
+            if let Some(m) = s.memory
+                && m.mib() < 16
+            {
+                errs.push(l.error_at(&format!("{p}.memory"), format!("{m} is below 16MiB")));
+            }
+            if ct.mounts.len() > 256 {
+                errs.push(l.error_at(&format!("{p}.mounts"), "at most 256 mount points"));
+            }
+            for (j, m) in ct.mounts.iter().enumerate() {
+                if !m.path.starts_with('/') || m.path.contains(',') {
+                    errs.push(l.error_at(
+                        &format!("{p}.mounts[{j}].path"),
+                        format!("`{}` is not an absolute path without commas", m.path),
+                    ));
+                }
+            }
+            for (j, t) in ct.tags.iter().enumerate() {
+                if t.is_empty()
+                    || !t
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_+.".contains(&b))
+                {
+                    errs.push(l.error_at(
+                        &format!("{p}.tags[{j}]"),
+                        format!("invalid tag `{t}` (letters, digits, `-_+.`)"),
+                    ));
+                }
+            }
+        }
+    }
     errs
 }
 
@@ -380,6 +458,27 @@ pub fn secret_capable(c: &Config) -> Vec<(String, String)> {
         for (i, n) in t.nodes.iter().enumerate() {
             if let Some(x) = &n.ip {
                 v.push((format!("talos.nodes[{i}].ip"), x.clone()));
+            }
+        }
+    }
+    if let Some(x) = &c.lxc {
+        let settings = std::iter::once(("lxc.defaults".to_string(), x.defaults.clone())).chain(
+            x.containers
+                .iter()
+                .enumerate()
+                .map(|(i, ct)| (format!("lxc.containers[{i}]"), ct.settings())),
+        );
+        for (p, s) in settings {
+            if let Some(g) = &s.gateway {
+                v.push((format!("{p}.gateway"), g.clone()));
+            }
+            for (j, n) in s.nameservers.iter().flatten().enumerate() {
+                v.push((format!("{p}.nameservers[{j}]"), n.clone()));
+            }
+        }
+        for (i, ct) in x.containers.iter().enumerate() {
+            if let Some(ip) = &ct.ip {
+                v.push((format!("lxc.containers[{i}].ip"), ip.clone()));
             }
         }
     }

@@ -4,5 +4,6 @@ mod image;
 mod lab;
 mod proxmox;
 mod secrets;
+mod services;
 mod sim;
 mod talos;

@@ -1,0 +1,504 @@
+//! LXC containers (issue 7): the services example, the planner on containers, and the
+//! whole life cycle on the simulated lab.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use homelab_cli::engine::observed::{GuestConfig, Observed, ObservedGuest, ObservedNode};
+use homelab_cli::engine::plan::{self, Action};
+use homelab_cli::engine::render;
+use homelab_cli::model::desired::{self, Desired, DesiredGuest, GuestKind, ImageNaming};
+use homelab_cli::model::secrets::SecretValues;
+use homelab_cli::model::{self};
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services")
+}
+
+struct NoImages;
+
+impl ImageNaming for NoImages {
+    fn schematic_id(&self, _: &[String], _: &[String]) -> String {
+        "0".repeat(64)
+    }
+    fn iso_url(&self, factory: &str, id: &str, version: &str) -> String {
+        format!("{factory}/image/{id}/{version}/nocloud-amd64.iso")
+    }
+    fn installer_image(&self, factory: &str, id: &str, version: &str) -> String {
+        format!("{factory}/installer/{id}:{version}")
+    }
+}
+
+fn secrets() -> SecretValues {
+    SecretValues::from_pairs(
+        [
+            ("proxmox.endpoint", "https://127.0.0.1:8006"),
+            ("proxmox.token_id", "homelab@pve!provision"),
+            (
+                "proxmox.token_secret",
+                "11111111-2222-4333-8444-555555555555",
+            ),
+            ("network.gateway", "10.0.10.1"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string())),
+    )
+}
+
+fn resolve(text: &str) -> Result<Desired, model::ConfigErrors> {
+    let loaded = model::parse(Path::new("lab/homelab.yaml"), text.to_string())?;
+    desired::resolve(&loaded, &secrets(), &NoImages)
+}
+
+fn example_text() -> String {
+    std::fs::read_to_string(example_dir().join("homelab.yaml")).unwrap()
+}
+
+/// What pve-container reports for a container created from `d`: generated MAC and
+/// `type=veth` on the NIC, allocated volumes with their size, keys it adds itself.
+fn as_observed(d: &DesiredGuest, lab: &str) -> ObservedGuest {
+    let mut props: BTreeMap<String, String> = d.props.clone();
+    if let Some(net) = props.get_mut("net0") {
+        let mut parts: Vec<String> = net.split(',').map(String::from).collect();
+        parts.push("hwaddr=BC:24:11:00:00:01".into());
+        parts.push("type=veth".into());
+        parts.sort();
+        *net = parts.join(",");
+    }
+    for (i, (k, disk)) in d.disks.iter().enumerate() {
+        let mut v = format!("{}:vm-{}-disk-{i}", disk.storage, d.vmid);
+        for (ok, ov) in &disk.options {
+            v.push_str(&format!(",{ok}={ov}"));
+        }
+        v.push_str(&format!(",size={}G", disk.size.unwrap().gib_ceil()));
+        props.insert(k.clone(), v);
+    }
+    props.insert("tags".into(), d.tags(lab));
+    props.insert("arch".into(), "amd64".into());
+    props.insert("ostype".into(), "debian".into());
+    ObservedGuest {
+        vmid: d.vmid,
+        node: d.node.clone(),
+        kind: d.kind,
+        name: Some(d.name.clone()),
+        status: "running".into(),
+        tags: d.tags(lab).split(';').map(String::from).collect(),
+        maxmem: Some(d.memory_mib() << 20),
+        maxcpu: Some(d.cpus()),
+        maxdisk: None,
+        template: false,
+        lock: None,
+        config: Some(GuestConfig {
+            props,
+            digest: Some("abc".into()),
+        }),
+    }
+}
+
+fn converged(d: &Desired) -> Observed {
+    let mut o = Observed {
+        nodes: vec![ObservedNode {
+            name: "pve".into(),
+            status: "online".into(),
+            maxcpu: 16,
+            maxmem: 64 << 30,
+        }],
+        guests: d.guests.iter().map(|g| as_observed(g, &d.lab)).collect(),
+        volumes: BTreeMap::new(),
+    };
+    for t in &d.templates {
+        o.volumes
+            .entry(t.node.clone())
+            .or_default()
+            .insert(t.volid());
+    }
+    o
+}
+
+#[test]
+fn example_declares_the_service_inventory_as_containers() {
+    let d = resolve(&example_text()).unwrap();
+    let names: Vec<(u32, &str)> = d.guests.iter().map(|g| (g.vmid, g.name.as_str())).collect();
+    for svc in [
+        "cloudflared",
+        "n8n",
+        "postgresql",
+        "minio",
+        "prometheus",
+        "grafana",
+        "paperless-ngx",
+        "mongodb",
+        "gitea",
+        "jenkins",
+        "openwebui",
+    ] {
+        assert!(names.iter().any(|(_, n)| *n == svc), "{svc} missing");
+    }
+    assert!(names.iter().all(|(id, _)| (100..=117).contains(id)));
+    assert!(d.guests.iter().all(|g| g.kind == GuestKind::Lxc));
+    // One template, downloaded once for all of them.
+    assert_eq!(d.templates.len(), 1);
+    assert_eq!(
+        d.templates[0].volid(),
+        "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+    );
+    let pg = d.guests.iter().find(|g| g.name == "postgresql").unwrap();
+    assert_eq!(pg.props["memory"], "2048");
+    assert_eq!(pg.props["cores"], "2");
+    assert_eq!(pg.props["features"], "nesting=1");
+    assert_eq!(pg.props["unprivileged"], "1");
+    assert_eq!(pg.props["startup"], "order=2,up=15");
+    assert_eq!(
+        pg.props["net0"],
+        "name=eth0,bridge=vmbr0,ip=10.0.10.101/24,gw=10.0.10.1"
+    );
+    // The gateway came from the secrets file.
+    assert!(pg.sensitive.contains("net0"));
+    assert_eq!(pg.disks["rootfs"].create_value(), "local-lvm:8");
+    assert_eq!(
+        pg.disks["mp0"].create_value(),
+        "local-lvm:32,backup=1,mp=/var/lib/postgresql"
+    );
+    assert_eq!(
+        pg.create_only["ostemplate"],
+        "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+    );
+    assert!(pg.create_only["ssh-public-keys"].starts_with("ssh-ed25519 "));
+    assert!(pg.tags(&d.lab).split(';').any(|t| t == "database"));
+    assert!(pg.tags(&d.lab).split(';').any(|t| t == "homelab-services"));
+}
+
+#[test]
+fn checked_in_schema_is_current() {
+    let text = std::fs::read_to_string(example_dir().join("homelab.schema.json")).unwrap();
+    let on_disk: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        on_disk,
+        model::config::json_schema(),
+        "examples/services/homelab.schema.json is stale: regenerate it with \
+         `homelab-cli schema > examples/services/homelab.schema.json`"
+    );
+    assert!(example_text().starts_with("# yaml-language-server: $schema=./homelab.schema.json\n"));
+}
+
+#[test]
+fn fresh_lab_downloads_the_template_once_then_creates_every_container() {
+    let d = resolve(&example_text()).unwrap();
+    let mut o = converged(&d);
+    o.guests.clear();
+    o.volumes.clear();
+    let p = plan::plan(&d, &o).unwrap();
+    let downloads = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::DownloadTemplate { .. }))
+        .count();
+    assert_eq!(downloads, 1);
+    assert!(matches!(p.actions[0], Action::DownloadTemplate { .. }));
+    assert_eq!(p.summary.add, 1 + d.guests.len());
+    let text = render::plan_text(&p, false);
+    assert!(text.contains("+ template \"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\""));
+    assert!(text.contains("# ct 101 \"postgresql\" will be created on pve"));
+    assert!(text.contains("ssh-public-keys = \"(1 key(s))\""));
+    // The secret-derived NIC is hidden.
+    assert!(!text.contains("10.0.10.1,") && !text.contains("gw=10.0.10.1"));
+    // With the template in storage, no download.
+    let mut o2 = converged(&d);
+    o2.guests.clear();
+    let p2 = plan::plan(&d, &o2).unwrap();
+    assert!(
+        !p2.actions
+            .iter()
+            .any(|a| matches!(a, Action::DownloadTemplate { .. }))
+    );
+}
+
+#[test]
+fn converged_containers_plan_nothing_even_when_configs_are_read() {
+    let d = resolve(&example_text()).unwrap();
+    let o = converged(&d);
+    let p = plan::plan(&d, &o).unwrap();
+    assert!(p.is_empty(), "{}", render::plan_text(&p, false));
+    // Without configurations, the list alone decides: nothing to read.
+    let mut listed = o.clone();
+    for g in &mut listed.guests {
+        g.config = None;
+    }
+    assert!(plan::needs_config(&d, &listed).is_empty());
+}
+
+#[test]
+fn container_changes_are_field_diffs_replacements_and_deletes() {
+    let d = resolve(&example_text()).unwrap();
+    let o = converged(&d);
+    // Memory: hot-applied, no restart.
+    let more = resolve(&example_text().replacen("memory: 2GiB", "memory: 3GiB", 1)).unwrap();
+    let mut listed = o.clone();
+    for g in &mut listed.guests {
+        g.config = None;
+    }
+    assert_eq!(
+        plan::needs_config(&more, &listed),
+        vec![("pve".to_string(), GuestKind::Lxc, 101)]
+    );
+    let p = plan::plan(&more, &o).unwrap();
+    assert_eq!(p.actions.len(), 1, "{p:?}");
+    let Action::Update {
+        vmid,
+        changes,
+        reboot,
+        kind,
+        ..
+    } = &p.actions[0]
+    else {
+        panic!("{p:?}")
+    };
+    assert_eq!((*vmid, *kind, *reboot), (101, GuestKind::Lxc, false));
+    let mem = changes.iter().find(|c| c.key == "memory").unwrap();
+    assert_eq!(
+        (mem.from.as_deref(), mem.to.as_deref()),
+        (Some("2048"), Some("3072"))
+    );
+    assert!(
+        render::plan_text(&p, false).contains("~ memory = 2048 -> 3072"),
+        "{}",
+        render::plan_text(&p, false)
+    );
+    // A feature flag: needs a restart.
+    let feat = resolve(&example_text().replace(
+        "features: { nesting: true }",
+        "features: { nesting: false }",
+    ))
+    .unwrap();
+    let p = plan::plan(&feat, &o).unwrap();
+    assert_eq!(p.summary.change, d.guests.len());
+    assert!(p.actions.iter().all(|a| matches!(
+        a,
+        Action::Update { reboot: true, changes, .. }
+            if changes.iter().any(|c| c.key == "features" && c.to.is_none())
+    )));
+    // A bigger mount point grows in place; a smaller one cannot.
+    let grow = resolve(&example_text().replace("size: 100GiB", "size: 200GiB")).unwrap();
+    let p = plan::plan(&grow, &o).unwrap();
+    assert!(matches!(
+        &p.actions[..],
+        [Action::Update { vmid: 103, changes, .. }]
+            if changes.iter().any(|c| c.key == "mp0" && c.to.as_deref() == Some("size=200GiB"))
+    ));
+    let shrink = resolve(&example_text().replace("size: 100GiB", "size: 50GiB")).unwrap();
+    let p = plan::plan(&shrink, &o).unwrap();
+    assert!(matches!(
+        &p.actions[..],
+        [Action::Replace { vmid: 103, .. }]
+    ));
+    // unprivileged only changes on creation.
+    let privileged = resolve(&example_text().replace(
+        "    - name: openwebui\n      vmid: 117\n",
+        "    - name: openwebui\n      vmid: 117\n      unprivileged: false\n",
+    ))
+    .unwrap();
+    let p = plan::plan(&privileged, &o).unwrap();
+    let [
+        Action::Replace {
+            vmid: 117, reasons, ..
+        },
+    ] = &p.actions[..]
+    else {
+        panic!("{p:?}")
+    };
+    assert!(reasons[0].contains("unprivileged"), "{reasons:?}");
+    // A container removed from the file is destroyed.
+    let fewer = resolve(&example_text().replace(
+        "    - name: grafana\n      vmid: 106\n",
+        "    - name: grafana\n      vmid: 116\n",
+    ))
+    .unwrap();
+    let p = plan::plan(&fewer, &o).unwrap();
+    assert!(p.actions.iter().any(|a| matches!(
+        a,
+        Action::Delete {
+            vmid: 106,
+            kind: GuestKind::Lxc,
+            ..
+        }
+    )));
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(a, Action::Create { vmid: 116, .. }))
+    );
+}
+
+#[test]
+fn bad_container_declarations_are_reported_where_they_are() {
+    let text = example_text().replace("vmid: 117", "vmid: 100");
+    let e = resolve(&text).unwrap_err();
+    let msg = format!("{:?}", e.errors());
+    assert!(
+        msg.contains("VMID 100 is already used by lxc.containers[0]"),
+        "{msg}"
+    );
+    let text = example_text().replace(
+        "    template: http://download.proxmox.com/images/system/debian-12-standard_12.7-1_amd64.tar.zst\n",
+        "    template: debian-12\n",
+    );
+    let e = resolve(&text).unwrap_err();
+    assert!(
+        format!("{:?}", e.errors()).contains("is neither a URL nor a template volume"),
+        "{:?}",
+        e.errors()
+    );
+    let text = example_text().replace("ip: 10.0.10.100/24", "ip: 10.0.10.100");
+    let e = resolve(&text).unwrap_err();
+    assert!(format!("{:?}", e.errors()).contains("is not an IPv4 address with prefix"));
+    let e = resolve(&example_text().replace("- { path: /data,", "- { path: data,")).unwrap_err();
+    assert!(format!("{:?}", e.errors()).contains("is not an absolute path"));
+}
+
+// ---------------------------------------------------------------------------------------
+// End to end on the simulated lab.
+
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "homelab.yaml",
+            "homelab.schema.json",
+            "demo-age-key.txt",
+            ".sops.yaml",
+            "secrets.enc.yaml",
+        ] {
+            std::fs::copy(example_dir().join(f), dir.path().join(f)).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        Repo { dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("homelab.yaml")
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
+            .args(args)
+            .args(["-c", self.config().to_str().unwrap()])
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path().join("home"))
+            .env("NO_COLOR", "1")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY")
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ homelab-cli {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert!(out.status.success(), "homelab-cli {args:?} failed");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+#[test]
+fn services_lifecycle_on_the_simulated_lab() {
+    let repo = Repo::new();
+    // up: one template download, eleven containers.
+    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
+    let steps = up["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 12, "{up:#}");
+    assert!(steps.iter().all(|s| s["outcome"] == "done"), "{up:#}");
+    assert_eq!(
+        steps
+            .iter()
+            .filter(|s| s["id"].as_str().unwrap().starts_with("tmpl:"))
+            .count(),
+        1
+    );
+
+    // Re-run: nothing to do, and not a single mutating request.
+    let again = repo.json(&["up", "--simulate", "-o", "json"]);
+    assert_eq!(again["plan"]["actions"], serde_json::json!([]), "{again:#}");
+    assert_eq!(again["simulated_requests"]["mutating"], 0, "{again:#}");
+    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0));
+
+    // Every container's configuration, as Proxmox reports it, matches the declaration
+    // (not just the spec-hash tags the no-op plan relies on).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let session = homelab_cli::session::Session::open(
+            &repo.config(),
+            &homelab_cli::session::SimArgs {
+                simulate: true,
+                sim_latency_ms: None,
+            },
+        )
+        .await
+        .unwrap();
+        let mut observed = homelab_cli::engine::observe::observe(&session.pve, &session.desired)
+            .await
+            .unwrap();
+        let all = observed
+            .guests
+            .iter()
+            .map(|g| (g.node.clone(), g.kind, g.vmid))
+            .collect();
+        homelab_cli::engine::observe::read_configs(&session.pve, &mut observed, all)
+            .await
+            .unwrap();
+        assert_eq!(observed.guests.len(), 11);
+        let p = plan::plan(&session.desired, &observed).unwrap();
+        assert!(p.is_empty(), "{}", render::plan_text(&p, false));
+        let pg = observed.guest(101).unwrap();
+        let cfg = &pg.config.as_ref().unwrap().props;
+        assert!(cfg["mp0"].contains("mp=/var/lib/postgresql"), "{cfg:?}");
+        assert_eq!(pg.kind, GuestKind::Lxc);
+        assert_eq!(pg.status, "running");
+        session.close().await;
+    });
+
+    // Change a container's memory: the plan shows it, up applies it, then converged.
+    let text = std::fs::read_to_string(repo.config()).unwrap();
+    std::fs::write(
+        repo.config(),
+        text.replacen("memory: 2GiB", "memory: 3GiB", 1),
+    )
+    .unwrap();
+    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("# ct 101 \"postgresql\" will be updated in place"),
+        "{shown}"
+    );
+    assert!(shown.contains("~ memory = 2048 -> 3072"), "{shown}");
+    assert!(shown.contains("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy."));
+    let up = repo.json(&["up", "--simulate", "-o", "json"]);
+    assert_eq!(up["steps"].as_array().unwrap().len(), 1, "{up:#}");
+    assert_eq!(up["steps"][0]["outcome"], "done", "{up:#}");
+    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0));
+
+    // down destroys the containers, keeps the template; a later up does not download it again.
+    let out = repo.cli(&["down", "--simulate", "--yes"]);
+    assert!(out.status.success());
+    let status = repo.json(&["status", "--simulate", "-o", "json"]);
+    let guests = status["guests"].as_array().map_or(0, Vec::len);
+    assert_eq!(guests, 0, "{status:#}");
+    let out = repo.cli(&["plan", "--simulate"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(!shown.contains("will be downloaded"), "{shown}");
+    assert!(shown.contains("Plan: 11 to add"), "{shown}");
+}
