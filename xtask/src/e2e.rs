@@ -4,9 +4,10 @@
 //!    lab → up → up again with no mutating request → memory change shown by plan → up →
 //!    config use (kubectl against the simulated API server) → down → empty status; outputs
 //!    checked with the real `sops`.
-//! 2. The README's main command on a fresh copy of `examples/single-node`, exactly as a
-//!    user runs it, followed by `plan --detailed-exitcode` (must report nothing to do) and
-//!    `down --yes`.
+//!    The LXC services lifecycle (`homelab-cli/tests/it/services.rs`) runs beside them.
+//! 2. The README's main command on a fresh copy of `examples/single-node` (then of
+//!    `examples/services`), exactly as a user runs it, followed by `plan
+//!    --detailed-exitcode` (must report nothing to do) and `down --yes`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +25,7 @@ pub fn e2e(extra: &[String]) -> Result {
         "it",
         "--",
         "lab::e2e",
+        "services::services_lifecycle",
     ])
     .args(extra);
     run(test)?;
@@ -33,21 +35,30 @@ pub fn e2e(extra: &[String]) -> Result {
     run(build)?;
     let bin = target_dir().join("debug").join("homelab-cli");
 
-    let work = std::env::temp_dir().join(format!("homelab-e2e-{}", std::process::id()));
+    for example in ["single-node", "services"] {
+        example_run(&bin, example)?;
+    }
+    println!("xtask e2e: all end-to-end checks passed");
+    Ok(())
+}
+
+/// An example as a user runs it, on a fresh copy: up, plan (nothing to do), down.
+fn example_run(bin: &Path, example: &str) -> Result {
+    let work = std::env::temp_dir().join(format!("homelab-e2e-{example}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
-    copy_dir(&root().join("examples/single-node"), &work)?;
+    copy_dir(&root().join("examples").join(example), &work)?;
     let config = work.join("homelab.yaml");
     let outcome = (|| -> Result {
-        step(&bin, &work, &["up", "--simulate", "-c"], &config, Some(0))?;
+        step(bin, &work, &["up", "--simulate", "-c"], &config, Some(0))?;
         step(
-            &bin,
+            bin,
             &work,
             &["plan", "--simulate", "--detailed-exitcode", "-c"],
             &config,
             Some(0),
         )?;
         step(
-            &bin,
+            bin,
             &work,
             &["down", "--simulate", "--yes", "-c"],
             &config,
@@ -55,9 +66,7 @@ pub fn e2e(extra: &[String]) -> Result {
         )
     })();
     let _ = std::fs::remove_dir_all(&work);
-    outcome?;
-    println!("xtask e2e: all end-to-end checks passed");
-    Ok(())
+    outcome
 }
 
 fn target_dir() -> PathBuf {
