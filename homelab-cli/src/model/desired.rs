@@ -620,6 +620,14 @@ pub fn resolve(
         });
     }
     let mut templates = BTreeSet::new();
+    // Static addresses already given out (Talos nodes first), to report clashes.
+    let mut taken: BTreeMap<IpAddr, String> = guests
+        .iter()
+        .filter_map(|g| {
+            let ip = g.talos.as_ref()?.ip?;
+            Some((ip, g.name.clone()))
+        })
+        .collect();
     if let Some(x) = &c.lxc {
         for (i, ct) in x.containers.iter().enumerate() {
             let path = format!("lxc.containers[{i}]");
@@ -732,6 +740,16 @@ pub fn resolve(
                                 a.parse::<std::net::Ipv4Addr>().is_ok()
                                     && p.parse::<u8>().is_ok_and(|p| p <= 32)
                             });
+                            if let Some(addr) = ip
+                                .split_once('/')
+                                .and_then(|(a, _)| a.parse::<IpAddr>().ok())
+                                && let Some(prev) = taken.insert(addr, ct.name.clone())
+                            {
+                                errs.push(l.error_at(
+                                    &format!("{path}.ip"),
+                                    format!("this address is already given to {prev}"),
+                                ));
+                            }
                             if !ok {
                                 let shown = if sens {
                                     "the secret value".into()

@@ -353,6 +353,13 @@ fn bad_container_declarations_are_reported_where_they_are() {
     let text = example_text().replace("ip: 10.0.10.100/24", "ip: 10.0.10.100");
     let e = resolve(&text).unwrap_err();
     assert!(format!("{:?}", e.errors()).contains("is not an IPv4 address with prefix"));
+    let text = example_text().replace("ip: 10.0.10.117/24", "ip: 10.0.10.100/24");
+    let e = resolve(&text).unwrap_err();
+    assert!(
+        format!("{:?}", e.errors()).contains("this address is already given to cloudflared"),
+        "{:?}",
+        e.errors()
+    );
     let e = resolve(&example_text().replace("- { path: /data,", "- { path: data,")).unwrap_err();
     assert!(format!("{:?}", e.errors()).contains("is not an absolute path"));
 }
