@@ -630,6 +630,25 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
             });
         }
     }
+    // A container mount point no longer declared is detached (Proxmox keeps its volume as
+    // `unusedN`, so no data is lost).
+    if lxc {
+        for (k, v) in &cfg.props {
+            let is_mp = k
+                .strip_prefix("mp")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if is_mp && !d.disks.contains_key(k) {
+                changes.push(Change {
+                    key: k.clone(),
+                    from: Some(v.clone()),
+                    to: None,
+                    reboot: true,
+                    sensitive: false,
+                    shown: true,
+                });
+            }
+        }
+    }
     // Tags: our owner tag must stay; the spec-hash tag is bookkeeping.
     let want_tags = canon_tags(&d.tags(lab));
     let have_tags = canon_tags(cfg.props.get("tags").map_or("", String::as_str));

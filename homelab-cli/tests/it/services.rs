@@ -293,6 +293,21 @@ fn container_changes_are_field_diffs_replacements_and_deletes() {
         &p.actions[..],
         [Action::Replace { vmid: 103, .. }]
     ));
+    // A mount point dropped from the file is detached (its volume stays as unusedN).
+    let dropped = resolve(&example_text().replace(
+        "      mounts:\n        - { path: /data, storage: local-lvm, size: 100GiB }\n",
+        "",
+    ))
+    .unwrap();
+    let p = plan::plan(&dropped, &o).unwrap();
+    assert!(
+        matches!(
+            &p.actions[..],
+            [Action::Update { vmid: 103, reboot: true, changes, .. }]
+                if changes.iter().any(|c| c.key == "mp0" && c.to.is_none())
+        ),
+        "{p:?}"
+    );
     // unprivileged only changes on creation.
     let privileged = resolve(&example_text().replace(
         "    - name: openwebui\n      vmid: 117\n",
