@@ -401,6 +401,28 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
             {
                 errs.push(l.error_at(&format!("{p}.memory"), format!("{m} is below 16MiB")));
             }
+            let key_path = if ct.ssh_keys.is_some() {
+                format!("{p}.ssh_keys")
+            } else {
+                "lxc.defaults.ssh_keys".into()
+            };
+            for (j, k) in s.ssh_keys.iter().flatten().enumerate() {
+                let known = [
+                    "ssh-ed25519 ",
+                    "ssh-rsa ",
+                    "ecdsa-sha2-",
+                    "sk-ssh-ed25519@",
+                    "sk-ecdsa-",
+                ]
+                .iter()
+                .any(|prefix| k.trim_start().starts_with(prefix));
+                if !known || k.contains('\n') || k.contains("PRIVATE KEY") {
+                    errs.push(
+                        l.error_at(&format!("{key_path}[{j}]"), "not an SSH public key line")
+                            .with_help("one `ssh-ed25519 AAAA... comment` line per key (from `~/.ssh/id_ed25519.pub`)"),
+                    );
+                }
+            }
             if ct.mounts.len() > 256 {
                 errs.push(l.error_at(&format!("{p}.mounts"), "at most 256 mount points"));
             }

@@ -199,6 +199,9 @@ fn fresh_lab_downloads_the_template_once_then_creates_every_container() {
     assert!(matches!(p.actions[0], Action::DownloadTemplate { .. }));
     assert_eq!(p.summary.add, 1 + d.guests.len());
     let text = render::plan_text(&p, false);
+    // The first container in full (the rest look alike).
+    let first: String = text.split("\n\n").take(3).collect::<Vec<_>>().join("\n\n");
+    insta::assert_snapshot!("services_plan_fresh_first", first);
     assert!(text.contains("+ template \"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\""));
     assert!(text.contains("# ct 101 \"postgresql\" will be created on pve"));
     assert!(text.contains("ssh-public-keys = \"(1 key(s))\""));
@@ -261,11 +264,7 @@ fn container_changes_are_field_diffs_replacements_and_deletes() {
         (mem.from.as_deref(), mem.to.as_deref()),
         (Some("2048"), Some("3072"))
     );
-    assert!(
-        render::plan_text(&p, false).contains("~ memory = 2048 -> 3072"),
-        "{}",
-        render::plan_text(&p, false)
-    );
+    insta::assert_snapshot!("services_plan_memory", render::plan_text(&p, false));
     // A feature flag: needs a restart.
     let feat = resolve(&example_text().replace(
         "features: { nesting: true }",
@@ -372,6 +371,13 @@ fn bad_container_declarations_are_reported_where_they_are() {
     let e = resolve(&text).unwrap_err();
     assert!(
         format!("{:?}", e.errors()).contains("this address is already given to cloudflared"),
+        "{:?}",
+        e.errors()
+    );
+    let text = example_text().replace("      - ssh-ed25519 AAAA", "      - AAAA");
+    let e = resolve(&text).unwrap_err();
+    assert!(
+        format!("{:?}", e.errors()).contains("not an SSH public key line"),
         "{:?}",
         e.errors()
     );
