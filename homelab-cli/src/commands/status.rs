@@ -124,15 +124,16 @@ fn render(s: &Status, _ctx: &Context) -> String {
         out.push_str("  no guests\n");
     } else {
         out.push_str(&format!(
-            "  {:<8} {:<20} {:<10} {:<9} {:<13} {}\n",
-            "VMID", "NAME", "NODE", "STATUS", "ROLE", "TALOS"
+            "  {:<8} {:<20} {:<10} {:<5} {:<9} {:<13} {}\n",
+            "VMID", "NAME", "NODE", "KIND", "STATUS", "ROLE", "TALOS"
         ));
         for g in &s.guests {
             out.push_str(&format!(
-                "  {:<8} {:<20} {:<10} {:<9} {:<13} {}{}\n",
+                "  {:<8} {:<20} {:<10} {:<5} {:<9} {:<13} {}{}\n",
                 g.vmid,
                 g.name,
                 g.node,
+                g.kind,
                 g.status,
                 g.role.as_deref().unwrap_or("-"),
                 g.talos.as_deref().unwrap_or("-"),

@@ -461,6 +461,21 @@ fn services_lifecycle_on_the_simulated_lab() {
     assert_eq!(again["simulated_requests"]["mutating"], 0, "{again:#}");
     let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0));
+    let status = repo.json(&["status", "--simulate", "-o", "json"]);
+    let rows = status["guests"].as_array().unwrap();
+    assert_eq!(rows.len(), 11, "{status:#}");
+    assert!(
+        rows.iter()
+            .all(|g| g["kind"] == "ct" && g["status"] == "running" && g["declared"] == true),
+        "{status:#}"
+    );
+    let text = String::from_utf8(repo.cli(&["status", "--simulate"]).stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["117", "openwebui", "pve", "ct", "running", "-", "-"]),
+        "{text}"
+    );
 
     // Every container's configuration, as Proxmox reports it, matches the declaration
     // (not just the spec-hash tags the no-op plan relies on).
