@@ -545,3 +545,36 @@ fn services_lifecycle_on_the_simulated_lab() {
     assert!(!shown.contains("will be downloaded"), "{shown}");
     assert!(shown.contains("Plan: 11 to add"), "{shown}");
 }
+
+#[test]
+fn keyctl_through_an_api_token_fails_with_advice_and_a_rerun_converges() {
+    let repo = Repo::new();
+    let text = std::fs::read_to_string(repo.config()).unwrap();
+    // Only the first container asks for keyctl.
+    let with_keyctl = text.replacen(
+        "      startup: { order: 1, up: 10 }\n",
+        "      startup: { order: 1, up: 10 }\n      features: { nesting: true, keyctl: true }\n",
+        1,
+    );
+    assert_ne!(with_keyctl, text);
+    std::fs::write(repo.config(), &with_keyctl).unwrap();
+    let out = repo.cli(&["up", "--simulate", "--yes"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("create ct 100 \"cloudflared\" failed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("only `root@pam` logged in with a password"),
+        "{err}"
+    );
+    // Everything else was created; dropping keyctl converges.
+    std::fs::write(repo.config(), &text).unwrap();
+    let up = repo.json(&["up", "--simulate", "-o", "json"]);
+    let steps = up["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{up:#}");
+    assert_eq!(steps[0]["id"], "guest:100", "{up:#}");
+    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0));
+}
