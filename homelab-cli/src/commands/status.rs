@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 use crate::context::{Context, Exit, OutputFormat, print_json, print_text};
+use crate::engine::observed::ObservedGuest;
 use crate::engine::talos::{self, NodeState};
+use crate::model::desired::GuestKind;
 use crate::session::{Session, SimArgs};
 use crate::workspace::ConfigArg;
 
@@ -33,6 +35,11 @@ pub struct GuestStatus {
     pub kind: String,
     /// Proxmox status.
     pub status: String,
+    /// IP addresses: what the QEMU guest agent reports for a running VM, else the static
+    /// address in the guest's Proxmox config (`ipconfig0`, or an LXC `net0`).
+    pub addresses: Vec<String>,
+    /// Where `addresses` came from: `agent` or `config` (`None` when there are none).
+    pub address_source: Option<String>,
     /// Whether homelab.yaml still declares it.
     pub declared: bool,
     /// Talos role.
@@ -82,12 +89,15 @@ async fn collect(session: &Session) -> miette::Result<Status> {
             }),
             _ => None,
         };
+        let (addresses, address_source) = addresses(session, g).await;
         guests.push(GuestStatus {
             vmid: g.vmid,
             name: g.name.clone().unwrap_or_default(),
             node: g.node.clone(),
             kind: g.kind.noun().into(),
             status: g.status.clone(),
+            addresses,
+            address_source: address_source.map(String::from),
             declared: d.is_some(),
             role: member.map(|m| m.role.to_string()),
             talos: talos_state.map(String::from),
@@ -118,23 +128,91 @@ async fn collect(session: &Session) -> miette::Result<Status> {
     })
 }
 
+/// A guest's addresses: the guest agent's view for a running VM with `agent` enabled (one
+/// call per such VM), else the static address its config declares.
+async fn addresses(session: &Session, g: &ObservedGuest) -> (Vec<String>, Option<&'static str>) {
+    let props = g.config.as_ref().map(|c| &c.props);
+    let agent_on = props
+        .and_then(|p| p.get("agent"))
+        .is_some_and(|a| agent_enabled(a));
+    if g.kind == GuestKind::Qemu && g.status == "running" && agent_on {
+        let vm = session.pve.node(&g.node).qemu(g.vmid);
+        if let Ok(ifaces) = vm.agent_network_interfaces().await {
+            let found = agent_addresses(&ifaces);
+            if !found.is_empty() {
+                return (found, Some("agent"));
+            }
+        }
+    }
+    let found = props.map(config_addresses).unwrap_or_default();
+    let source = (!found.is_empty()).then_some("config");
+    (found, source)
+}
+
+/// `agent: 1` or `agent: enabled=1,...`.
+fn agent_enabled(value: &str) -> bool {
+    value.split(',').any(|part| {
+        let v = part.strip_prefix("enabled=").unwrap_or(part);
+        v == "1"
+    })
+}
+
+/// Addresses from guest-agent interfaces, leaving out the loopback interface and IPv6
+/// link-local addresses (they identify nothing outside the guest).
+fn agent_addresses(ifaces: &[proxmox_client::models::AgentInterface]) -> Vec<String> {
+    ifaces
+        .iter()
+        .filter(|i| i.name != "lo")
+        .flat_map(|i| &i.ip_addresses)
+        .filter(|a| !a.ip_address.to_ascii_lowercase().starts_with("fe80:"))
+        .map(|a| a.ip_address.clone())
+        .collect()
+}
+
+/// Static addresses in a guest config: `ipconfigN: ip=A/N,...` (QEMU cloud-init) or
+/// `netN: ...,ip=A/N,...` (LXC); `dhcp`/`manual`/`auto` say nothing about the address.
+fn config_addresses(props: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, value) in props {
+        if !(key.starts_with("ipconfig") || key.starts_with("net")) {
+            continue;
+        }
+        for part in value.split(',') {
+            let addr = part
+                .strip_prefix("ip=")
+                .or_else(|| part.strip_prefix("ip6="));
+            if let Some(addr) = addr
+                && !matches!(addr, "dhcp" | "manual" | "auto")
+            {
+                out.push(addr.split('/').next().unwrap_or(addr).to_string());
+            }
+        }
+    }
+    out
+}
+
 fn render(s: &Status, _ctx: &Context) -> String {
     let mut out = format!("homelab {}\n", s.homelab);
     if s.guests.is_empty() {
         out.push_str("  no guests\n");
     } else {
         out.push_str(&format!(
-            "  {:<8} {:<20} {:<10} {:<5} {:<9} {:<13} {}\n",
-            "VMID", "NAME", "NODE", "KIND", "STATUS", "ROLE", "TALOS"
+            "  {:<8} {:<20} {:<10} {:<5} {:<9} {:<16} {:<13} {}\n",
+            "VMID", "NAME", "NODE", "KIND", "STATUS", "ADDRESS", "ROLE", "TALOS"
         ));
         for g in &s.guests {
             out.push_str(&format!(
-                "  {:<8} {:<20} {:<10} {:<5} {:<9} {:<13} {}{}\n",
+                "  {:<8} {:<20} {:<10} {:<5} {:<9} {:<16} {:<13} {}{}\n",
                 g.vmid,
                 g.name,
                 g.node,
                 g.kind,
                 g.status,
+                if g.addresses.is_empty() {
+                    "-".to_string()
+                } else {
+                    g.addresses.join(",")
+                },
                 g.role.as_deref().unwrap_or("-"),
                 g.talos.as_deref().unwrap_or("-"),
                 if g.declared {
@@ -155,4 +233,38 @@ fn render(s: &Status, _ctx: &Context) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_addresses_come_from_ipconfig_and_lxc_net() {
+        let props: std::collections::BTreeMap<String, String> = [
+            ("ipconfig0", "ip=127.0.10.11/24,gw=127.0.10.1"),
+            ("ipconfig1", "ip=dhcp"),
+            (
+                "net0",
+                "name=eth0,bridge=vmbr0,ip=10.1.2.3/24,gw=10.1.2.1,ip6=fd00::5/64",
+            ),
+            ("net1", "virtio=BC:24:11:00:00:01,bridge=vmbr0"),
+            ("memory", "2048"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            config_addresses(&props),
+            vec!["127.0.10.11", "10.1.2.3", "fd00::5"]
+        );
+    }
+
+    #[test]
+    fn agent_flag_forms() {
+        assert!(agent_enabled("1"));
+        assert!(agent_enabled("enabled=1,fstrim_cloned_disks=1"));
+        assert!(!agent_enabled("0"));
+        assert!(!agent_enabled("enabled=0"));
+    }
 }

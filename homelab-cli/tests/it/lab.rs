@@ -722,6 +722,18 @@ mod e2e {
         }
         rt.block_on(lab.shutdown());
 
+        // status reports the node's address as its guest agent sees it, and Talos' state.
+        let status = repo.json(&["status", "--simulate", "-o", "json"]);
+        let row = &status["guests"][0];
+        assert_eq!(
+            row["addresses"],
+            serde_json::json!([format!("{}11", repo.net)]),
+            "{status:#}"
+        );
+        assert_eq!(row["address_source"], "agent", "{status:#}");
+        assert_eq!(row["talos"], "configured", "{status:#}");
+        assert_eq!(status["kubernetes_ready"], true, "{status:#}");
+
         // down destroys our guest (asks unless --yes), status is empty afterwards.
         let refused = repo.cli(&["down", "--simulate"]);
         assert!(

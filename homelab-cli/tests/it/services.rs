@@ -475,7 +475,16 @@ fn services_lifecycle_on_the_simulated_lab() {
     assert!(
         text.lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>()
-                == ["117", "openwebui", "pve", "ct", "running", "-", "-"]),
+                == [
+                    "117",
+                    "openwebui",
+                    "pve",
+                    "ct",
+                    "running",
+                    "10.0.10.117",
+                    "-",
+                    "-"
+                ]),
         "{text}"
     );
 
