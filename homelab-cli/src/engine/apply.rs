@@ -19,7 +19,6 @@ use super::observed::Observed;
 use super::plan::{Action, Change, Plan};
 use super::props::parse_disk;
 use super::talos::{self, NodeState};
-use crate::model::config::Role;
 use crate::model::desired::{Desired, DesiredGuest, GuestKind};
 
 /// How long to wait for things that take a while.
@@ -686,11 +685,7 @@ async fn configure_node(env: &Env, vmid: u32) -> Result<String, StepError> {
 
 fn first_control_plane(env: &Env, vmid: u32) -> Result<(&DesiredGuest, IpAddr), StepError> {
     let d = desired_guest(env, vmid)?;
-    debug_assert!(
-        d.talos
-            .as_ref()
-            .is_some_and(|t| t.role == Role::Controlplane)
-    );
+    debug_assert!(d.is_control_plane());
     let ip =
         d.talos.as_ref().and_then(|t| t.ip).ok_or_else(|| {
             StepError::new(format!("{} has no static address to bootstrap", d.name))
@@ -763,11 +758,7 @@ pub fn control_planes(desired: &Desired) -> Vec<u32> {
     desired
         .guests
         .iter()
-        .filter(|g| {
-            g.talos
-                .as_ref()
-                .is_some_and(|t| t.role == Role::Controlplane)
-        })
+        .filter(|g| g.is_control_plane())
         .map(|g| g.vmid)
         .collect()
 }

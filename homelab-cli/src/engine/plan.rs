@@ -466,21 +466,15 @@ pub fn plan_talos(desired: &Desired, talos: &TalosObserved, mut plan: Plan) -> P
         }
     }
     let first_cp = cluster.nodes.iter().find_map(|vmid| {
-        desired.guests.iter().find(|g| {
-            g.vmid == *vmid
-                && g.talos
-                    .as_ref()
-                    .is_some_and(|t| t.role == crate::model::config::Role::Controlplane)
-        })
+        desired
+            .guests
+            .iter()
+            .find(|g| g.vmid == *vmid && g.is_control_plane())
     });
     let all_cps_recreated = desired
         .guests
         .iter()
-        .filter(|g| {
-            g.talos
-                .as_ref()
-                .is_some_and(|t| t.role == crate::model::config::Role::Controlplane)
-        })
+        .filter(|g| g.is_control_plane())
         .all(|g| recreated.contains(&g.vmid));
     if let Some(cp) = first_cp
         && (!talos.bootstrapped || all_cps_recreated)

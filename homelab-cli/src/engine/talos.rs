@@ -67,11 +67,7 @@ pub fn control_plane_ips(desired: &Desired) -> Vec<IpAddr> {
     desired
         .guests
         .iter()
-        .filter(|g| {
-            g.talos
-                .as_ref()
-                .is_some_and(|t| t.role == Role::Controlplane)
-        })
+        .filter(|g| g.is_control_plane())
         .filter_map(|g| g.talos.as_ref().and_then(|t| t.ip))
         .collect()
 }

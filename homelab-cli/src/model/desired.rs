@@ -234,6 +234,13 @@ impl DesiredGuest {
         c * s
     }
 
+    /// Whether it is a Talos control-plane node.
+    pub fn is_control_plane(&self) -> bool {
+        self.talos
+            .as_ref()
+            .is_some_and(|t| t.role == Role::Controlplane)
+    }
+
     /// Sum of sized disks in MiB.
     pub fn disk_mib(&self) -> u64 {
         self.disks
