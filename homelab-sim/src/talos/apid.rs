@@ -87,6 +87,29 @@ fn meta() -> Option<Metadata> {
     None
 }
 
+/// The installed peer a proxy target names (IP or hostname) as a forwarded-to apid, or the
+/// dial error real apid reports for a target nothing answers on.
+fn dial(peers: &[Arc<Node>], t: &str) -> Result<Apid, Status> {
+    peers
+        .iter()
+        .find(|n| (n.ip.to_string() == t || n.hostname() == t) && n.state().installed)
+        .map(|node| Apid {
+            node: Arc::clone(node),
+            maintenance: false,
+            trusted: true,
+        })
+        .ok_or_else(|| {
+            Status::unavailable(format!(
+                "connection error: desc = \"transport: Error while dialing: dial tcp {t}:50000: connect: connection refused\""
+            ))
+        })
+}
+
+/// How apid words a failed target's error in the reply's metadata.
+fn rpc_error_text(st: &Status) -> String {
+    format!("rpc error: code = {:?} desc = {}", st.code(), st.message())
+}
+
 /// Roles from the client certificate's Organization values (normal mode).
 fn roles<T>(req: &Request<T>) -> Vec<String> {
     let Some(certs) = req.peer_certs() else {
@@ -142,30 +165,12 @@ impl Apid {
         F: Fn(Apid, Request<Req>) -> BoxFut<Result<Response<Resp>, Status>>,
     {
         let inner = req.into_inner();
-        let peers = self
-            .node
-            .runtime
-            .upgrade()
-            .map(|rt| rt.all_nodes())
-            .unwrap_or_default();
+        let peers = self.peers();
         let mut all = Vec::new();
         for t in targets {
-            let target = peers
-                .iter()
-                .find(|n| (n.ip.to_string() == t || n.hostname() == t) && n.state().installed)
-                .cloned();
-            let result = match target {
-                Some(node) => {
-                    let apid = Apid {
-                        node,
-                        maintenance: false,
-                        trusted: true,
-                    };
-                    call(apid, Request::new(inner.clone())).await
-                }
-                None => Err(Status::unavailable(format!(
-                    "connection error: desc = \"transport: Error while dialing: dial tcp {t}:50000: connect: connection refused\""
-                ))),
+            let result = match dial(&peers, &t) {
+                Ok(apid) => call(apid, Request::new(inner.clone())).await,
+                Err(st) => Err(st),
             };
             match result {
                 Ok(r) => {
@@ -183,7 +188,7 @@ impl Apid {
                 }
                 Err(st) => {
                     let mut item = Resp::Item::default();
-                    let text = format!("rpc error: code = {:?} desc = {}", st.code(), st.message());
+                    let text = rpc_error_text(&st);
                     Resp::set_meta(
                         &mut item,
                         Metadata {
@@ -201,6 +206,15 @@ impl Apid {
             }
         }
         Ok(Response::new(Resp::from_items(all)))
+    }
+
+    /// Every simulated node of this lab (none once the lab is gone).
+    fn peers(&self) -> Vec<Arc<Node>> {
+        self.node
+            .runtime
+            .upgrade()
+            .map(|rt| rt.all_nodes())
+            .unwrap_or_default()
     }
 
     fn admin_only<T>(&self, req: &Request<T>) -> Result<(), Status> {
@@ -385,30 +399,12 @@ impl MachineService for Apid {
             && let Some(targets) = proxy_targets(&req)?
         {
             use futures_util::StreamExt as _;
-            let peers = self
-                .node
-                .runtime
-                .upgrade()
-                .map(|rt| rt.all_nodes())
-                .unwrap_or_default();
+            let peers = self.peers();
             let mut chunks = Vec::new();
             for t in targets {
-                let target = peers
-                    .iter()
-                    .find(|n| (n.ip.to_string() == t || n.hostname() == t) && n.state().installed)
-                    .cloned();
-                let result = match target {
-                    Some(node) => {
-                        let apid = Apid {
-                            node,
-                            maintenance: false,
-                            trusted: true,
-                        };
-                        apid.kubeconfig(Request::new(())).await
-                    }
-                    None => Err(Status::unavailable(format!(
-                        "connection error: desc = \"transport: Error while dialing: dial tcp {t}:50000: connect: connection refused\""
-                    ))),
+                let result = match dial(&peers, &t) {
+                    Ok(apid) => apid.kubeconfig(Request::new(())).await,
+                    Err(st) => Err(st),
                 };
                 let tagged = |error: String| Metadata {
                     hostname: t.clone(),
@@ -426,11 +422,7 @@ impl MachineService for Apid {
                         }
                     }
                     Err(st) => chunks.push(Ok(Data {
-                        metadata: Some(tagged(format!(
-                            "rpc error: code = {:?} desc = {}",
-                            st.code(),
-                            st.message()
-                        ))),
+                        metadata: Some(tagged(rpc_error_text(&st))),
                         bytes: vec![],
                     })),
                 }
