@@ -33,30 +33,21 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 storage,
                 filename,
                 url,
-            } => {
-                let _ = writeln!(
-                    out,
-                    "  # iso {storage}:iso/{filename} will be downloaded on {node}"
-                );
-                let _ = writeln!(out, "  {} iso \"{storage}:iso/{filename}\" {{", paint("+"));
-                let _ = writeln!(out, "      {} url = \"{url}\"", paint("+"));
-                out.push_str("    }\n");
             }
-            Action::DownloadTemplate {
+            | Action::DownloadTemplate {
                 node,
                 storage,
                 filename,
                 url,
             } => {
-                let _ = writeln!(
-                    out,
-                    "  # template {storage}:vztmpl/{filename} will be downloaded on {node}"
-                );
-                let _ = writeln!(
-                    out,
-                    "  {} template \"{storage}:vztmpl/{filename}\" {{",
-                    paint("+")
-                );
+                let (what, content) = if matches!(a, Action::DownloadIso { .. }) {
+                    ("iso", "iso")
+                } else {
+                    ("template", "vztmpl")
+                };
+                let volid = format!("{storage}:{content}/{filename}");
+                let _ = writeln!(out, "  # {what} {volid} will be downloaded on {node}");
+                let _ = writeln!(out, "  {} {what} \"{volid}\" {{", paint("+"));
                 let _ = writeln!(out, "      {} url = \"{url}\"", paint("+"));
                 out.push_str("    }\n");
             }
@@ -99,37 +90,13 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 let width = visible.iter().map(|c| c.key.len()).max().unwrap_or(0);
                 for c in &visible {
                     let note = if c.reboot { "   # restart" } else { "" };
-                    match (&c.from, &c.to) {
-                        (None, Some(t)) => {
-                            let _ = writeln!(
-                                out,
-                                "      {} {:width$} = {}{note}",
-                                paint("+"),
-                                c.key,
-                                quote(t)
-                            );
-                        }
-                        (Some(f), None) => {
-                            let _ = writeln!(
-                                out,
-                                "      {} {:width$} = {}{note}",
-                                paint("-"),
-                                c.key,
-                                quote(f)
-                            );
-                        }
-                        (Some(f), Some(t)) => {
-                            let _ = writeln!(
-                                out,
-                                "      {} {:width$} = {} -> {}{note}",
-                                paint("~"),
-                                c.key,
-                                quote(f),
-                                quote(t)
-                            );
-                        }
-                        (None, None) => {}
-                    }
+                    let (sym, value) = match (&c.from, &c.to) {
+                        (None, Some(t)) => ("+", quote(t)),
+                        (Some(f), None) => ("-", quote(f)),
+                        (Some(f), Some(t)) => ("~", format!("{} -> {}", quote(f), quote(t))),
+                        (None, None) => continue,
+                    };
+                    let _ = writeln!(out, "      {} {:width$} = {value}{note}", paint(sym), c.key);
                 }
                 let hidden = changes.len() - visible.len();
                 if hidden > 0 {
