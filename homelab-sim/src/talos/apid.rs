@@ -61,17 +61,15 @@ type BoxFut<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 /// The `nodes` (one-to-many) or `node` (one-to-one) proxy metadata of a request.
 fn proxy_targets<T>(req: &Request<T>) -> Result<Option<Vec<String>>, Status> {
-    let md = req.metadata();
-    let nodes: Vec<String> = md
-        .get_all("nodes")
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_string))
-        .collect();
-    let node: Vec<String> = md
-        .get_all("node")
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_string))
-        .collect();
+    let values = |key: &str| -> Vec<String> {
+        req.metadata()
+            .get_all(key)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect()
+    };
+    let nodes = values("nodes");
+    let node = values("node");
     if node.len() > 1 {
         return Err(Status::invalid_argument(
             "node metadata must be single-valued",
@@ -208,6 +206,15 @@ impl Apid {
         Ok(Response::new(Resp::from_items(all)))
     }
 
+    /// Where a client's call is to be proxied: only normal-mode apid proxies, and never a call
+    /// another apid already forwarded.
+    fn forward_targets<T>(&self, req: &Request<T>) -> Result<Option<Vec<String>>, Status> {
+        if self.maintenance || self.trusted {
+            return Ok(None);
+        }
+        proxy_targets(req)
+    }
+
     /// Every simulated node of this lab (none once the lab is gone).
     fn peers(&self) -> Vec<Arc<Node>> {
         self.node
@@ -260,10 +267,7 @@ impl MachineService for Apid {
         req: Request<ApplyConfigurationRequest>,
     ) -> Result<Response<ApplyConfigurationResponse>, Status> {
         self.require(&req, &["os:admin"])?;
-        if !self.maintenance
-            && !self.trusted
-            && let Some(t) = proxy_targets(&req)?
-        {
+        if let Some(t) = self.forward_targets(&req)? {
             return self
                 .proxy(t, req, |a, r| {
                     Box::pin(async move { a.apply_configuration(r).await })
@@ -359,10 +363,7 @@ impl MachineService for Apid {
         req: Request<BootstrapRequest>,
     ) -> Result<Response<BootstrapResponse>, Status> {
         self.admin_only(&req)?;
-        if !self.maintenance
-            && !self.trusted
-            && let Some(t) = proxy_targets(&req)?
-        {
+        if let Some(t) = self.forward_targets(&req)? {
             return self
                 .proxy(t, req, |a, r| Box::pin(async move { a.bootstrap(r).await }))
                 .await;
@@ -394,10 +395,7 @@ impl MachineService for Apid {
         req: Request<()>,
     ) -> Result<Response<tonic::codegen::BoxStream<Data>>, Status> {
         self.admin_only(&req)?;
-        if !self.maintenance
-            && !self.trusted
-            && let Some(targets) = proxy_targets(&req)?
-        {
+        if let Some(targets) = self.forward_targets(&req)? {
             use futures_util::StreamExt as _;
             let peers = self.peers();
             let mut chunks = Vec::new();
@@ -469,10 +467,7 @@ impl MachineService for Apid {
             return Err(Status::unimplemented(NOT_IN_MAINTENANCE));
         }
         self.require(&req, &["os:admin", "os:operator", "os:reader"])?;
-        if !self.maintenance
-            && !self.trusted
-            && let Some(t) = proxy_targets(&req)?
-        {
+        if let Some(t) = self.forward_targets(&req)? {
             return self
                 .proxy(t, req, |a, r| Box::pin(async move { a.version(r).await }))
                 .await;
@@ -511,10 +506,7 @@ impl MachineService for Apid {
             return Err(Status::unimplemented(NOT_IN_MAINTENANCE));
         }
         self.require(&req, &["os:admin", "os:operator", "os:reader"])?;
-        if !self.maintenance
-            && !self.trusted
-            && let Some(t) = proxy_targets(&req)?
-        {
+        if let Some(t) = self.forward_targets(&req)? {
             return self
                 .proxy(t, req, |a, r| {
                     Box::pin(async move { a.service_list(r).await })
@@ -567,10 +559,7 @@ impl MachineService for Apid {
             &req,
             &["os:admin", "os:operator", "os:reader", "os:etcd:backup"],
         )?;
-        if !self.maintenance
-            && !self.trusted
-            && let Some(t) = proxy_targets(&req)?
-        {
+        if let Some(t) = self.forward_targets(&req)? {
             return self
                 .proxy(t, req, |a, r| {
                     Box::pin(async move { a.etcd_member_list(r).await })
@@ -605,10 +594,7 @@ impl MachineService for Apid {
             return Err(Status::unimplemented(NOT_IN_MAINTENANCE));
         }
         self.require(&req, &["os:admin", "os:operator"])?;
-        if !self.maintenance
-            && !self.trusted
-            && let Some(t) = proxy_targets(&req)?
-        {
+        if let Some(t) = self.forward_targets(&req)? {
             return self
                 .proxy(t, req, |a, r| Box::pin(async move { a.reboot(r).await }))
                 .await;
@@ -628,10 +614,7 @@ impl MachineService for Apid {
 
     async fn reset(&self, req: Request<ResetRequest>) -> Result<Response<ResetResponse>, Status> {
         self.admin_only(&req)?;
-        if !self.maintenance
-            && !self.trusted
-            && let Some(t) = proxy_targets(&req)?
-        {
+        if let Some(t) = self.forward_targets(&req)? {
             return self
                 .proxy(t, req, |a, r| Box::pin(async move { a.reset(r).await }))
                 .await;
@@ -661,10 +644,7 @@ impl MachineService for Apid {
         req: Request<UpgradeRequest>,
     ) -> Result<Response<UpgradeResponse>, Status> {
         self.admin_only(&req)?;
-        if !self.maintenance
-            && !self.trusted
-            && let Some(t) = proxy_targets(&req)?
-        {
+        if let Some(t) = self.forward_targets(&req)? {
             return self
                 .proxy(t, req, |a, r| Box::pin(async move { a.upgrade(r).await }))
                 .await;
@@ -683,10 +663,7 @@ impl MachineService for Apid {
 impl StorageService for Apid {
     async fn disks(&self, req: Request<()>) -> Result<Response<DisksResponse>, Status> {
         self.require(&req, &["os:admin", "os:operator", "os:reader"])?;
-        if !self.maintenance
-            && !self.trusted
-            && let Some(t) = proxy_targets(&req)?
-        {
+        if let Some(t) = self.forward_targets(&req)? {
             return self
                 .proxy(t, req, |a, r| Box::pin(async move { a.disks(r).await }))
                 .await;
