@@ -81,6 +81,35 @@ fn guest_path(node: &str, kind: GuestKind, vmid: u32) -> String {
     format!("/nodes/{node}/{}/{vmid}", kind.as_str())
 }
 
+/// The step that creates a guest; with `replace_on`, it first destroys the one on that node.
+fn create_step(
+    e: Arc<Env>,
+    vmid: u32,
+    name: &str,
+    kind: GuestKind,
+    replace_on: Option<String>,
+    deps: Vec<String>,
+) -> Step {
+    let verb = if replace_on.is_some() {
+        "replace"
+    } else {
+        "create"
+    };
+    Step {
+        id: format!("guest:{vmid}"),
+        label: format!("{verb} {} {vmid} \"{name}\"", kind.noun()),
+        deps,
+        run: async move {
+            if let Some(current_node) = replace_on {
+                destroy(&e, &current_node, kind, vmid).await?;
+            }
+            let d = desired_guest(&e, vmid)?;
+            create(&e, d).await
+        }
+        .boxed(),
+    }
+}
+
 /// Build the steps for `plan`. Talos steps follow the guests they configure.
 pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     let mut out = Vec::new();
@@ -181,16 +210,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 ..
             } => {
                 let deps = guest_deps(vmid, &node, &iso_step_of_node, &tmpl_steps);
-                out.push(Step {
-                    id: format!("guest:{vmid}"),
-                    label: format!("create {} {vmid} \"{name}\"", kind.noun()),
-                    deps,
-                    run: async move {
-                        let d = desired_guest(&e, vmid)?;
-                        create(&e, d).await
-                    }
-                    .boxed(),
-                });
+                out.push(create_step(e, vmid, &name, kind, None, deps));
             }
             Action::Replace {
                 vmid,
@@ -201,17 +221,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 ..
             } => {
                 let deps = guest_deps(vmid, &node, &iso_step_of_node, &tmpl_steps);
-                out.push(Step {
-                    id: format!("guest:{vmid}"),
-                    label: format!("replace {} {vmid} \"{name}\"", kind.noun()),
-                    deps,
-                    run: async move {
-                        destroy(&e, &current_node, kind, vmid).await?;
-                        let d = desired_guest(&e, vmid)?;
-                        create(&e, d).await
-                    }
-                    .boxed(),
-                });
+                out.push(create_step(e, vmid, &name, kind, Some(current_node), deps));
             }
             Action::Update {
                 vmid,
