@@ -922,6 +922,47 @@ fn prefix(kind: Kind) -> &'static str {
     if kind == Kind::Qemu { "qm" } else { "vz" }
 }
 
+/// Takes the guest's lock, then runs `work` as the guest's `qm<action>`/`vz<action>` task on
+/// `node`; the reply is the task's UPID.
+async fn guest_task<F, Fut>(
+    sim: &Sim,
+    caller: &Caller,
+    kind: Kind,
+    node: &str,
+    vmid: u32,
+    action: &str,
+    work: F,
+) -> ApiResult<Reply>
+where
+    F: FnOnce(TaskCtx) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let guard = sim.lock_guest(kind, vmid).await?;
+    let ty = format!("{}{action}", prefix(kind));
+    let upid = sim.spawn_task(
+        node,
+        &ty,
+        &vmid.to_string(),
+        &caller.authid,
+        Some(guard),
+        work,
+    );
+    Ok(json!(upid).into())
+}
+
+/// Stopping and rebooting need a running guest that no lock (bar a `skiplock`) holds.
+fn check_running(sim: &Sim, kind: Kind, node: &str, vmid: u32, p: &Params) -> ApiResult<()> {
+    let st = sim.state();
+    let g = guest(&st, kind, node, vmid)?;
+    if !g.running {
+        return Err(ApiError::fail(format!(
+            "{} {vmid} not running",
+            kind.label()
+        )));
+    }
+    check_lock(g, p)
+}
+
 async fn start(sim: &Sim, caller: &Caller, kind: Kind, p: &Params) -> ApiResult<Reply> {
     check_skiplock(caller, p)?;
     let node = req(p, "node")?.to_string();
@@ -937,14 +978,13 @@ async fn start(sim: &Sim, caller: &Caller, kind: Kind, p: &Params) -> ApiResult<
             )));
         }
     }
-    let guard = sim.lock_guest(kind, vmid).await?;
-    let ty = format!("{}start", prefix(kind));
-    let upid = sim.spawn_task(
+    guest_task(
+        sim,
+        caller,
+        kind,
         &node.clone(),
-        &ty,
-        &vmid.to_string(),
-        &caller.authid,
-        Some(guard),
+        vmid,
+        "start",
         move |ctx| async move {
             let g = {
                 let st = ctx.sim.state();
@@ -957,63 +997,41 @@ async fn start(sim: &Sim, caller: &Caller, kind: Kind, p: &Params) -> ApiResult<
             };
             power_on(&ctx.sim, g).map_err(|e| format!("start failed: {e}"))
         },
-    );
-    Ok(json!(upid).into())
+    )
+    .await
 }
 
 async fn stop(sim: &Sim, caller: &Caller, kind: Kind, p: &Params, how: &str) -> ApiResult<Reply> {
     check_skiplock(caller, p)?;
     let node = req(p, "node")?.to_string();
     let vmid = vmid_of(p, "vmid")?;
-    {
-        let st = sim.state();
-        let g = guest(&st, kind, &node, vmid)?;
-        if !g.running {
-            return Err(ApiError::fail(format!(
-                "{} {vmid} not running",
-                kind.label()
-            )));
-        }
-        check_lock(g, p)?;
-    }
-    let guard = sim.lock_guest(kind, vmid).await?;
-    let ty = format!("{}{how}", prefix(kind));
-    let upid = sim.spawn_task(
+    check_running(sim, kind, &node, vmid, p)?;
+    guest_task(
+        sim,
+        caller,
+        kind,
         &node.clone(),
-        &ty,
-        &vmid.to_string(),
-        &caller.authid,
-        Some(guard),
+        vmid,
+        how,
         move |ctx| async move {
             power_off(&ctx.sim, &node, vmid);
             Ok(())
         },
-    );
-    Ok(json!(upid).into())
+    )
+    .await
 }
 
 async fn reboot(sim: &Sim, caller: &Caller, kind: Kind, p: &Params) -> ApiResult<Reply> {
     let node = req(p, "node")?.to_string();
     let vmid = vmid_of(p, "vmid")?;
-    {
-        let st = sim.state();
-        let g = guest(&st, kind, &node, vmid)?;
-        if !g.running {
-            return Err(ApiError::fail(format!(
-                "{} {vmid} not running",
-                kind.label()
-            )));
-        }
-        check_lock(g, p)?;
-    }
-    let guard = sim.lock_guest(kind, vmid).await?;
-    let ty = format!("{}reboot", prefix(kind));
-    let upid = sim.spawn_task(
+    check_running(sim, kind, &node, vmid, p)?;
+    guest_task(
+        sim,
+        caller,
+        kind,
         &node.clone(),
-        &ty,
-        &vmid.to_string(),
-        &caller.authid,
-        Some(guard),
+        vmid,
+        "reboot",
         move |ctx| async move {
             power_off(&ctx.sim, &node, vmid);
             let g = ctx
@@ -1025,8 +1043,8 @@ async fn reboot(sim: &Sim, caller: &Caller, kind: Kind, p: &Params) -> ApiResult
                 .ok_or_else(|| format!("{} {vmid} vanished", kind.label()))?;
             power_on(&ctx.sim, g).map_err(|e| format!("start failed: {e}"))
         },
-    );
-    Ok(json!(upid).into())
+    )
+    .await
 }
 
 // ----------------------------------------------------------------------------- destroy
@@ -1052,15 +1070,14 @@ async fn destroy(sim: &Sim, caller: &Caller, kind: Kind, p: &Params) -> ApiResul
             )));
         }
     }
-    let guard = sim.lock_guest(kind, vmid).await?;
     let purge = flag(p, "purge", false);
-    let ty = format!("{}destroy", prefix(kind));
-    let upid = sim.spawn_task(
+    guest_task(
+        sim,
+        caller,
+        kind,
         &node.clone(),
-        &ty,
-        &vmid.to_string(),
-        &caller.authid,
-        Some(guard),
+        vmid,
+        "destroy",
         move |ctx| async move {
             let was_running = {
                 let mut st = ctx.sim.state();
@@ -1108,8 +1125,8 @@ async fn destroy(sim: &Sim, caller: &Caller, kind: Kind, p: &Params) -> ApiResul
             ctx.sim.guest_destroyed(&node, vmid);
             Ok(())
         },
-    );
-    Ok(json!(upid).into())
+    )
+    .await
 }
 
 // ----------------------------------------------------------------------------- config update
