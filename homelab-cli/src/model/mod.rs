@@ -227,6 +227,29 @@ fn token_len(rest: &str) -> usize {
 }
 
 /// Rules that need no secrets.
+/// The name and VMID checks every guest at `p` gets; `what` names the name in errors.
+fn check_guest_id(
+    l: &Loaded,
+    errs: &mut Vec<ConfigError>,
+    p: &str,
+    what: &str,
+    name: &str,
+    vmid: u32,
+) {
+    if !is_label(name, 63) {
+        errs.push(
+            l.error_at(&format!("{p}.name"), format!("invalid {what} `{name}`"))
+                .with_help("a DNS label: lowercase letters, digits and `-`"),
+        );
+    }
+    if !(100..=999_999_999).contains(&vmid) {
+        errs.push(l.error_at(
+            &format!("{p}.vmid"),
+            format!("VMID {vmid} is outside 100..=999999999"),
+        ));
+    }
+}
+
 fn validate(l: &Loaded) -> Vec<ConfigError> {
     let mut errs = Vec::new();
     let c = &l.config;
@@ -296,21 +319,7 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
         let mut vmids = std::collections::HashMap::new();
         for (i, n) in t.nodes.iter().enumerate() {
             let p = format!("talos.nodes[{i}]");
-            if !is_label(&n.name, 63) {
-                errs.push(
-                    l.error_at(
-                        &format!("{p}.name"),
-                        format!("invalid node name `{}`", n.name),
-                    )
-                    .with_help("a DNS label: lowercase letters, digits and `-`"),
-                );
-            }
-            if !(100..=999_999_999).contains(&n.vmid) {
-                errs.push(l.error_at(
-                    &format!("{p}.vmid"),
-                    format!("VMID {} is outside 100..=999999999", n.vmid),
-                ));
-            }
+            check_guest_id(l, &mut errs, &p, "node name", &n.name, n.vmid);
             if let Some(prev) = names.insert(n.name.clone(), i) {
                 errs.push(l.error_at(
                     &format!("{p}.name"),
@@ -359,21 +368,7 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
         let defaults = &x.defaults;
         for (i, ct) in x.containers.iter().enumerate() {
             let p = format!("lxc.containers[{i}]");
-            if !is_label(&ct.name, 63) {
-                errs.push(
-                    l.error_at(
-                        &format!("{p}.name"),
-                        format!("invalid hostname `{}`", ct.name),
-                    )
-                    .with_help("a DNS label: lowercase letters, digits and `-`"),
-                );
-            }
-            if !(100..=999_999_999).contains(&ct.vmid) {
-                errs.push(l.error_at(
-                    &format!("{p}.vmid"),
-                    format!("VMID {} is outside 100..=999999999", ct.vmid),
-                ));
-            }
+            check_guest_id(l, &mut errs, &p, "hostname", &ct.name, ct.vmid);
             if let Some(prev) = vmids.insert(ct.vmid, p.clone()) {
                 errs.push(l.error_at(
                     &format!("{p}.vmid"),
