@@ -1627,27 +1627,22 @@ async fn clone(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
 async fn template(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
     let node = req(p, "node")?.to_string();
     let vmid = vmid_of(p, "vmid")?;
-    {
-        let st = sim.state();
-        let g = guest(&st, Kind::Qemu, &node, vmid)?;
-        check_lock(g, p)?;
-        if g.is_template() {
-            return Err(ApiError::fail("you can't convert a template to a template"));
-        }
-        if g.running {
-            return Err(ApiError::fail(
-                "you can't convert a VM to template if VM is running",
-            ));
-        }
-    }
-    let guard = sim.lock_guest(Kind::Qemu, vmid).await?;
+    check_convertible(
+        sim,
+        Kind::Qemu,
+        &node,
+        vmid,
+        p,
+        "you can't convert a VM to template if VM is running",
+    )?;
     let only = p.get("disk").cloned();
-    let upid = sim.spawn_task(
+    guest_task(
+        sim,
+        caller,
+        Kind::Qemu,
         &node.clone(),
-        "qmtemplate",
-        &vmid.to_string(),
-        &caller.authid,
-        Some(guard),
+        vmid,
+        "template",
         move |ctx| async move {
             let mut st = ctx.sim.state();
             let mut g = guest_mut(&mut st, Kind::Qemu, &node, vmid)?.clone();
@@ -1681,8 +1676,29 @@ async fn template(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
             st.guests.insert(vmid, g);
             Ok(())
         },
-    );
-    Ok(json!(upid).into())
+    )
+    .await
+}
+
+/// A guest converts to a template only when unlocked, stopped and not one already.
+fn check_convertible(
+    sim: &Sim,
+    kind: Kind,
+    node: &str,
+    vmid: u32,
+    p: &Params,
+    running: &'static str,
+) -> ApiResult<()> {
+    let st = sim.state();
+    let g = guest(&st, kind, node, vmid)?;
+    check_lock(g, p)?;
+    if g.is_template() {
+        return Err(ApiError::fail("you can't convert a template to a template"));
+    }
+    if g.running {
+        return Err(ApiError::fail(running));
+    }
+    Ok(())
 }
 
 /// LXC template: the worker runs, but the call answers `null`, not the UPID (a PVE quirk:
@@ -1690,19 +1706,14 @@ async fn template(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
 async fn lxc_template(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
     let node = req(p, "node")?.to_string();
     let vmid = vmid_of(p, "vmid")?;
-    {
-        let st = sim.state();
-        let g = guest(&st, Kind::Lxc, &node, vmid)?;
-        check_lock(g, p)?;
-        if g.is_template() {
-            return Err(ApiError::fail("you can't convert a template to a template"));
-        }
-        if g.running {
-            return Err(ApiError::fail(
-                "you can't convert a CT to template if the CT is running",
-            ));
-        }
-    }
+    check_convertible(
+        sim,
+        Kind::Lxc,
+        &node,
+        vmid,
+        p,
+        "you can't convert a CT to template if the CT is running",
+    )?;
     let guard = sim.lock_guest(Kind::Lxc, vmid).await?;
     sim.spawn_task(
         &node.clone(),
