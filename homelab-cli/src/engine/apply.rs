@@ -19,7 +19,7 @@ use super::observed::Observed;
 use super::plan::{Action, Change, Plan};
 use super::props::parse_disk;
 use super::talos::{self, NodeState};
-use crate::model::desired::{Desired, DesiredGuest, GuestKind};
+use crate::model::desired::{Desired, DesiredGuest, GuestKind, TalosCluster};
 
 /// How long to wait for things that take a while.
 #[derive(Debug, Clone, Copy)]
@@ -614,7 +614,7 @@ async fn node_ip(env: &Env, d: &DesiredGuest) -> Result<IpAddr, StepError> {
         return Ok(ip);
     }
     let vm = env.pve.node(&d.node).qemu(d.vmid);
-    let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
+    let opts = talos_opts(env);
     talos_api::health::wait_for("an address from the guest agent", &opts, || {
         let vm = vm.clone();
         async move {
@@ -638,9 +638,8 @@ async fn node_ip(env: &Env, d: &DesiredGuest) -> Result<IpAddr, StepError> {
     })
 }
 
-/// Apply the machine configuration in maintenance mode and wait for the node to run it.
-async fn configure_node(env: &Env, vmid: u32) -> Result<String, StepError> {
-    let d = desired_guest(env, vmid)?;
+/// The cluster and its secrets bundle, which every Talos step needs.
+fn cluster_and_bundle(env: &Env) -> Result<(&TalosCluster, &SecretsBundle), StepError> {
     let cluster = env
         .desired
         .talos
@@ -650,8 +649,20 @@ async fn configure_node(env: &Env, vmid: u32) -> Result<String, StepError> {
         .bundle
         .get()
         .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
+    Ok((cluster, bundle))
+}
+
+/// How long and how often Talos steps poll.
+fn talos_opts(env: &Env) -> talos_api::health::WaitOptions<'static> {
+    talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll)
+}
+
+/// Apply the machine configuration in maintenance mode and wait for the node to run it.
+async fn configure_node(env: &Env, vmid: u32) -> Result<String, StepError> {
+    let d = desired_guest(env, vmid)?;
+    let (cluster, bundle) = cluster_and_bundle(env)?;
     let ip = node_ip(env, d).await?;
-    let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
+    let opts = talos_opts(env);
     let state = talos_api::health::wait_for("the Talos API", &opts, || async move {
         match talos::probe(ip).await {
             NodeState::Unreachable => Err(talos_api::Error::InvalidConfig("no answer yet".into())),
@@ -704,17 +715,9 @@ fn first_control_plane(env: &Env, vmid: u32) -> Result<(&DesiredGuest, IpAddr), 
 }
 
 async fn bootstrap(env: &Env, vmid: u32) -> Result<String, StepError> {
-    let cluster = env
-        .desired
-        .talos
-        .as_ref()
-        .ok_or_else(|| StepError::new("no Talos cluster"))?;
-    let bundle = env
-        .bundle
-        .get()
-        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
+    let (cluster, bundle) = cluster_and_bundle(env)?;
     let (_, ip) = first_control_plane(env, vmid)?;
-    let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
+    let opts = talos_opts(env);
     let builder =
         talos::admin_client(cluster, bundle, ip).map_err(|e| StepError::new(e.to_string()))?;
     let client = talos_api::health::wait_mtls_ready(&builder, &opts)
@@ -741,18 +744,10 @@ async fn bootstrap(env: &Env, vmid: u32) -> Result<String, StepError> {
 }
 
 async fn health(env: &Env) -> Result<String, StepError> {
-    let cluster = env
-        .desired
-        .talos
-        .as_ref()
-        .ok_or_else(|| StepError::new("no Talos cluster"))?;
-    let bundle = env
-        .bundle
-        .get()
-        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
+    let (cluster, bundle) = cluster_and_bundle(env)?;
     let kubeconfig = talos::direct_kubeconfig(&env.desired, cluster, bundle)
         .map_err(|e| StepError::new(e.to_string()))?;
-    let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
+    let opts = talos_opts(env);
     talos_api::health::wait_kubernetes_ready(&kubeconfig, &opts)
         .await
         .map_err(|e| {
