@@ -256,16 +256,7 @@ impl LabBuilder {
         sim.refresh_stats();
         sim.persist();
 
-        let listener = tokio::net::TcpListener::bind(self.listen)
-            .await
-            .map_err(|e| Error::Bind {
-                addr: self.listen,
-                source: e,
-            })?;
-        let addr = listener.local_addr().map_err(|e| Error::Bind {
-            addr: self.listen,
-            source: e,
-        })?;
+        let (listener, addr) = crate::listen(self.listen).await?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(crate::pve::server::serve(

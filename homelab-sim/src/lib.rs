@@ -58,6 +58,18 @@ pub enum Error {
     },
 }
 
+/// Listen on `addr`; also answers the bound address (the port, when `addr` asked for 0).
+pub(crate) async fn listen(
+    addr: SocketAddr,
+) -> Result<(tokio::net::TcpListener, SocketAddr), Error> {
+    let bind_err = |source| Error::Bind { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, local))
+}
+
 impl Error {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io {

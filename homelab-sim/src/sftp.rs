@@ -154,16 +154,7 @@ impl SftpServerBuilder {
             HostKey::File(path) => load_or_create_host_key(&path)?,
         };
         let public = host_key.public_key().clone();
-        let listener = tokio::net::TcpListener::bind(self.listen)
-            .await
-            .map_err(|e| Error::Bind {
-                addr: self.listen,
-                source: e,
-            })?;
-        let addr = listener.local_addr().map_err(|e| Error::Bind {
-            addr: self.listen,
-            source: e,
-        })?;
+        let (listener, addr) = crate::listen(self.listen).await?;
         let mut methods = MethodSet::empty();
         methods.push(MethodKind::PublicKey);
         let config = Arc::new(russh::server::Config {
