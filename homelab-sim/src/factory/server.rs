@@ -348,24 +348,24 @@ fn get_schematic(id: &str, state: &State) -> Response<Body> {
     }
 }
 
+/// Content types by file-name ending, first match wins.
+const CONTENT_TYPES: &[(&str, &str)] = &[
+    (".iso", "application/x-iso9660-image"),
+    (".xz", "application/x-xz"),
+    (".zst", "application/zstd"),
+    (".gz", "application/gzip"),
+    (".tar", "application/x-tar"),
+    (".efi", "application/efi"),
+];
+
 fn content_type(name: &str) -> &'static str {
     if name.starts_with("cmdline-") {
-        "text/plain; charset=utf-8"
-    } else if name.ends_with(".iso") {
-        "application/x-iso9660-image"
-    } else if name.ends_with(".xz") {
-        "application/x-xz"
-    } else if name.ends_with(".zst") {
-        "application/zstd"
-    } else if name.ends_with(".gz") {
-        "application/gzip"
-    } else if name.ends_with(".tar") {
-        "application/x-tar"
-    } else if name.ends_with(".efi") {
-        "application/efi"
-    } else {
-        "application/octet-stream"
+        return "text/plain; charset=utf-8";
     }
+    CONTENT_TYPES
+        .iter()
+        .find(|(ending, _)| name.ends_with(ending))
+        .map_or("application/octet-stream", |(_, ty)| ty)
 }
 
 /// The default kernel command line of a platform, plus the schematic's extra arguments.
