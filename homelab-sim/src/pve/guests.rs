@@ -2,7 +2,6 @@
 //! resize, destroy, guest agent.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -1287,22 +1286,10 @@ async fn update(
             )
         },
     );
-    if delay > 0 {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(delay);
-        while tokio::time::Instant::now() < deadline {
-            let exit = sim
-                .state()
-                .tasks
-                .get(&upid)
-                .and_then(|t| t.exitstatus.clone());
-            match exit {
-                Some(e) if e == "OK" || e.starts_with("WARNINGS: ") => {
-                    return Ok(Value::Null.into());
-                }
-                Some(e) => return Err(ApiError::fail(format!("failed to update VM {vmid}: {e}"))),
-                None => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+    match sim.wait_task(&upid, delay).await {
+        Some(e) if e == "OK" || e.starts_with("WARNINGS: ") => return Ok(Value::Null.into()),
+        Some(e) => return Err(ApiError::fail(format!("failed to update VM {vmid}: {e}"))),
+        None => {}
     }
     Ok(json!(upid).into())
 }

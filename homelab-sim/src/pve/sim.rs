@@ -448,6 +448,24 @@ impl Sim {
     }
 
     /// Allocate a UPID for a new task and record it as running.
+    /// Polls the task for up to `delay` seconds (PVE's synchronous `delay` /
+    /// `background_delay`): its exit status once it has ended, `None` while it still runs.
+    pub(crate) async fn wait_task(&self, upid: &str, delay: u64) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(delay);
+        while tokio::time::Instant::now() < deadline {
+            let exit = self
+                .state()
+                .tasks
+                .get(upid)
+                .and_then(|t| t.exitstatus.clone());
+            if exit.is_some() {
+                return exit;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     fn new_task(&self, node: &str, ty: &str, id: &str, user: &str) -> String {
         let mut st = self.state();
         st.next_pid = st.next_pid.wrapping_add(1).max(0x1000);

@@ -302,18 +302,10 @@ async fn delete_volume(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Repl
         },
     );
     if let Some(delay) = p.get("delay").and_then(|d| d.parse::<u64>().ok()) {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(delay);
-        while tokio::time::Instant::now() < deadline {
-            let exit = sim
-                .state()
-                .tasks
-                .get(&upid)
-                .and_then(|t| t.exitstatus.clone());
-            match exit {
-                Some(e) if e == "OK" => return Ok(Value::Null.into()),
-                Some(e) => return Err(ApiError::fail(e)),
-                None => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            }
+        match sim.wait_task(&upid, delay).await {
+            Some(e) if e == "OK" => return Ok(Value::Null.into()),
+            Some(e) => return Err(ApiError::fail(e)),
+            None => {}
         }
     }
     Ok(json!(upid).into())
