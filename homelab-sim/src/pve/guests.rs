@@ -680,19 +680,8 @@ async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<
                 "unable to create VM {vmid} - VM {vmid} already exists on node '{node}'"
             )));
         }
-        st.guests.insert(
-            vmid,
-            Guest {
-                vmid,
-                node: node.clone(),
-                kind,
-                config: BTreeMap::from([("lock".to_string(), "create".to_string())]),
-                pending: BTreeMap::new(),
-                pending_delete: BTreeSet::new(),
-                running: false,
-                started_at: None,
-            },
-        );
+        st.guests
+            .insert(vmid, Guest::reserved(vmid, node.clone(), kind, "create"));
     }
     let ty = if kind == Kind::Qemu {
         "qmcreate"
@@ -1437,16 +1426,7 @@ async fn clone(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
         }
         st.guests.insert(
             newid,
-            Guest {
-                vmid: newid,
-                node: target.clone(),
-                kind: Kind::Qemu,
-                config: BTreeMap::from([("lock".to_string(), "clone".to_string())]),
-                pending: BTreeMap::new(),
-                pending_delete: BTreeSet::new(),
-                running: false,
-                started_at: None,
-            },
+            Guest::reserved(newid, target.clone(), Kind::Qemu, "clone"),
         );
         if !src_template && let Some(g) = st.guests.get_mut(&vmid) {
             g.config.insert("lock".into(), "clone".into());

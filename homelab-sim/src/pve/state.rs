@@ -136,6 +136,21 @@ pub struct Guest {
 }
 
 impl Guest {
+    /// A stopped guest whose config is only `lock: <lock>`: the place a create or clone
+    /// task holds until it writes the real config.
+    pub(crate) fn reserved(vmid: u32, node: String, kind: Kind, lock: &str) -> Self {
+        Guest {
+            vmid,
+            node,
+            kind,
+            config: BTreeMap::from([("lock".to_string(), lock.to_string())]),
+            pending: BTreeMap::new(),
+            pending_delete: BTreeSet::new(),
+            running: false,
+            started_at: None,
+        }
+    }
+
     /// The config with pending changes applied (what `GET config` returns by default).
     pub fn effective(&self) -> BTreeMap<String, String> {
         let mut c = self.config.clone();
