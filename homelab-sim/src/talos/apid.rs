@@ -215,6 +215,15 @@ impl Apid {
         proxy_targets(req)
     }
 
+    /// Reboots the node shortly, once the reply is on its way (as Talos acknowledges first).
+    fn reboot_soon(&self) {
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            node.reboot().await;
+        });
+    }
+
     /// Every simulated node of this lab (none once the lab is gone).
     fn peers(&self) -> Vec<Arc<Node>> {
         self.node
@@ -308,11 +317,7 @@ impl MachineService for Apid {
                     s.bootstrapped = false;
                 })
                 .map_err(|e| Status::internal(e.to_string()))?;
-            let node = self.node.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                node.reboot().await;
-            });
+            self.reboot_soon();
             let used = if mode == Mode::Auto {
                 Mode::Reboot
             } else {
@@ -342,11 +347,7 @@ impl MachineService for Apid {
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
         if used == Mode::Reboot {
-            let node = self.node.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                node.reboot().await;
-            });
+            self.reboot_soon();
         }
         Ok(Response::new(ApplyConfigurationResponse {
             messages: vec![ApplyConfiguration {
@@ -599,11 +600,7 @@ impl MachineService for Apid {
                 .proxy(t, req, |a, r| Box::pin(async move { a.reboot(r).await }))
                 .await;
         }
-        let node = self.node.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            node.reboot().await;
-        });
+        self.reboot_soon();
         Ok(Response::new(RebootResponse {
             messages: vec![Reboot {
                 metadata: meta(),
@@ -626,11 +623,7 @@ impl MachineService for Apid {
                 s.bootstrapped = false;
             })
             .map_err(|e| Status::internal(e.to_string()))?;
-        let node = self.node.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            node.reboot().await;
-        });
+        self.reboot_soon();
         Ok(Response::new(ResetResponse {
             messages: vec![Reset {
                 metadata: meta(),
