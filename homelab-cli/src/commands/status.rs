@@ -157,13 +157,10 @@ fn agent_enabled(value: &str) -> bool {
     })
 }
 
-/// Addresses from guest-agent interfaces, leaving out the loopback interface and IPv6
-/// link-local addresses (they identify nothing outside the guest).
+/// Addresses from guest-agent interfaces, leaving out IPv6 link-local addresses as well
+/// (they identify nothing outside the guest's link).
 fn agent_addresses(ifaces: &[proxmox_client::models::AgentInterface]) -> Vec<String> {
-    ifaces
-        .iter()
-        .filter(|i| i.name != "lo")
-        .flat_map(|i| &i.ip_addresses)
+    crate::engine::observe::agent_addresses(ifaces)
         .filter(|a| !a.ip_address.to_ascii_lowercase().starts_with("fe80:"))
         .map(|a| a.ip_address.clone())
         .collect()

@@ -622,10 +622,7 @@ async fn node_ip(env: &Env, d: &DesiredGuest) -> Result<IpAddr, StepError> {
                 .agent_network_interfaces()
                 .await
                 .map_err(|e| talos_api::Error::InvalidConfig(e.to_string()))?;
-            ifaces
-                .iter()
-                .filter(|i| i.name != "lo")
-                .flat_map(|i| &i.ip_addresses)
+            super::observe::agent_addresses(&ifaces)
                 .filter(|a| a.ip_address_type == "ipv4")
                 .find_map(|a| a.ip_address.parse::<IpAddr>().ok())
                 .ok_or_else(|| talos_api::Error::InvalidConfig("no IPv4 address yet".into()))

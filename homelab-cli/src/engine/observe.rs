@@ -130,3 +130,14 @@ pub async fn read_configs(
     }
     Ok(())
 }
+
+/// The addresses a QEMU guest agent reports, outside the guest's loopback interface (the
+/// only ones that can reach the guest from outside).
+pub fn agent_addresses(
+    ifaces: &[proxmox_client::models::AgentInterface],
+) -> impl Iterator<Item = &proxmox_client::models::AgentIpAddress> {
+    ifaces
+        .iter()
+        .filter(|i| i.name != "lo")
+        .flat_map(|i| &i.ip_addresses)
+}
