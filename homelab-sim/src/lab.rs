@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use crate::Error;
 use crate::pve::auth;
 use crate::pve::sim::{Faults, Genesis, Inner, RequestCounts, Sim, Timings};
-use crate::pve::state::{State, Token};
+use crate::pve::state::{PciDevice, State, Token};
 use crate::runtime::{GuestRuntime, NoRuntime};
 use crate::tls::TlsIdentity;
 
@@ -79,6 +79,7 @@ impl Lab {
             root_password: None,
             auth_failure_delay: Duration::ZERO,
             services: Vec::new(),
+            pci_devices: BTreeMap::new(),
         }
     }
 }
@@ -96,6 +97,7 @@ pub struct LabBuilder {
     root_password: Option<String>,
     auth_failure_delay: Duration,
     services: Vec<Box<dyn LabService>>,
+    pci_devices: BTreeMap<String, Vec<PciDevice>>,
 }
 
 impl LabBuilder {
@@ -117,6 +119,13 @@ impl LabBuilder {
     /// Cluster node names for a new lab (ignored when the state directory has a lab).
     pub fn nodes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, nodes: I) -> Self {
         self.nodes = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+    /// The host PCI devices of `node` (replacing the default set: an NVIDIA RTX 3090 at
+    /// `0000:01:00.0` with its audio function `0000:01:00.1`, plus chipset devices). Applies
+    /// to a saved lab too, as if the hardware had changed while it was off.
+    pub fn pci_devices(mut self, node: impl Into<String>, devices: Vec<PciDevice>) -> Self {
+        self.pci_devices.insert(node.into(), devices);
         self
     }
     /// Cluster name for a new lab.
@@ -197,6 +206,11 @@ impl LabBuilder {
             None => (self.genesis().state(), TlsIdentity::generate(&names)?, None),
         };
         let mut state = state;
+        for (node, devices) in &self.pci_devices {
+            if let Some(n) = state.nodes.get_mut(node) {
+                n.pci = devices.clone();
+            }
+        }
         let secret = auth::uuid();
         let token_id = format!("root@pam!{BOOTSTRAP_TOKEN}");
         state.tokens.insert(

@@ -11,7 +11,7 @@ use super::error::{ApiError, ApiResult};
 use super::schema::{Endpoint, Params};
 use super::sim::{Sim, now};
 use super::state::{Guest, Kind, State};
-use super::{admin, guests, storage};
+use super::{admin, guests, hardware, storage};
 
 /// What a handler answers: `data` plus optional envelope siblings (`total`).
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +57,9 @@ pub async fn dispatch(
     }
     if path.starts_with("/nodes/{node}/storage") || path == "/nodes/{node}/query-url-metadata" {
         return storage::dispatch(sim, caller, m, path, p, upload).await;
+    }
+    if path.starts_with("/nodes/{node}/hardware") || path.starts_with("/cluster/mapping") {
+        return hardware::dispatch(sim, caller, m, path, p);
     }
     if path.starts_with("/pools")
         || path.starts_with("/access")

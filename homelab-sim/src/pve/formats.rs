@@ -136,6 +136,11 @@ pub fn check(format: &str, value: &str) -> Result<(), String> {
             matches_re!(r"^[-_.\w\d]+$", value),
             &format!("invalid bridge ID '{value}'"),
         ),
+        // pve-container `verify_lxc_dev_string`: under /dev/, no `.`/`..` components.
+        "pve-lxc-dev-string" => ok(
+            value.starts_with("/dev/") && !matches_re!(r"/\.\.?(?:/|$)", value),
+            &format!("{value} is not a valid device path"),
+        ),
         _ => Ok(()),
     }
 }

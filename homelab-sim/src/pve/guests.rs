@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::api::{Reply, check_node, config_json, flag, normalize_tags, req, vmid_of};
 use super::auth::{Caller, uuid};
 use super::error::{ApiError, ApiResult};
+use super::hardware;
 use super::schema::{Match, Params, lookup};
 use super::sim::{Sim, TaskCtx, now};
 use super::state::{Guest, Kind, State, Volume};
@@ -601,6 +602,43 @@ fn agent_enabled(cfg: &BTreeMap<String, String>) -> bool {
     })
 }
 
+/// pve-container `check_ct_modify_config_perm` for `features`: privileged containers'
+/// features and any feature but `nesting` are root@pam's; both raise permission exceptions.
+fn check_features_perm(
+    caller: &Caller,
+    old: Option<&str>,
+    new: Option<&str>,
+    unprivileged: bool,
+) -> ApiResult<()> {
+    if caller.is_root() {
+        return Ok(());
+    }
+    let perm = |what: &str| ApiError::status(403, format!("Permission check failed ({what})"));
+    if !unprivileged {
+        return Err(perm(
+            "changing feature flags for privileged container is only allowed for root@pam",
+        ));
+    }
+    let parse = |f: Option<&str>| -> BTreeMap<String, String> {
+        f.unwrap_or("")
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let (old, new) = (parse(old), parse(new));
+    let other_changed = old
+        .keys()
+        .chain(new.keys())
+        .any(|k| k != "nesting" && old.get(k) != new.get(k));
+    if other_changed {
+        return Err(perm(
+            "changing feature flags (except nesting) is only allowed for root@pam",
+        ));
+    }
+    Ok(())
+}
+
 // ----------------------------------------------------------------------------- create
 
 const CREATE_ONLY: &[&str] = &[
@@ -648,16 +686,15 @@ async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<
                 return Err(ApiError::fail(format!("volume '{tmpl}' does not exist")));
             }
             if let Some(f) = p.get("features") {
-                let non_nesting = f
-                    .split(',')
-                    .filter_map(|kv| kv.split_once('='))
-                    .any(|(k, v)| k != "nesting" && v != "0");
-                if non_nesting && !caller.is_root() {
-                    return Err(ApiError::status(
-                        403,
-                        "changing feature flags (except nesting) is only allowed for root@pam",
-                    ));
-                }
+                check_features_perm(caller, None, Some(f), flag(&p, "unprivileged", true))?;
+            }
+            if p.keys().any(|k| hardware::is_dev_key(k)) {
+                hardware::check_dev_perm(caller)?;
+            }
+        }
+        if kind == Kind::Qemu {
+            for (k, v) in p.iter().filter(|(k, _)| hardware::is_hostpci_key(k)) {
+                hardware::check_hostpci_perm(&st, caller, vmid, k, v)?;
             }
         }
     }
@@ -711,7 +748,9 @@ async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<
                         let g = sim.state().guests.get(&vmid).cloned();
                         if let Some(g) = g {
                             ctx.log("Execute autostart");
-                            if let Err(e) = power_on(&sim, g) {
+                            if let Err(e) = claim_pci(&sim, &g) {
+                                ctx.warn(e);
+                            } else if let Err(e) = power_on(&sim, g) {
                                 ctx.warn(format!("unable to start {} {vmid}: {e}", kind.label()));
                             }
                         }
@@ -763,6 +802,9 @@ fn build_new_config(
                 hash_cipassword(v)
             } else if k == "tags" {
                 normalize_tags(v)
+            } else if kind == Kind::Lxc && hardware::is_dev_key(k) {
+                hardware::check_dev_exists(&st, node, v)?;
+                v.clone()
             } else {
                 v.clone()
             };
@@ -867,6 +909,20 @@ fn build_new_config(
         remove_volumes(&mut st, &allocated, node);
     }
     result
+}
+
+/// What a QEMU start does before QEMU runs: resolve and reserve the `hostpciN` devices of
+/// the config it will run (pending changes applied). The error is the task's exit status.
+fn claim_pci(sim: &Sim, g: &Guest) -> Result<(), String> {
+    if g.kind != Kind::Qemu {
+        return Ok(());
+    }
+    let st = sim.state();
+    let cfg = g.effective();
+    if !cfg.keys().any(|k| hardware::is_hostpci_key(k)) {
+        return Ok(());
+    }
+    hardware::claim_for_start(&st, &g.node, g.vmid, &cfg).map(|_| ())
 }
 
 /// Mark a guest running and tell the runtime; undo on failure.
@@ -983,6 +1039,7 @@ async fn start(sim: &Sim, caller: &Caller, kind: Kind, p: &Params) -> ApiResult<
                 }
                 g.clone()
             };
+            claim_pci(&ctx.sim, &g)?;
             power_on(&ctx.sim, g).map_err(|e| format!("start failed: {e}"))
         },
     )
@@ -1029,6 +1086,7 @@ async fn reboot(sim: &Sim, caller: &Caller, kind: Kind, p: &Params) -> ApiResult
                 .get(&vmid)
                 .cloned()
                 .ok_or_else(|| format!("{} {vmid} vanished", kind.label()))?;
+            claim_pci(&ctx.sim, &g)?;
             power_on(&ctx.sim, g).map_err(|e| format!("start failed: {e}"))
         },
     )
@@ -1211,19 +1269,55 @@ async fn update(
             ));
         }
     }
-    if kind == Kind::Lxc
-        && let Some(f) = sets.get("features")
-        && f.split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .any(|(k, v)| k != "nesting" && v != "0")
-        && !caller.is_root()
-    {
-        return Err(ApiError::status(
-            403,
-            "changing feature flags (except nesting) is only allowed for root@pam",
-        ));
-    }
     let guard = sim.lock_guest(kind, vmid).await?;
+    {
+        let st = sim.state();
+        let g = guest(&st, kind, &node, vmid)?;
+        let cur = g.effective();
+        match kind {
+            Kind::Lxc => {
+                let unprivileged = cur.get("unprivileged").is_some_and(|u| u == "1");
+                if sets.contains_key("features") || deletes.iter().any(|d| d == "features") {
+                    check_features_perm(
+                        caller,
+                        cur.get("features").map(String::as_str),
+                        sets.get("features").map(String::as_str),
+                        unprivileged,
+                    )?;
+                }
+                let dev_keys: Vec<&String> = sets
+                    .keys()
+                    .chain(deletes.iter())
+                    .filter(|k| hardware::is_dev_key(k))
+                    .collect();
+                if !dev_keys.is_empty() {
+                    hardware::check_dev_perm(caller)?;
+                }
+                for v in sets
+                    .iter()
+                    .filter(|(k, _)| hardware::is_dev_key(k))
+                    .map(|(_, v)| v)
+                {
+                    hardware::check_dev_exists(&st, &node, v).map_err(ApiError::fail)?;
+                }
+            }
+            Kind::Qemu => {
+                // qemu-server checks the value being replaced or removed too, so a token
+                // cannot drop a raw device root@pam attached.
+                for (k, v) in sets.iter().filter(|(k, _)| hardware::is_hostpci_key(k)) {
+                    if let Some(old) = cur.get(k) {
+                        hardware::check_hostpci_perm(&st, caller, vmid, k, old)?;
+                    }
+                    hardware::check_hostpci_perm(&st, caller, vmid, k, v)?;
+                }
+                for k in deletes.iter().filter(|k| hardware::is_hostpci_key(k)) {
+                    if let Some(old) = cur.get(k) {
+                        hardware::check_hostpci_perm(&st, caller, vmid, k, old)?;
+                    }
+                }
+            }
+        }
+    }
     let precheck = |sim: &Sim| -> ApiResult<()> {
         let st = sim.state();
         let g = guest(&st, kind, &node, vmid)?;
@@ -1395,6 +1489,28 @@ async fn clone(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
             && !st.pools.contains_key(pool)
         {
             return Err(ApiError::fail(format!("pool '{pool}' does not exist")));
+        }
+        // qemu-server `check_mapping_access`: a clone repeats the source's passthrough.
+        if !caller.is_root() {
+            for (k, v) in g
+                .effective()
+                .iter()
+                .filter(|(k, _)| hardware::is_hostpci_key(k))
+            {
+                let d = hardware::HostPci::parse(v);
+                if d.host.is_some() {
+                    return Err(ApiError::fail(format!(
+                        "only root can set '{k}' config for non-mapped devices"
+                    )));
+                }
+                let Some(m) = d.mapping else {
+                    return Err(ApiError::fail("either 'host' or 'mapping' must be set."));
+                };
+                let path = format!("/mapping/pci/{m}");
+                if !super::auth::privileges(&st, caller, &path).contains("Mapping.Use") {
+                    return Err(ApiError::perm(&path, "Mapping.Use"));
+                }
+            }
         }
         let full = p.get("full").map(|f| f == "1").unwrap_or(!g.is_template());
         if !full && !g.is_template() {

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod formats;
 pub mod guests;
+pub mod hardware;
 pub mod schema;
 pub mod server;
 pub mod sim;

@@ -283,6 +283,15 @@ fn regex_for(pattern: &str) -> Option<Regex> {
 /// pattern, maxLength, minLength, maximum, minimum, enum).
 pub fn check_value(name: &str, schema: &ParamSchema, value: &str) -> Result<(), String> {
     let ty = schema.ty.as_deref().unwrap_or("string");
+    // Array parameters arrive as repeated form keys, which the server joins with NUL as
+    // CGI's `Vars` does; each element is checked against `items`.
+    if ty == "array" {
+        let items = schema.items.as_deref().cloned().unwrap_or_default();
+        for el in value.split('\0') {
+            check_value(name, &items, el)?;
+        }
+        return Ok(());
+    }
     let type_ok = match ty {
         "boolean" => value == "1" || value == "0",
         "integer" => is_integer(value),

@@ -184,9 +184,16 @@ fn credentials(h: &HeaderMap) -> Credentials {
     c
 }
 
+/// Repeated keys (how array parameters such as `map` travel) are joined with NUL, as
+/// CGI's `Vars` hands them to PVE.
 fn parse_form(bytes: &[u8], into: &mut Params) {
     for (k, v) in url::form_urlencoded::parse(bytes) {
-        into.insert(k.into_owned(), v.into_owned());
+        into.entry(k.into_owned())
+            .and_modify(|old| {
+                old.push('\0');
+                old.push_str(&v);
+            })
+            .or_insert_with(|| v.into_owned());
     }
 }
 
@@ -300,7 +307,16 @@ async fn process(sim: &Sim, req: Request<Incoming>) -> ApiResult<Reply> {
                     return Err(ApiError::status(400, "JSON body must be an object"));
                 };
                 for (k, v) in o {
-                    params.insert(k, json_scalar(&v));
+                    let is_array = ep
+                        .schema_of(&k)
+                        .is_some_and(|s| s.ty.as_deref() == Some("array"));
+                    let v = match v {
+                        Value::Array(items) if is_array => {
+                            items.iter().map(json_scalar).collect::<Vec<_>>().join("\0")
+                        }
+                        other => json_scalar(&other),
+                    };
+                    params.insert(k, v);
                 }
             } else {
                 parse_form(&body, &mut params);

@@ -280,6 +280,8 @@ impl Genesis {
                         maxmem: 64 << 30,
                         maxdisk: 100 << 30,
                         boot_time: now(),
+                        pci: super::state::default_pci_devices(),
+                        dev_nodes: super::state::default_dev_nodes(),
                     },
                 )
             })
@@ -331,6 +333,7 @@ impl Genesis {
             sdn_zones: BTreeMap::new(),
             sdn_vnets: BTreeMap::new(),
             sdn_subnets: BTreeMap::new(),
+            pci_mappings: BTreeMap::new(),
             next_pid: rand::thread_rng().gen_range(0x1000..0x8000),
             auth_key: hex::encode(key),
         }

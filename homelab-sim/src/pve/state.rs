@@ -29,6 +29,9 @@ pub struct State {
     pub sdn_zones: BTreeMap<String, SdnObject>,
     pub sdn_vnets: BTreeMap<String, SdnObject>,
     pub sdn_subnets: BTreeMap<String, SdnObject>,
+    /// Cluster PCI resource mappings (`/etc/pve/mapping/pci.cfg`) by id.
+    #[serde(default)]
+    pub pci_mappings: BTreeMap<String, PciMapping>,
     pub next_pid: u32,
     /// Key signing tickets and CSRF tokens (PVE keeps `authkey.key` on disk too).
     pub auth_key: String,
@@ -42,6 +45,150 @@ pub struct NodeState {
     pub maxmem: u64,
     pub maxdisk: u64,
     pub boot_time: u64,
+    /// The host's PCI devices (what `/sys/bus/pci/devices` holds).
+    #[serde(default = "default_pci_devices")]
+    pub pci: Vec<PciDevice>,
+    /// Host device nodes a container may get through `devN` (`/dev/dri/renderD128`, ...).
+    #[serde(default = "default_dev_nodes")]
+    pub dev_nodes: Vec<String>,
+}
+
+/// One host PCI function, with the fields `GET /nodes/{node}/hardware/pci` reports
+/// (pve-common `SysFSTools::lspci`). Ids are hex with `0x`, as sysfs prints them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PciDevice {
+    /// `0000:01:00.0` (domain:bus:slot.function).
+    pub id: String,
+    /// Class code, e.g. `0x030000` (VGA controller).
+    pub class: String,
+    /// Vendor id, e.g. `0x10de`.
+    pub vendor: String,
+    /// Device id, e.g. `0x2204`.
+    pub device: String,
+    /// Vendor name from `pci.ids`.
+    pub vendor_name: Option<String>,
+    /// Device name from `pci.ids`.
+    pub device_name: Option<String>,
+    /// Subsystem vendor id.
+    pub subsystem_vendor: Option<String>,
+    /// Subsystem device id.
+    pub subsystem_device: Option<String>,
+    /// Subsystem vendor name.
+    pub subsystem_vendor_name: Option<String>,
+    /// Subsystem device name.
+    pub subsystem_device_name: Option<String>,
+    /// IOMMU group; -1 when the host has none.
+    pub iommugroup: i64,
+    /// Whether the device can create mediated devices.
+    pub mdev: bool,
+}
+
+impl PciDevice {
+    /// A device with the given ids and names and no subsystem.
+    pub fn new(id: &str, class: &str, vendor: &str, device: &str, iommugroup: i64) -> Self {
+        PciDevice {
+            id: id.to_string(),
+            class: class.to_string(),
+            vendor: vendor.to_string(),
+            device: device.to_string(),
+            vendor_name: None,
+            device_name: None,
+            subsystem_vendor: None,
+            subsystem_device: None,
+            subsystem_vendor_name: None,
+            subsystem_device_name: None,
+            iommugroup,
+            mdev: false,
+        }
+    }
+
+    /// Set the `pci.ids` names.
+    pub fn named(mut self, vendor: &str, device: &str) -> Self {
+        self.vendor_name = Some(vendor.to_string());
+        self.device_name = Some(device.to_string());
+        self
+    }
+
+    /// Set the subsystem ids (and the subsystem vendor name, when known).
+    pub fn subsystem(mut self, vendor: &str, device: &str, vendor_name: Option<&str>) -> Self {
+        self.subsystem_vendor = Some(vendor.to_string());
+        self.subsystem_device = Some(device.to_string());
+        self.subsystem_vendor_name = vendor_name.map(str::to_string);
+        self
+    }
+}
+
+/// What every simulated node has unless the lab says otherwise: a discrete NVIDIA GPU with
+/// its HDMI audio function in IOMMU group 14, and chipset devices in groups of their own.
+pub fn default_pci_devices() -> Vec<PciDevice> {
+    vec![
+        PciDevice::new("0000:00:00.0", "0x060000", "0x8086", "0x4660", 0)
+            .named(
+                "Intel Corporation",
+                "12th Gen Core Processor Host Bridge/DRAM Registers",
+            )
+            .subsystem("0x1043", "0x8882", Some("ASUSTeK Computer Inc.")),
+        PciDevice::new("0000:00:01.0", "0x060400", "0x8086", "0x460d", 1)
+            .named(
+                "Intel Corporation",
+                "12th Gen Core Processor PCI Express x16 Controller #1",
+            )
+            .subsystem("0x1043", "0x8882", Some("ASUSTeK Computer Inc.")),
+        PciDevice::new("0000:00:14.0", "0x0c0330", "0x8086", "0x7ae0", 5)
+            .named(
+                "Intel Corporation",
+                "Alder Lake-S PCH USB 3.2 Gen 2x2 XHCI Controller",
+            )
+            .subsystem("0x1043", "0x8882", Some("ASUSTeK Computer Inc.")),
+        PciDevice::new("0000:00:17.0", "0x010601", "0x8086", "0x7ae2", 7)
+            .named(
+                "Intel Corporation",
+                "Alder Lake-S PCH SATA Controller [AHCI Mode]",
+            )
+            .subsystem("0x1043", "0x8882", Some("ASUSTeK Computer Inc.")),
+        PciDevice::new("0000:00:1f.0", "0x060100", "0x8086", "0x7a86", 11)
+            .named("Intel Corporation", "Z690 Chipset LPC/eSPI Controller")
+            .subsystem("0x1043", "0x8882", Some("ASUSTeK Computer Inc.")),
+        PciDevice::new("0000:01:00.0", "0x030000", "0x10de", "0x2204", 14)
+            .named("NVIDIA Corporation", "GA102 [GeForce RTX 3090]")
+            .subsystem("0x10de", "0x147d", Some("NVIDIA Corporation")),
+        PciDevice::new("0000:01:00.1", "0x040300", "0x10de", "0x1aef", 14)
+            .named(
+                "NVIDIA Corporation",
+                "GA102 High Definition Audio Controller",
+            )
+            .subsystem("0x10de", "0x147d", Some("NVIDIA Corporation")),
+        PciDevice::new("0000:04:00.0", "0x020000", "0x8086", "0x125c", 16)
+            .named("Intel Corporation", "Ethernet Controller I226-V")
+            .subsystem("0x1043", "0x87d2", Some("ASUSTeK Computer Inc.")),
+    ]
+}
+
+/// Device nodes every simulated host has.
+pub fn default_dev_nodes() -> Vec<String> {
+    [
+        "/dev/dri/card0",
+        "/dev/dri/renderD128",
+        "/dev/fuse",
+        "/dev/kvm",
+        "/dev/net/tun",
+        "/dev/null",
+        "/dev/ttyUSB0",
+        "/dev/zero",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// One cluster PCI mapping (a section of `mapping/pci.cfg`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct PciMapping {
+    pub description: Option<String>,
+    pub mdev: Option<bool>,
+    pub live_migration_capable: Option<bool>,
+    /// Per-node entries: `node=pve,path=0000:01:00.0,id=10de:2204,...`.
+    pub map: Vec<String>,
 }
 
 /// A storage definition (`storage.cfg`).

@@ -27,19 +27,19 @@ fn pinned_client(fingerprint: &str) -> reqwest::Client {
 }
 
 #[derive(Debug)]
-struct Resp {
-    status: u16,
-    reason: String,
-    body: Value,
-    raw: String,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) reason: String,
+    pub(crate) body: Value,
+    pub(crate) raw: String,
 }
 
 impl Resp {
-    fn data(&self) -> &Value {
+    pub(crate) fn data(&self) -> &Value {
         assert_eq!(self.status, 200, "{self:?}");
         &self.body["data"]
     }
-    fn error(&self, param: &str) -> &str {
+    pub(crate) fn error(&self, param: &str) -> &str {
         self.body["errors"][param]
             .as_str()
             .unwrap_or_else(|| panic!("no error for {param}: {self:?}"))
@@ -47,16 +47,16 @@ impl Resp {
 }
 
 #[derive(Clone)]
-struct Api {
-    client: reqwest::Client,
-    base: String,
-    auth: Option<String>,
-    cookie: Option<String>,
-    csrf: Option<String>,
+pub(crate) struct Api {
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) auth: Option<String>,
+    pub(crate) cookie: Option<String>,
+    pub(crate) csrf: Option<String>,
 }
 
 impl Api {
-    fn token(lab: &LabHandle) -> Self {
+    pub(crate) fn token(lab: &LabHandle) -> Self {
         Api {
             client: pinned_client(&lab.fingerprint()),
             base: lab.api_url(),
@@ -65,19 +65,19 @@ impl Api {
             csrf: None,
         }
     }
-    fn anonymous(lab: &LabHandle) -> Self {
+    pub(crate) fn anonymous(lab: &LabHandle) -> Self {
         Api {
             auth: None,
             ..Api::token(lab)
         }
     }
-    fn with_auth(&self, auth: &str) -> Self {
+    pub(crate) fn with_auth(&self, auth: &str) -> Self {
         Api {
             auth: Some(auth.to_string()),
             ..self.clone()
         }
     }
-    async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
+    pub(crate) async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
         let mut rb = rb;
         if let Some(a) = &self.auth {
             rb = rb.header("Authorization", a);
@@ -104,23 +104,23 @@ impl Api {
             raw,
         }
     }
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
-    async fn get(&self, path: &str) -> Resp {
+    pub(crate) async fn get(&self, path: &str) -> Resp {
         self.send(self.client.get(self.url(path))).await
     }
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Resp {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> Resp {
         self.send(self.client.post(self.url(path)).form(form)).await
     }
-    async fn put(&self, path: &str, form: &[(&str, &str)]) -> Resp {
+    pub(crate) async fn put(&self, path: &str, form: &[(&str, &str)]) -> Resp {
         self.send(self.client.put(self.url(path)).form(form)).await
     }
-    async fn delete(&self, path: &str) -> Resp {
+    pub(crate) async fn delete(&self, path: &str) -> Resp {
         self.send(self.client.delete(self.url(path))).await
     }
     /// Poll a task until it stops; returns its status object.
-    async fn wait(&self, upid: &str) -> Value {
+    pub(crate) async fn wait(&self, upid: &str) -> Value {
         let node = upid.split(':').nth(1).unwrap();
         let path = format!("/nodes/{node}/tasks/{}/status", enc(upid));
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -134,13 +134,13 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
-    async fn wait_ok(&self, r: Resp) -> Value {
+    pub(crate) async fn wait_ok(&self, r: Resp) -> Value {
         let upid = r.data().as_str().unwrap().to_string();
         let st = self.wait(&upid).await;
         assert_eq!(st["exitstatus"], "OK", "{upid}: {st}");
         st
     }
-    async fn log(&self, upid: &str) -> Vec<String> {
+    pub(crate) async fn log(&self, upid: &str) -> Vec<String> {
         let node = upid.split(':').nth(1).unwrap();
         let r = self
             .get(&format!("/nodes/{node}/tasks/{}/log?limit=500", enc(upid)))
