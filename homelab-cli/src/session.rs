@@ -46,7 +46,16 @@ pub struct Session {
 impl Session {
     /// Open `config`; with `sim.simulate`, start the simulated lab and point everything at it.
     pub async fn open(config: &Path, sim: &SimArgs) -> miette::Result<Session> {
-        let ws = Workspace::open(config)?;
+        Self::open_env(config, None, sim).await
+    }
+
+    /// [`Session::open`] with environment `env`'s overlay merged onto the config.
+    pub async fn open_env(
+        config: &Path,
+        env: Option<&str>,
+        sim: &SimArgs,
+    ) -> miette::Result<Session> {
+        let ws = Workspace::open_env(config, env)?;
         let secrets = ws.secrets()?;
         let mut lab = None;
         let mut naming = FactoryNaming::default();
@@ -77,6 +86,13 @@ impl Session {
             desired.proxmox.token_id = s.lab.token_id().to_string();
             desired.proxmox.token_secret = s.lab.token_secret().to_string().into();
             desired.proxmox.fingerprint = Some(s.lab.fingerprint());
+            desired.proxmox.ssh = Some(crate::model::desired::SshAccess {
+                host: s.ssh.host.clone(),
+                port: s.ssh.port,
+                user: s.ssh.user.clone(),
+                private_key: s.ssh.private_key.clone(),
+                host_key: s.ssh.host_key.clone(),
+            });
         }
         let pve = connect(&desired)?;
         Ok(Session {
@@ -125,6 +141,15 @@ impl Session {
             miette!(
                 help =
                     "change the VMID or name in homelab.yaml, or remove the other guest yourself",
+                "{e}"
+            )
+        })?;
+        let jobs = crate::engine::backups::observe(&self.pve)
+            .await
+            .map_err(|e| pve_error(&self.desired.proxmox.endpoint, e))?;
+        let guest_plan = plan::plan_backups(&self.desired, &jobs, guest_plan).map_err(|e| {
+            miette!(
+                help = "rename the job in homelab.yaml, or remove the other job yourself",
                 "{e}"
             )
         })?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use homelab_sim::factory::{FactoryHandle, FactorySim};
 use homelab_sim::lab::{Lab, LabHandle};
+use homelab_sim::sftp::SftpServer;
 use homelab_sim::talos::TalosRuntime;
 use miette::miette;
 
@@ -25,6 +26,65 @@ pub struct SimLab {
     pub factory: FactoryHandle,
     /// Talos nodes.
     pub talos: TalosRuntime,
+    /// The first node's SSH/SFTP endpoint (snippet uploads).
+    pub sftp: SftpServer,
+    /// How to log in there.
+    pub ssh: SimSsh,
+}
+
+/// Credentials for the simulated node's SSH endpoint.
+#[derive(Clone)]
+pub struct SimSsh {
+    /// Loopback address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `root`.
+    pub user: String,
+    /// The lab's client key (OpenSSH text), kept beside the lab state.
+    pub private_key: secrecy::SecretString,
+    /// The host key fingerprint to pin.
+    pub host_key: String,
+}
+
+impl std::fmt::Debug for SimSsh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimSsh")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("host_key", &self.host_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The lab's SSH client key in `dir` (created once, mode 0600) and its public line.
+fn client_key(dir: &Path) -> miette::Result<(String, String)> {
+    use russh::keys::ssh_key::LineEnding;
+    use russh::keys::ssh_key::private::Ed25519Keypair;
+    let path = dir.join("client_ed25519");
+    let key = match std::fs::read_to_string(&path) {
+        Ok(text) => russh::keys::decode_secret_key(&text, None)
+            .map_err(|e| miette!("{}: {e}", path.display()))?,
+        Err(_) => {
+            let key = russh::keys::PrivateKey::from(Ed25519Keypair::from_seed(&rand::random::<
+                [u8; 32],
+            >()));
+            let text = key
+                .to_openssh(LineEnding::LF)
+                .map_err(|e| miette!("cannot encode the simulated lab's SSH key: {e}"))?;
+            crate::workspace::write_atomic(&path, text.as_bytes(), 0o600)
+                .map_err(|e| miette!("{e}"))?;
+            key
+        }
+    };
+    let text = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| miette!("cannot encode the simulated lab's SSH key: {e}"))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| miette!("cannot encode the simulated lab's SSH key: {e}"))?;
+    Ok((text.to_string(), public))
 }
 
 /// Request counts of the simulated Proxmox VE.
@@ -74,10 +134,31 @@ impl SimLab {
         )
         .await
         .map_err(|e| miette!("cannot start the simulated Image Factory: {e}"))?;
+        let sftp_dir = dir.join("sftp");
+        std::fs::create_dir_all(&sftp_dir)
+            .map_err(|e| miette!("cannot create {}: {e}", sftp_dir.display()))?;
+        let (private_key, public) = client_key(&sftp_dir)?;
+        let node = opts.nodes.first().map_or("pve", String::as_str);
+        let sftp = SftpServer::persistent(&sftp_dir)
+            .pve(lab.sim().clone(), node)
+            .authorized_key(&public)
+            .map_err(|e| miette!("simulated SSH endpoint: {e}"))?
+            .start()
+            .await
+            .map_err(|e| miette!("cannot start the simulated SSH endpoint: {e}"))?;
+        let ssh = SimSsh {
+            host: sftp.addr().ip().to_string(),
+            port: sftp.addr().port(),
+            user: "root".into(),
+            private_key: private_key.into(),
+            host_key: sftp.fingerprint(),
+        };
         Ok(SimLab {
             lab,
             factory,
             talos,
+            sftp,
+            ssh,
         })
     }
 
@@ -92,6 +173,7 @@ impl SimLab {
 
     /// Stop everything.
     pub async fn shutdown(self) {
+        self.sftp.shutdown().await;
         self.factory.shutdown().await;
         self.lab.shutdown().await;
     }

@@ -45,7 +45,7 @@ struct Report<'a> {
 
 /// Run `homelab-cli up`.
 pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
-    let session = Session::open(&args.config.config, &args.sim).await?;
+    let session = Session::open_env(&args.config.config, args.config.env(), &args.sim).await?;
     let result = run_session(&session, &args, ctx).await;
     session.close().await;
     result
@@ -147,21 +147,32 @@ pub async fn apply_plan(
     parallelism: usize,
     observer: &dyn graph::Observer,
 ) -> miette::Result<Applied> {
-    // The simulated lab has no internet: OS templates come from a loopback mirror.
+    // The simulated lab has no internet: OS templates and cloud images come from a
+    // loopback mirror. Its files are not the distributions' real images, so a cloud image's
+    // checksum is replaced by the mirror file's (Proxmox still verifies it).
     let mut sim_plan;
     let mut mirror = None;
     let mut plan = &planned.plan;
     if session.sim.is_some()
-        && plan
-            .actions
-            .iter()
-            .any(|a| matches!(a, Action::DownloadTemplate { .. }))
+        && plan.actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::DownloadTemplate { .. } | Action::DownloadImage { .. }
+            )
+        })
     {
         let m = TemplateMirror::start().await?;
         sim_plan = plan.clone();
         for a in &mut sim_plan.actions {
-            if let Action::DownloadTemplate { url, .. } = a {
-                *url = m.url_for(url);
+            match a {
+                Action::DownloadTemplate { url, .. } => *url = m.url_for(url),
+                Action::DownloadImage { url, checksum, .. } => {
+                    *url = m.url_for(url);
+                    if let Some(c) = checksum {
+                        *c = format!("sha256:{}", TemplateMirror::sha256_of(url));
+                    }
+                }
+                _ => {}
             }
         }
         plan = &sim_plan;
@@ -227,6 +238,11 @@ pub async fn apply_plan(
 
 /// A loopback HTTP server answering every GET with a small made-up template archive, so
 /// that `--simulate` exercises the real `download-url` path without leaving the machine.
+/// What the simulated mirror serves at `path`.
+fn mirror_body(path: &str) -> String {
+    format!("homelab-cli simulated LXC template {path}\n").repeat(64)
+}
+
 struct TemplateMirror {
     addr: std::net::SocketAddr,
     task: tokio::task::JoinHandle<()>,
@@ -254,7 +270,7 @@ impl TemplateMirror {
                     }
                     let line = String::from_utf8_lossy(&req);
                     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let body = format!("homelab-cli simulated LXC template {path}\n").repeat(64);
+                    let body = mirror_body(&path);
                     let head = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                         body.len()
@@ -266,6 +282,15 @@ impl TemplateMirror {
             }
         });
         Ok(TemplateMirror { addr, task })
+    }
+
+    /// Hex SHA-256 of what the mirror serves at `url`.
+    fn sha256_of(url: &str) -> String {
+        use sha2::Digest;
+        let path = url::Url::parse(url)
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
+        hex::encode(sha2::Sha256::digest(mirror_body(&path).as_bytes()))
     }
 
     /// The mirror's URL for `url` (same file name, so the stored volume is the same).

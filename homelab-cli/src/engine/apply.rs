@@ -19,7 +19,7 @@ use super::observed::Observed;
 use super::plan::{Action, Change, Plan};
 use super::props::parse_disk;
 use super::talos::{self, NodeState};
-use crate::model::desired::{Desired, DesiredGuest, GuestKind, TalosCluster};
+use crate::model::desired::{BootSource, Desired, DesiredGuest, GuestKind, TalosCluster};
 
 /// How long to wait for things that take a while.
 #[derive(Debug, Clone, Copy)]
@@ -161,6 +161,37 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
         }
         deps
     };
+    // Volumes (cloud images, snippets) created by a step, by (node, volid).
+    let mut volume_steps: BTreeMap<(String, String), String> = BTreeMap::new();
+    // Guests created in this run (a clone waits for its template).
+    let created: std::collections::BTreeSet<u32> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Create { vmid, .. } | Action::Replace { vmid, .. } => Some(*vmid),
+            _ => None,
+        })
+        .collect();
+    let cloud_deps = |vmid: u32, vols: &BTreeMap<(String, String), String>| -> Vec<String> {
+        let Some(g) = env.desired.guests.iter().find(|g| g.vmid == vmid) else {
+            return vec![];
+        };
+        let mut deps = Vec::new();
+        let mut volumes: Vec<&String> = g.snippet.iter().collect();
+        match &g.boot {
+            Some(BootSource::Image { volid }) => volumes.push(volid),
+            Some(BootSource::Clone { template, .. }) if created.contains(template) => {
+                deps.push(format!("guest:{template}"));
+            }
+            _ => {}
+        }
+        deps.extend(
+            volumes
+                .into_iter()
+                .filter_map(|v| vols.get(&(g.node.clone(), v.clone())).cloned()),
+        );
+        deps
+    };
     let mut talos_steps: Vec<(u32, String)> = Vec::new();
     for a in &plan.actions {
         let e = env.clone();
@@ -202,6 +233,42 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                     },
                 );
             }
+            Action::DownloadImage {
+                node,
+                storage,
+                filename,
+                url,
+                checksum,
+            } => {
+                let volid = format!("{storage}:import/{filename}");
+                let id = format!("image:{node}:{volid}");
+                volume_steps.insert((node.clone(), volid.clone()), id.clone());
+                out.push(Step {
+                    id,
+                    label: format!("download {volid} on {node}"),
+                    deps: vec![],
+                    run: async move {
+                        download_checked(&e, &node, &storage, &filename, &url, checksum.as_deref())
+                            .await
+                    }
+                    .boxed(),
+                });
+            }
+            Action::UploadSnippet {
+                node,
+                storage,
+                filename,
+            } => {
+                let volid = format!("{storage}:snippets/{filename}");
+                let id = format!("snippet:{node}:{volid}");
+                volume_steps.insert((node.clone(), volid.clone()), id.clone());
+                out.push(Step {
+                    id,
+                    label: format!("upload {volid} to {node}"),
+                    deps: vec![],
+                    run: async move { upload_snippet(&e, &node, &volid).await }.boxed(),
+                });
+            }
             Action::Create {
                 vmid,
                 name,
@@ -209,7 +276,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 kind,
                 ..
             } => {
-                let deps = guest_deps(vmid, &node, &iso_step_of_node, &tmpl_steps);
+                let mut deps = guest_deps(vmid, &node, &iso_step_of_node, &tmpl_steps);
+                deps.extend(cloud_deps(vmid, &volume_steps));
                 out.push(create_step(e, vmid, &name, kind, None, deps));
             }
             Action::Replace {
@@ -220,7 +288,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 kind,
                 ..
             } => {
-                let deps = guest_deps(vmid, &node, &iso_step_of_node, &tmpl_steps);
+                let mut deps = guest_deps(vmid, &node, &iso_step_of_node, &tmpl_steps);
+                deps.extend(cloud_deps(vmid, &volume_steps));
                 out.push(create_step(e, vmid, &name, kind, Some(current_node), deps));
             }
             Action::Update {
@@ -310,6 +379,9 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                     run: async move { bootstrap(&e, vmid).await }.boxed(),
                 });
             }
+            Action::CreateBackupJob { .. }
+            | Action::UpdateBackupJob { .. }
+            | Action::DeleteBackupJob { .. } => out.extend(super::backups::step(e, a)),
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
         }
     }
@@ -391,6 +463,31 @@ async fn download(
     url: &str,
     content: &str,
 ) -> Result<String, StepError> {
+    download_with(env, node, storage, filename, url, content, None).await
+}
+
+/// Download a cloud image (`import` content); Proxmox verifies `algorithm:hex`.
+async fn download_checked(
+    env: &Env,
+    node: &str,
+    storage: &str,
+    filename: &str,
+    url: &str,
+    checksum: Option<&str>,
+) -> Result<String, StepError> {
+    let checksum = checksum.and_then(|c| c.split_once(':'));
+    download_with(env, node, storage, filename, url, "import", checksum).await
+}
+
+async fn download_with(
+    env: &Env,
+    node: &str,
+    storage: &str,
+    filename: &str,
+    url: &str,
+    content: &str,
+    checksum: Option<(&str, &str)>,
+) -> Result<String, StepError> {
     let upid = env
         .pve
         .node(node)
@@ -399,22 +496,160 @@ async fn download(
             url: url.to_string(),
             filename: filename.to_string(),
             content: content.into(),
-            checksum: None,
+            checksum: checksum
+                .map(|(a, h)| {
+                    checksum_algorithm(a)
+                        .map(|alg| (alg, h.to_string()))
+                        .ok_or_else(|| StepError::new(format!("unknown checksum algorithm `{a}`")))
+                })
+                .transpose()?,
             verify_certificates: None,
             compression: None,
         })
         .await
         .map_err(|e| {
-            StepError::new(format!("download-url on {node}/{storage}: {e}")).hint(
-                "the token needs Datastore.AllocateTemplate on the storage and Sys.AccessNetwork on the node",
-            )
+            let s = StepError::new(format!("download-url on {node}/{storage}: {e}"));
+            if e.status() == Some(403) {
+                s.hint("the token needs Datastore.AllocateTemplate on the storage and Sys.AccessNetwork on the node")
+            } else {
+                s
+            }
         })?;
     wait(env, upid, &format!("{content} download")).await?;
     Ok("downloaded".into())
 }
 
+fn checksum_algorithm(name: &str) -> Option<proxmox_client::requests::ChecksumAlgorithm> {
+    use proxmox_client::requests::ChecksumAlgorithm as A;
+    [A::Md5, A::Sha1, A::Sha224, A::Sha256, A::Sha384, A::Sha512]
+        .into_iter()
+        .find(|a| a.as_str() == name)
+}
+
+/// Upload a snippet over SFTP (host key pinned); an identical file is left alone.
+async fn upload_snippet(env: &Env, node: &str, volid: &str) -> Result<String, StepError> {
+    let sn = env
+        .desired
+        .snippets
+        .iter()
+        .find(|s| s.node == node && s.volid() == volid)
+        .ok_or_else(|| StepError::new(format!("snippet {volid} is not declared")))?;
+    let ssh = env.desired.proxmox.ssh.as_ref().ok_or_else(|| {
+        StepError::new("cloud-init snippets need SSH access to the node, and `proxmox.ssh` is not set")
+            .hint("Proxmox cannot upload snippets through its API; add `proxmox.ssh` (private key as a secret, pinned host key)")
+    })?;
+    let pin: crate::sftp::HostKeyPin = ssh
+        .host_key
+        .parse()
+        .map_err(|e| StepError::new(format!("proxmox.ssh.host_key: {e}")))?;
+    let key = crate::sftp::decode_private_key(
+        secrecy::ExposeSecret::expose_secret(&ssh.private_key),
+        None,
+        "proxmox.ssh.private_key",
+    )
+    .map_err(|e| StepError::new(e.to_string()))?;
+    let path = crate::sftp::snippet_path(&sn.dir, &sn.filename)
+        .map_err(|e| StepError::new(e.to_string()))?;
+    let up = crate::sftp::SnippetUploader::connect(&ssh.host, ssh.port, &ssh.user, key, &pin)
+        .await
+        .map_err(|e| StepError::new(e.to_string()))?;
+    let r = up.upload(&path, sn.content.as_bytes()).await;
+    up.close().await;
+    match r.map_err(|e| StepError::new(e.to_string()))? {
+        crate::sftp::UploadOutcome::Unchanged => Ok("already there".into()),
+        _ => Ok(format!("written to {}:{path}", ssh.host)),
+    }
+}
+
+/// Grow `disk` to `size` unless it is already at least that large.
+async fn grow(
+    env: &Env,
+    d: &DesiredGuest,
+    disk: &str,
+    size: crate::model::config::Size,
+) -> Result<(), StepError> {
+    let vm = env.pve.node(&d.node).qemu(d.vmid);
+    let cfg = vm
+        .config()
+        .await
+        .map_err(|e| StepError::new(format!("read config: {e}")))?;
+    let have = cfg
+        .get_str(disk)
+        .and_then(|v| parse_disk(&v))
+        .and_then(|p| p.size);
+    if have.is_some_and(|h| h >= size) {
+        return Ok(());
+    }
+    let path = guest_path(&d.node, d.kind, d.vmid);
+    let r: Option<Upid> = env
+        .pve
+        .put(
+            &format!("{path}/resize"),
+            &[
+                ("disk", ParamValue::Str(disk.to_string())),
+                ("size", ParamValue::Str(format!("{}G", size.gib_ceil()))),
+            ],
+        )
+        .await
+        .map_err(|e| StepError::new(format!("resize {disk}: {e}")))?;
+    if let Some(u) = r {
+        wait(env, u, "resize").await?;
+    }
+    Ok(())
+}
+
+/// Clone a gold template, then give the clone its own configuration.
+async fn create_clone(
+    env: &Env,
+    d: &DesiredGuest,
+    template: u32,
+    full: bool,
+) -> Result<(), StepError> {
+    let mut params: Vec<(&str, ParamValue)> = vec![
+        ("newid", ParamValue::Int(i64::from(d.vmid))),
+        ("name", ParamValue::Str(d.name.clone())),
+        ("full", ParamValue::Bool(full)),
+    ];
+    let storage = d.disks.get("scsi0").map(|s| s.storage.clone());
+    if full && let Some(st) = storage {
+        params.push(("storage", ParamValue::Str(st)));
+    }
+    let upid: Upid = env
+        .pve
+        .post(
+            &format!("{}/clone", guest_path(&d.node, GuestKind::Qemu, template)),
+            &params,
+        )
+        .await
+        .map_err(|e| StepError::new(format!("clone of {template}: {e}")))?;
+    wait(env, upid, "clone").await?;
+    let mut set: Vec<(String, ParamValue)> = d
+        .props
+        .iter()
+        .map(|(k, v)| (k.clone(), ParamValue::Str(v.clone())))
+        .collect();
+    set.push(("tags".into(), ParamValue::Str(d.tags(&env.desired.lab))));
+    let refs: Vec<(&str, ParamValue)> = set.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let r: Option<Upid> = env
+        .pve
+        .post(
+            &format!("{}/config", guest_path(&d.node, d.kind, d.vmid)),
+            &refs,
+        )
+        .await
+        .map_err(|e| StepError::new(format!("configure the clone: {e}")))?;
+    if let Some(u) = r {
+        wait(env, u, "configure").await?;
+    }
+    Ok(())
+}
+
 /// Create a guest from its desired configuration, then start it.
 async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
+    if let Some(BootSource::Clone { template, full }) = d.boot {
+        create_clone(env, d, template, full).await?;
+        return finish_cloud_vm(env, d).await;
+    }
     let mut params: Vec<(String, ParamValue)> =
         vec![("vmid".into(), ParamValue::Int(i64::from(d.vmid)))];
     for (k, v) in &d.props {
@@ -437,6 +672,14 @@ async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
         .await
         .map_err(|e| feature_hint(StepError::new(format!("create: {e}"))))?;
     wait(env, upid, "create").await?;
+    if d.boot.is_some() {
+        return finish_cloud_vm(env, d).await;
+    }
+    start_guest(env, d).await?;
+    Ok("created and started".into())
+}
+
+async fn start_guest(env: &Env, d: &DesiredGuest) -> Result<(), StepError> {
     let upid: Upid = env
         .pve
         .post(
@@ -445,8 +688,31 @@ async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
         )
         .await
         .map_err(|e| StepError::new(format!("start: {e}")))?;
-    wait(env, upid, "start").await?;
+    wait(env, upid, "start").await
+}
+
+/// After a cloud VM exists: grow its boot disk, then start it, or convert a template.
+async fn finish_cloud_vm(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
+    if let Some(size) = d.disks.get("scsi0").and_then(|s| s.size) {
+        grow(env, d, "scsi0", size).await?;
+    }
+    if d.is_template {
+        convert_to_template(env, d).await?;
+        return Ok("created and converted to a template".into());
+    }
+    start_guest(env, d).await?;
     Ok("created and started".into())
+}
+
+async fn convert_to_template(env: &Env, d: &DesiredGuest) -> Result<(), StepError> {
+    let upid = env
+        .pve
+        .node(&d.node)
+        .qemu(d.vmid)
+        .template()
+        .await
+        .map_err(|e| StepError::new(format!("convert to template: {e}")))?;
+    wait(env, upid, "template").await
 }
 
 /// Proxmox lets only `root@pam` with a password set container features besides nesting.
@@ -504,7 +770,12 @@ async fn update(
     let mut delete: Vec<String> = Vec::new();
     let mut resize: Vec<(String, String)> = Vec::new();
     let d = desired_guest(env, vmid)?;
+    let mut make_template = false;
     for c in changes {
+        if c.key == "template" {
+            make_template = true;
+            continue;
+        }
         if let Some(disk_key) = c.key.strip_suffix(".options") {
             // Re-state the existing volume with the new options.
             let have = observed
@@ -589,6 +860,9 @@ async fn update(
         if let Some(u) = r {
             wait(env, u, "resize").await?;
         }
+    }
+    if make_template {
+        convert_to_template(env, d).await?;
     }
     if reboot {
         let upid: Upid = env

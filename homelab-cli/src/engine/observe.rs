@@ -28,6 +28,12 @@ pub async fn observe(
     for t in &desired.templates {
         wanted.insert((t.node.clone(), t.storage.clone(), "vztmpl"));
     }
+    for i in &desired.images {
+        wanted.insert((i.node.clone(), i.storage.clone(), "import"));
+    }
+    for sn in &desired.snippets {
+        wanted.insert((sn.node.clone(), sn.storage.clone(), "snippets"));
+    }
     for (node, storage, content) in wanted {
         // A node that is offline or unknown is reported by the planner, not here.
         if !observed

@@ -7,12 +7,18 @@ use serde::Serialize;
 use super::observed::{Observed, ObservedGuest, TalosObserved};
 use super::props::{canon, canon_tags, parse_disk};
 use crate::model::desired::{
-    Desired, DesiredGuest, GuestKind, SPEC_TAG_PREFIX, has_owner_marker, owner_tag,
+    BootSource, Desired, DesiredGuest, GuestKind, SPEC_TAG_PREFIX, has_owner_marker, owner_tag,
 };
 
 /// Keys we may have set on a Talos VM in an earlier version of the config; present but no
 /// longer desired means "remove".
-const OPTIONAL_KEYS: &[&str] = &["nameserver", "searchdomain"];
+const OPTIONAL_KEYS: &[&str] = &[
+    "nameserver",
+    "searchdomain",
+    "cicustom",
+    "sshkeys",
+    "startup",
+];
 
 /// The same for containers.
 const OPTIONAL_LXC_KEYS: &[&str] = &["nameserver", "searchdomain", "features", "startup"];
@@ -93,6 +99,16 @@ pub enum PlanError {
         /// Nodes that exist.
         known: String,
     },
+    /// A declared backup job's id is taken by a job we do not own.
+    #[error(
+        "backup job \"{name}\" needs the id {id}, which a backup job this homelab does not manage already has"
+    )]
+    BackupJobClash {
+        /// The Proxmox job id.
+        id: String,
+        /// The job's name in homelab.yaml.
+        name: String,
+    },
 }
 
 /// One changed configuration key.
@@ -138,6 +154,29 @@ pub enum Action {
         filename: String,
         /// Source URL.
         url: String,
+    },
+    /// Download a cloud image into `import` storage (kept by `down`), checksum verified by
+    /// Proxmox.
+    DownloadImage {
+        /// Node.
+        node: String,
+        /// Storage.
+        storage: String,
+        /// File name.
+        filename: String,
+        /// Source URL.
+        url: String,
+        /// `algorithm:hex`.
+        checksum: Option<String>,
+    },
+    /// Upload a cloud-init snippet to a node's snippet storage (over SFTP).
+    UploadSnippet {
+        /// Node.
+        node: String,
+        /// Storage.
+        storage: String,
+        /// File name.
+        filename: String,
     },
     /// Create a guest and start it.
     Create {
@@ -232,6 +271,34 @@ pub enum Action {
         /// Where.
         path: String,
     },
+    /// Create a vzdump backup job (`POST /cluster/backup`).
+    CreateBackupJob {
+        /// Proxmox job id.
+        id: String,
+        /// Name in homelab.yaml.
+        name: String,
+        /// The options it is created with.
+        config: BTreeMap<String, String>,
+    },
+    /// Change a backup job's options in place.
+    UpdateBackupJob {
+        /// Proxmox job id.
+        id: String,
+        /// Name in homelab.yaml.
+        name: String,
+        /// Each changed option (from → to).
+        changes: Vec<super::backups::JobChange>,
+        /// Why it is re-applied without option changes, if so.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// Delete a backup job we own that is no longer declared (its backups are kept).
+    DeleteBackupJob {
+        /// Proxmox job id.
+        id: String,
+        /// Its schedule, for people.
+        schedule: Option<String>,
+    },
 }
 
 impl Action {
@@ -240,15 +307,19 @@ impl Action {
         match self {
             Action::DownloadIso { .. }
             | Action::DownloadTemplate { .. }
+            | Action::DownloadImage { .. }
+            | Action::UploadSnippet { .. }
             | Action::Create { .. }
-            | Action::GenerateTalosSecrets { .. } => "add",
+            | Action::GenerateTalosSecrets { .. }
+            | Action::CreateBackupJob { .. } => "add",
             Action::Update { .. }
             | Action::Start { .. }
             | Action::TalosApplyConfig { .. }
             | Action::TalosBootstrap { .. }
-            | Action::WriteOutput { .. } => "change",
+            | Action::WriteOutput { .. }
+            | Action::UpdateBackupJob { .. } => "change",
             Action::Replace { .. } => "replace",
-            Action::Delete { .. } => "destroy",
+            Action::Delete { .. } | Action::DeleteBackupJob { .. } => "destroy",
         }
     }
 }
@@ -331,6 +402,7 @@ pub fn needs_config(desired: &Desired, observed: &Observed) -> Vec<(String, Gues
 fn cheap_match(d: &DesiredGuest, g: &ObservedGuest) -> bool {
     let hash_tag = format!("{SPEC_TAG_PREFIX}{}", d.spec_hash);
     g.tags.contains(&hash_tag)
+        && g.template == d.is_template
         && g.node == d.node
         && g.kind == d.kind
         && g.name.as_ref().is_none_or(|n| *n == d.name)
@@ -406,6 +478,28 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
         }
     }
 
+    for img in &desired.images {
+        if !observed.has_volume(&img.node, &img.volid()) {
+            actions.push(Action::DownloadImage {
+                node: img.node.clone(),
+                storage: img.storage.clone(),
+                filename: img.filename.clone(),
+                url: img.url.clone(),
+                checksum: img.checksum.as_ref().map(|(a, h)| format!("{a}:{h}")),
+            });
+        }
+    }
+
+    for sn in &desired.snippets {
+        if !observed.has_volume(&sn.node, &sn.volid()) {
+            actions.push(Action::UploadSnippet {
+                node: sn.node.clone(),
+                storage: sn.storage.clone(),
+                filename: sn.filename.clone(),
+            });
+        }
+    }
+
     for d in &desired.guests {
         match by_vmid.get(&d.vmid) {
             None => actions.push(create(d, lab)),
@@ -429,6 +523,29 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
         summary: Summary::default(),
     }
     .finish())
+}
+
+/// Add the backup-job actions to a guest plan (see [`super::backups::diff`]).
+pub fn plan_backups(
+    desired: &Desired,
+    jobs: &[super::backups::ObservedBackupJob],
+    mut plan: Plan,
+) -> Result<Plan, PlanError> {
+    let replaced: BTreeSet<u32> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Replace { vmid, .. } => Some(*vmid),
+            _ => None,
+        })
+        .collect();
+    plan.actions.extend(super::backups::diff(
+        &desired.backups,
+        jobs,
+        &desired.lab,
+        &replaced,
+    )?);
+    Ok(plan.finish())
 }
 
 /// Add the Talos steps (secrets bundle, apply, bootstrap, outputs) to a guest plan.
@@ -521,6 +638,28 @@ fn create(d: &DesiredGuest, lab: &str) -> Action {
         config.insert(k.clone(), v);
     }
     config.insert("tags".into(), d.tags(lab));
+    match &d.boot {
+        Some(BootSource::Clone { template, full }) => {
+            let how = if *full { "full" } else { "linked" };
+            config.insert("clone".into(), format!("{how} clone of {template}"));
+            // The boot disk comes from the template and is grown to its size.
+            if let Some(size) = d.disks.get("scsi0").and_then(|s| s.size) {
+                config.insert("scsi0".into(), format!("(cloned), grown to {size}"));
+            }
+        }
+        Some(BootSource::Image { .. }) if !d.is_template => {
+            if let Some(size) = d.disks.get("scsi0").and_then(|s| s.size) {
+                config.insert(
+                    "scsi0".into(),
+                    format!("{}, grown to {size}", d.disks["scsi0"].create_value()),
+                );
+            }
+        }
+        _ => {}
+    }
+    if d.is_template {
+        config.insert("template".into(), "1".into());
+    }
     Action::Create {
         vmid: d.vmid,
         name: d.name.clone(),
@@ -545,7 +684,8 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
         node: d.node.clone(),
         kind: d.kind,
     };
-    let stopped = g.status == "stopped";
+    // Templates never run.
+    let stopped = g.status == "stopped" && !d.is_template;
     let Some(cfg) = &g.config else {
         // Decided from the resource list: nothing changed.
         return if stopped { vec![start()] } else { vec![] };
@@ -624,6 +764,24 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
             });
         }
     }
+    // A PCI device no longer declared is detached.
+    if !lxc {
+        for (k, v) in &cfg.props {
+            let is_pci = k
+                .strip_prefix("hostpci")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if is_pci && !d.props.contains_key(k) {
+                changes.push(Change {
+                    key: k.clone(),
+                    from: Some(v.clone()),
+                    to: None,
+                    reboot: true,
+                    sensitive: false,
+                    shown: true,
+                });
+            }
+        }
+    }
     // A container mount point no longer declared is detached (Proxmox keeps its volume as
     // `unusedN`, so no data is lost).
     if lxc {
@@ -688,7 +846,8 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
                     continue;
                 }
                 if let (Some(w), Some(h)) = (want.size, have.size) {
-                    if w < h {
+                    // An imported cloud image may already be larger than asked: keep it.
+                    if w < h && want.import_from.is_none() {
                         reasons.push(format!("disk {k} cannot shrink from {h} to {w}"));
                         continue;
                     }
@@ -725,6 +884,17 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
                 }
             }
         }
+    }
+    if d.is_template && !g.template {
+        // Created but not yet converted (an interrupted run).
+        changes.push(Change {
+            key: "template".into(),
+            from: None,
+            to: Some("1".into()),
+            reboot: false,
+            sensitive: false,
+            shown: true,
+        });
     }
     if !reasons.is_empty() {
         return vec![Action::Replace {

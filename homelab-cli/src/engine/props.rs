@@ -67,6 +67,11 @@ pub fn canon(key: &str, value: &str) -> String {
             join_sorted(parts, 1)
         }
         k if k.starts_with("ipconfig") => join_sorted(split(value), 0),
+        k if k.starts_with("hostpci") => {
+            let mut parts = split(value);
+            normalize_bool_keys(&mut parts, &["pcie", "x-vga", "rombar", "legacy-igd"]);
+            join_sorted(parts, 0)
+        }
         "onboot" | "balloon" | "sockets" | "cores" | "memory" | "swap" => {
             value.trim_start_matches('+').to_string()
         }

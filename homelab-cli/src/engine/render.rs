@@ -51,6 +51,31 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 let _ = writeln!(out, "      {} url = \"{url}\"", paint("+"));
                 out.push_str("    }\n");
             }
+            Action::DownloadImage {
+                node,
+                storage,
+                filename,
+                url,
+                checksum,
+            } => {
+                let volid = format!("{storage}:import/{filename}");
+                let _ = writeln!(out, "  # image {volid} will be downloaded on {node}");
+                let _ = writeln!(out, "  {} image \"{volid}\" {{", paint("+"));
+                let _ = writeln!(out, "      {} url      = \"{url}\"", paint("+"));
+                if let Some(c) = checksum {
+                    let _ = writeln!(out, "      {} checksum = \"{c}\"", paint("+"));
+                }
+                out.push_str("    }\n");
+            }
+            Action::UploadSnippet {
+                node,
+                storage,
+                filename,
+            } => {
+                let volid = format!("{storage}:snippets/{filename}");
+                let _ = writeln!(out, "  # snippet {volid} will be uploaded to {node} (SFTP)");
+                let _ = writeln!(out, "  {} snippet \"{volid}\" {{}}", paint("+"));
+            }
             Action::Create {
                 vmid,
                 name,
@@ -183,6 +208,11 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
             Action::WriteOutput { what, path } => {
                 let _ = writeln!(out, "  # {what} will be written SOPS-encrypted");
                 let _ = writeln!(out, "  {} output \"{path}\"", paint("~"));
+            }
+            Action::CreateBackupJob { .. }
+            | Action::UpdateBackupJob { .. }
+            | Action::DeleteBackupJob { .. } => {
+                out.push_str(&super::backups::plan_text(a, &paint));
             }
         }
     }

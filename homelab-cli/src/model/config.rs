@@ -4,6 +4,7 @@
 //! their text; the path names a value in the SOPS file given by `secrets.file`. References
 //! are resolved in memory only (see [`super::desired::resolve`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -33,6 +34,16 @@ pub struct Config {
     /// LXC containers (services), reconciled like the Talos VMs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lxc: Option<Lxc>,
+    /// Scheduled vzdump backup jobs over the declared guests. Jobs carry the owner marker
+    /// in their comment; jobs without it are never touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<super::backups::BackupJob>,
+    /// Cloud images (Debian, Ubuntu, ...) that VMs are built from, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, CloudImage>,
+    /// Cloud-init VMs and their gold templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vms: Option<Vms>,
     /// Where generated client configurations are written (SOPS-encrypted).
     #[serde(default)]
     pub outputs: Outputs,
@@ -78,6 +89,50 @@ pub struct Proxmox {
     /// File storage holding LXC OS templates (`vztmpl`, downloaded once, kept by `down`).
     #[serde(default = "default_iso_storage")]
     pub template_storage: String,
+    /// File storage holding cloud images (content `import`, downloaded once, kept by `down`).
+    #[serde(default = "default_iso_storage")]
+    pub image_storage: String,
+    /// File storage holding cloud-init snippets (content `snippets`). Snippets cannot be
+    /// uploaded through the API; they are written over SFTP (see `ssh`).
+    #[serde(default = "default_iso_storage")]
+    pub snippet_storage: String,
+    /// Directory of `snippet_storage` on the node (`/var/lib/vz` for `local`).
+    #[serde(default = "default_snippet_dir")]
+    pub snippet_dir: String,
+    /// SSH access to the node, used only to upload cloud-init snippets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<Ssh>,
+}
+
+fn default_snippet_dir() -> String {
+    "/var/lib/vz".into()
+}
+
+/// SSH (SFTP) access to a Proxmox node for snippet uploads. The host key is pinned.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ssh {
+    /// Host name or address; defaults to the host of `proxmox.endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Port (default 22).
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// User (default `root`: the snippet directories belong to root).
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    /// The OpenSSH private key (ed25519). Must reference a secret.
+    pub private_key: String,
+    /// The node's host key fingerprint, `SHA256:...` as `ssh-keygen -lf` prints it
+    /// (`homelab-cli proxmox ssh-fingerprint HOST` shows it). May reference secrets.
+    pub host_key: String,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+fn default_ssh_user() -> String {
+    "root".into()
 }
 
 fn default_storage() -> String {
@@ -233,11 +288,42 @@ pub struct TalosNode {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Lxc {
-    /// Values every container takes unless it sets them.
+    /// VMIDs of containers that do not set `vmid`: `vmid_base + index in the list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmid_base: Option<u32>,
+    /// Values every container takes unless it (or its preset) sets them.
     #[serde(default)]
     pub defaults: ContainerSettings,
+    /// Named sets of settings (`small`, `large`, ...) a container picks with `preset`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub presets: BTreeMap<String, ContainerSettings>,
     /// The containers.
     pub containers: Vec<Container>,
+}
+
+impl Lxc {
+    /// The VMID of container `i`: its own, else `vmid_base + i`.
+    pub fn vmid_of(&self, i: usize) -> Option<u32> {
+        let ct = self.containers.get(i)?;
+        ct.vmid.or_else(|| index_vmid(self.vmid_base, i))
+    }
+
+    /// Container `i`'s settings: its own, then its preset's, then `defaults`.
+    pub fn effective(&self, i: usize) -> Option<ContainerSettings> {
+        let ct = self.containers.get(i)?;
+        let preset = ct
+            .preset
+            .as_ref()
+            .and_then(|p| self.presets.get(p))
+            .cloned()
+            .unwrap_or_default();
+        Some(ct.settings().or(&preset.or(&self.defaults)))
+    }
+}
+
+/// `base + index`, when there is a base and it fits.
+pub fn index_vmid(base: Option<u32>, i: usize) -> Option<u32> {
+    base.and_then(|b| b.checked_add(u32::try_from(i).ok()?))
 }
 
 /// One LXC container.
@@ -246,8 +332,12 @@ pub struct Lxc {
 pub struct Container {
     /// Hostname (a DNS label), unique among guests.
     pub name: String,
-    /// Proxmox VMID (100-999999999), fixed.
-    pub vmid: u32,
+    /// Proxmox VMID (100-999999999); defaults to `lxc.vmid_base` + the position in the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmid: Option<u32>,
+    /// A preset from `lxc.presets` whose settings this container takes unless it sets them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
     /// Proxmox node; defaults to `proxmox.node`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -442,6 +532,268 @@ pub struct Startup {
     pub down: Option<u32>,
 }
 
+/// A cloud image: an `http(s)://` URL downloaded once into `proxmox.image_storage` (content
+/// `import`) and verified, or a volume already in storage.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloudImage {
+    /// Where Proxmox downloads it from, e.g.
+    /// `https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `ALGORITHM:HEX` (`sha256:...`, `sha512:...`) that Proxmox checks after the download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// File name in storage (default: the URL's last segment). Must end in `.qcow2`,
+    /// `.raw` or `.vmdk` (Ubuntu's `.img` cloud images are qcow2: name them `.qcow2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// An image already in storage instead of a URL (`local:import/debian-12.qcow2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+}
+
+/// Defines a struct holding the VM settings that `vms.defaults`, presets and each VM share,
+/// plus `$extra` fields (spelled out once: `#[serde(flatten)]` would lose
+/// `deny_unknown_fields`).
+macro_rules! vm_settings {
+    ($(#[$m:meta])* pub struct $name:ident { $($extra:tt)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($extra)*
+            /// Cloud image (a key of `images`) the boot disk is imported from. Changing it
+            /// later does not rebuild an existing VM.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub image: Option<String>,
+            /// CPU cores (default 1).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub cores: Option<u16>,
+            /// Memory (default `1GiB`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub memory: Option<Size>,
+            /// Boot disk size (default `10GiB`); the imported image is grown to it.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub disk: Option<Size>,
+            /// Storage of the boot disk and cloud-init drive (default `proxmox.storage`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub storage: Option<String>,
+            /// Bridge (default `proxmox.bridge`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub bridge: Option<String>,
+            /// VLAN tag on the bridge port.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub vlan: Option<u16>,
+            /// Gateway for static addresses. May reference secrets.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub gateway: Option<String>,
+            /// DNS servers. Each may reference secrets.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub nameservers: Option<Vec<String>>,
+            /// DNS search domain.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub searchdomain: Option<String>,
+            /// The automation user cloud-init creates (default `homelab`; never `root`).
+            /// It logs in with `ssh_keys` only: no password is ever set.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub user: Option<String>,
+            /// The user's SSH public keys (`ssh-ed25519` only).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub ssh_keys: Option<Vec<String>>,
+            /// Extra packages installed on first boot (`qemu-guest-agent` is always added).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub packages: Option<Vec<String>>,
+            /// Extra cloud-config (a mapping: `runcmd`, `write_files`, ...) merged into the
+            /// vendor-data snippet.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub user_data: Option<serde_json::Map<String, serde_json::Value>>,
+            /// Start on host boot (default true).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub onboot: Option<bool>,
+        }
+    };
+}
+
+vm_settings! {
+    /// VM settings that `vms.defaults` and `vms.presets` provide and VMs override.
+    pub struct VmSettings {}
+}
+
+/// Cloud-init VMs, their gold templates and the values they inherit.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Vms {
+    /// VMIDs of VMs that do not set `vmid`: `vmid_base + index in the list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmid_base: Option<u32>,
+    /// Values every VM takes unless it (or its preset) sets them.
+    #[serde(default)]
+    pub defaults: VmSettings,
+    /// Named sets of settings (`small`, `medium`, `large`, ...) a VM picks with `preset`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub presets: BTreeMap<String, VmSettings>,
+    /// Gold templates: VMs built from a cloud image once and converted to templates, which
+    /// VMs clone with `clone`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<VmTemplate>,
+    /// The VMs.
+    #[serde(default)]
+    pub machines: Vec<Vm>,
+}
+
+/// A gold template built from a cloud image.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmTemplate {
+    /// Template name (a DNS label), unique among guests.
+    pub name: String,
+    /// Proxmox VMID (templates conventionally sit high, e.g. 9000).
+    pub vmid: u32,
+    /// Cloud image (a key of `images`).
+    pub image: String,
+    /// Proxmox node; defaults to `proxmox.node`. Clones are made on the same node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Storage of its disks (default `proxmox.storage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+}
+
+vm_settings! {
+    /// One cloud-init VM.
+    pub struct Vm {
+        /// VM name and hostname (a DNS label), unique among guests.
+        pub name: String,
+        /// Proxmox VMID (100-999999999); defaults to `vms.vmid_base` + the position in the list.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub vmid: Option<u32>,
+        /// Proxmox node; defaults to `proxmox.node`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub node: Option<String>,
+        /// A preset from `vms.presets` whose settings this VM takes unless it sets them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub preset: Option<String>,
+        /// Clone this gold template (a name in `vms.templates`) instead of importing `image`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub clone: Option<String>,
+        /// With `clone`: a full copy instead of a linked clone (default false: linked).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub full_clone: Option<bool>,
+        /// Static IPv4 address with prefix (`10.0.20.11/24`) or `dhcp` (the default).
+        /// May reference secrets.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub ip: Option<String>,
+        /// PCI devices passed through (GPUs), as `hostpci0`, `hostpci1`, ...
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub pci: Vec<PciPassthrough>,
+        /// Start/shutdown order on boot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub startup: Option<Startup>,
+        /// Extra tags (our ownership tags are added).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub tags: Vec<String>,
+        /// A note shown in Proxmox (the ownership marker is appended).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub description: Option<String>,
+    }
+}
+
+impl Vm {
+    /// Its own settings (each `None` falls back to the preset, then `vms.defaults`).
+    pub fn settings(&self) -> VmSettings {
+        VmSettings {
+            image: self.image.clone(),
+            cores: self.cores,
+            memory: self.memory,
+            disk: self.disk,
+            storage: self.storage.clone(),
+            bridge: self.bridge.clone(),
+            vlan: self.vlan,
+            gateway: self.gateway.clone(),
+            nameservers: self.nameservers.clone(),
+            searchdomain: self.searchdomain.clone(),
+            user: self.user.clone(),
+            ssh_keys: self.ssh_keys.clone(),
+            packages: self.packages.clone(),
+            user_data: self.user_data.clone(),
+            onboot: self.onboot,
+        }
+    }
+}
+
+impl VmSettings {
+    /// `self` where set, else `d`.
+    pub fn or(self, d: &VmSettings) -> VmSettings {
+        VmSettings {
+            image: self.image.or_else(|| d.image.clone()),
+            cores: self.cores.or(d.cores),
+            memory: self.memory.or(d.memory),
+            disk: self.disk.or(d.disk),
+            storage: self.storage.or_else(|| d.storage.clone()),
+            bridge: self.bridge.or_else(|| d.bridge.clone()),
+            vlan: self.vlan.or(d.vlan),
+            gateway: self.gateway.or_else(|| d.gateway.clone()),
+            nameservers: self.nameservers.or_else(|| d.nameservers.clone()),
+            searchdomain: self.searchdomain.or_else(|| d.searchdomain.clone()),
+            user: self.user.or_else(|| d.user.clone()),
+            ssh_keys: self.ssh_keys.or_else(|| d.ssh_keys.clone()),
+            packages: self.packages.or_else(|| d.packages.clone()),
+            user_data: self.user_data.or_else(|| d.user_data.clone()),
+            onboot: self.onboot.or(d.onboot),
+        }
+    }
+}
+
+impl Vms {
+    /// The VMID of VM `i`: its own, else `vmid_base + i`.
+    pub fn vmid_of(&self, i: usize) -> Option<u32> {
+        let vm = self.machines.get(i)?;
+        vm.vmid.or_else(|| index_vmid(self.vmid_base, i))
+    }
+
+    /// VM `i`'s settings: its own, then its preset's, then `defaults`.
+    pub fn effective(&self, i: usize) -> Option<VmSettings> {
+        let vm = self.machines.get(i)?;
+        let preset = vm
+            .preset
+            .as_ref()
+            .and_then(|p| self.presets.get(p))
+            .cloned()
+            .unwrap_or_default();
+        Some(vm.settings().or(&preset.or(&self.defaults)))
+    }
+}
+
+/// A host PCI device passed through to a VM. API tokens may only pass through devices of
+/// a cluster PCI mapping, so a raw `device` is given a mapping (`<homelab>-<bus>-<slot>`)
+/// that `up` creates from the host's device list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PciPassthrough {
+    /// Host PCI address, `0000:01:00.0` (one function) or `0000:01:00` (all functions,
+    /// e.g. a GPU with its audio device). Exclusive with `mapping`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// An existing cluster PCI mapping (Datacenter → Resource Mappings). Exclusive with
+    /// `device`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<String>,
+    /// Attach as PCI Express (default true; needs the q35 machine, which these VMs use).
+    #[serde(default = "yes")]
+    pub pcie: bool,
+    /// Primary GPU of the VM (`x-vga`, default false).
+    #[serde(default)]
+    pub primary_gpu: bool,
+    /// Expose the device ROM (`rombar`, default true).
+    #[serde(default = "yes")]
+    pub rombar: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 /// The role of a Talos node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -622,7 +974,9 @@ mod tests {
     fn schema_names_every_top_level_key() {
         let s = json_schema();
         let props = s["properties"].as_object().unwrap();
-        for k in ["name", "secrets", "proxmox", "talos", "lxc", "outputs"] {
+        for k in [
+            "name", "secrets", "proxmox", "talos", "lxc", "images", "vms", "outputs",
+        ] {
             assert!(props.contains_key(k), "{k} missing");
         }
         assert_eq!(s["additionalProperties"], serde_json::json!(false));

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::{Role, Size};
 use super::secrets::SecretValues;
+pub use super::vms::{BootSource, DesiredImage, DesiredPciMapping, DesiredSnippet};
 use super::{ConfigError, ConfigErrors, Loaded};
 
 /// The tag every guest of homelab `lab` carries.
@@ -45,10 +46,18 @@ pub struct Desired {
     pub isos: Vec<DesiredIso>,
     /// LXC OS templates that must be in storage (downloaded once).
     pub templates: Vec<DesiredTemplate>,
+    /// Cloud images that must be in storage (downloaded once, checksum verified).
+    pub images: Vec<DesiredImage>,
+    /// Cloud-init snippets that must be on the nodes (uploaded over SFTP).
+    pub snippets: Vec<DesiredSnippet>,
+    /// Cluster PCI mappings to create for passed-through devices.
+    pub pci_mappings: Vec<DesiredPciMapping>,
     /// Guests, ordered by VMID.
     pub guests: Vec<DesiredGuest>,
     /// The Talos cluster, if any.
     pub talos: Option<TalosCluster>,
+    /// Scheduled backup jobs, guests resolved to VMIDs.
+    pub backups: Vec<super::backups::DesiredBackupJob>,
     /// Where encrypted outputs go.
     pub outputs: OutputPaths,
 }
@@ -67,6 +76,24 @@ pub struct Connection {
     pub fingerprint: Option<String>,
     /// Default node.
     pub node: String,
+    /// SSH access for snippet uploads.
+    pub ssh: Option<SshAccess>,
+}
+
+/// SSH (SFTP) access to the Proxmox node(s), for snippet uploads.
+#[derive(Debug, Clone, Serialize)]
+pub struct SshAccess {
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// User.
+    pub user: String,
+    /// OpenSSH private key text.
+    #[serde(skip)]
+    pub private_key: SecretString,
+    /// Pinned host key fingerprint (`SHA256:...`).
+    pub host_key: String,
 }
 
 /// An ISO image downloaded into file storage once.
@@ -147,11 +174,30 @@ pub struct DiskSpec {
     pub cloudinit: bool,
     /// Options after the volume (`discard=on`, ...), compared with what Proxmox reports.
     pub options: BTreeMap<String, String>,
+    /// A disk image the volume is imported from on creation (`local:import/x.qcow2`).
+    /// Creation only: a later change does not rebuild the guest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import_from: Option<String>,
 }
 
 impl DiskSpec {
-    /// The value sent when creating the disk (`local-lvm:100,discard=on`).
+    /// The value sent when creating the disk (`local-lvm:100,discard=on`; an imported disk
+    /// is `local-lvm:0,import-from=local:import/x.qcow2,...` and grown afterwards).
     pub fn create_value(&self) -> String {
+        match &self.import_from {
+            Some(src) => {
+                let mut s = format!("{}:0,import-from={src}", self.storage);
+                for (k, v) in &self.options {
+                    s.push_str(&format!(",{k}={v}"));
+                }
+                s
+            }
+            None => self.new_value(),
+        }
+    }
+
+    /// The value for a new empty volume of this size (what the spec hash covers).
+    pub fn new_value(&self) -> String {
         let vol = if self.cloudinit {
             format!("{}:cloudinit", self.storage)
         } else {
@@ -196,6 +242,12 @@ pub struct DesiredGuest {
     pub create_only: BTreeMap<String, String>,
     /// Tags the user asked for, besides ours.
     pub extra_tags: Vec<String>,
+    /// Where a cloud-init VM's boot disk comes from (image import or template clone).
+    pub boot: Option<BootSource>,
+    /// Whether it is a gold template (created stopped, then converted).
+    pub is_template: bool,
+    /// The cloud-init snippet it references (must be uploaded first).
+    pub snippet: Option<String>,
 }
 
 impl DesiredGuest {
@@ -529,6 +581,7 @@ pub fn resolve(
                         .into_iter()
                         .map(|(a, b)| (a.to_string(), b.to_string()))
                         .collect(),
+                    import_from: None,
                 },
             );
             disks.insert(
@@ -541,6 +594,7 @@ pub fn resolve(
                         .into_iter()
                         .map(|(a, b)| (a.to_string(), b.to_string()))
                         .collect(),
+                    import_from: None,
                 },
             );
             disks.insert(
@@ -550,6 +604,7 @@ pub fn resolve(
                     size: None,
                     cloudinit: true,
                     options: BTreeMap::new(),
+                    import_from: None,
                 },
             );
             let spec_hash = spec_hash(&node, &props, &disks);
@@ -575,6 +630,9 @@ pub fn resolve(
                 template: None,
                 create_only: BTreeMap::new(),
                 extra_tags: Vec::new(),
+                boot: None,
+                is_template: false,
+                snippet: None,
             });
         }
         isos.extend(isos_needed.into_values());
@@ -638,7 +696,10 @@ pub fn resolve(
     if let Some(x) = &c.lxc {
         for (i, ct) in x.containers.iter().enumerate() {
             let path = format!("lxc.containers[{i}]");
-            let s = ct.settings().or(&x.defaults);
+            let s = x.effective(i).unwrap_or_default();
+            let Some(vmid) = x.vmid_of(i) else {
+                continue; // reported by validation
+            };
             let node = ct.node.clone().unwrap_or_else(|| c.proxmox.node.clone());
             let Some(template) = s.template.clone() else {
                 continue; // reported by validation
@@ -829,6 +890,7 @@ pub fn resolve(
                     size: Some(s.disk.unwrap_or(Size::from_gib(8))),
                     cloudinit: false,
                     options: BTreeMap::new(),
+                    import_from: None,
                 },
             );
             for (j, m) in ct.mounts.iter().enumerate() {
@@ -845,6 +907,7 @@ pub fn resolve(
                         size: Some(m.size),
                         cloudinit: false,
                         options,
+                        import_from: None,
                     },
                 );
             }
@@ -863,7 +926,7 @@ pub fn resolve(
             hashed.insert("tags".into(), extra_tags.join(";"));
             let spec_hash = spec_hash(&node, &hashed, &disks);
             guests.push(DesiredGuest {
-                vmid: ct.vmid,
+                vmid,
                 name: ct.name.clone(),
                 node,
                 kind: GuestKind::Lxc,
@@ -876,10 +939,52 @@ pub fn resolve(
                 template: Some(volid),
                 create_only,
                 extra_tags,
+                boot: None,
+                is_template: false,
+                snippet: None,
             });
         }
     }
+    let compiled = super::vms::compile(l, secrets, &mut errs, &mut taken);
+    guests.extend(compiled.guests);
+    let ssh = c.proxmox.ssh.as_ref().and_then(|s| {
+        let host = match &s.host {
+            Some(h) => text("proxmox.ssh.host", h, &mut errs)?.0,
+            None => endpoint
+                .as_ref()
+                .and_then(|(e, _)| url::Url::parse(e).ok())
+                .and_then(|u| u.host_str().map(str::to_string))?,
+        };
+        let host_key = text("proxmox.ssh.host_key", &s.host_key, &mut errs)?.0;
+        let private_key = match secrets.substitute(&s.private_key) {
+            Ok((v, _)) => v,
+            Err(e) => {
+                errs.push(l.error_at("proxmox.ssh.private_key", e));
+                return None;
+            }
+        };
+        Some(SshAccess {
+            host,
+            port: s.port,
+            user: s.user.clone(),
+            private_key,
+            host_key,
+        })
+    });
     guests.sort_by_key(|g| g.vmid);
+    // Backup jobs select guests by name or tag: resolved once every guest is known.
+    let refs: Vec<super::backups::GuestRef<'_>> = guests
+        .iter()
+        .map(|g| super::backups::GuestRef {
+            name: &g.name,
+            vmid: g.vmid,
+            tags: &g.extra_tags,
+        })
+        .collect();
+    let backups = super::backups::resolve(l, &refs).unwrap_or_else(|e| {
+        errs.extend(e);
+        Vec::new()
+    });
     if !errs.is_empty() {
         return Err(ConfigErrors::new(l.path.clone(), errs));
     }
@@ -891,11 +996,16 @@ pub fn resolve(
             token_secret: token_secret.unwrap_or_else(|| SecretString::from(String::new())),
             fingerprint,
             node: c.proxmox.node.clone(),
+            ssh,
         },
         isos,
         templates: templates.into_iter().collect(),
+        images: compiled.images.into_iter().collect(),
+        snippets: compiled.snippets.into_iter().collect(),
+        pci_mappings: compiled.pci_mappings.into_iter().collect(),
         guests,
         talos,
+        backups,
         outputs: OutputPaths {
             talosconfig: l.relative(&c.outputs.talosconfig),
             kubeconfig: l.relative(&c.outputs.kubeconfig),
@@ -928,7 +1038,7 @@ pub fn spec_hash(
     for (k, d) in disks {
         h.update(k.as_bytes());
         h.update([b'=']);
-        h.update(d.create_value().as_bytes());
+        h.update(d.new_value().as_bytes());
         h.update([0]);
     }
     hex::encode(&h.finalize()[..6])
