@@ -1,0 +1,355 @@
+//! vzdump backup jobs (issue 7): declared in homelab.yaml, reconciled by plan/up/down on
+//! the simulated lab, with jobs made by hand left alone.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use homelab_cli::engine::backups::{self, ObservedBackupJob};
+use homelab_cli::session::{Session, SimArgs};
+use proxmox_client::requests::BackupJobParams;
+
+const JOB: &str = "homelab-bk-nightly";
+const FOREIGN: &str = "manual-weekly";
+
+const BASE: &str = "name: bk
+
+secrets:
+  file: secrets.enc.yaml
+  age_key_file: demo-age-key.txt
+
+proxmox:
+  endpoint: ${secret:proxmox.endpoint}
+  token_id: ${secret:proxmox.token_id}
+  token_secret: ${secret:proxmox.token_secret}
+  node: pve
+  storage: local-lvm
+
+lxc:
+  defaults:
+    template: http://download.proxmox.com/images/system/debian-12-standard_12.7-1_amd64.tar.zst
+  containers:
+    - name: postgresql
+      vmid: 101
+      tags: [database]
+    - name: mongodb
+      vmid: 102
+      tags: [database]
+    - name: gitea
+      vmid: 108
+      tags: [dev]
+";
+
+const NIGHTLY: &str = "
+backups:
+  - name: nightly
+    schedule: \"02:30\"
+    storage: local
+    keep: { last: 3, daily: 7 }
+    guests: [gitea]
+    tags: [database]
+    notes: \"{{guestname}} on {{node}}\"
+    comment: databases and git
+";
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services")
+}
+
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new(yaml: &str) -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["demo-age-key.txt", ".sops.yaml", "secrets.enc.yaml"] {
+            std::fs::copy(example_dir().join(f), dir.path().join(f)).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        let repo = Repo { dir };
+        repo.write(yaml);
+        repo
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("homelab.yaml")
+    }
+
+    fn write(&self, yaml: &str) {
+        std::fs::write(self.config(), yaml).unwrap();
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
+            .args(args)
+            .args(["-c", self.config().to_str().unwrap()])
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path().join("home"))
+            .env("NO_COLOR", "1")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY")
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ homelab-cli {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert!(out.status.success(), "homelab-cli {args:?} failed");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn plan_exit(&self) -> (Option<i32>, String) {
+        let out = self.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// Run `f` against the simulated lab (its state persists between runs).
+    fn with_lab<T>(&self, f: impl AsyncFnOnce(&Session) -> T) -> T {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let s = Session::open(
+                &self.config(),
+                &SimArgs {
+                    simulate: true,
+                    sim_latency_ms: None,
+                },
+            )
+            .await
+            .unwrap();
+            let r = f(&s).await;
+            s.close().await;
+            r
+        })
+    }
+
+    fn jobs(&self) -> Vec<ObservedBackupJob> {
+        self.with_lab(async |s| backups::observe(&s.pve).await.unwrap())
+    }
+}
+
+/// The plan text's paragraphs about backup jobs.
+fn job_blocks(text: &str) -> String {
+    text.split("\n\n")
+        .filter(|b| b.contains("backup_job"))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+#[test]
+fn backup_job_lifecycle_on_the_simulated_lab() {
+    let repo = Repo::new(&format!("{BASE}{NIGHTLY}"));
+    // A job made by hand (no owner marker) before homelab-cli runs.
+    repo.with_lab(async |s| {
+        s.pve
+            .backup_jobs()
+            .create(
+                Some(FOREIGN),
+                &BackupJobParams {
+                    schedule: Some("sun 04:00".into()),
+                    storage: Some("local".into()),
+                    vmid: vec![101],
+                    comment: Some("made by hand".into()),
+                    ..BackupJobParams::default()
+                },
+            )
+            .await
+            .unwrap();
+    });
+    let foreign_before = repo.jobs().into_iter().find(|j| j.id == FOREIGN).unwrap();
+
+    // Fresh: the job is created after the containers it lists.
+    let (code, text) = repo.plan_exit();
+    assert_eq!(code, Some(2));
+    insta::assert_snapshot!("backups_plan_create", job_blocks(&text));
+    assert!(
+        text.contains("Plan: 5 to add, 0 to change, 0 to replace, 0 to destroy."),
+        "{text}"
+    );
+    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
+    let steps = up["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["outcome"] == "done"), "{up:#}");
+    let step = steps
+        .iter()
+        .find(|s| s["id"] == format!("backup:{JOB}"))
+        .unwrap();
+    assert_eq!(
+        step["deps"],
+        serde_json::json!(["guest:101", "guest:102", "guest:108"])
+    );
+
+    // What Proxmox holds now.
+    let jobs = repo.jobs();
+    let job = jobs.iter().find(|j| j.id == JOB).unwrap();
+    assert_eq!(job.props["vmid"], "101,102,108");
+    assert_eq!(job.props["schedule"], "02:30");
+    assert_eq!(
+        backups::canon(
+            "prune-backups",
+            job.props.get("prune-backups").map(String::as_str)
+        )
+        .as_deref(),
+        Some("keep-daily=7,keep-last=3")
+    );
+    assert_eq!(
+        job.props["comment"],
+        "databases and git homelab-cli:owner=bk"
+    );
+    assert_eq!(job.props["notes-template"], "{{guestname}} on {{node}}");
+    assert_eq!(job.props["compress"], "zstd");
+    assert_eq!(job.props["mode"], "snapshot");
+    assert_eq!(job.props["enabled"], "1");
+
+    // Re-run: nothing to do, not a single write.
+    let (code, text) = repo.plan_exit();
+    assert_eq!(code, Some(0), "{text}");
+    let again = repo.json(&["up", "--simulate", "-o", "json"]);
+    assert_eq!(again["plan"]["actions"], serde_json::json!([]), "{again:#}");
+    assert_eq!(again["simulated_requests"]["mutating"], 0, "{again:#}");
+
+    // Schedule and retention change: one update listing both.
+    let changed = format!("{BASE}{NIGHTLY}")
+        .replace("\"02:30\"", "\"sat 03:15\"")
+        .replace("daily: 7", "daily: 14");
+    repo.write(&changed);
+    let (code, text) = repo.plan_exit();
+    assert_eq!(code, Some(2));
+    insta::assert_snapshot!("backups_plan_update", job_blocks(&text));
+    assert!(
+        text.contains("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy."),
+        "{text}"
+    );
+    let plan = repo.json(&["plan", "--simulate", "-o", "json"]);
+    assert_eq!(
+        plan["actions"],
+        serde_json::json!([{
+            "action": "update_backup_job",
+            "id": JOB,
+            "name": "nightly",
+            "changes": [
+                {"field": "prune-backups", "from": "keep-daily=7,keep-last=3", "to": "keep-daily=14,keep-last=3"},
+                {"field": "schedule", "from": "02:30", "to": "sat 03:15"}
+            ]
+        }]),
+        "{plan:#}"
+    );
+    let up = repo.json(&["up", "--simulate", "-o", "json"]);
+    assert_eq!(up["steps"].as_array().unwrap().len(), 1, "{up:#}");
+    assert_eq!(up["steps"][0]["outcome"], "done", "{up:#}");
+    let (code, text) = repo.plan_exit();
+    assert_eq!(code, Some(0), "{text}");
+
+    // Replacing a listed container (`purge` drops it from every job) re-applies the job in
+    // the same run, so the next plan is empty.
+    let replaced = changed.replace(
+        "    - name: gitea\n      vmid: 108\n",
+        "    - name: gitea\n      vmid: 108\n      unprivileged: false\n",
+    );
+    repo.write(&replaced);
+    let (code, text) = repo.plan_exit();
+    assert_eq!(code, Some(2));
+    assert!(text.contains("must be replaced"), "{text}");
+    assert!(
+        text.contains("# re-applied after replacing guest(s) 108"),
+        "{text}"
+    );
+    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
+    assert!(
+        up["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "done"),
+        "{up:#}"
+    );
+    let (code, text) = repo.plan_exit();
+    assert_eq!(code, Some(0), "{text}");
+    let jobs = repo.jobs();
+    assert_eq!(
+        jobs.iter().find(|j| j.id == JOB).unwrap().props["vmid"],
+        "101,102,108"
+    );
+
+    // Removed from the file: deleted; the hand-made job stays as it was.
+    let without = replaced.split("\nbackups:").next().unwrap();
+    repo.write(without);
+    let (code, text) = repo.plan_exit();
+    assert_eq!(code, Some(2));
+    insta::assert_snapshot!("backups_plan_delete", job_blocks(&text));
+    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
+    assert_eq!(up["steps"].as_array().unwrap().len(), 1, "{up:#}");
+    let (code, text) = repo.plan_exit();
+    assert_eq!(code, Some(0), "{text}");
+    let jobs = repo.jobs();
+    assert!(jobs.iter().all(|j| j.id != JOB), "{jobs:?}");
+    let foreign = jobs.iter().find(|j| j.id == FOREIGN).unwrap();
+    assert_eq!(*foreign, foreign_before);
+
+    // down deletes our jobs with the guests, never the foreign one.
+    repo.write(&replaced);
+    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
+    assert_eq!(up["steps"].as_array().unwrap().len(), 1, "{up:#}");
+    let down = repo.json(&["down", "--simulate", "--yes", "-o", "json"]);
+    assert_eq!(
+        down["backup_jobs_deleted"],
+        serde_json::json!([JOB]),
+        "{down:#}"
+    );
+    assert_eq!(down["destroyed"].as_array().unwrap().len(), 3, "{down:#}");
+    let jobs = repo.jobs();
+    assert_eq!(
+        jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        vec![FOREIGN],
+        "{jobs:?}"
+    );
+}
+
+#[test]
+fn a_hand_made_job_holding_our_id_stops_the_plan() {
+    let repo = Repo::new(&format!("{BASE}{NIGHTLY}"));
+    repo.with_lab(async |s| {
+        s.pve
+            .backup_jobs()
+            .create(
+                Some(JOB),
+                &BackupJobParams {
+                    schedule: Some("daily".into()),
+                    all: Some(true),
+                    ..BackupJobParams::default()
+                },
+            )
+            .await
+            .unwrap();
+    });
+    let out = repo.cli(&["plan", "--simulate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("needs the id {JOB}")), "{err}");
+    assert!(err.contains("this homelab does not manage"), "{err}");
+    assert!(err.contains("rename the job in homelab.yaml"), "{err}");
+}
+
+#[test]
+fn an_unknown_guest_is_reported_at_its_list_item() {
+    let repo = Repo::new(&format!("{BASE}{NIGHTLY}").replace("[gitea]", "[gitea, redis]"));
+    let out = repo.cli(&["plan", "--simulate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no guest named `redis` is declared"), "{err}");
+    assert!(err.contains("homelab.yaml:33:21"), "{err}");
+    assert!(
+        err.contains("declared guests: gitea, mongodb, postgresql"),
+        "{err}"
+    );
+}
