@@ -2,6 +2,7 @@
 //! talk to Proxmox, the Image Factory and Talos.
 
 pub mod apply;
+pub mod backups;
 pub mod graph;
 pub mod image;
 pub mod observe;

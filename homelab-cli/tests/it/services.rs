@@ -459,8 +459,9 @@ fn services_lifecycle_on_the_simulated_lab() {
     let again = repo.json(&["up", "--simulate", "-o", "json"]);
     assert_eq!(again["plan"]["actions"], serde_json::json!([]), "{again:#}");
     assert_eq!(again["simulated_requests"]["mutating"], 0, "{again:#}");
-    // Constant: the resource list and the template storage listing, no per-guest reads.
-    assert_eq!(again["simulated_requests"]["total"], 2, "{again:#}");
+    // Constant: the resource list, the template storage listing and the backup-job list,
+    // no per-guest reads.
+    assert_eq!(again["simulated_requests"]["total"], 3, "{again:#}");
     let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0));
     let status = repo.json(&["status", "--simulate", "-o", "json"]);
