@@ -101,6 +101,29 @@ impl Client {
         }
     }
 
+    /// Cluster PCI resource mappings (`/cluster/mapping/pci`).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: proxmox_client::Client) -> proxmox_client::Result<()> {
+    /// use proxmox_client::property::PciMapEntry;
+    /// use proxmox_client::requests::PciMappingParams;
+    ///
+    /// // Map the node's first GPU (all functions) under the name `gpu`.
+    /// let devices = client.node("pve").hardware_pci().await?;
+    /// if let Some(gpu) = devices.iter().find(|d| d.is_gpu()) {
+    ///     let entry = PciMapEntry::from_device("pve", gpu, true);
+    ///     let params = PciMappingParams { map: vec![entry], ..Default::default() };
+    ///     client.pci_mappings().create("gpu", &params).await?;
+    /// }
+    /// // VMs then use `hostpci0: mapping=gpu,pcie=1`.
+    /// # Ok(()) }
+    /// ```
+    pub fn pci_mappings(&self) -> PciMappings {
+        PciMappings {
+            client: self.clone(),
+        }
+    }
+
     /// SDN zones, VNets and subnets.
     pub fn sdn(&self) -> Sdn {
         Sdn {
@@ -221,6 +244,17 @@ impl Node {
             node: self.node.clone(),
             storage: storage.into(),
         }
+    }
+
+    /// `GET /nodes/{node}/hardware/pci` with PVE's defaults (memory controllers, bridges
+    /// and processors hidden; names included).
+    pub async fn hardware_pci(&self) -> Result<Vec<PciDevice>> {
+        self.hardware_pci_scan(&PciScan::default()).await
+    }
+
+    /// `GET /nodes/{node}/hardware/pci` with explicit class filter and verbosity.
+    pub async fn hardware_pci_scan(&self, p: &PciScan) -> Result<Vec<PciDevice>> {
+        self.client.execute(&rq::hardware_pci(&self.node, p)).await
     }
 
     /// `GET /nodes/{node}/tasks`.
@@ -702,6 +736,55 @@ impl Access {
     /// `DELETE /access/roles/{roleid}`.
     pub async fn delete_role(&self, roleid: &str) -> Result<()> {
         unit(&self.client, &rq::role_delete(roleid)).await
+    }
+}
+
+/// Cluster PCI resource mappings.
+#[derive(Debug, Clone)]
+pub struct PciMappings {
+    client: Client,
+}
+
+impl PciMappings {
+    /// `GET /cluster/mapping/pci`: the mappings the caller may see (`Mapping.Audit`, `Use`
+    /// or `Modify` on `/mapping/pci/<id>`).
+    pub async fn list(&self) -> Result<Vec<PciMapping>> {
+        self.client.execute(&rq::pci_mappings_list(None)).await
+    }
+    /// `GET /cluster/mapping/pci?check-node=<node>`: with each mapping's diagnostics for
+    /// `node` (missing entry, hardware that no longer matches).
+    pub async fn list_checked(&self, node: &str) -> Result<Vec<PciMapping>> {
+        self.client
+            .execute(&rq::pci_mappings_list(Some(node)))
+            .await
+    }
+    /// `GET /cluster/mapping/pci/{id}` (the answer has no `id`; this fills it in).
+    pub async fn get(&self, id: &str) -> Result<PciMapping> {
+        let mut m: PciMapping = self.client.execute(&rq::pci_mapping_get(id)).await?;
+        m.id = id.to_string();
+        Ok(m)
+    }
+    /// `POST /cluster/mapping/pci`.
+    pub async fn create(&self, id: &str, p: &PciMappingParams) -> Result<()> {
+        unit(&self.client, &rq::pci_mapping_create(id, p)?).await
+    }
+    /// `PUT /cluster/mapping/pci/{id}`.
+    pub async fn update(
+        &self,
+        id: &str,
+        p: &PciMappingParams,
+        delete: &[&str],
+        digest: Option<&str>,
+    ) -> Result<()> {
+        unit(
+            &self.client,
+            &rq::pci_mapping_update(id, p, delete, digest)?,
+        )
+        .await
+    }
+    /// `DELETE /cluster/mapping/pci/{id}`.
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        unit(&self.client, &rq::pci_mapping_delete(id)).await
     }
 }
 

@@ -89,6 +89,18 @@ pub mod de {
         }
     }
 
+    /// `i64` from a number or a numeric string (may be negative, e.g. `iommugroup: -1`).
+    pub fn i64_any<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let v = Value::deserialize(d)?;
+        match &v {
+            Value::Number(n) if n.as_i64().is_some() => Ok(n.as_i64().unwrap_or_default()),
+            _ => num_of(&v)
+                .filter(|f| f.fract() == 0.0)
+                .map(|f| f as i64)
+                .ok_or_else(|| serde::de::Error::custom(format!("expected integer, got {v}"))),
+        }
+    }
+
     /// A `String` from a string or a number (e.g. `nextid`).
     pub fn string_any<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         match Value::deserialize(d)? {
@@ -683,6 +695,132 @@ pub struct SdnObject {
     /// All fields (`zone`, `vnet`, `subnet`, `digest`, `pending`, ...).
     #[serde(flatten)]
     pub fields: BTreeMap<String, Value>,
+}
+
+/// One host PCI function from `GET /nodes/{node}/hardware/pci` (pve-common
+/// `SysFSTools::lspci`). Ids keep sysfs's `0x` prefix; names come from `pci.ids` and are
+/// only present with `verbose` (the default).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PciDevice {
+    /// `0000:01:00.0`.
+    pub id: String,
+    /// Class code, e.g. `0x030000` (VGA) or `0x040300` (audio).
+    pub class: String,
+    /// Vendor id, e.g. `0x10de`.
+    pub vendor: String,
+    /// Device id, e.g. `0x2204`.
+    pub device: String,
+    /// Vendor name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_name: Option<String>,
+    /// Device name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+    /// Subsystem vendor id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsystem_vendor: Option<String>,
+    /// Subsystem device id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsystem_device: Option<String>,
+    /// Subsystem vendor name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsystem_vendor_name: Option<String>,
+    /// Subsystem device name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsystem_device_name: Option<String>,
+    /// IOMMU group, `-1` when the host has no IOMMU.
+    #[serde(deserialize_with = "de::i64_any")]
+    pub iommugroup: i64,
+    /// Can create mediated devices (vGPU).
+    #[serde(
+        default,
+        deserialize_with = "de::opt_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mdev: Option<bool>,
+}
+
+impl PciDevice {
+    /// The class without `0x`, e.g. `030000`.
+    fn class_hex(&self) -> &str {
+        self.class.trim_start_matches("0x")
+    }
+    /// A display controller (class `03`): VGA, 3D or other.
+    pub fn is_gpu(&self) -> bool {
+        self.class_hex().starts_with("03")
+    }
+    /// The PCI function number (`0` of `0000:01:00.0`).
+    pub fn function(&self) -> Option<&str> {
+        self.id.rsplit_once('.').map(|(_, f)| f)
+    }
+    /// The id without the function (`0000:01:00`): what names all functions of a device.
+    pub fn slot(&self) -> &str {
+        self.id
+            .rsplit_once('.')
+            .map_or(self.id.as_str(), |(d, _)| d)
+    }
+}
+
+/// A diagnostic of `GET /cluster/mapping/pci?check-node=<node>`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MappingCheck {
+    /// `warning` or `error`.
+    pub severity: String,
+    /// E.g. `No mapping for node pve2.` or `Invalid configuration: ...`.
+    pub message: String,
+}
+
+/// A cluster PCI resource mapping (`/cluster/mapping/pci`): a logical device name that
+/// VMs reference with `hostpciN: mapping=<id>` instead of a raw host id (which only
+/// `root@pam` may use). Each `map` entry names one node's device; see
+/// [`PciMapEntry`](crate::property::PciMapEntry) to read or build them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PciMapping {
+    /// Mapping id (listed entries only; `GET /cluster/mapping/pci/{id}` omits it).
+    #[serde(default)]
+    pub id: String,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Per-node entries as property strings.
+    #[serde(default)]
+    pub map: Vec<String>,
+    /// Mediated-device capable.
+    #[serde(
+        default,
+        deserialize_with = "de::opt_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mdev: Option<bool>,
+    /// Marked live-migration capable.
+    #[serde(
+        rename = "live-migration-capable",
+        default,
+        deserialize_with = "de::opt_bool",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub live_migration_capable: Option<bool>,
+    /// Digest of the whole mapping file (for `update`'s `digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Diagnostics, only with `check-node`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<MappingCheck>>,
+}
+
+impl PciMapping {
+    /// The `map` entries, parsed.
+    pub fn entries(&self) -> crate::Result<Vec<crate::property::PciMapEntry>> {
+        self.map.iter().map(|e| e.parse()).collect()
+    }
+    /// The entries that name `node`.
+    pub fn entries_for(&self, node: &str) -> crate::Result<Vec<crate::property::PciMapEntry>> {
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter(|e| e.node == node)
+            .collect())
+    }
 }
 
 #[cfg(test)]

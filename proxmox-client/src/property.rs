@@ -859,6 +859,251 @@ impl fmt::Display for LxcFeatures {
 }
 string_serde!(LxcFeatures, "features");
 
+/// An LXC `dev[n]` value: a host device node passed into the container, e.g.
+/// `/dev/dri/renderD128,gid=44,mode=0660`. Only `root@pam` itself (a ticket, not an API
+/// token) may set or remove these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LxcDevice {
+    /// Host device path; must start with `/dev/`.
+    pub path: String,
+    /// Owner uid inside the container.
+    pub uid: Option<u32>,
+    /// Group gid inside the container.
+    pub gid: Option<u32>,
+    /// Access mode in octal, e.g. `0660`.
+    pub mode: Option<String>,
+    /// Read-only for the container.
+    pub deny_write: Option<bool>,
+    /// Keys this type does not model.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl LxcDevice {
+    /// A device with only its path.
+    pub fn new(path: impl Into<String>) -> Self {
+        LxcDevice {
+            path: path.into(),
+            ..Default::default()
+        }
+    }
+}
+
+impl FromStr for LxcDevice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<LxcDevice> {
+        let w = "dev";
+        let mut d = LxcDevice::default();
+        for (k, v) in parse_pairs(w, s, Some("path"))? {
+            match k.as_str() {
+                "path" => d.path = v,
+                "uid" => d.uid = Some(parse_num(w, &k, &v)?),
+                "gid" => d.gid = Some(parse_num(w, &k, &v)?),
+                "mode" => d.mode = Some(v),
+                "deny-write" => d.deny_write = Some(parse_bool(w, &v)?),
+                _ => {
+                    d.extra.insert(k, v);
+                }
+            }
+        }
+        // pve-container `verify_lxc_dev_string`.
+        let dots = d.path.split('/').any(|c| c == "." || c == "..");
+        if !d.path.starts_with("/dev/") || dots {
+            return Err(Error::invalid(
+                w,
+                format!("{} is not a valid device path", d.path),
+            ));
+        }
+        if let Some(m) = &d.mode
+            && !(m.len() == 4
+                && m.starts_with('0')
+                && m.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        {
+            return Err(Error::invalid(w, format!("mode '{m}' is not 0[0-7]{{3}}")));
+        }
+        Ok(d)
+    }
+}
+
+impl fmt::Display for LxcDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut w = Writer::default();
+        w.positional(&self.path);
+        w.b("deny-write", self.deny_write);
+        w.n("gid", &self.gid);
+        w.s("mode", &self.mode);
+        w.n("uid", &self.uid);
+        w.extra(&self.extra);
+        f.write_str(&w.finish())
+    }
+}
+string_serde!(LxcDevice, "dev");
+
+/// One node's entry of a cluster PCI mapping (`map` of `/cluster/mapping/pci`), e.g.
+/// `node=pve,path=0000:01:00.0,id=10de:2204,iommugroup=14,subsystem-id=10de:147d`.
+///
+/// At VM start Proxmox compares `id`, `iommugroup` and `subsystem-id` with the live device
+/// and refuses to start on a mismatch or a missing property the device has, so build
+/// entries from the host's scan with [`PciMapEntry::from_device`].
+///
+/// ```
+/// use proxmox_client::property::PciMapEntry;
+///
+/// let e: PciMapEntry = "node=pve,path=0000:01:00,id=10de:2204,iommugroup=14".parse()?;
+/// assert_eq!(e.path, ["0000:01:00"]);
+/// assert_eq!(e.iommugroup, Some(14));
+/// assert_eq!(e.to_string(), "id=10de:2204,iommugroup=14,node=pve,path=0000:01:00");
+/// # Ok::<(), proxmox_client::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PciMapEntry {
+    /// Cluster node.
+    pub node: String,
+    /// Device paths (`0000:01:00.0`, or `0000:01:00` for all functions); several are
+    /// alternatives joined with `;` on the wire.
+    pub path: Vec<String>,
+    /// `vendor:device` in hex without `0x`, e.g. `10de:2204`.
+    pub id: String,
+    /// IOMMU group.
+    pub iommugroup: Option<i64>,
+    /// `subsystem_vendor:subsystem_device`, e.g. `10de:147d`.
+    pub subsystem_id: Option<String>,
+    /// Node-specific description.
+    pub description: Option<String>,
+    /// Keys this type does not model.
+    pub extra: BTreeMap<String, String>,
+}
+
+fn is_pci_path(p: &str) -> bool {
+    // `[a-f0-9]{4,}:[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?`, as Mapping/PCI.pm.
+    let (dev, func) = match p.split_once('.') {
+        Some((d, f)) => (d, Some(f)),
+        None => (p, None),
+    };
+    let hex = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let parts: Vec<&str> = dev.split(':').collect();
+    parts.len() == 3
+        && parts[0].len() >= 4
+        && parts[1].len() == 2
+        && parts[2].len() == 2
+        && parts.iter().all(|s| hex(s))
+        && func.is_none_or(|f| f.len() == 1 && hex(f))
+}
+
+fn is_hex_pair(v: &str) -> bool {
+    v.split_once(':').is_some_and(|(a, b)| {
+        [a, b]
+            .iter()
+            .all(|s| s.len() == 4 && s.bytes().all(|c| c.is_ascii_hexdigit()))
+    })
+}
+
+impl FromStr for PciMapEntry {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<PciMapEntry> {
+        let w = "map";
+        let mut e = PciMapEntry::default();
+        for (k, v) in parse_pairs(w, s, None)? {
+            match k.as_str() {
+                "node" => e.node = v,
+                "path" => e.path = v.split(';').map(str::to_string).collect(),
+                "id" => e.id = v,
+                "iommugroup" => e.iommugroup = Some(parse_num(w, &k, &v)?),
+                "subsystem-id" => e.subsystem_id = Some(v),
+                "description" => e.description = Some(v),
+                _ => {
+                    e.extra.insert(k, v);
+                }
+            }
+        }
+        e.validate()?;
+        Ok(e)
+    }
+}
+
+impl PciMapEntry {
+    /// The entry for `node` that matches what the host reports for `dev` today (path, ids,
+    /// IOMMU group, subsystem). With `all_functions`, the path names the whole device
+    /// (`0000:01:00`), so the GPU's audio function goes along.
+    pub fn from_device(
+        node: impl Into<String>,
+        dev: &crate::models::PciDevice,
+        all_functions: bool,
+    ) -> PciMapEntry {
+        let hex = |s: &str| s.trim_start_matches("0x").to_ascii_lowercase();
+        let path = if all_functions {
+            dev.id
+                .rsplit_once('.')
+                .map(|(d, _)| d.to_string())
+                .unwrap_or_else(|| dev.id.clone())
+        } else {
+            dev.id.clone()
+        };
+        PciMapEntry {
+            node: node.into(),
+            path: vec![path],
+            id: format!("{}:{}", hex(&dev.vendor), hex(&dev.device)),
+            iommugroup: (dev.iommugroup >= 0).then_some(dev.iommugroup),
+            subsystem_id: match (&dev.subsystem_vendor, &dev.subsystem_device) {
+                (Some(v), Some(d)) => Some(format!("{}:{}", hex(v), hex(d))),
+                _ => None,
+            },
+            description: None,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Checks the fields against the API schema's patterns.
+    pub fn validate(&self) -> Result<()> {
+        let w = "map";
+        if self.node.is_empty() {
+            return Err(Error::invalid(w, "entry has no node"));
+        }
+        if self.path.is_empty() || !self.path.iter().all(|p| is_pci_path(p)) {
+            return Err(Error::invalid(
+                w,
+                format!(
+                    "path '{}' is not <domain>:<bus>:<slot>[.<function>] in lower-case hex",
+                    self.path.join(";")
+                ),
+            ));
+        }
+        if !is_hex_pair(&self.id) {
+            return Err(Error::invalid(
+                w,
+                format!("id '{}' is not vvvv:dddd", self.id),
+            ));
+        }
+        if let Some(s) = &self.subsystem_id
+            && !is_hex_pair(s)
+        {
+            return Err(Error::invalid(
+                w,
+                format!("subsystem-id '{s}' is not vvvv:dddd"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for PciMapEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut w = Writer::default();
+        w.s("description", &self.description);
+        w.s("id", &Some(self.id.clone()));
+        w.n("iommugroup", &self.iommugroup);
+        w.s("node", &Some(self.node.clone()));
+        w.s("path", &Some(self.path.join(";")));
+        w.s("subsystem-id", &self.subsystem_id);
+        w.extra(&self.extra);
+        f.write_str(&w.finish())
+    }
+}
+string_serde!(PciMapEntry, "map");
+
 /// Encodes SSH public keys for the QEMU `sshkeys` parameter: the newline-joined list,
 /// percent-encoded so only unreserved characters and `%XX` remain (space is `%20`, never
 /// `+`). The form encoding then encodes it a second time, as PVE expects.

@@ -9,8 +9,8 @@ use secrecy::SecretString;
 use crate::error::{Error, Result};
 use crate::models::ResourceFilter;
 use crate::property::{
-    EfiDisk, HostPci, IpConfig, LxcFeatures, LxcMountPoint, LxcNet, QemuDisk, QemuNet, Serial,
-    encode_sshkeys, normalize_tags, split_indexed_key,
+    EfiDisk, HostPci, IpConfig, LxcDevice, LxcFeatures, LxcMountPoint, LxcNet, PciMapEntry,
+    QemuDisk, QemuNet, Serial, encode_sshkeys, normalize_tags, split_indexed_key,
 };
 use crate::request::{ApiRequest, Method, ParamValue};
 use crate::upid::Upid;
@@ -475,6 +475,8 @@ pub struct LxcOptions {
     pub mp: BTreeMap<u32, LxcMountPoint>,
     /// `net[n]`.
     pub net: BTreeMap<u32, LxcNet>,
+    /// `dev[n]`: host device nodes (root@pam by ticket only; API tokens get 403).
+    pub dev: BTreeMap<u32, LxcDevice>,
     /// Any other parameter.
     pub extra: ExtraParams,
 }
@@ -501,6 +503,12 @@ fn push_lxc_options(r: ApiRequest, o: &LxcOptions) -> Result<ApiRequest> {
     }
     for (i, n) in &o.net {
         r = r.param(&format!("net{i}"), n);
+    }
+    for (i, d) in &o.dev {
+        if *i > 255 {
+            return Err(Error::invalid("dev", format!("dev{i}: index above 255")));
+        }
+        r = r.param(&format!("dev{i}"), d);
     }
     Ok(r.params(o.extra.iter().cloned()))
 }
@@ -1143,11 +1151,178 @@ pub fn sdn_apply() -> ApiRequest {
     ApiRequest::new(Method::Put, &["cluster", "sdn"])
 }
 
+// ---------------------------------------------------------------- hardware
+
+/// Options of `GET /nodes/{node}/hardware/pci`.
+#[derive(Debug, Clone, Default)]
+pub struct PciScan {
+    /// PCI class prefixes to hide (hex, e.g. `05`, `06`, `0b`: PVE's default). An empty
+    /// list shows every device.
+    pub class_blacklist: Option<Vec<String>>,
+    /// With `false`, only ids (no names, no subsystem ids). PVE's default is `true`.
+    pub verbose: Option<bool>,
+}
+
+/// `GET /nodes/{node}/hardware/pci`: the host's PCI devices. Needs `Sys.Audit` or
+/// `Sys.Modify` on `/`.
+pub fn hardware_pci(node: &str, p: &PciScan) -> ApiRequest {
+    ApiRequest::new(Method::Get, &["nodes", node, "hardware", "pci"])
+        .opt(
+            "pci-class-blacklist",
+            p.class_blacklist.as_ref().map(|c| c.join(";")),
+        )
+        .opt("verbose", p.verbose)
+}
+
+/// `GET /nodes/{node}/hardware/pci/{pci-id-or-mapping}`: the methods index (`mdev`).
+pub fn hardware_pci_index(node: &str, pci_id_or_mapping: &str) -> ApiRequest {
+    ApiRequest::new(
+        Method::Get,
+        &["nodes", node, "hardware", "pci", pci_id_or_mapping],
+    )
+}
+
+/// Writable fields of a cluster PCI mapping.
+#[derive(Debug, Clone, Default)]
+pub struct PciMappingParams {
+    /// `description`.
+    pub description: Option<String>,
+    /// `map`: one entry per node (sent as repeated `map` keys, PVE's array encoding).
+    pub map: Vec<PciMapEntry>,
+    /// `mdev`: the device can provide mediated devices.
+    pub mdev: Option<bool>,
+    /// `live-migration-capable` (experimental in PVE).
+    pub live_migration_capable: Option<bool>,
+}
+
+fn check_configid(what: &str, id: &str) -> Result<()> {
+    // `pve-configid`: [a-z][a-z_\-]*\d*
+    let body = id.trim_end_matches(|c: char| c.is_ascii_digit());
+    let mut chars = body.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            what,
+            format!("'{id}' is not a configuration id ([a-z][a-z_-]*[0-9]*)"),
+        ))
+    }
+}
+
+fn push_mapping(r: ApiRequest, p: &PciMappingParams) -> Result<ApiRequest> {
+    let mut r = r.opt("description", p.description.as_ref());
+    for e in &p.map {
+        e.validate()?;
+        r = r.param("map", e);
+    }
+    Ok(r.opt("mdev", p.mdev)
+        .opt("live-migration-capable", p.live_migration_capable))
+}
+
+/// `GET /cluster/mapping/pci[?check-node=]`: mappings the caller may see; with
+/// `check_node`, each carries diagnostics for that node.
+pub fn pci_mappings_list(check_node: Option<&str>) -> ApiRequest {
+    ApiRequest::new(Method::Get, &["cluster", "mapping", "pci"]).opt("check-node", check_node)
+}
+
+/// `GET /cluster/mapping/pci/{id}`.
+pub fn pci_mapping_get(id: &str) -> ApiRequest {
+    ApiRequest::new(Method::Get, &["cluster", "mapping", "pci", id])
+}
+
+/// `POST /cluster/mapping/pci` → null. Needs `Mapping.Modify` on `/mapping/pci`.
+pub fn pci_mapping_create(id: &str, p: &PciMappingParams) -> Result<ApiRequest> {
+    check_configid("id", id)?;
+    if p.map.is_empty() {
+        return Err(Error::invalid(
+            "map",
+            "a mapping needs at least one node entry",
+        ));
+    }
+    let r = ApiRequest::new(Method::Post, &["cluster", "mapping", "pci"]).param("id", id);
+    push_mapping(r, p)
+}
+
+/// `PUT /cluster/mapping/pci/{id}` → null: sets the given fields (an empty `map` leaves
+/// the entries alone), deletes `delete`, guarded by `digest` when given.
+pub fn pci_mapping_update(
+    id: &str,
+    p: &PciMappingParams,
+    delete: &[&str],
+    digest: Option<&str>,
+) -> Result<ApiRequest> {
+    check_configid("id", id)?;
+    let r = push_mapping(
+        ApiRequest::new(Method::Put, &["cluster", "mapping", "pci", id]),
+        p,
+    )?;
+    if r.params.is_empty() && delete.is_empty() {
+        return Err(Error::invalid("update", "nothing to change"));
+    }
+    let r = if delete.is_empty() {
+        r
+    } else {
+        r.param("delete", delete.join(","))
+    };
+    Ok(r.opt("digest", digest))
+}
+
+/// `DELETE /cluster/mapping/pci/{id}` → null (no error when it does not exist).
+pub fn pci_mapping_delete(id: &str) -> ApiRequest {
+    ApiRequest::new(Method::Delete, &["cluster", "mapping", "pci", id])
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+
+    #[test]
+    fn pci_mapping_sends_map_as_repeated_keys() {
+        let p = PciMappingParams {
+            description: Some("RTX 3090".into()),
+            map: vec![
+                "node=pve1,path=0000:01:00,id=10de:2204,iommugroup=14"
+                    .parse()
+                    .unwrap(),
+                "node=pve2,path=0000:02:00.0,id=10de:2204".parse().unwrap(),
+            ],
+            ..Default::default()
+        };
+        let r = pci_mapping_create("gpu", &p).unwrap();
+        assert_eq!(
+            r.encoded_params(),
+            "id=gpu&description=RTX%203090\
+             &map=id%3D10de%3A2204%2Ciommugroup%3D14%2Cnode%3Dpve1%2Cpath%3D0000%3A01%3A00\
+             &map=id%3D10de%3A2204%2Cnode%3Dpve2%2Cpath%3D0000%3A02%3A00.0"
+        );
+        assert!(pci_mapping_create("GPU", &p).is_err());
+        assert!(pci_mapping_create("gpu", &PciMappingParams::default()).is_err());
+        assert!(pci_mapping_update("gpu", &PciMappingParams::default(), &[], None).is_err());
+        let u = pci_mapping_update(
+            "gpu",
+            &PciMappingParams::default(),
+            &["description"],
+            Some("ab"),
+        )
+        .unwrap();
+        assert_eq!(u.encoded_params(), "delete=description&digest=ab");
+        let scan = hardware_pci(
+            "pve",
+            &PciScan {
+                class_blacklist: Some(vec!["05".into(), "06".into()]),
+                verbose: Some(false),
+            },
+        );
+        assert_eq!(scan.path, "/nodes/pve/hardware/pci");
+        assert_eq!(
+            scan.encoded_params(),
+            "pci-class-blacklist=05%3B06&verbose=0"
+        );
+    }
 
     #[test]
     fn qemu_create_encodes_everything() {

@@ -681,15 +681,16 @@ async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<
             return Err(ApiError::fail(format!("pool '{pool}' does not exist")));
         }
         if kind == Kind::Lxc {
-            let tmpl = req(&p, "ostemplate")?;
-            if volume_size(&st, &node, tmpl).is_none() {
-                return Err(ApiError::fail(format!("volume '{tmpl}' does not exist")));
-            }
+            // pve-container checks config permissions before it looks at the template.
             if let Some(f) = p.get("features") {
                 check_features_perm(caller, None, Some(f), flag(&p, "unprivileged", true))?;
             }
             if p.keys().any(|k| hardware::is_dev_key(k)) {
                 hardware::check_dev_perm(caller)?;
+            }
+            let tmpl = req(&p, "ostemplate")?;
+            if volume_size(&st, &node, tmpl).is_none() {
+                return Err(ApiError::fail(format!("volume '{tmpl}' does not exist")));
             }
         }
         if kind == Kind::Qemu {

@@ -238,6 +238,20 @@ fn check_request(schema: &[Endpoint], label: &str, r: &ApiRequest) -> Vec<String
         .unwrap_or(&empty);
     let mut seen = BTreeSet::new();
     for (name, value) in &r.params {
+        let prop = schema_prop(props, name);
+        // Arrays travel as repeated keys; each element is checked against `items`.
+        if let Some(p) = prop
+            && p["type"].as_str() == Some("array")
+        {
+            seen.insert(name.clone());
+            check_value(
+                &format!("{ctx} {name}[]"),
+                &p["items"],
+                value,
+                &mut problems,
+            );
+            continue;
+        }
         if !seen.insert(name.clone()) {
             problems.push(format!("{ctx}: parameter '{name}' sent twice"));
         }
@@ -390,7 +404,28 @@ fn all_requests() -> Vec<(&'static str, ApiRequest)> {
         digest: Some("da39a3ee5e6b4b0d3255bfef95601890afd80709".into()),
         force: Some(true),
     };
+    let mapping = PciMappingParams {
+        description: Some("RTX 3090".into()),
+        map: vec![
+            "node=pve,path=0000:01:00,id=10de:2204,iommugroup=14,subsystem-id=10de:147d"
+                .parse()
+                .unwrap(),
+            "node=pve2,path=0000:02:00.0;0000:03:00.0,id=10de:2204,description=second"
+                .parse()
+                .unwrap(),
+        ],
+        mdev: Some(false),
+        live_migration_capable: Some(false),
+    };
+    let mut lxc_dev = std::collections::BTreeMap::new();
+    lxc_dev.insert(
+        0,
+        "/dev/dri/renderD128,gid=44,mode=0660,uid=0,deny-write=0"
+            .parse()
+            .unwrap(),
+    );
     let lxc_opts = LxcOptions {
+        dev: lxc_dev,
         hostname: Some("ct1".into()),
         description: Some("d".into()),
         tags: Some(vec!["db".into()]),
@@ -692,6 +727,31 @@ fn all_requests() -> Vec<(&'static str, ApiRequest)> {
             sdn_subnet_delete("vnet1", "lab-10.10.0.0-24"),
         ),
         ("sdn_apply", sdn_apply()),
+        (
+            "hardware_pci",
+            hardware_pci(
+                "pve",
+                &PciScan {
+                    class_blacklist: Some(vec!["05".into(), "06".into(), "0b".into()]),
+                    verbose: Some(true),
+                },
+            ),
+        ),
+        (
+            "hardware_pci_index",
+            hardware_pci_index("pve", "0000:01:00.0"),
+        ),
+        ("pci_mappings_list", pci_mappings_list(Some("pve"))),
+        ("pci_mapping_get", pci_mapping_get("gpu")),
+        (
+            "pci_mapping_create",
+            pci_mapping_create("gpu", &mapping).unwrap(),
+        ),
+        (
+            "pci_mapping_update",
+            pci_mapping_update("gpu", &mapping, &["description"], Some("0123abcd")).unwrap(),
+        ),
+        ("pci_mapping_delete", pci_mapping_delete("gpu")),
     ]
 }
 
@@ -755,6 +815,12 @@ fn the_checker_catches_drift() {
         ApiRequest::new(Method::Post, &["nodes", "pve", "qemu", "100", "config"])
             .param("scsi0", "local:1,discrad=on"),
         cluster_resources(None).param("type", "vms"),
+        ApiRequest::new(Method::Post, &["cluster", "mapping", "pci"])
+            .param("id", "gpu")
+            .param("map", "node=pve,path=01:00.0,id=10de:2204"),
+        ApiRequest::new(Method::Post, &["cluster", "mapping", "pci"])
+            .param("id", "gpu")
+            .param("map", "node=pve,path=0000:01:00.0,id=10de:2204,vendor=x"),
         nextid(None).param("vmid", 5),
         ApiRequest::new(Method::Put, &["nodes", "pve", "qemu", "100", "resize"])
             .param("disk", "scsi0")
