@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::model::{self, Loaded, secrets::SecretValues};
 
-/// `-c/--config PATH`, shared by every command that reads homelab.yaml.
+/// `-c/--config PATH` and `--env NAME`, shared by every command that reads homelab.yaml.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConfigArg {
     /// The homelab configuration file.
@@ -22,6 +22,39 @@ pub struct ConfigArg {
         default_value = "homelab.yaml"
     )]
     pub config: PathBuf,
+    /// Environment: merge `<stem>.NAME.yaml` beside the config (`homelab.prod.yaml` for
+    /// `--env prod`) onto it before reading it. Mappings merge key by key, lists of items
+    /// with a `name` merge item by item by name (new names are appended, `$patch: delete`
+    /// removes one), other lists and values replace, `~` removes a key. The merged document
+    /// then resolves as usual: built-in defaults < `defaults` < the guest's `preset` < the
+    /// guest's own keys. NAME: lowercase letters, digits and `-`.
+    #[arg(
+        long = "env",
+        value_name = "NAME",
+        env = "HOMELAB_ENV",
+        value_parser = parse_env_name
+    )]
+    pub env: Option<String>,
+}
+
+impl ConfigArg {
+    /// The selected environment (an empty `HOMELAB_ENV` selects none).
+    pub fn env(&self) -> Option<&str> {
+        self.env.as_deref().filter(|e| !e.is_empty())
+    }
+
+    /// Open the repository with the selected environment merged in.
+    pub fn open(&self) -> miette::Result<Workspace> {
+        Workspace::open_env(&self.config, self.env())
+    }
+}
+
+fn parse_env_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || model::layers::is_env_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err("lowercase letters, digits and `-`, e.g. `prod`".into())
+    }
 }
 
 /// An opened homelab repository.
@@ -37,7 +70,13 @@ impl Workspace {
     /// Parse homelab.yaml and gather the age identities (the `age_key_file` it names, then
     /// the environment as sops does).
     pub fn open(path: &Path) -> miette::Result<Self> {
-        let loaded = model::load(path)?;
+        Self::open_env(path, None)
+    }
+
+    /// [`Workspace::open`] with environment `env`'s overlay merged onto homelab.yaml (see
+    /// [`model::layers`]).
+    pub fn open_env(path: &Path, env: Option<&str>) -> miette::Result<Self> {
+        let loaded = model::load_env(path, env)?;
         let mut identities = Identities::from_env();
         if let Some(s) = &loaded.config.secrets
             && let Some(k) = &s.age_key_file

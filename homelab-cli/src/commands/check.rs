@@ -10,7 +10,7 @@ use crate::engine::{observe, plan};
 use crate::model::{self, desired};
 use crate::scan::{self, Finding};
 use crate::session;
-use crate::workspace::{ConfigArg, Workspace};
+use crate::workspace::ConfigArg;
 
 /// Flags of `homelab-cli check`.
 #[derive(Debug, clap::Args)]
@@ -91,7 +91,7 @@ pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
 
     if !args.secrets_only {
         // Structure and secret-free rules: errors render with file, line and caret.
-        let ws = Workspace::open(&args.config.config)?;
+        let ws = args.config.open()?;
         match ws.secrets() {
             Err(e) => report.warnings.push(format!("secrets not checked: {e}")),
             Ok(secrets) => {

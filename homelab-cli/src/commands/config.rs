@@ -9,7 +9,7 @@ use serde_yaml_ng::{Mapping, Value};
 use crate::context::{Context, Exit, OutputFormat, print_json, print_text};
 use crate::engine::image::FactoryNaming;
 use crate::model::desired;
-use crate::workspace::{ConfigArg, Workspace, write_atomic};
+use crate::workspace::{ConfigArg, write_atomic};
 
 /// Subcommands of `homelab-cli config`.
 #[derive(Debug, clap::Subcommand)]
@@ -54,7 +54,7 @@ pub async fn run(cmd: Command, _ctx: &Context) -> miette::Result<Exit> {
 }
 
 fn resolve(args: ResolveArgs) -> miette::Result<Exit> {
-    let ws = Workspace::open(&args.config.config)?;
+    let ws = args.config.open()?;
     let secrets = ws.secrets()?;
     let mut d = desired::resolve(&ws.loaded, &secrets, &FactoryNaming::default())?;
     for g in &mut d.guests {
@@ -75,7 +75,7 @@ fn resolve(args: ResolveArgs) -> miette::Result<Exit> {
 }
 
 fn use_outputs(args: UseArgs) -> miette::Result<Exit> {
-    let ws = Workspace::open(&args.config.config)?;
+    let ws = args.config.open()?;
     let c = &ws.loaded.config;
     let mut done = Vec::new();
     if !args.kube_only {

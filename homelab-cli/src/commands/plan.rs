@@ -22,7 +22,7 @@ pub struct Args {
 
 /// Run `homelab-cli plan`.
 pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
-    let session = Session::open(&args.config.config, &args.sim).await?;
+    let session = Session::open_env(&args.config.config, args.config.env(), &args.sim).await?;
     let planned = session.plan().await;
     session.close().await;
     let planned = planned?;

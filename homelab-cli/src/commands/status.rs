@@ -63,7 +63,7 @@ pub struct Status {
 
 /// Run `homelab-cli status`.
 pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
-    let session = Session::open(&args.config.config, &args.sim).await?;
+    let session = Session::open_env(&args.config.config, args.config.env(), &args.sim).await?;
     let r = collect(&session).await;
     session.close().await;
     let status = r?;

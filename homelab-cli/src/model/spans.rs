@@ -59,6 +59,25 @@ impl SpanMap {
         }
     }
 
+    /// The path of the value (or, with `true`, the mapping key) written at `offset`: the
+    /// deepest one starting there, else the closest one starting before it.
+    pub fn path_at(&self, offset: usize) -> Option<(&str, bool)> {
+        let (path, _) = self
+            .spans
+            .iter()
+            .filter(|(_, s)| s.offset <= offset)
+            .max_by(|(pa, a), (pb, b)| {
+                a.offset
+                    .cmp(&b.offset)
+                    .then(pa.len().cmp(&pb.len()))
+                    .then(pb.cmp(pa))
+            })?;
+        Some(match path.strip_suffix("#key") {
+            Some(p) => (p, true),
+            None => (path.as_str(), false),
+        })
+    }
+
     /// The span of the key naming `path` (falls back to the value).
     pub fn key(&self, path: &str) -> Option<Span> {
         self.spans
@@ -217,6 +236,19 @@ mod tests {
         // Unknown child falls back to the parent.
         let p = m.value("talos.nodes[0].cores").unwrap();
         assert_eq!(p, m.value("talos.nodes[0]").unwrap());
+    }
+
+    #[test]
+    fn offsets_map_back_to_paths() {
+        let src = "name: lab\ntalos:\n  nodes:\n    - name: cp-1\n      memory: 16GiB\n";
+        let m = SpanMap::parse(src);
+        let at = |needle: &str| m.path_at(src.find(needle).unwrap());
+        assert_eq!(at("16GiB"), Some(("talos.nodes[0].memory", false)));
+        assert_eq!(at("memory"), Some(("talos.nodes[0].memory", true)));
+        // The item mapping and its first key start at the same place: the key wins.
+        assert_eq!(at("name: cp-1"), Some(("talos.nodes[0].name", true)));
+        assert_eq!(m.path_at(src.find("GiB").unwrap()), at("16GiB"));
+        assert_eq!(at("lab"), Some(("name", false)));
     }
 
     #[test]
