@@ -33,7 +33,7 @@ pub struct Args {
 
 /// Run `homelab-cli down`.
 pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
-    let session = Session::open(&args.config.config, &args.sim).await?;
+    let session = Session::open_env(&args.config.config, args.config.env(), &args.sim).await?;
     let r = run_session(&session, &args, ctx).await;
     session.close().await;
     r
@@ -63,12 +63,17 @@ pub async fn owned_guests(session: &Session) -> miette::Result<Vec<ObservedGuest
 
 async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::Result<Exit> {
     let guests = owned_guests(session).await?;
-    if guests.is_empty() {
+    let jobs = crate::engine::backups::owned(&session.pve, &session.desired.lab)
+        .await
+        .map_err(|e| pve_error(&session.desired.proxmox.endpoint, e))?;
+    if guests.is_empty() && jobs.is_empty() {
         match args.output {
-            OutputFormat::Json => print_json(&serde_json::json!({ "destroyed": [] }))?,
-            OutputFormat::Text => {
-                print_text("Nothing to destroy: no guest carries this homelab's marker.\n")?
+            OutputFormat::Json => {
+                print_json(&serde_json::json!({ "destroyed": [], "backup_jobs_deleted": [] }))?
             }
+            OutputFormat::Text => print_text(
+                "Nothing to destroy: no guest or backup job carries this homelab's marker.\n",
+            )?,
         }
         return Ok(Exit::Success);
     }
@@ -84,15 +89,33 @@ async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::R
         })
         .collect();
     if !args.yes {
+        let jobs_note = if jobs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " It also deletes {} backup job(s) (their backups are kept): {}.",
+                jobs.len(),
+                jobs.iter()
+                    .map(|j| j.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         super::up::confirm(&format!(
-            "This destroys {} guest(s) of homelab \"{}\" with their disks: {}.",
+            "This destroys {} guest(s) of homelab \"{}\" with their disks: {}.{jobs_note}",
             guests.len(),
             session.desired.lab,
             names.join(", ")
         ))?;
     }
     let pve = Arc::new(session.pve.clone());
-    let steps: Vec<Step> = guests
+    // A template goes last: Proxmox refuses to remove a base volume linked clones use.
+    let non_templates: Vec<String> = guests
+        .iter()
+        .filter(|g| !g.template)
+        .map(|g| format!("delete:{}", g.vmid))
+        .collect();
+    let mut steps: Vec<Step> = guests
         .iter()
         .map(|g| {
             let pve = pve.clone();
@@ -105,11 +128,20 @@ async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::R
                     kind.noun(),
                     g.name.clone().unwrap_or_default()
                 ),
-                deps: vec![],
+                deps: if g.template {
+                    non_templates.clone()
+                } else {
+                    vec![]
+                },
                 run: async move { destroy(&pve, &node, kind, vmid, running).await }.boxed(),
             }
         })
         .collect();
+    // A guest destroyed with `purge` also leaves the jobs; deleting one already gone is fine.
+    steps.extend(
+        jobs.iter()
+            .map(|j| crate::engine::backups::delete_step(pve.clone(), j.id.clone())),
+    );
     let observer = StepProgress::new(ctx);
     let finished = graph::run(steps, 4, &observer).await;
     observer.clear();
@@ -118,15 +150,32 @@ async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::R
         .filter(|f| matches!(f.outcome, Outcome::Done { .. }))
         .filter_map(|f| f.id.strip_prefix("delete:").and_then(|v| v.parse().ok()))
         .collect();
+    let jobs_deleted: Vec<&str> = finished
+        .iter()
+        .filter(|f| matches!(f.outcome, Outcome::Done { .. }))
+        .filter_map(|f| f.id.strip_prefix("backup:"))
+        .collect();
     match args.output {
-        OutputFormat::Json => {
-            print_json(&serde_json::json!({ "destroyed": destroyed, "steps": finished }))?
+        OutputFormat::Json => print_json(&serde_json::json!({
+            "destroyed": destroyed,
+            "backup_jobs_deleted": jobs_deleted,
+            "steps": finished
+        }))?,
+        OutputFormat::Text => {
+            let mut text = format!(
+                "Destroyed {} of {} guest(s); ISO images and OS templates were kept.\n",
+                destroyed.len(),
+                guests.len()
+            );
+            if !jobs.is_empty() {
+                text.push_str(&format!(
+                    "Deleted {} of {} backup job(s); their backups were kept.\n",
+                    jobs_deleted.len(),
+                    jobs.len()
+                ));
+            }
+            print_text(&text)?
         }
-        OutputFormat::Text => print_text(&format!(
-            "Destroyed {} of {} guest(s); ISO images and OS templates were kept.\n",
-            destroyed.len(),
-            finished.len()
-        ))?,
     }
     if let Some((f, error)) = finished.iter().find_map(|f| match &f.outcome {
         Outcome::Failed { error } => Some((f, error)),

@@ -345,10 +345,28 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 node,
                 kind,
             } => {
+                // A template goes last: Proxmox refuses to remove a base volume that
+                // linked clones use.
+                let is_template = env.observed.guest(vmid).is_some_and(|g| g.template);
+                let deps = if is_template {
+                    plan.actions
+                        .iter()
+                        .filter_map(|a| match a {
+                            Action::Delete { vmid: v, .. }
+                                if !env.observed.guest(*v).is_some_and(|g| g.template) =>
+                            {
+                                Some(format!("delete:{v}"))
+                            }
+                            _ => None,
+                        })
+                        .collect()
+                } else {
+                    vec![]
+                };
                 out.push(Step {
                     id: format!("delete:{vmid}"),
                     label: format!("destroy {} {vmid} \"{name}\"", kind.noun()),
-                    deps: vec![],
+                    deps,
                     run: async move {
                         destroy(&e, &node, kind, vmid).await?;
                         Ok("destroyed".into())

@@ -1,9 +1,12 @@
 //! The one integration-test binary of homelab-cli: one module per command family.
 
+mod backups;
 mod image;
 mod lab;
+mod layers;
 mod proxmox;
 mod secrets;
 mod services;
 mod sim;
 mod talos;
+mod vms;

@@ -1,0 +1,486 @@
+//! Cloud-init VMs (issue 7): the vm-fleet example, validation, and the life cycle on the
+//! simulated lab (image import, gold template, linked and full clones, snippets over SFTP).
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use homelab_cli::engine::plan;
+use homelab_cli::engine::render;
+use homelab_cli::model::desired::{self, BootSource, Desired, ImageNaming};
+use homelab_cli::model::secrets::SecretValues;
+use homelab_cli::model::{self};
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/vm-fleet")
+}
+
+struct NoImages;
+
+impl ImageNaming for NoImages {
+    fn schematic_id(&self, _: &[String], _: &[String]) -> String {
+        "0".repeat(64)
+    }
+    fn iso_url(&self, factory: &str, id: &str, version: &str) -> String {
+        format!("{factory}/image/{id}/{version}/nocloud-amd64.iso")
+    }
+    fn installer_image(&self, factory: &str, id: &str, version: &str) -> String {
+        format!("{factory}/installer/{id}:{version}")
+    }
+}
+
+fn secrets() -> SecretValues {
+    SecretValues::from_pairs(
+        [
+            ("proxmox.endpoint", "https://127.0.0.1:8006"),
+            ("proxmox.token_id", "homelab@pve!provision"),
+            (
+                "proxmox.token_secret",
+                "11111111-2222-4333-8444-555555555555",
+            ),
+            ("proxmox.ssh_key", "not used when resolving"),
+            ("network.gateway", "10.0.20.1"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string())),
+    )
+}
+
+fn resolve(text: &str) -> Result<Desired, model::ConfigErrors> {
+    let loaded = model::parse(Path::new("lab/homelab.yaml"), text.to_string())?;
+    desired::resolve(&loaded, &secrets(), &NoImages)
+}
+
+fn example_text() -> String {
+    std::fs::read_to_string(example_dir().join("homelab.yaml")).unwrap()
+}
+
+#[test]
+fn example_builds_a_fleet_from_presets_images_and_a_template() {
+    let d = resolve(&example_text()).unwrap();
+    let ids: Vec<(u32, &str)> = d.guests.iter().map(|g| (g.vmid, g.name.as_str())).collect();
+    assert_eq!(
+        ids,
+        [
+            (200, "web-1"),
+            (201, "web-2"),
+            (202, "app-1"),
+            (203, "db-1"),
+            (204, "builder"),
+            (9000, "debian-12-gold")
+        ]
+    );
+    let g = |n: &str| d.guests.iter().find(|g| g.name == n).unwrap();
+    // Preset values, overridden by the VM's own, falling back to vms.defaults.
+    assert_eq!(g("web-1").props["cores"], "1");
+    assert_eq!(g("web-1").props["memory"], "1024");
+    assert_eq!(g("app-1").props["memory"], "4096");
+    assert_eq!(
+        g("db-1").props["memory"],
+        "16384",
+        "own value beats the preset"
+    );
+    assert_eq!(g("db-1").props["cores"], "4");
+    assert_eq!(g("db-1").props["startup"], "order=1,up=30");
+    // Cloud-init essentials.
+    let web = g("web-1");
+    assert_eq!(web.props["serial0"], "socket");
+    assert_eq!(web.props["ciuser"], "homelab");
+    assert_eq!(web.props["agent"], "enabled=1");
+    assert_eq!(web.props["onboot"], "1");
+    assert_eq!(web.props["ipconfig0"], "ip=10.0.20.11/24,gw=10.0.20.1");
+    assert!(
+        web.sensitive.contains("ipconfig0"),
+        "the gateway is a secret"
+    );
+    assert!(!web.props.contains_key("cipassword"));
+    assert!(
+        web.props["sshkeys"].starts_with("ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5"),
+        "{}",
+        web.props["sshkeys"]
+    );
+    assert_eq!(g("builder").props["ipconfig0"], "ip=dhcp");
+    // Boot disks: imported (grown later) or cloned.
+    assert_eq!(
+        g("app-1").boot,
+        Some(BootSource::Image {
+            volid: "local:import/debian-12-genericcloud-amd64.qcow2".into()
+        })
+    );
+    assert_eq!(
+        g("app-1").disks["scsi0"].create_value(),
+        "local-lvm:0,import-from=local:import/debian-12-genericcloud-amd64.qcow2,discard=on,iothread=1,ssd=1"
+    );
+    assert_eq!(
+        web.boot,
+        Some(BootSource::Clone {
+            template: 9000,
+            full: false
+        })
+    );
+    assert_eq!(
+        g("builder").boot,
+        Some(BootSource::Clone {
+            template: 9000,
+            full: true
+        })
+    );
+    assert!(g("debian-12-gold").is_template);
+    // Ubuntu's .img is imported under a .qcow2 name.
+    let files: Vec<&str> = d.images.iter().map(|i| i.filename.as_str()).collect();
+    assert_eq!(
+        files,
+        [
+            "debian-12-genericcloud-amd64.qcow2",
+            "noble-server-cloudimg-amd64.qcow2"
+        ]
+    );
+    assert!(d.images.iter().all(|i| i.checksum.is_some()));
+    // One vendor-data snippet per VM (packages differ), named by content.
+    assert_eq!(d.snippets.len(), 5);
+    let app = d
+        .snippets
+        .iter()
+        .find(|s| s.filename.starts_with("fleet-app-1-vendor-"))
+        .unwrap();
+    assert!(app.content.starts_with("#cloud-config\n"));
+    let doc: serde_json::Value = serde_yaml_ng::from_str(&app.content).unwrap();
+    assert_eq!(
+        doc["packages"],
+        serde_json::json!(["qemu-guest-agent", "docker.io"])
+    );
+    assert_eq!(doc["ssh_pwauth"], false);
+    assert_eq!(doc["runcmd"].as_array().unwrap().len(), 2, "{doc}");
+    assert_eq!(
+        g("app-1").props["cicustom"],
+        format!("vendor=local:snippets/{}", app.filename)
+    );
+}
+
+#[test]
+fn checked_in_schema_is_current() {
+    let text = std::fs::read_to_string(example_dir().join("homelab.schema.json")).unwrap();
+    let on_disk: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        on_disk,
+        model::config::json_schema(),
+        "examples/vm-fleet/homelab.schema.json is stale: regenerate it with \
+         `homelab-cli schema > examples/vm-fleet/homelab.schema.json`"
+    );
+}
+
+/// The error messages with their 1-based line numbers.
+fn errors(text: &str) -> Vec<(usize, String)> {
+    let errs = match resolve(text) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e,
+    };
+    errs.errors()
+        .iter()
+        .map(|e| (e.line_col().map_or(0, |l| l.0), e.message.clone()))
+        .collect()
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn bad_vm_declarations_are_reported_where_they_are() {
+    let text = example_text()
+        .replacen("      preset: medium\n", "      preset: huge\n", 1)
+        .replacen(
+            "    filename: noble-server-cloudimg-amd64.qcow2\n",
+            "    filename: noble-server-cloudimg-amd64.img\n",
+            1,
+        )
+        .replacen("      clone: debian-12-gold\n      full_clone: true\n", "      clone: debian-13-gold\n", 1)
+        .replacen(
+            "      - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF7d1J6b4rDtW12s+0Ehn3TIoNVFHW9S5ZlHT+kSpf93 homelab-demo",
+            "      - ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ me@old",
+            1,
+        )
+;
+    let errs = errors(&text);
+    let has = |line: usize, msg: &str| {
+        assert!(
+            errs.iter().any(|(l, m)| *l == line && m.contains(msg)),
+            "no `{msg}` at line {line} in {errs:#?}"
+        );
+    };
+    has(
+        line_of(&text, "preset: huge"),
+        "no preset `huge` in vms.presets",
+    );
+    has(
+        line_of(&text, "filename: noble-server-cloudimg-amd64.img"),
+        "is not a disk image file name",
+    );
+    has(
+        line_of(&text, "clone: debian-13-gold"),
+        "no template `debian-13-gold` in vms.templates",
+    );
+    has(
+        line_of(&text, "ssh-rsa AAAA"),
+        "not an ed25519 SSH public key line",
+    );
+    // Without vmid_base, a VM without a vmid has none.
+    let text = example_text().replacen("  vmid_base: 200\n", "", 1);
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|(l, m)| *l == line_of(&text, "- name: web-1") && m == "no VMID"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn images_need_a_checksum_and_one_source() {
+    let text = example_text().replacen(
+        "    checksum: sha256:000000000000000000000000000000000000000000000000000000000000000d\n",
+        "",
+        1,
+    );
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(
+            |(l, m)| *l == line_of(&text, "noble-server-cloudimg-amd64.img")
+                && m.contains("a downloaded image needs a `checksum`")
+        ),
+        "{errs:#?}"
+    );
+    let text = example_text().replacen("sha512:0000", "crc32:0000", 1);
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|(_, m)| m.contains("is not `ALGORITHM:HEX`")),
+        "{errs:#?}"
+    );
+}
+
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "homelab.yaml",
+            "homelab.schema.json",
+            "demo-age-key.txt",
+            ".sops.yaml",
+            "secrets.enc.yaml",
+        ] {
+            std::fs::copy(example_dir().join(f), dir.path().join(f)).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        Repo { dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("homelab.yaml")
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
+            .args(args)
+            .args(["-c", self.config().to_str().unwrap()])
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path().join("home"))
+            .env("NO_COLOR", "1")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY")
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ homelab-cli {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert!(out.status.success(), "homelab-cli {args:?} failed");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn edit(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        assert!(text.contains(from), "{from}");
+        std::fs::write(self.config(), text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// Every guest's configuration as Proxmox reports it, planned against the declaration.
+    fn full_read_plan(&self) -> (plan::Plan, homelab_cli::engine::observed::Observed) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let session = homelab_cli::session::Session::open(
+                &self.config(),
+                &homelab_cli::session::SimArgs {
+                    simulate: true,
+                    sim_latency_ms: None,
+                },
+            )
+            .await
+            .unwrap();
+            let mut observed =
+                homelab_cli::engine::observe::observe(&session.pve, &session.desired)
+                    .await
+                    .unwrap();
+            let all = observed
+                .guests
+                .iter()
+                .map(|g| (g.node.clone(), g.kind, g.vmid))
+                .collect();
+            homelab_cli::engine::observe::read_configs(&session.pve, &mut observed, all)
+                .await
+                .unwrap();
+            let p = plan::plan(&session.desired, &observed).unwrap();
+            session.close().await;
+            (p, observed)
+        })
+    }
+}
+
+fn step_ids(up: &serde_json::Value, prefix: &str) -> usize {
+    up["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["id"].as_str().unwrap().starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn vm_fleet_lifecycle_on_the_simulated_lab() {
+    let repo = Repo::new();
+    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
+    let steps = up["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["outcome"] == "done"), "{up:#}");
+    assert_eq!(step_ids(&up, "image:"), 2, "{up:#}");
+    assert_eq!(step_ids(&up, "snippet:"), 5, "{up:#}");
+    assert_eq!(step_ids(&up, "guest:"), 6, "{up:#}");
+
+    // Re-run: nothing to do, no mutating request.
+    let again = repo.json(&["up", "--simulate", "-o", "json"]);
+    assert_eq!(again["plan"]["actions"], serde_json::json!([]), "{again:#}");
+    assert_eq!(again["simulated_requests"]["mutating"], 0, "{again:#}");
+    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0));
+
+    // What Proxmox holds matches the declaration key by key, not just the spec tags.
+    let (p, observed) = repo.full_read_plan();
+    assert!(p.is_empty(), "{}", render::plan_text(&p, false));
+    let cfg = |vmid: u32| observed.guest(vmid).unwrap().config.clone().unwrap().props;
+    let gold = observed.guest(9000).unwrap();
+    assert!(gold.template, "the gold image is a template");
+    assert!(
+        cfg(9000)["scsi0"].contains("base-9000-disk"),
+        "{:?}",
+        cfg(9000)
+    );
+    // Clones got their own disk, grown to the preset's size, and a fresh MAC.
+    assert!(
+        cfg(200)["scsi0"].starts_with("local-lvm:vm-200-disk-"),
+        "{:?}",
+        cfg(200)
+    );
+    assert!(cfg(200)["scsi0"].contains("size=10G"), "{:?}", cfg(200));
+    assert!(cfg(204)["scsi0"].contains("size=32G"), "{:?}", cfg(204));
+    assert_ne!(cfg(200)["net0"], cfg(201)["net0"]);
+    // Imported and grown.
+    assert!(cfg(202)["scsi0"].contains("size=32G"), "{:?}", cfg(202));
+    assert_eq!(cfg(202)["serial0"], "socket");
+    assert_eq!(observed.guest(202).unwrap().status, "running");
+    assert_eq!(observed.guest(9000).unwrap().status, "stopped");
+
+    // The snippet reached the node's snippet directory over SFTP.
+    let snippets = repo
+        .dir
+        .path()
+        .join(".homelab/sim/sftp/root/var/lib/vz/snippets");
+    let names: Vec<String> = std::fs::read_dir(&snippets)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 5, "{names:?}");
+    let app = names
+        .iter()
+        .find(|n| n.starts_with("fleet-app-1-"))
+        .unwrap();
+    let text = std::fs::read_to_string(snippets.join(app)).unwrap();
+    assert!(text.contains("docker.io"), "{text}");
+    assert_eq!(cfg(202)["cicustom"], format!("vendor=local:snippets/{app}"));
+
+    // A preset change reaches exactly the VMs using it; the disk grows.
+    repo.edit(
+        "small: { cores: 1, memory: 1GiB, disk: 10GiB }",
+        "small: { cores: 1, memory: 2GiB, disk: 12GiB }",
+    );
+    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    for vm in ["200 \"web-1\"", "201 \"web-2\""] {
+        assert!(
+            shown.contains(&format!(
+                "# vm {vm} will be updated in place (restart required)"
+            )),
+            "{shown}"
+        );
+    }
+    assert!(shown.contains("~ memory = 1024 -> 2048"), "{shown}");
+    assert!(
+        shown.contains("~ scsi0  = \"size=10GiB\" -> \"size=12GiB\""),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Plan: 0 to add, 2 to change, 0 to replace, 0 to destroy."),
+        "{shown}"
+    );
+
+    // A package change: a new snippet, and the VM points at it.
+    repo.edit(
+        "packages: [qemu-guest-agent, docker.io]",
+        "packages: [qemu-guest-agent, docker.io, htop]",
+    );
+    let out = repo.cli(&["plan", "--simulate"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("+ snippet \"local:snippets/fleet-app-1-vendor-"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("~ cicustom = \"vendor=local:snippets/fleet-app-1-vendor-"),
+        "{shown}"
+    );
+    let up = repo.json(&["up", "--simulate", "-o", "json"]);
+    assert!(
+        up["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "done"),
+        "{up:#}"
+    );
+    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0));
+    let (p, _) = repo.full_read_plan();
+    assert!(p.is_empty(), "{}", render::plan_text(&p, false));
+
+    // down removes the clones before the template, keeps the images.
+    let out = repo.cli(&["down", "--simulate", "--yes"]);
+    assert!(out.status.success());
+    let status = repo.json(&["status", "--simulate", "-o", "json"]);
+    assert_eq!(
+        status["guests"].as_array().map_or(0, Vec::len),
+        0,
+        "{status:#}"
+    );
+    let out = repo.cli(&["plan", "--simulate"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(!shown.contains("image \"local:import/"), "{shown}");
+}
