@@ -144,7 +144,7 @@ impl Session {
                 "{e}"
             )
         })?;
-        let jobs = crate::engine::backups::observe(&self.pve)
+        let jobs = crate::engine::backups::observe_for(&self.pve, !self.desired.backups.is_empty())
             .await
             .map_err(|e| pve_error(&self.desired.proxmox.endpoint, e))?;
         let guest_plan = plan::plan_backups(&self.desired, &jobs, guest_plan).map_err(|e| {

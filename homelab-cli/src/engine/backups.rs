@@ -119,6 +119,24 @@ pub async fn observe(client: &Client) -> Result<Vec<ObservedBackupJob>, proxmox_
     Ok(jobs)
 }
 
+/// Read the jobs for planning when `declared` jobs exist or not. A token that may not list
+/// jobs (no `Sys.Audit` on `/`, as with the stock `PVEVMAdmin` role) cannot have made any,
+/// so with none declared there is nothing to reconcile: a warning, not an error.
+pub async fn observe_for(
+    client: &Client,
+    declared: bool,
+) -> Result<Vec<ObservedBackupJob>, proxmox_client::Error> {
+    match observe(client).await {
+        Err(proxmox_client::Error::Permission { message, .. }) if !declared => {
+            tracing::warn!(
+                "cannot list backup jobs ({message}); none are declared, so none are reconciled"
+            );
+            Ok(Vec::new())
+        }
+        r => r,
+    }
+}
+
 fn bool_text(v: &str) -> Option<&'static str> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some("1"),
@@ -441,12 +459,12 @@ pub fn step(env: Arc<Env>, a: &Action) -> Option<Step> {
     })
 }
 
-/// The jobs homelab `lab` owns (for `down`).
+/// The jobs homelab `lab` owns (for `down`; a token that may not list jobs finds none).
 pub async fn owned(
     pve: &Client,
     lab: &str,
 ) -> Result<Vec<ObservedBackupJob>, proxmox_client::Error> {
-    Ok(observe(pve)
+    Ok(observe_for(pve, false)
         .await?
         .into_iter()
         .filter(|j| j.owned_by(lab))

@@ -353,3 +353,55 @@ fn an_unknown_guest_is_reported_at_its_list_item() {
         "{err}"
     );
 }
+
+#[test]
+fn a_token_that_cannot_list_jobs_plans_none_unless_some_are_declared() {
+    let repo = Repo::new(BASE);
+    repo.with_lab(async |s| {
+        let access = s.pve.access();
+        access
+            .create_user(&proxmox_client::requests::UserCreate {
+                userid: "vmonly@pve".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        access.create_role("VMOnly", &["VM.Audit"]).await.unwrap();
+        let token = access
+            .create_token("vmonly@pve", "ro", false, None)
+            .await
+            .unwrap();
+        access
+            .update_acl(&proxmox_client::requests::AclUpdate {
+                path: "/vms".into(),
+                roles: vec!["VMOnly".into()],
+                users: vec!["vmonly@pve".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let p = &s.desired.proxmox;
+        let client = proxmox_client::Client::builder()
+            .base_url(&p.endpoint)
+            .api_token(
+                &token.full_tokenid,
+                secrecy::ExposeSecret::expose_secret(&token.value),
+            )
+            .pin_fingerprint(p.fingerprint.as_deref().unwrap())
+            .build()
+            .unwrap();
+        // No Sys.Audit on `/`: the list is refused...
+        let e = backups::observe(&client).await.unwrap_err();
+        assert!(matches!(e, proxmox_client::Error::Permission { .. }), "{e}");
+        // ...which, with no job declared, means nothing to reconcile,
+        assert!(
+            backups::observe_for(&client, false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(backups::owned(&client, "bk").await.unwrap().is_empty());
+        // and with jobs declared stays an error.
+        assert!(backups::observe_for(&client, true).await.is_err());
+    });
+}
