@@ -30,6 +30,10 @@ pub struct ResolveArgs {
     /// Output format (text is YAML).
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Instead of the desired state, print every value of the (merged) document with the
+    /// file and line that set it: homelab.yaml or the `--env` file.
+    #[arg(long)]
+    pub show_layers: bool,
 }
 
 /// Flags of `config use`.
@@ -55,6 +59,9 @@ pub async fn run(cmd: Command, _ctx: &Context) -> miette::Result<Exit> {
 
 fn resolve(args: ResolveArgs) -> miette::Result<Exit> {
     let ws = args.config.open()?;
+    if args.show_layers {
+        return show_layers(&ws.loaded, args.output);
+    }
     let secrets = ws.secrets()?;
     let mut d = desired::resolve(&ws.loaded, &secrets, &FactoryNaming::default())?;
     for g in &mut d.guests {
@@ -68,6 +75,33 @@ fn resolve(args: ResolveArgs) -> miette::Result<Exit> {
         OutputFormat::Json => print_json(&d)?,
         OutputFormat::Text => {
             let text = serde_yaml_ng::to_string(&d).map_err(|e| miette!("cannot render: {e}"))?;
+            print_text(&text)?;
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// `config resolve --show-layers`: `path: value  # file:line`, one value per line.
+fn show_layers(loaded: &crate::model::Loaded, output: OutputFormat) -> miette::Result<Exit> {
+    let rows = loaded.provenance();
+    match output {
+        OutputFormat::Json => print_json(&rows)?,
+        OutputFormat::Text => {
+            let width = rows
+                .iter()
+                .map(|r| r.path.len() + r.value.len() + 2)
+                .filter(|w| *w <= 72)
+                .max()
+                .unwrap_or(0);
+            let mut text = String::new();
+            for r in &rows {
+                let pair = format!("{}: {}", r.path, r.value);
+                text.push_str(&format!(
+                    "{pair:width$}  # {}:{}\n",
+                    r.file.display(),
+                    r.line
+                ));
+            }
             print_text(&text)?;
         }
     }

@@ -160,6 +160,21 @@ pub struct Overlay {
     pub spans: SpanMap,
     /// Where each value of the merged document came from.
     pub origins: Origins,
+    /// The merged document, before typed deserialisation.
+    pub merged: Value,
+}
+
+/// One value of the (merged) document and the file and line that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Provenance {
+    /// Dotted path in the merged document.
+    pub path: String,
+    /// The value as YAML (flow style for empty collections).
+    pub value: String,
+    /// The file that wrote it.
+    pub file: PathBuf,
+    /// Its 1-based line there (0 when unknown).
+    pub line: usize,
 }
 
 /// Read homelab.yaml at `path` and, when `env` is given, merge its environment file
@@ -254,6 +269,7 @@ pub fn parse_env(
         source: over_source,
         spans: over_spans,
         origins,
+        merged,
     };
     // The merged document is read from its YAML rendering so that type errors carry a
     // position, which maps back through the rendering's spans to the layer that wrote it.
@@ -263,7 +279,7 @@ pub fn parse_env(
         spans: &spans,
         overlay: Some(&overlay),
     };
-    let rendered = serde_yaml_ng::to_string(&merged).map_err(|e| {
+    let rendered = serde_yaml_ng::to_string(&overlay.merged).map_err(|e| {
         fail(vec![ConfigError::new(
             &overlay.path,
             overlay.source.clone(),
@@ -273,7 +289,7 @@ pub fn parse_env(
         )])
     })?;
     let config = serde_yaml_ng::from_str::<Config>(&rendered)
-        .map_err(|e| fail(vec![merged_error(&files, &merged, &rendered, &e)]))?;
+        .map_err(|e| fail(vec![merged_error(&files, &overlay.merged, &rendered, &e)]))?;
     super::finish(Loaded {
         path: path.to_path_buf(),
         dir: super::base_dir(path),
@@ -393,6 +409,58 @@ fn is_ancestor(a: &str, b: &str) -> bool {
 }
 
 impl Loaded {
+    /// Every scalar (and empty list or mapping) of the document in document order, with
+    /// the file and line that wrote it: what `config resolve --show-layers` prints.
+    pub fn provenance(&self) -> Vec<Provenance> {
+        let base;
+        let doc = match &self.overlay {
+            Some(o) => &o.merged,
+            None => {
+                base = serde_yaml_ng::from_str::<Value>(&self.source).unwrap_or(Value::Null);
+                &base
+            }
+        };
+        let mut out = Vec::new();
+        let mut walk = vec![(String::new(), doc)];
+        while let Some((path, v)) = walk.pop() {
+            let children: Vec<(String, &Value)> = match v {
+                Value::Mapping(m) => m
+                    .iter()
+                    .map(|(k, c)| (join(&path, &key_text(k)), c))
+                    .collect(),
+                Value::Sequence(s) => s
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (format!("{path}[{i}]"), c))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let is_leaf = !matches!(v, Value::Mapping(m) if !m.is_empty())
+                && !matches!(v, Value::Sequence(s) if !s.is_empty());
+            if is_leaf && !path.is_empty() {
+                let (file, source, span) = self.locate(&path, false);
+                let line = span.map_or(0, |sp| {
+                    source
+                        .get(..sp.offset)
+                        .map_or(0, |b| b.matches('\n').count() + 1)
+                });
+                let value = match serde_yaml_ng::to_string(v) {
+                    Ok(t) if !t.trim_end().contains('\n') => t.trim_end().to_string(),
+                    // Block scalars read better on one line as JSON strings.
+                    _ => serde_json::to_string(v).unwrap_or_default(),
+                };
+                out.push(Provenance {
+                    path,
+                    value,
+                    file: file.to_path_buf(),
+                    line,
+                });
+            }
+            walk.extend(children.into_iter().rev());
+        }
+        out
+    }
+
     /// The file, its text and the span of the value at the dotted `path` of the document
     /// (with `key`, of the mapping key naming it). With an environment overlay, values the
     /// overlay wrote are found in the overlay file, the rest in the base file.

@@ -208,6 +208,130 @@ fn resolve_with_env_shows_the_merged_values() {
 }
 
 #[test]
+fn show_layers_names_the_file_and_line_of_every_value() {
+    let repo = Repo::new(&[("prod", PROD)]);
+    let out = repo.cli(
+        &["config", "resolve", "--show-layers", "--env", "prod"],
+        &[],
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = |path: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{path}: ")))
+            .unwrap_or_else(|| panic!("{path} not in\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let at = |needle: &str| line_of(PROD, needle);
+    assert_eq!(
+        line("lxc.defaults.memory"),
+        format!(
+            "lxc.defaults.memory: 1GiB # homelab.prod.yaml:{}",
+            at("memory: 1GiB")
+        )
+    );
+    assert_eq!(
+        line("lxc.defaults.cores"),
+        format!(
+            "lxc.defaults.cores: 1 # homelab.yaml:{}",
+            line_of(BASE, "cores: 1")
+        )
+    );
+    assert_eq!(
+        line("lxc.containers[0].memory"),
+        format!(
+            "lxc.containers[0].memory: 8GiB # homelab.prod.yaml:{}",
+            at("8GiB")
+        )
+    );
+    assert_eq!(
+        line("lxc.containers[2].vmid"),
+        format!(
+            "lxc.containers[2].vmid: 103 # homelab.prod.yaml:{}",
+            at("vmid: 103")
+        )
+    );
+    assert!(!text.contains("swap"), "{text}");
+    // Without --env everything comes from homelab.yaml; JSON has the same rows.
+    let rows = repo.resolve(&["--show-layers"], &[]);
+    let rows = rows.as_array().unwrap();
+    assert!(rows.iter().all(|r| r["file"] == "homelab.yaml"), "{rows:?}");
+    let swap = rows
+        .iter()
+        .find(|r| r["path"] == "lxc.defaults.swap")
+        .unwrap();
+    assert_eq!(swap["value"], "256MiB");
+    assert_eq!(swap["line"], line_of(BASE, "swap: 256MiB"));
+}
+
+#[test]
+fn an_environment_can_change_a_preset_or_which_preset_a_guest_uses() {
+    let base = BASE.replace(
+        "  containers:\n",
+        "  presets:\n    small: {memory: 768MiB}\n    big: {memory: 3GiB, cores: 4}\n  containers:\n",
+    )
+    .replace("      tags: [monitoring]\n", "      tags: [monitoring]\n      preset: small\n");
+    let over = "lxc:\n  presets:\n    small: {memory: 1536MiB}\n  containers:\n    - {name: postgresql, preset: big, memory: ~}\n";
+    let l = model::parse_env(Path::new("homelab.yaml"), base.clone(), "prod", over.into()).unwrap();
+    let x = l.config.lxc.as_ref().unwrap();
+    // Built-in < defaults < preset < the guest's own keys, after the merge.
+    let base_only = model::parse(Path::new("homelab.yaml"), base).unwrap();
+    let y = base_only.config.lxc.as_ref().unwrap();
+    let mem = |x: &homelab_cli::model::config::Lxc, i: usize| {
+        x.effective(i).unwrap().memory.unwrap().to_string()
+    };
+    assert_eq!((mem(y, 0), mem(y, 1)), ("2GiB".into(), "768MiB".into()));
+    // postgresql lost its own memory and took `big`; grafana's preset `small` changed.
+    assert_eq!((mem(x, 0), mem(x, 1)), ("3GiB".into(), "1536MiB".into()));
+    assert_eq!(x.effective(0).unwrap().cores, Some(4));
+}
+
+#[test]
+fn up_and_plan_on_the_simulated_lab_use_the_environment() {
+    // The simulated lab fetches templates by URL; a volume name would have to exist.
+    let repo = Repo::new(&[("prod", PROD)]);
+    let base = BASE.replace(
+        "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+        "http://download.proxmox.com/images/system/debian-12-standard_12.7-1_amd64.tar.zst",
+    );
+    std::fs::write(repo.dir.path().join("homelab.yaml"), base).unwrap();
+    let up = repo.cli(
+        &["up", "--simulate", "--yes", "--env", "prod", "-o", "json"],
+        &[],
+    );
+    assert!(up.status.success());
+    let up: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
+    let created: Vec<_> = up["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .filter(|id| !id.starts_with("tmpl:"))
+        .collect();
+    assert_eq!(created.len(), 3, "{up:#}");
+    // prod converged; the base document (no minio, less memory) would change things.
+    let out = repo.cli(
+        &["plan", "--simulate", "--detailed-exitcode", "--env", "prod"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let out = repo.cli(
+        &["plan", "--simulate", "--detailed-exitcode"],
+        &[("HOMELAB_ENV", "prod")],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let out = repo.cli(
+        &["plan", "--simulate", "--detailed-exitcode", "-o", "json"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(plan.contains("minio"), "{plan}");
+}
+
+#[test]
 fn relative_paths_stay_relative_to_the_base_file() {
     // Run from elsewhere: the secrets file and age key are found beside homelab.yaml.
     let repo = Repo::new(&[("prod", PROD)]);
