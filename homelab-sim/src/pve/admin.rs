@@ -789,6 +789,21 @@ fn backup_json(id: &str, job: &BTreeMap<String, String>) -> Value {
                     .parse::<i64>()
                     .map(|n| json!(n))
                     .unwrap_or_else(|_| json!(v)),
+                // jobs.cfg parses property-string options into hashes, so the API answers
+                // objects (the schema's `type: object`) with the values as strings.
+                "prune-backups" | "fleecing" | "performance" => {
+                    let default_key = (k == "fleecing").then_some("enabled");
+                    let obj: Map<String, Value> = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .filter_map(|p| match p.split_once('=') {
+                            Some((a, b)) => Some((a.to_string(), json!(b))),
+                            None => default_key.map(|d| (d.to_string(), json!(p))),
+                        })
+                        .collect();
+                    Value::Object(obj)
+                }
                 _ => json!(v),
             };
             (k.clone(), val)

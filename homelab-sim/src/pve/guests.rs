@@ -602,6 +602,53 @@ fn agent_enabled(cfg: &BTreeMap<String, String>) -> bool {
     })
 }
 
+/// pve-common `validate_ssh_public_keys`: every non-blank line must be a key `ssh-keygen -l`
+/// reads. Modelled structurally: a known key type followed by base64 whose blob names that
+/// type (and, for ed25519, carries a 32-byte key); authorized_keys options may come first.
+fn validate_ssh_keys(raw: &str) -> ApiResult<()> {
+    use base64::Engine as _;
+    const TYPES: &[&str] = &[
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ssh-dss",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ];
+    let ok = |line: &str| -> bool {
+        let toks: Vec<&str> = line.split_whitespace().collect();
+        let Some(i) = toks.iter().position(|t| TYPES.contains(t)) else {
+            return false;
+        };
+        let Some(blob) = toks
+            .get(i + 1)
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        else {
+            return false;
+        };
+        let field = |at: usize| -> Option<(&[u8], usize)> {
+            let len = u32::from_be_bytes(blob.get(at..at + 4)?.try_into().ok()?) as usize;
+            Some((blob.get(at + 4..at + 4 + len)?, at + 4 + len))
+        };
+        match field(0) {
+            Some((ty, next)) if ty == toks[i].as_bytes() => match toks[i] {
+                "ssh-ed25519" => {
+                    field(next).is_some_and(|(k, end)| k.len() == 32 && end == blob.len())
+                }
+                _ => next < blob.len(),
+            },
+            _ => false,
+        }
+    };
+    if raw.lines().filter(|l| !l.trim().is_empty()).all(ok) {
+        Ok(())
+    } else {
+        Err(ApiError::fail("SSH public key validation error"))
+    }
+}
+
 /// pve-container `check_ct_modify_config_perm` for `features`: privileged containers'
 /// features and any feature but `nesting` are root@pam's; both raise permission exceptions.
 fn check_features_perm(
@@ -663,6 +710,12 @@ const CREATE_ONLY: &[&str] = &[
 async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<Reply> {
     let node = req(&p, "node")?.to_string();
     let vmid = vmid_of(&p, "vmid")?;
+    if let Some(k) = p.get("sshkeys") {
+        validate_ssh_keys(&super::schema::percent_decode(k))?;
+    }
+    if let Some(k) = p.get("ssh-public-keys") {
+        validate_ssh_keys(k)?;
+    }
     {
         let st = sim.state();
         check_node(&st, &node)?;
@@ -920,10 +973,48 @@ fn claim_pci(sim: &Sim, g: &Guest) -> Result<(), String> {
     }
     let st = sim.state();
     let cfg = g.effective();
+    // The cloud-init drive is regenerated first (qemu-server `vm_start_nolock`).
+    check_cicustom(&st, &g.node, &cfg)?;
     if !cfg.keys().any(|k| hardware::is_hostpci_key(k)) {
         return Ok(());
     }
     hardware::claim_for_start(&st, &g.node, g.vmid, &cfg).map(|_| ())
+}
+
+/// qemu-server `Cloudinit.pm`: a VM with a cloud-init drive reads its `cicustom` snippets
+/// (network, user, meta, vendor) whenever the drive is generated, i.e. at every start.
+fn check_cicustom(st: &State, node: &str, cfg: &BTreeMap<String, String>) -> Result<(), String> {
+    let has_drive = cfg
+        .iter()
+        .any(|(k, v)| is_disk_key(k) && v.contains("cloudinit"));
+    let Some(custom) = cfg.get("cicustom").filter(|_| has_drive) else {
+        return Ok(());
+    };
+    let parts: BTreeMap<&str, &str> = custom
+        .split(',')
+        .filter_map(|p| p.split_once('='))
+        .collect();
+    for key in ["network", "user", "meta", "vendor"] {
+        let Some(volid) = parts.get(key) else {
+            continue;
+        };
+        let (sid, name) = volid
+            .split_once(':')
+            .ok_or_else(|| format!("unable to parse volume ID '{volid}'"))?;
+        if !st.storages.contains_key(sid) {
+            return Err(format!("storage '{sid}' does not exist"));
+        }
+        if !name.starts_with("snippets/") {
+            return Err(format!("{volid} is not in the snippets directory"));
+        }
+        let present = [node, "shared"]
+            .iter()
+            .any(|n| st.volumes.contains_key(&format!("{n}/{volid}")));
+        if !present {
+            return Err(format!("can't find file '{volid}'"));
+        }
+    }
+    Ok(())
 }
 
 /// Mark a guest running and tell the runtime; undo on failure.
@@ -1261,6 +1352,9 @@ async fn update(
         .unwrap_or_default();
     if sets.is_empty() && deletes.is_empty() && reverts.is_empty() {
         return Err(ApiError::fail("no options specified"));
+    }
+    if let Some(k) = sets.get("sshkeys") {
+        validate_ssh_keys(&super::schema::percent_decode(k))?;
     }
     for k in &deletes {
         if sets.contains_key(k) {
@@ -1644,14 +1738,31 @@ async fn clone(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
                         )
                     } else {
                         let base = vol.split(':').nth(1).unwrap_or("").to_string();
-                        let n = (0..)
-                            .map(|i| format!("vm-{newid}-disk-{i}"))
-                            .find(|n| {
-                                !st.volumes
-                                    .contains_key(&format!("{target}/{storage}:{base}/{n}"))
+                        // The clone's volume name depends on the plugin (pve-storage
+                        // `clone_image`): directory storages chain qcow2 files under
+                        // `<base>/<vmid>/`, ZFS and RBD prefix the base, LVM-thin names
+                        // the thin snapshot like any disk.
+                        let cfg_ty = st.storages.get(&storage).map(|c| c.ty.clone());
+                        let file_based = st.storages.get(&storage).is_some_and(|c| c.file_based());
+                        let name_of = |n: &str| match cfg_ty.as_deref() {
+                            _ if file_based => format!("{storage}:{base}/{newid}/{n}.qcow2"),
+                            Some("zfspool" | "rbd") => format!("{storage}:{base}/{n}"),
+                            _ => format!("{storage}:{n}"),
+                        };
+                        let taken = |id: &str| {
+                            let short = id.rsplit(['/', ':']).next().unwrap_or("");
+                            let short = short.trim_end_matches(".qcow2");
+                            st.volumes.keys().any(|k| {
+                                k.starts_with(&format!("{target}/{storage}:"))
+                                    && k.rsplit(['/', ':'])
+                                        .next()
+                                        .is_some_and(|l| l.trim_end_matches(".qcow2") == short)
                             })
+                        };
+                        let id = (0..)
+                            .map(|i| name_of(&format!("vm-{newid}-disk-{i}")))
+                            .find(|id| !taken(id))
                             .unwrap_or_default();
-                        let id = format!("{storage}:{base}/{n}");
                         st.volumes.insert(
                             format!("{target}/{id}"),
                             Volume {

@@ -454,15 +454,15 @@ fn upload_file(sim: &Sim, caller: &Caller, p: &Params, up: Upload) -> ApiResult<
         None,
         move |ctx| async move {
             ctx.log(format!("starting file import from: {tmp}"));
-            if let (Some(exp), Some(algo)) = (&expected, &algo) {
-                ctx.log("calculating checksum...");
+            // pve-manager's upload prints "calculating checksum..." and completes the line
+            // with "OK, checksum verified", or dies with the mismatch as the last line.
+            if let (Some(exp), Some(_)) = (&expected, &algo) {
                 let got = up.checksum.clone().unwrap_or_default();
                 if &got != exp {
-                    return Err(format!(
-                        "checksum mismatch: calculated {got}, expected {exp}"
-                    ));
+                    ctx.log("calculating checksum...");
+                    return Err(format!("checksum mismatch: got '{got}' != expect '{exp}'"));
                 }
-                ctx.log(format!("checksum verified ({algo})"));
+                ctx.log("calculating checksum...OK, checksum verified");
             }
             ctx.log(format!("target node: {node}"));
             ctx.log(format!("target file: {target}"));
@@ -646,13 +646,14 @@ fn download(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
                 }
             }
             ctx.log(format!("{size} bytes received"));
-            if let (Some(exp), Some(h), Some(algo)) = (expected, hasher, algo) {
-                ctx.log("calculating checksum...");
+            // pve-common `download_file_from_url`, same line discipline as upload.
+            if let (Some(exp), Some(h), Some(_)) = (expected, hasher, algo) {
                 let got = h.finish();
                 if got != exp {
+                    ctx.log("calculating checksum...");
                     return Err(format!("checksum mismatch: got '{got}' != expect '{exp}'"));
                 }
-                ctx.log(format!("checksum verified ({algo})"));
+                ctx.log("calculating checksum...OK, checksum verified");
             }
             ctx.log(format!("download of '{url}' to '{target}' finished"));
             let mut st = ctx.sim.state();

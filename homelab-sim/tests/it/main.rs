@@ -1,5 +1,6 @@
 //! The one integration-test binary of homelab-sim: one module per simulated system.
 
+mod cloudinit;
 mod factory;
 mod passthrough;
 mod pve;

@@ -200,7 +200,7 @@ async fn lab() -> LabHandle {
 }
 
 /// Serve `body` over plain HTTP on loopback for download-url tests.
-async fn file_server(body: &'static [u8]) -> String {
+pub(crate) async fn file_server(body: &'static [u8]) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -1027,7 +1027,7 @@ async fn clone_template_and_resize() {
         c.data()["scsi0"]
             .as_str()
             .unwrap()
-            .starts_with("local-lvm:base-120-disk-0/vm-121-disk-0,")
+            .starts_with("local-lvm:vm-121-disk-0,")
     );
     assert_ne!(c.data()["net0"], tpl.data()["net0"]);
     assert!(
@@ -1524,8 +1524,22 @@ async fn sshkeys_must_arrive_url_encoded() {
         raw.error("sshkeys"),
         "invalid format - invalid urlencoded string: ssh-ed25519 AAAAC3Nz me@host\n"
     );
+    // Percent-encoded but not a key ssh-keygen reads: refused after decoding.
+    let junk = api
+        .post(
+            "/nodes/pve/qemu",
+            &[
+                ("vmid", "170"),
+                ("sshkeys", "ssh-ed25519%20AAAAC3Nz%20me%40host"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (junk.status, junk.reason.as_str()),
+        (500, "SSH public key validation error")
+    );
     // Percent-encoded first (as bpg and our client do): accepted and stored once-encoded.
-    let once = "ssh-ed25519%20AAAAC3Nz%20me%40host";
+    let once = "ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAIF7d1J6b4rDtW12s%2B0Ehn3TIoNVFHW9S5ZlHT%2BkSpf93%20me%40host";
     api.wait_ok(
         api.post("/nodes/pve/qemu", &[("vmid", "170"), ("sshkeys", once)])
             .await,
