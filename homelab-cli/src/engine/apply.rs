@@ -178,6 +178,11 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
         };
         let mut deps = Vec::new();
         let mut volumes: Vec<&String> = g.snippet.iter().collect();
+        deps.extend(
+            super::pci::referenced_mappings(g.props.iter())
+                .into_iter()
+                .map(|id| format!("pcimap:{id}")),
+        );
         match &g.boot {
             Some(BootSource::Image { volid }) => volumes.push(volid),
             Some(BootSource::Clone { template, .. }) if created.contains(template) => {
@@ -254,6 +259,22 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                     .boxed(),
                 });
             }
+            Action::CreatePciMapping { id, node, entry } => {
+                out.push(Step {
+                    id: format!("pcimap:{id}"),
+                    label: format!("create PCI mapping {id} ({node})"),
+                    deps: vec![],
+                    run: async move { set_pci_mapping(&e, &id, &node, &entry, true).await }.boxed(),
+                });
+            }
+            Action::UpdatePciMapping { id, node, to, .. } => {
+                out.push(Step {
+                    id: format!("pcimap:{id}"),
+                    label: format!("update PCI mapping {id} ({node})"),
+                    deps: vec![],
+                    run: async move { set_pci_mapping(&e, &id, &node, &to, false).await }.boxed(),
+                });
+            }
             Action::UploadSnippet {
                 node,
                 storage,
@@ -300,10 +321,23 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 changes,
                 reboot,
             } => {
+                // A PCI mapping it starts using is set up first.
+                let deps = env
+                    .desired
+                    .guests
+                    .iter()
+                    .find(|g| g.vmid == vmid)
+                    .map(|g| {
+                        super::pci::referenced_mappings(g.props.iter())
+                            .into_iter()
+                            .map(|id| format!("pcimap:{id}"))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 out.push(Step {
                     id: format!("guest:{vmid}"),
                     label: format!("update {} {vmid} \"{name}\"", kind.noun()),
-                    deps: vec![],
+                    deps,
                     run: async move { update(&e, &node, kind, vmid, &changes, reboot).await }
                         .boxed(),
                 });
@@ -577,6 +611,66 @@ async fn upload_snippet(env: &Env, node: &str, volid: &str) -> Result<String, St
         crate::sftp::UploadOutcome::Unchanged => Ok("already there".into()),
         _ => Ok(format!("written to {}:{path}", ssh.host)),
     }
+}
+
+/// Create a PCI mapping with `entry`, or set its entry for `node` (keeping other nodes').
+async fn set_pci_mapping(
+    env: &Env,
+    id: &str,
+    node: &str,
+    entry: &str,
+    create: bool,
+) -> Result<String, StepError> {
+    use proxmox_client::property::PciMapEntry;
+    use proxmox_client::requests::PciMappingParams;
+    let want: PciMapEntry = entry
+        .parse()
+        .map_err(|e| StepError::new(format!("mapping entry: {e}")))?;
+    let hint = |e: proxmox_client::Error| {
+        let s = StepError::new(format!("PCI mapping {id}: {e}"));
+        if e.status() == Some(403) {
+            s.hint("the token needs Mapping.Modify on /mapping/pci (and Mapping.Use to attach it); `homelab-cli proxmox token create` grants both")
+        } else {
+            s
+        }
+    };
+    let api = env.pve.pci_mappings();
+    if create {
+        api.create(
+            id,
+            &PciMappingParams {
+                description: Some(format!(
+                    "Created by homelab-cli (homelab {})",
+                    env.desired.lab
+                )),
+                map: vec![want],
+                ..PciMappingParams::default()
+            },
+        )
+        .await
+        .map_err(hint)?;
+        return Ok("created".into());
+    }
+    let current = api.get(id).await.map_err(hint)?;
+    let mut map: Vec<PciMapEntry> = current
+        .map
+        .iter()
+        .filter_map(|raw| raw.parse::<PciMapEntry>().ok())
+        .filter(|e| e.node != node)
+        .collect();
+    map.push(want);
+    api.update(
+        id,
+        &PciMappingParams {
+            map,
+            ..PciMappingParams::default()
+        },
+        &[],
+        None,
+    )
+    .await
+    .map_err(hint)?;
+    Ok(format!("entry for {node} set"))
 }
 
 /// Grow `disk` to `size` unless it is already at least that large.

@@ -7,6 +7,7 @@ pub mod graph;
 pub mod image;
 pub mod observe;
 pub mod observed;
+pub mod pci;
 pub mod plan;
 pub mod props;
 pub mod render;

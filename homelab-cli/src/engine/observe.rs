@@ -54,6 +54,20 @@ pub async fn observe(
             .or_default()
             .extend(content.into_iter().map(|c| c.volid));
     }
+    if super::pci::wanted(desired) {
+        let nodes: BTreeSet<&str> = desired.guests.iter().map(|g| g.node.as_str()).collect();
+        for node in nodes {
+            if observed
+                .nodes
+                .iter()
+                .any(|n| n.name == node && n.status == "online")
+            {
+                let devices = client.node(node).hardware_pci().await?;
+                observed.pci_devices.insert(node.to_string(), devices);
+            }
+        }
+        observed.pci_mappings = Some(client.pci_mappings().list().await?);
+    }
     let which = needs_config(desired, &observed);
     read_configs(client, &mut observed, which).await?;
     Ok(observed)

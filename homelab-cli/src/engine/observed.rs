@@ -60,7 +60,7 @@ pub struct GuestConfig {
 }
 
 /// The lab.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Observed {
     /// Proxmox nodes.
     pub nodes: Vec<ObservedNode>,
@@ -68,6 +68,12 @@ pub struct Observed {
     pub guests: Vec<ObservedGuest>,
     /// Volumes present in the storages we looked at, per node (`local:iso/x.iso`).
     pub volumes: BTreeMap<String, BTreeSet<String>>,
+    /// Host PCI devices per node (read only when a VM passes devices through).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pci_devices: BTreeMap<String, Vec<proxmox_client::models::PciDevice>>,
+    /// Cluster PCI mappings (`None`: not read because no VM passes devices through).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_mappings: Option<Vec<proxmox_client::models::PciMapping>>,
 }
 
 impl Observed {

@@ -99,6 +99,34 @@ pub enum PlanError {
         /// Nodes that exist.
         known: String,
     },
+    /// A passed-through PCI device does not exist on the node.
+    #[error(
+        "PCI device {device} (passed to {name}) does not exist on node {node}; its GPUs: {known}"
+    )]
+    UnknownPciDevice {
+        /// The declared address.
+        device: String,
+        /// The node.
+        node: String,
+        /// The VM.
+        name: String,
+        /// What the node has.
+        known: String,
+    },
+    /// A referenced PCI mapping does not exist or has no entry for the node.
+    #[error(
+        "PCI mapping \"{id}\" (passed to {name}) does not exist or has no device on node {node}; existing mappings: {known}"
+    )]
+    UnknownPciMapping {
+        /// The mapping ID.
+        id: String,
+        /// The node.
+        node: String,
+        /// The VM.
+        name: String,
+        /// Mappings that exist.
+        known: String,
+    },
     /// A declared backup job's id is taken by a job we do not own.
     #[error(
         "backup job \"{name}\" needs the id {id}, which a backup job this homelab does not manage already has"
@@ -177,6 +205,26 @@ pub enum Action {
         storage: String,
         /// File name.
         filename: String,
+    },
+    /// Create a cluster PCI mapping for a passed-through device.
+    CreatePciMapping {
+        /// Mapping ID.
+        id: String,
+        /// Node of the entry.
+        node: String,
+        /// The entry (`id=10de:2204,iommugroup=14,node=pve,path=0000:01:00`).
+        entry: String,
+    },
+    /// Set a mapping's entry for a node (added, or replacing the old one).
+    UpdatePciMapping {
+        /// Mapping ID.
+        id: String,
+        /// Node of the entry.
+        node: String,
+        /// The entry it has for the node now, if any.
+        from: Option<String>,
+        /// The entry it gets.
+        to: String,
     },
     /// Create a guest and start it.
     Create {
@@ -309,10 +357,12 @@ impl Action {
             | Action::DownloadTemplate { .. }
             | Action::DownloadImage { .. }
             | Action::UploadSnippet { .. }
+            | Action::CreatePciMapping { .. }
             | Action::Create { .. }
             | Action::GenerateTalosSecrets { .. }
             | Action::CreateBackupJob { .. } => "add",
             Action::Update { .. }
+            | Action::UpdatePciMapping { .. }
             | Action::Start { .. }
             | Action::TalosApplyConfig { .. }
             | Action::TalosBootstrap { .. }
@@ -499,6 +549,8 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
             });
         }
     }
+
+    actions.extend(super::pci::plan(desired, observed)?);
 
     for d in &desired.guests {
         match by_vmid.get(&d.vmid) {

@@ -67,6 +67,28 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 }
                 out.push_str("    }\n");
             }
+            Action::CreatePciMapping { id, node, entry } => {
+                let _ = writeln!(
+                    out,
+                    "  # PCI mapping {id} will be created (device on {node})"
+                );
+                let _ = writeln!(out, "  {} pci-mapping \"{id}\" {{", paint("+"));
+                let _ = writeln!(out, "      {} map = \"{entry}\"", paint("+"));
+                out.push_str("    }\n");
+            }
+            Action::UpdatePciMapping { id, node, from, to } => {
+                let _ = writeln!(out, "  # PCI mapping {id} will get a new entry for {node}");
+                let _ = writeln!(out, "  {} pci-mapping \"{id}\" {{", paint("~"));
+                match from {
+                    Some(f) => {
+                        let _ = writeln!(out, "      {} map = \"{f}\" -> \"{to}\"", paint("~"));
+                    }
+                    None => {
+                        let _ = writeln!(out, "      {} map = \"{to}\"", paint("+"));
+                    }
+                }
+                out.push_str("    }\n");
+            }
             Action::UploadSnippet {
                 node,
                 storage,

@@ -765,20 +765,20 @@ impl Vms {
     }
 }
 
-/// A host PCI device passed through to a VM. API tokens may only pass through devices of
-/// a cluster PCI mapping, so a raw `device` is given a mapping (`<homelab>-<bus>-<slot>`)
-/// that `up` creates from the host's device list.
+/// A host PCI device passed through to a VM, through a cluster PCI mapping (Proxmox lets
+/// API tokens pass through mapped devices only; raw host ids are `root@pam`'s).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PciPassthrough {
-    /// Host PCI address, `0000:01:00.0` (one function) or `0000:01:00` (all functions,
-    /// e.g. a GPU with its audio device). Exclusive with `mapping`.
+    /// Cluster PCI mapping ID (Datacenter → Resource Mappings), e.g. `rtx3090`: lowercase
+    /// letters, `-` and `_`, optionally ending in digits.
+    pub mapping: String,
+    /// Host PCI address on the VM's node: `0000:01:00.0` (one function) or `0000:01:00`
+    /// (all functions, e.g. a GPU with its audio device). When given, `up` creates the
+    /// mapping (or its entry for this node) from the host's device list; without it the
+    /// mapping must exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
-    /// An existing cluster PCI mapping (Datacenter → Resource Mappings). Exclusive with
-    /// `device`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mapping: Option<String>,
     /// Attach as PCI Express (default true; needs the q35 machine, which these VMs use).
     #[serde(default = "yes")]
     pub pcie: bool,

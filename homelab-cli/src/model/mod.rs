@@ -6,10 +6,13 @@
 //! validates the structure; [`desired::resolve`] substitutes secrets and derives Proxmox
 //! guest configurations.
 
+pub mod backups;
 pub mod config;
 pub mod desired;
+pub mod layers;
 pub mod secrets;
 pub mod spans;
+pub mod vms;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use miette::{Diagnostic, NamedSource, SourceSpan};
 
 pub use config::Config;
+pub use layers::{load_env, parse_env};
 use spans::SpanMap;
 
 /// A parsed homelab.yaml with its source kept for error reporting.
@@ -32,6 +36,9 @@ pub struct Loaded {
     pub config: Config,
     /// Value positions.
     pub spans: SpanMap,
+    /// The environment file merged into the document (`--env`), if any. `path`, `source`
+    /// and `spans` above stay those of the base file.
+    pub overlay: Option<layers::Overlay>,
 }
 
 /// An error located in a YAML file: rendered by miette with the line and a caret.
@@ -107,15 +114,11 @@ impl ConfigErrors {
 
 impl Loaded {
     /// An error at the value of `path` (dotted, e.g. `talos.nodes[1].vmid`).
+    /// With an environment overlay the error points into the file that wrote the value.
     pub fn error_at(&self, path: &str, message: impl Into<String>) -> ConfigError {
         let message = message.into();
-        ConfigError::new(
-            &self.path,
-            self.source.clone(),
-            self.spans.value(path),
-            message,
-            "here",
-        )
+        let (file, source, span) = self.locate(path, false);
+        ConfigError::new(file, source, span, message, "here")
     }
 
     /// Resolve a path written in the file relative to the file's directory.
@@ -147,21 +150,33 @@ pub fn parse(path: &Path, text: String) -> Result<Loaded, ConfigErrors> {
     let config: Config = match serde_yaml_ng::from_str(&source) {
         Ok(c) => c,
         Err(e) => {
-            let span = e.location().map(|loc| {
-                let offset = offset_of(&source, loc.line(), loc.column());
-                spans::Span {
-                    offset,
-                    len: token_len(&source[offset..]),
-                }
-            });
-            let message = clean_serde_message(&e.to_string());
-            let err = ConfigError::new(path, source.clone(), span, message.clone(), "here")
-                .with_help(serde_help(&message));
+            let err = serde_error(path, &source, &e);
             return Err(ConfigErrors::new(path.to_path_buf(), vec![err]));
         }
     };
-    let dir = path
-        .parent()
+    finish(Loaded {
+        path: path.to_path_buf(),
+        dir: base_dir(path),
+        spans: SpanMap::parse(&source),
+        source,
+        config,
+        overlay: None,
+    })
+}
+
+/// Validate a parsed document.
+fn finish(loaded: Loaded) -> Result<Loaded, ConfigErrors> {
+    let errors = validate(&loaded);
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(ConfigErrors::new(loaded.path.clone(), errors))
+    }
+}
+
+/// The directory relative paths in `path` are resolved against.
+fn base_dir(path: &Path) -> PathBuf {
+    path.parent()
         .map(|p| {
             if p.as_os_str().is_empty() {
                 PathBuf::from(".")
@@ -169,20 +184,21 @@ pub fn parse(path: &Path, text: String) -> Result<Loaded, ConfigErrors> {
                 p.to_path_buf()
             }
         })
-        .unwrap_or_else(|| PathBuf::from("."));
-    let loaded = Loaded {
-        path: path.to_path_buf(),
-        dir,
-        spans: SpanMap::parse(&source),
-        source,
-        config,
-    };
-    let errors = validate(&loaded);
-    if errors.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(ConfigErrors::new(path.to_path_buf(), errors))
-    }
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A YAML syntax or shape error located in the text it came from.
+fn serde_error(path: &Path, source: &Arc<String>, e: &serde_yaml_ng::Error) -> ConfigError {
+    let span = e.location().map(|loc| {
+        let offset = offset_of(source, loc.line(), loc.column());
+        spans::Span {
+            offset,
+            len: token_len(&source[offset..]),
+        }
+    });
+    let message = clean_serde_message(&e.to_string());
+    ConfigError::new(path, source.clone(), span, message.clone(), "here")
+        .with_help(serde_help(&message))
 }
 
 /// serde_yaml_ng appends " at line L column C"; the caret already says that.
@@ -365,15 +381,31 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
             vmids.insert(n.vmid, format!("talos.nodes[{i}]"));
             names.insert(n.name.clone(), format!("talos.nodes[{i}]"));
         }
-        let defaults = &x.defaults;
         for (i, ct) in x.containers.iter().enumerate() {
             let p = format!("lxc.containers[{i}]");
-            check_guest_id(l, &mut errs, &p, "hostname", &ct.name, ct.vmid);
-            if let Some(prev) = vmids.insert(ct.vmid, p.clone()) {
+            let Some(vmid) = x.vmid_of(i) else {
+                errs.push(l.error_at(&p, "no VMID").with_help(
+                    "set `vmid` here, or `lxc.vmid_base` to number containers by position",
+                ));
+                continue;
+            };
+            check_guest_id(l, &mut errs, &p, "hostname", &ct.name, vmid);
+            if let Some(prev) = vmids.insert(vmid, p.clone()) {
                 errs.push(l.error_at(
                     &format!("{p}.vmid"),
-                    format!("VMID {} is already used by {prev}", ct.vmid),
+                    format!("VMID {vmid} is already used by {prev}"),
                 ));
+            }
+            if let Some(preset) = &ct.preset
+                && !x.presets.contains_key(preset)
+            {
+                errs.push(
+                    l.error_at(
+                        &format!("{p}.preset"),
+                        format!("no preset `{preset}` in lxc.presets"),
+                    )
+                    .with_help(format!("known presets: {}", known(x.presets.keys()))),
+                );
             }
             if let Some(prev) = names.insert(ct.name.clone(), p.clone()) {
                 errs.push(l.error_at(
@@ -381,7 +413,7 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
                     format!("name `{}` is already used by {prev}", ct.name),
                 ));
             }
-            let s = ct.settings().or(defaults);
+            let s = x.effective(i).unwrap_or_default();
             if s.template.is_none() {
                 errs.push(
                     l.error_at(&p, "no OS template")
@@ -396,11 +428,15 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
             {
                 errs.push(l.error_at(&format!("{p}.memory"), format!("{m} is below 16MiB")));
             }
-            let key_path = if ct.ssh_keys.is_some() {
-                format!("{p}.ssh_keys")
-            } else {
-                "lxc.defaults.ssh_keys".into()
-            };
+            let key_path = setting_path(
+                &p,
+                ct.ssh_keys.is_some(),
+                "lxc",
+                ct.preset
+                    .as_ref()
+                    .filter(|n| x.presets.get(*n).is_some_and(|s| s.ssh_keys.is_some())),
+                "ssh_keys",
+            );
             for (j, k) in s.ssh_keys.iter().flatten().enumerate() {
                 let known = [
                     "ssh-ed25519 ",
@@ -443,7 +479,35 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
             }
         }
     }
+    vms::validate(l, &mut errs);
+    errs.extend(backups::validate(l));
     errs
+}
+
+/// Where a guest's effective setting `key` was written: the guest itself (`p`), its
+/// preset, or the section's defaults.
+pub(crate) fn setting_path(
+    p: &str,
+    own: bool,
+    section: &str,
+    preset: Option<&String>,
+    key: &str,
+) -> String {
+    match (own, preset) {
+        (true, _) => format!("{p}.{key}"),
+        (false, Some(name)) => format!("{section}.presets.{name}.{key}"),
+        (false, None) => format!("{section}.defaults.{key}"),
+    }
+}
+
+/// `a, b, c` (or `none`) for help texts.
+pub(crate) fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = names.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// Every string field that may hold `${secret:...}` references, with its path.
@@ -498,7 +562,23 @@ pub fn secret_capable(c: &Config) -> Vec<(String, String)> {
                 v.push((format!("lxc.containers[{i}].ip"), ip.clone()));
             }
         }
+        for (name, s) in &x.presets {
+            if let Some(g) = &s.gateway {
+                v.push((format!("lxc.presets.{name}.gateway"), g.clone()));
+            }
+            for (j, n) in s.nameservers.iter().flatten().enumerate() {
+                v.push((format!("lxc.presets.{name}.nameservers[{j}]"), n.clone()));
+            }
+        }
     }
+    if let Some(ssh) = &c.proxmox.ssh {
+        v.push(("proxmox.ssh.private_key".into(), ssh.private_key.clone()));
+        v.push(("proxmox.ssh.host_key".into(), ssh.host_key.clone()));
+        if let Some(h) = &ssh.host {
+            v.push(("proxmox.ssh.host".into(), h.clone()));
+        }
+    }
+    v.extend(vms::secret_capable(c));
     v
 }
 

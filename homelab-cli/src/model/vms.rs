@@ -71,8 +71,7 @@ impl DesiredSnippet {
     }
 }
 
-/// A cluster PCI mapping `up` creates for a raw `device` (API tokens cannot pass raw
-/// devices through).
+/// A cluster PCI mapping entry `up` makes sure of, for a `pci` item with a `device`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DesiredPciMapping {
     /// Mapping ID.
@@ -130,20 +129,23 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
-/// The mapping ID for a raw device: `<homelab>-<bus>-<slot>[-<fn>]` (a `pve-configid`).
-pub fn mapping_id(lab: &str, device: &str) -> String {
-    let short = device.strip_prefix("0000:").unwrap_or(device);
-    let tail: String = short
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("{lab}-{tail}")
+/// Whether `s` is a `pve-configid` (`[a-z][a-z_-]*\d*`), what mapping IDs must be.
+pub fn is_mapping_id(s: &str) -> bool {
+    let body = s.trim_end_matches(|c: char| c.is_ascii_digit());
+    let mut chars = body.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c == '-' || c == '_')
+}
+
+/// A PCI address with its domain (`01:00.0` → `0000:01:00.0`), lowercase, as Proxmox
+/// lists devices and mapping paths.
+pub fn full_pci_address(s: &str) -> String {
+    let s = s.to_ascii_lowercase();
+    if s.split(':').count() == 2 {
+        format!("0000:{s}")
+    } else {
+        s
+    }
 }
 
 /// Whether `s` is a host PCI address: `[dddd:]bb:dd[.f]` in hex.
@@ -362,30 +364,28 @@ pub(crate) fn validate(l: &Loaded, errs: &mut Vec<ConfigError>) {
         if vm.pci.len() > 16 {
             errs.push(l.error_at(&format!("{p}.pci"), "at most 16 PCI devices (hostpci0..15)"));
         }
+        let mut mappings = BTreeSet::new();
         for (j, d) in vm.pci.iter().enumerate() {
             let dp = format!("{p}.pci[{j}]");
-            match (&d.device, &d.mapping) {
-                (Some(dev), None) => {
-                    if !is_pci_address(dev) {
-                        errs.push(
-                            l.error_at(&format!("{dp}.device"), format!("`{dev}` is not a PCI address"))
-                                .with_help("e.g. `0000:01:00.0`, or `0000:01:00` for all functions (`lspci -D` on the node)"),
-                        );
-                    }
-                }
-                (None, Some(m)) => {
-                    let ok = m.len() <= 128
-                        && m.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-                        && m.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
-                    if !ok {
-                        errs.push(l.error_at(
-                            &format!("{dp}.mapping"),
-                            format!("`{m}` is not a mapping ID"),
-                        ));
-                    }
-                }
-                _ => errs.push(l.error_at(&dp, "give exactly one of `device` or `mapping`")),
+            if !is_mapping_id(&d.mapping) {
+                errs.push(
+                    l.error_at(&format!("{dp}.mapping"), format!("`{}` is not a mapping ID", d.mapping))
+                        .with_help("lowercase letters, `-` and `_`, optionally ending in digits (Proxmox's pve-configid), e.g. `rtx3090`"),
+                );
+            }
+            if !mappings.insert(&d.mapping) {
+                errs.push(l.error_at(
+                    &format!("{dp}.mapping"),
+                    "this mapping is already passed to this VM",
+                ));
+            }
+            if let Some(dev) = &d.device
+                && !is_pci_address(dev)
+            {
+                errs.push(
+                    l.error_at(&format!("{dp}.device"), format!("`{dev}` is not a PCI address"))
+                        .with_help("e.g. `0000:01:00.0`, or `0000:01:00` for all functions (`lspci -D` on the node)"),
+                );
             }
         }
         for (j, t) in vm.tags.iter().enumerate() {
@@ -834,21 +834,15 @@ pub(crate) fn compile(
         }
         // PCI passthrough through cluster mappings.
         for (j, d) in vm.pci.iter().enumerate() {
-            let id = match (&d.device, &d.mapping) {
-                (_, Some(m)) => m.clone(),
-                (Some(dev), None) => {
-                    let id = mapping_id(&c.name, dev);
-                    out.pci_mappings.insert(DesiredPciMapping {
-                        id: id.clone(),
-                        node: node.clone(),
-                        path: dev.clone(),
-                        used_by: vm.name.clone(),
-                    });
-                    id
-                }
-                (None, None) => continue,
-            };
-            props.insert(format!("hostpci{j}"), hostpci_value(&id, d));
+            if let Some(dev) = &d.device {
+                out.pci_mappings.insert(DesiredPciMapping {
+                    id: d.mapping.clone(),
+                    node: node.clone(),
+                    path: full_pci_address(dev),
+                    used_by: vm.name.clone(),
+                });
+            }
+            props.insert(format!("hostpci{j}"), hostpci_value(&d.mapping, d));
         }
         // Vendor data: packages and extra cloud-config.
         let mut snippet = None;
@@ -978,15 +972,19 @@ mod tests {
         assert!(!is_pci_address("0000:01:00.8"));
         assert!(!is_pci_address("1:00.0"));
         assert!(!is_pci_address("gpu"));
-        assert_eq!(mapping_id("home", "0000:01:00"), "home-01-00");
-        assert_eq!(mapping_id("home", "0000:01:00.0"), "home-01-00-0");
+        assert!(is_mapping_id("rtx3090"));
+        assert!(is_mapping_id("gpu_main-a"));
+        assert!(!is_mapping_id("gpu-01-00"));
+        assert!(!is_mapping_id("3090"));
+        assert_eq!(full_pci_address("01:00.0"), "0000:01:00.0");
+        assert_eq!(full_pci_address("0000:0A:00"), "0000:0a:00");
     }
 
     #[test]
     fn hostpci_leaves_defaults_out() {
         let d = PciPassthrough {
             device: Some("0000:01:00".into()),
-            mapping: None,
+            mapping: "rtx3090".into(),
             pcie: true,
             primary_gpu: true,
             rombar: true,
