@@ -136,6 +136,11 @@ pub fn check(format: &str, value: &str) -> Result<(), String> {
             matches_re!(r"^[-_.\w\d]+$", value),
             &format!("invalid bridge ID '{value}'"),
         ),
+        "pve-qm-hostpci" => {
+            super::schema::parse_property_string("hostpci", hostpci_format(), value)
+                .map(|_| ())
+                .map_err(|e| e.trim_end().to_string())
+        }
         // pve-container `verify_lxc_dev_string`: under /dev/, no `.`/`..` components.
         "pve-lxc-dev-string" => ok(
             value.starts_with("/dev/") && !matches_re!(r"/\.\.?(?:/|$)", value),
@@ -162,6 +167,29 @@ pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
     value
         .split(|c: char| c == ';' || c == ',' || c.is_whitespace() || c == '\0')
         .filter(|s| !s.is_empty())
+}
+
+/// qemu-server `PCI.pm` `$hostpci_fmt` (the API viewer names it only by format name).
+fn hostpci_format() -> &'static std::collections::BTreeMap<String, super::schema::ParamSchema> {
+    static FMT: OnceLock<std::collections::BTreeMap<String, super::schema::ParamSchema>> =
+        OnceLock::new();
+    FMT.get_or_init(|| {
+        let pci = r"(?:[a-f0-9]{4,}:)?[a-f0-9]{2}:[a-f0-9]{2}(?:\.[a-f0-9])?";
+        let hex = r"0x[0-9a-fA-F]{4}";
+        let b = serde_json::json!({"type": "boolean", "optional": 1});
+        let id = serde_json::json!({"type": "string", "optional": 1, "pattern": hex});
+        serde_json::from_value(serde_json::json!({
+            "host": {"type": "string", "optional": 1, "default_key": 1,
+                     "pattern": format!("{pci}(?:;{pci})*")},
+            "mapping": {"type": "string", "optional": 1, "format": "pve-configid"},
+            "pcie": b, "x-vga": b, "rombar": b, "legacy-igd": b,
+            "romfile": {"type": "string", "optional": 1},
+            "mdev": {"type": "string", "optional": 1, "format": "pve-configid"},
+            "driver": {"type": "string", "optional": 1, "enum": ["vfio", "keep"]},
+            "vendor-id": id, "device-id": id, "sub-vendor-id": id, "sub-device-id": id,
+        }))
+        .unwrap_or_default()
+    })
 }
 
 fn is_cidr(v: &str) -> bool {
@@ -192,6 +220,14 @@ mod tests {
         );
         assert!(check("urlencoded", "ssh-ed25519%20AAAA%2B").is_ok());
         assert!(check("urlencoded", "ssh-ed25519 AAAA").is_err());
+        assert!(check("pve-qm-hostpci", "0000:01:00,pcie=1,x-vga=1").is_ok());
+        assert!(check("pve-qm-hostpci", "01:00.0;02:00.0,rombar=0").is_ok());
+        assert!(check("pve-qm-hostpci", "mapping=gpu,pcie=on").is_ok());
+        assert!(check("pve-qm-hostpci", "mapping=GPU").is_err());
+        assert!(check("pve-qm-hostpci", "0000:1:00.0").is_err());
+        assert!(check("pve-qm-hostpci", "01:00.0,vga=1").is_err());
+        assert!(check("pve-lxc-dev-string", "/dev/dri/renderD128").is_ok());
+        assert!(check("pve-lxc-dev-string", "/dev/../etc/shadow").is_err());
         assert!(check("pve-tag-list", "a;b c,d").is_ok());
         assert!(check("pve-tag-list", "a;b$").is_err());
         assert!(check("mac-addr", "BC:24:11:00:00:01").is_ok());

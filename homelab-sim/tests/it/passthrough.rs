@@ -320,6 +320,19 @@ async fn hostpci_raw_ids_are_root_only_mappings_need_mapping_use() {
             "only root can set 'hostpci0' config for non-mapped devices"
         )
     );
+    let garbage = api
+        .post(
+            "/nodes/pve/qemu",
+            &[("vmid", "300"), ("hostpci0", "0000:01:00,vga=1")],
+        )
+        .await;
+    assert_eq!(garbage.status, 400);
+    assert!(
+        garbage
+            .error("hostpci0")
+            .starts_with("invalid format - invalid key in comma-separated list property: vga"),
+        "{garbage:?}"
+    );
     let neither = api
         .post(
             "/nodes/pve/qemu",
