@@ -137,13 +137,8 @@ impl Session {
         let observed = observe::observe(&self.pve, &self.desired)
             .await
             .map_err(|e| pve_error(&self.desired.proxmox.endpoint, e))?;
-        let guest_plan = plan::plan(&self.desired, &observed).map_err(|e| {
-            miette!(
-                help =
-                    "change the VMID or name in homelab.yaml, or remove the other guest yourself",
-                "{e}"
-            )
-        })?;
+        let guest_plan =
+            plan::plan(&self.desired, &observed).map_err(|e| miette!(help = e.help(), "{e}"))?;
         let jobs = crate::engine::backups::observe_for(&self.pve, !self.desired.backups.is_empty())
             .await
             .map_err(|e| pve_error(&self.desired.proxmox.endpoint, e))?;

@@ -46,6 +46,10 @@ pub const ROLE_PRIVILEGES: &[(&str, &str)] = &[
         "Mapping.Audit",
         "read PCI resource mappings for GPU passthrough",
     ),
+    (
+        "Mapping.Modify",
+        "create the cluster PCI mapping of a device passed through by address",
+    ),
     ("Mapping.Use", "attach mapped PCI devices (hostpci) to VMs"),
     (
         "Pool.Audit",

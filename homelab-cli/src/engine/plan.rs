@@ -139,6 +139,27 @@ pub enum PlanError {
     },
 }
 
+impl PlanError {
+    /// What to do about it.
+    pub fn help(&self) -> &'static str {
+        match self {
+            PlanError::VmidClash { .. } | PlanError::NameClash { .. } => {
+                "change the VMID or name in homelab.yaml, or remove the other guest yourself"
+            }
+            PlanError::UnknownNode { .. } => "fix `node` (or `proxmox.node`) in homelab.yaml",
+            PlanError::UnknownPciDevice { .. } => {
+                "fix `device` (`lspci -D` on the node lists them), or drop the `pci` item"
+            }
+            PlanError::UnknownPciMapping { .. } => {
+                "create the mapping (Datacenter → Resource Mappings), or give `device` so that `up` creates it"
+            }
+            PlanError::BackupJobClash { .. } => {
+                "rename the backup job in homelab.yaml, or remove the other job yourself"
+            }
+        }
+    }
+}
+
 /// One changed configuration key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {

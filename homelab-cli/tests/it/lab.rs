@@ -130,6 +130,7 @@ fn empty_lab() -> Observed {
         }],
         guests: vec![],
         volumes: BTreeMap::new(),
+        ..Observed::default()
     }
 }
 

@@ -107,6 +107,7 @@ fn converged(d: &Desired) -> Observed {
         }],
         guests: d.guests.iter().map(|g| as_observed(g, &d.lab)).collect(),
         volumes: BTreeMap::new(),
+        ..Observed::default()
     };
     for t in &d.templates {
         o.volumes

@@ -67,6 +67,7 @@ fn example_builds_a_fleet_from_presets_images_and_a_template() {
             (202, "app-1"),
             (203, "db-1"),
             (204, "builder"),
+            (205, "media"),
             (9000, "debian-12-gold")
         ]
     );
@@ -137,7 +138,11 @@ fn example_builds_a_fleet_from_presets_images_and_a_template() {
     );
     assert!(d.images.iter().all(|i| i.checksum.is_some()));
     // One vendor-data snippet per VM (packages differ), named by content.
-    assert_eq!(d.snippets.len(), 5);
+    assert_eq!(d.snippets.len(), 6);
+    // The GPU goes through a mapping made from the node's device.
+    assert_eq!(g("media").props["hostpci0"], "mapping=rtx3090,pcie=1");
+    assert_eq!(d.pci_mappings.len(), 1);
+    assert_eq!(d.pci_mappings[0].path, "0000:01:00");
     let app = d
         .snippets
         .iter()
@@ -362,8 +367,9 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     let steps = up["steps"].as_array().unwrap();
     assert!(steps.iter().all(|s| s["outcome"] == "done"), "{up:#}");
     assert_eq!(step_ids(&up, "image:"), 2, "{up:#}");
-    assert_eq!(step_ids(&up, "snippet:"), 5, "{up:#}");
-    assert_eq!(step_ids(&up, "guest:"), 6, "{up:#}");
+    assert_eq!(step_ids(&up, "snippet:"), 6, "{up:#}");
+    assert_eq!(step_ids(&up, "guest:"), 7, "{up:#}");
+    assert_eq!(step_ids(&up, "pcimap:"), 1, "{up:#}");
 
     // Re-run: nothing to do, no mutating request.
     let again = repo.json(&["up", "--simulate", "-o", "json"]);
@@ -407,7 +413,18 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
+    // The GPU VM runs with the mapped device; the mapping matches the host's device.
+    assert_eq!(cfg(205)["hostpci0"], "mapping=rtx3090,pcie=1");
+    assert_eq!(observed.guest(205).unwrap().status, "running");
+    let maps = observed.pci_mappings.as_ref().unwrap();
+    let rtx = maps.iter().find(|m| m.id == "rtx3090").unwrap();
+    assert!(
+        rtx.map.iter().any(|e| e.contains("node=pve")
+            && e.contains("path=0000:01:00")
+            && e.contains("id=10de:2204")),
+        "{rtx:?}"
+    );
     let app = names
         .iter()
         .find(|n| n.starts_with("fleet-app-1-"))
@@ -440,6 +457,19 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     assert!(
         shown.contains("Plan: 0 to add, 2 to change, 0 to replace, 0 to destroy."),
         "{shown}"
+    );
+
+    // A GPU setting change is a hostpci0 change that needs a restart.
+    repo.edit("primary_gpu: false", "primary_gpu: true");
+    let out = repo.cli(&["plan", "--simulate"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("~ hostpci0 = \"mapping=rtx3090,pcie=1\" -> \"mapping=rtx3090,pcie=1,x-vga=1\"   # restart"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("pci-mapping"),
+        "the mapping is unchanged: {shown}"
     );
 
     // A package change: a new snippet, and the VM points at it.
@@ -483,4 +513,43 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     let out = repo.cli(&["plan", "--simulate"]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(!shown.contains("image \"local:import/"), "{shown}");
+}
+
+/// miette's wrapped report as one line (box-drawing margins and line breaks removed).
+fn flat(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn a_missing_gpu_is_refused_before_anything_changes() {
+    let repo = Repo::new();
+    repo.edit("device: \"0000:01:00\"", "device: \"0000:42:00\"");
+    let out = repo.cli(&["up", "--simulate", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = flat(&out.stderr);
+    assert!(
+        err.contains("PCI device 0000:42:00 (passed to media) does not exist on node pve; its GPUs: 0000:01:00.0 (GA102 [GeForce RTX 3090])"),
+        "{err}"
+    );
+    // Nothing was created.
+    let status = repo.json(&["status", "--simulate", "-o", "json"]);
+    assert_eq!(
+        status["guests"].as_array().map_or(0, Vec::len),
+        0,
+        "{status:#}"
+    );
+    // A mapping that is referenced but neither exists nor is described is refused too.
+    repo.edit("device: \"0000:42:00\", ", "");
+    let out = repo.cli(&["plan", "--simulate"]);
+    let err = flat(&out.stderr);
+    assert!(
+        err.contains(
+            "PCI mapping \"rtx3090\" (passed to media) does not exist or has no device on node pve"
+        ),
+        "{err}"
+    );
 }
