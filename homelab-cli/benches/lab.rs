@@ -67,6 +67,7 @@ async fn noop_plan_round_trips() {
     let observed = observe::observe(&client, &d).await.unwrap();
     let p = plan::plan(&d, &observed).unwrap();
     let env = Arc::new(Env {
+        pve_root: None,
         pve: client.clone(),
         factory: Some(
             talos_factory::FactoryClient::builder()

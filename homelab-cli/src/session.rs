@@ -37,6 +37,8 @@ pub struct Session {
     pub desired: Desired,
     /// Proxmox.
     pub pve: proxmox_client::Client,
+    /// Proxmox as `root@pam`, when `proxmox.root_password` is set.
+    pub pve_root: Option<proxmox_client::Client>,
     /// Factory base URL override (simulated lab).
     pub factory_base: Option<url::Url>,
     /// The simulated lab, when `--simulate`.
@@ -86,6 +88,10 @@ impl Session {
             desired.proxmox.token_id = s.lab.token_id().to_string();
             desired.proxmox.token_secret = s.lab.token_secret().to_string().into();
             desired.proxmox.fingerprint = Some(s.lab.fingerprint());
+            // Root access exists in the simulated lab only where the config asks for it.
+            if desired.proxmox.root_password.is_some() {
+                desired.proxmox.root_password = Some(s.lab.root_password().to_string().into());
+            }
             desired.proxmox.ssh = Some(crate::model::desired::SshAccess {
                 host: s.ssh.host.clone(),
                 port: s.ssh.port,
@@ -95,10 +101,12 @@ impl Session {
             });
         }
         let pve = connect(&desired)?;
+        let pve_root = connect_root(&desired)?;
         Ok(Session {
             ws,
             desired,
             pve,
+            pve_root,
             factory_base: naming.base,
             sim: lab,
         })
@@ -227,6 +235,26 @@ pub struct Planned {
     pub talos: TalosObserved,
     /// The secrets bundle, when it exists.
     pub bundle: Option<SecretsBundle>,
+}
+
+/// A client logged in as `root@pam` with its password (ticket), if one is configured.
+pub fn connect_root(desired: &Desired) -> miette::Result<Option<proxmox_client::Client>> {
+    let p = &desired.proxmox;
+    let Some(pw) = &p.root_password else {
+        return Ok(None);
+    };
+    let mut b = proxmox_client::Client::builder()
+        .base_url(&p.endpoint)
+        .password("root@pam", secrecy::ExposeSecret::expose_secret(pw));
+    if let Some(fp) = &p.fingerprint {
+        b = b.pin_fingerprint(fp);
+    }
+    b.build().map(Some).map_err(|e| {
+        miette!(
+            help = "check `proxmox.endpoint` and `proxmox.fingerprint`",
+            "cannot set up the root@pam Proxmox client: {e}"
+        )
+    })
 }
 
 /// A Proxmox client for the desired connection.

@@ -191,6 +191,7 @@ pub async fn apply_plan(
     };
     let env = Arc::new(Env {
         pve: session.pve.clone(),
+        pve_root: session.pve_root.clone(),
         factory: if session.desired.talos.is_some() {
             Some(session.factory()?)
         } else {

@@ -47,6 +47,8 @@ impl Default for Timeouts {
 pub struct Env {
     /// Proxmox.
     pub pve: Client,
+    /// Proxmox as `root@pam` (password login), for the few settings only root may make.
+    pub pve_root: Option<Client>,
     /// The Image Factory (only needed when an ISO is downloaded).
     pub factory: Option<talos_factory::FactoryClient>,
     /// Desired state.
@@ -778,8 +780,15 @@ async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
-    let upid: Upid = env
-        .pve
+    // Device passthrough and most container features are root@pam's alone.
+    let client = match (
+        &env.pve_root,
+        super::plan::root_only_on_create(d).is_empty(),
+    ) {
+        (Some(root), false) => root,
+        _ => &env.pve,
+    };
+    let upid: Upid = client
         .post(&format!("/nodes/{}/{}", d.node, d.kind.as_str()), &refs)
         .await
         .map_err(|e| feature_hint(StepError::new(format!("create: {e}"))))?;
@@ -940,10 +949,20 @@ async fn update(
         if let Some(dg) = &digest {
             params.push(("digest", ParamValue::Str(dg.clone())));
         }
+        let client = match &env.pve_root {
+            Some(root)
+                if changes
+                    .iter()
+                    .any(|c| super::plan::change_needs_root(kind, c)) =>
+            {
+                root
+            }
+            _ => &env.pve,
+        };
         // qemu-server's config update is asynchronous (POST); pve-container's is not (PUT).
         let r: Result<Option<Upid>, _> = match kind {
-            GuestKind::Qemu => env.pve.post(&format!("{path}/config"), &params).await,
-            GuestKind::Lxc => env.pve.put(&format!("{path}/config"), &params).await,
+            GuestKind::Qemu => client.post(&format!("{path}/config"), &params).await,
+            GuestKind::Lxc => client.put(&format!("{path}/config"), &params).await,
         };
         let r = r.map_err(|e| {
             let s = StepError::new(format!("update: {e}"));

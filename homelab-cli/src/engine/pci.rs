@@ -30,7 +30,17 @@ pub fn wanted(desired: &Desired) -> bool {
         || desired
             .guests
             .iter()
-            .any(|g| g.props.keys().any(|k| k.starts_with("hostpci")))
+            .any(|g| g.props.keys().any(|k| k.starts_with("hostpci")) || !gpu_devices(g).is_empty())
+}
+
+/// The GPU device nodes (`/dev/dri/...`) a container is given.
+fn gpu_devices(g: &crate::model::desired::DesiredGuest) -> Vec<&str> {
+    g.props
+        .iter()
+        .filter(|(k, _)| super::props::is_numbered(k, "dev"))
+        .filter_map(|(_, v)| v.split(',').next())
+        .filter(|p| p.starts_with("/dev/dri/"))
+        .collect()
 }
 
 /// The devices on `node` a mapping path names: one function, or every function of a slot.
@@ -112,6 +122,19 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Vec<Action>, PlanE
                     to: want.to_string(),
                 }),
             },
+        }
+    }
+    // A container given a GPU's device nodes needs a node with a GPU.
+    for g in &desired.guests {
+        if let Some(dev) = gpu_devices(g).first()
+            && let Some(devices) = observed.pci_devices.get(&g.node)
+            && !devices.iter().any(PciDevice::is_gpu)
+        {
+            return Err(PlanError::NoGpu {
+                device: (*dev).to_string(),
+                node: g.node.clone(),
+                name: g.name.clone(),
+            });
         }
     }
     // Mappings referenced without a device must already exist, with an entry for the node.

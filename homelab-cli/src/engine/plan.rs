@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::observed::{Observed, ObservedGuest, TalosObserved};
-use super::props::{canon, canon_tags, parse_disk};
+use super::props::{canon, canon_tags, is_numbered, parse_disk, root_features};
 use crate::model::desired::{
     BootSource, Desired, DesiredGuest, GuestKind, SPEC_TAG_PREFIX, has_owner_marker, owner_tag,
 };
@@ -127,6 +127,32 @@ pub enum PlanError {
         /// Mappings that exist.
         known: String,
     },
+    /// A container is given a GPU device node on a node without a GPU.
+    #[error("{name} is given {device}, but node {node} has no GPU (no display-class PCI device)")]
+    NoGpu {
+        /// The device node.
+        device: String,
+        /// The Proxmox node.
+        node: String,
+        /// The container.
+        name: String,
+    },
+    /// A container setting only `root@pam` may make, without root credentials.
+    #[error(
+        "{kind} {vmid} \"{name}\" needs {keys}, which Proxmox lets only root@pam (logged in with a password) set; API tokens cannot{manual}"
+    )]
+    NeedsRoot {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// `ct`.
+        kind: &'static str,
+        /// The settings.
+        keys: String,
+        /// The `pct set` that would make them by hand, for an existing container.
+        manual: String,
+    },
     /// A declared backup job's id is taken by a job we do not own.
     #[error(
         "backup job \"{name}\" needs the id {id}, which a backup job this homelab does not manage already has"
@@ -152,6 +178,12 @@ impl PlanError {
             }
             PlanError::UnknownPciMapping { .. } => {
                 "create the mapping (Datacenter → Resource Mappings), or give `device` so that `up` creates it"
+            }
+            PlanError::NoGpu { .. } => {
+                "place the container on a node with a GPU (`node`), or drop the device"
+            }
+            PlanError::NeedsRoot { .. } => {
+                "add `proxmox.root_password: ${secret:proxmox.root_password}` (root@pam's password, kept in the SOPS file), or drop the setting from homelab.yaml"
             }
             PlanError::BackupJobClash { .. } => {
                 "rename the backup job in homelab.yaml, or remove the other job yourself"
@@ -580,6 +612,10 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
         }
     }
 
+    if desired.proxmox.root_password.is_none() {
+        check_root_only(desired, &actions)?;
+    }
+
     let want: BTreeSet<u32> = desired.guests.iter().map(|g| g.vmid).collect();
     for g in &observed.guests {
         if !want.contains(&g.vmid) && is_ours(g, lab) && g.config.is_some() {
@@ -688,6 +724,91 @@ pub fn plan_talos(desired: &Desired, talos: &TalosObserved, mut plan: Plan) -> P
         });
     }
     plan.finish()
+}
+
+/// The settings of a container that only `root@pam` may make when creating it.
+pub fn root_only_on_create(d: &DesiredGuest) -> Vec<String> {
+    if d.kind != GuestKind::Lxc {
+        return Vec::new();
+    }
+    d.props
+        .iter()
+        .filter(|(k, v)| {
+            is_numbered(k, "dev") || (k.as_str() == "features" && !root_features(v).is_empty())
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
+}
+
+/// Whether changing `c` on a container needs `root@pam`.
+pub fn change_needs_root(kind: GuestKind, c: &Change) -> bool {
+    kind == GuestKind::Lxc
+        && (is_numbered(&c.key, "dev")
+            || (c.key == "features"
+                && root_features(c.from.as_deref().unwrap_or(""))
+                    != root_features(c.to.as_deref().unwrap_or(""))))
+}
+
+/// Refuse, before anything changes, what an API token cannot do.
+fn check_root_only(desired: &Desired, actions: &[Action]) -> Result<(), PlanError> {
+    for a in actions {
+        match a {
+            Action::Create { vmid, .. } | Action::Replace { vmid, .. } => {
+                let Some(d) = desired.guests.iter().find(|g| g.vmid == *vmid) else {
+                    continue;
+                };
+                let keys = root_only_on_create(d);
+                if !keys.is_empty() {
+                    return Err(PlanError::NeedsRoot {
+                        vmid: d.vmid,
+                        name: d.name.clone(),
+                        kind: d.kind.noun(),
+                        keys: keys.join(", "),
+                        manual: String::new(),
+                    });
+                }
+            }
+            Action::Update {
+                vmid,
+                name,
+                kind,
+                changes,
+                ..
+            } => {
+                let root: Vec<&Change> = changes
+                    .iter()
+                    .filter(|c| change_needs_root(*kind, c))
+                    .collect();
+                if !root.is_empty() {
+                    let set: Vec<String> = root
+                        .iter()
+                        .map(|c| match &c.to {
+                            Some(v) => format!("-{} {v}", c.key),
+                            None => format!("-delete {}", c.key),
+                        })
+                        .collect();
+                    return Err(PlanError::NeedsRoot {
+                        vmid: *vmid,
+                        name: name.clone(),
+                        kind: kind.noun(),
+                        keys: root
+                            .iter()
+                            .map(|c| {
+                                format!("{}={}", c.key, c.to.as_deref().unwrap_or("(removed)"))
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        manual: format!(
+                            " (or run `pct set {vmid} {}` on the node, then re-run)",
+                            set.join(" ")
+                        ),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn create(d: &DesiredGuest, lab: &str) -> Action {
@@ -859,10 +980,10 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
     // `unusedN`, so no data is lost).
     if lxc {
         for (k, v) in &cfg.props {
-            let is_mp = k
-                .strip_prefix("mp")
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            if is_mp && !d.disks.contains_key(k) {
+            // A device no longer declared is detached as well.
+            let gone = (is_numbered(k, "mp") && !d.disks.contains_key(k))
+                || (is_numbered(k, "dev") && !d.props.contains_key(k));
+            if gone {
                 changes.push(Change {
                     key: k.clone(),
                     from: Some(v.clone()),

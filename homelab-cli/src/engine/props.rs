@@ -52,6 +52,7 @@ pub fn canon(key: &str, value: &str) -> String {
             join_sorted(parts, 0)
         }
         "startup" => join_sorted(split(value), 0),
+        k if is_numbered(k, "dev") => join_sorted(split(value), 1),
         "unprivileged" => match value {
             "true" | "on" | "yes" => "1".into(),
             "false" | "off" | "no" => "0".into(),
@@ -77,6 +78,23 @@ pub fn canon(key: &str, value: &str) -> String {
         }
         _ => value.to_string(),
     }
+}
+
+/// Whether `key` is `<prefix><digits>` (`dev0`, `mp3`, `hostpci1`).
+pub fn is_numbered(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Container feature flags other than `nesting` (which only `root@pam` may change).
+pub fn root_features(value: &str) -> BTreeSet<String> {
+    split(value)
+        .into_iter()
+        .filter(|(k, v)| {
+            k != "nesting" && !matches!(v.as_deref(), Some("0" | "false" | "off" | "no"))
+        })
+        .map(|(k, v)| format!("{k}={}", v.unwrap_or_default()))
+        .collect()
 }
 
 /// Whether a `netN` value is a container NIC (`name=eth0,bridge=...`), not a VM NIC

@@ -71,6 +71,12 @@ pub struct Proxmox {
     pub token_id: String,
     /// API token secret (a UUID). Must reference a secret: plaintext is rejected.
     pub token_secret: String,
+    /// The `root@pam` password, used only for what Proxmox reserves to `root@pam` logged in
+    /// with a password (no API token or role can do it): container device passthrough
+    /// (`devices`) and container features other than `nesting`. Must reference a secret.
+    /// Without it such settings are refused when planning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_password: Option<String>,
     /// SHA-256 fingerprint of the node certificate to pin (`AA:BB:...`), for self-signed
     /// certificates. May reference secrets. Without it the system trust store is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -348,6 +354,11 @@ pub struct Container {
     /// Mount points `mp0`, `mp1`, ... in this order: new volumes on a storage.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Mount>,
+    /// Host devices passed into the container (`dev0`, `dev1`, ...), e.g. a GPU's
+    /// `/dev/dri/renderD128` for hardware transcoding. Proxmox lets only `root@pam` set
+    /// these: they need `proxmox.root_password`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<ContainerDevice>,
     /// Start/shutdown order on boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup: Option<Startup>,
@@ -502,6 +513,23 @@ pub struct Features {
     pub keyctl: bool,
 }
 
+/// A host device node passed into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerDevice {
+    /// Device node on the host, e.g. `/dev/dri/renderD128` or `/dev/net/tun`.
+    pub path: String,
+    /// Owner group ID inside the container (e.g. 44 = `video` on Debian).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Owner user ID inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Access mode, four octal digits (e.g. `0660`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
 /// A mount point backed by a new volume.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -601,7 +629,8 @@ macro_rules! vm_settings {
             /// The user's SSH public keys (`ssh-ed25519` only).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub ssh_keys: Option<Vec<String>>,
-            /// Extra packages installed on first boot (`qemu-guest-agent` is always added).
+            /// Packages installed on first boot, e.g. `qemu-guest-agent` (Debian's cloud images lack it;
+            /// the guest agent is switched on in Proxmox either way).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub packages: Option<Vec<String>>,
             /// Extra cloud-config (a mapping: `runcmd`, `write_files`, ...) merged into the

@@ -78,6 +78,9 @@ pub struct Connection {
     pub node: String,
     /// SSH access for snippet uploads.
     pub ssh: Option<SshAccess>,
+    /// `root@pam`'s password, for the settings only root may make.
+    #[serde(skip)]
+    pub root_password: Option<SecretString>,
 }
 
 /// SSH (SFTP) access to the Proxmox node(s), for snippet uploads.
@@ -854,6 +857,19 @@ pub fn resolve(
                 }
             }
             props.insert("net0".into(), net);
+            for (j, dev) in ct.devices.iter().enumerate() {
+                let mut v = dev.path.clone();
+                if let Some(g) = dev.gid {
+                    v.push_str(&format!(",gid={g}"));
+                }
+                if let Some(m) = &dev.mode {
+                    v.push_str(&format!(",mode={m}"));
+                }
+                if let Some(u) = dev.uid {
+                    v.push_str(&format!(",uid={u}"));
+                }
+                props.insert(format!("dev{j}"), v);
+            }
             if let Some(ns) = &s.nameservers {
                 let base = if ct.nameservers.is_some() {
                     path.clone()
@@ -971,6 +987,13 @@ pub fn resolve(
             host_key,
         })
     });
+    let root_password = c.proxmox.root_password.as_ref().and_then(|p| {
+        secrets
+            .substitute(p)
+            .map(|(v, _)| v)
+            .map_err(|e| errs.push(l.error_at("proxmox.root_password", e)))
+            .ok()
+    });
     guests.sort_by_key(|g| g.vmid);
     // Backup jobs select guests by name or tag: resolved once every guest is known.
     let refs: Vec<super::backups::GuestRef<'_>> = guests
@@ -997,6 +1020,7 @@ pub fn resolve(
             fingerprint,
             node: c.proxmox.node.clone(),
             ssh,
+            root_password,
         },
         isos,
         templates: templates.into_iter().collect(),

@@ -284,6 +284,17 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
             .with_help("move it into the SOPS file and write `${secret:proxmox.token_secret}`"),
         );
     }
+    if let Some(pw) = &c.proxmox.root_password
+        && !pw.contains("${secret:")
+    {
+        errs.push(
+            l.error_at(
+                "proxmox.root_password",
+                "the root password is written in plaintext",
+            )
+            .with_help("move it into the SOPS file and write `${secret:proxmox.root_password}`"),
+        );
+    }
     for (path, text) in secret_capable(c) {
         if let Err(e) = secrets::parse_refs(&text) {
             errs.push(l.error_at(&path, e));
@@ -454,6 +465,35 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
                     );
                 }
             }
+            for (j, d) in ct.devices.iter().enumerate() {
+                let dp = format!("{p}.devices[{j}]");
+                let ok_path = d.path.starts_with("/dev/")
+                    && d.path.len() > 5
+                    && !d.path.contains([',', ';', '=', ' '])
+                    && !d.path.contains("/../");
+                if !ok_path {
+                    errs.push(
+                        l.error_at(
+                            &format!("{dp}.path"),
+                            format!("`{}` is not a device path", d.path),
+                        )
+                        .with_help("a device node under /dev, e.g. `/dev/dri/renderD128`"),
+                    );
+                }
+                if let Some(m) = &d.mode
+                    && !(m.len() == 4
+                        && m.starts_with('0')
+                        && m.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+                {
+                    errs.push(l.error_at(
+                        &format!("{dp}.mode"),
+                        format!("`{m}` is not an octal mode like `0660`"),
+                    ));
+                }
+            }
+            if ct.devices.len() > 256 {
+                errs.push(l.error_at(&format!("{p}.devices"), "at most 256 devices"));
+            }
             if ct.mounts.len() > 256 {
                 errs.push(l.error_at(&format!("{p}.mounts"), "at most 256 mount points"));
             }
@@ -570,6 +610,9 @@ pub fn secret_capable(c: &Config) -> Vec<(String, String)> {
                 v.push((format!("lxc.presets.{name}.nameservers[{j}]"), n.clone()));
             }
         }
+    }
+    if let Some(pw) = &c.proxmox.root_password {
+        v.push(("proxmox.root_password".into(), pw.clone()));
     }
     if let Some(ssh) = &c.proxmox.ssh {
         v.push(("proxmox.ssh.private_key".into(), ssh.private_key.clone()));

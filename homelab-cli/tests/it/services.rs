@@ -443,10 +443,10 @@ impl Repo {
 #[test]
 fn services_lifecycle_on_the_simulated_lab() {
     let repo = Repo::new();
-    // up: one template download, eleven containers.
+    // up: one template download, eleven containers, the nightly backup job.
     let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
     let steps = up["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 12, "{up:#}");
+    assert_eq!(steps.len(), 13, "{up:#}");
     assert!(steps.iter().all(|s| s["outcome"] == "done"), "{up:#}");
     assert_eq!(
         steps
@@ -556,38 +556,92 @@ fn services_lifecycle_on_the_simulated_lab() {
     let out = repo.cli(&["plan", "--simulate"]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(!shown.contains("will be downloaded"), "{shown}");
-    assert!(shown.contains("Plan: 11 to add"), "{shown}");
+    assert!(shown.contains("Plan: 12 to add"), "{shown}");
 }
 
 #[test]
-fn keyctl_through_an_api_token_fails_with_advice_and_a_rerun_converges() {
+fn root_only_settings_are_refused_at_plan_without_root_and_applied_with_it() {
     let repo = Repo::new();
     let text = std::fs::read_to_string(repo.config()).unwrap();
-    // Only the first container asks for keyctl.
-    let with_keyctl = text.replacen(
+    // Only the first container asks for keyctl and a GPU's render node.
+    let with_root_only = text.replacen(
         "      startup: { order: 1, up: 10 }\n",
-        "      startup: { order: 1, up: 10 }\n      features: { nesting: true, keyctl: true }\n",
+        "      startup: { order: 1, up: 10 }\n      features: { nesting: true, keyctl: true }\n      devices:\n        - { path: /dev/dri/renderD128, gid: 44, mode: \"0660\" }\n",
         1,
     );
-    assert_ne!(with_keyctl, text);
-    std::fs::write(repo.config(), &with_keyctl).unwrap();
+    assert_ne!(with_root_only, text);
+    std::fs::write(repo.config(), &with_root_only).unwrap();
+    // An API token cannot: refused before anything changes, with the way out.
     let out = repo.cli(&["up", "--simulate", "--yes"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert!(
-        err.contains("create ct 100 \"cloudflared\" failed"),
+        err.contains("ct 100 \"cloudflared\" needs dev0=/dev/dri/renderD128,gid=44,mode=0660, features=keyctl=1,nesting=1, which Proxmox lets only root@pam (logged in with a password) set"),
         "{err}"
     );
-    assert!(
-        err.contains("only `root@pam` logged in with a password"),
-        "{err}"
+    assert!(err.contains("proxmox.root_password"), "{err}");
+    let status = repo.json(&["status", "--simulate", "-o", "json"]);
+    assert_eq!(
+        status["guests"].as_array().map_or(0, Vec::len),
+        0,
+        "{status:#}"
     );
-    // Everything else was created; dropping keyctl converges.
-    std::fs::write(repo.config(), &text).unwrap();
-    let up = repo.json(&["up", "--simulate", "-o", "json"]);
-    let steps = up["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 1, "{up:#}");
-    assert_eq!(steps[0]["id"], "guest:100", "{up:#}");
+
+    // With root@pam's password (a secret), up makes them through a root login.
+    let with_root = with_root_only.replacen(
+        "  token_secret: ${secret:proxmox.token_secret}\n",
+        "  token_secret: ${secret:proxmox.token_secret}\n  root_password: ${secret:proxmox.root_password}\n",
+        1,
+    );
+    assert_ne!(with_root, with_root_only);
+    std::fs::write(repo.config(), &with_root).unwrap();
+    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
+    assert!(
+        up["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "done"),
+        "{up:#}"
+    );
     let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0));
+
+    // A change of the device is an update made as root; dropping it detaches it.
+    std::fs::write(repo.config(), with_root.replacen("gid: 44", "gid: 993", 1)).unwrap();
+    let out = repo.cli(&["plan", "--simulate"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("~ dev0 = \"/dev/dri/renderD128,gid=44,mode=0660\" -> \"/dev/dri/renderD128,gid=993,mode=0660\""),
+        "{shown}"
+    );
+    let up = repo.json(&["up", "--simulate", "-o", "json"]);
+    assert_eq!(up["steps"][0]["outcome"], "done", "{up:#}");
+    let without_dev = with_root.replacen(
+        "      devices:\n        - { path: /dev/dri/renderD128, gid: 44, mode: \"0660\" }\n",
+        "",
+        1,
+    );
+    std::fs::write(repo.config(), &without_dev).unwrap();
+    let out = repo.cli(&["plan", "--simulate"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("- dev0 = "), "{shown}");
+    let up = repo.json(&["up", "--simulate", "-o", "json"]);
+    assert_eq!(up["steps"][0]["outcome"], "done", "{up:#}");
+    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0));
+
+    // Back on a token alone, removing keyctl again needs root: the plan says how by hand.
+    std::fs::write(repo.config(), &text).unwrap();
+    let out = repo.cli(&["plan", "--simulate"]);
+    let err = String::from_utf8_lossy(&out.stderr)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(err.contains("pct set 100 -features nesting=1"), "{err}");
 }
