@@ -94,6 +94,8 @@ pub struct Requests {
     pub total: u64,
     /// Requests other than GET.
     pub mutating: u64,
+    /// Requests the simulator refused as not matching the PVE 9.1 API schema.
+    pub schema_rejected: u64,
 }
 
 /// Options for starting the lab.
@@ -168,6 +170,7 @@ impl SimLab {
         Requests {
             total: r.total,
             mutating: r.mutating,
+            schema_rejected: r.schema_rejected,
         }
     }
 

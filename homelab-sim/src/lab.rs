@@ -243,6 +243,7 @@ impl LabBuilder {
             faults,
             total: AtomicU64::new(0),
             mutating: AtomicU64::new(0),
+            schema_rejected: AtomicU64::new(0),
             state_file,
             persist_lock: Mutex::new(()),
             guest_locks: Mutex::new(Default::default()),

@@ -178,6 +178,7 @@ fn backup_job_lifecycle_on_the_simulated_lab() {
         "{text}"
     );
     let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
+    assert_eq!(up["simulated_requests"]["schema_rejected"], 0, "{up:#}");
     let steps = up["steps"].as_array().unwrap();
     assert!(steps.iter().all(|s| s["outcome"] == "done"), "{up:#}");
     let step = steps

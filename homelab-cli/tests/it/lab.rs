@@ -585,6 +585,10 @@ mod e2e {
         let repo = Repo::new("single-node", 61, 7);
         // Fresh lab → up.
         let first = repo.json(&["up", "--simulate", "-o", "json"]);
+        assert_eq!(
+            first["simulated_requests"]["schema_rejected"], 0,
+            "{first:#}"
+        );
         let steps = first["steps"].as_array().unwrap();
         assert!(steps.iter().all(|s| s["outcome"] == "done"), "{first:#}");
         for id in ["schematic", "guest:200", "talos:200", "bootstrap", "health"] {
@@ -761,6 +765,10 @@ mod e2e {
     fn multi_node_with_vip_comes_up_and_converges() {
         let repo = Repo::new("multi-node", 62, 9);
         let first = repo.json(&["up", "--simulate", "-o", "json"]);
+        assert_eq!(
+            first["simulated_requests"]["schema_rejected"], 0,
+            "{first:#}"
+        );
         let steps = first["steps"].as_array().unwrap();
         assert!(steps.iter().all(|s| s["outcome"] == "done"), "{first:#}");
         // Six guests, six Talos configurations, one bootstrap.

@@ -160,7 +160,7 @@ fn example_declares_the_service_inventory_as_containers() {
     assert_eq!(pg.disks["rootfs"].create_value(), "local-lvm:8");
     assert_eq!(
         pg.disks["mp0"].create_value(),
-        "local-lvm:32,backup=1,mp=/var/lib/postgresql"
+        "tank:32,backup=1,mp=/var/lib/postgresql"
     );
     assert_eq!(
         pg.create_only["ostemplate"],
@@ -295,7 +295,7 @@ fn container_changes_are_field_diffs_replacements_and_deletes() {
     ));
     // A mount point dropped from the file is detached (its volume stays as unusedN).
     let dropped = resolve(&example_text().replace(
-        "      mounts:\n        - { path: /data, storage: local-lvm, size: 100GiB }\n",
+        "      mounts:\n        - { path: /data, storage: tank, size: 100GiB }\n",
         "",
     ))
     .unwrap();
@@ -447,6 +447,7 @@ fn services_lifecycle_on_the_simulated_lab() {
     let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
     let steps = up["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 13, "{up:#}");
+    assert_eq!(up["simulated_requests"]["schema_rejected"], 0, "{up:#}");
     assert!(steps.iter().all(|s| s["outcome"] == "done"), "{up:#}");
     assert_eq!(
         steps
@@ -520,6 +521,8 @@ fn services_lifecycle_on_the_simulated_lab() {
         let pg = observed.guest(101).unwrap();
         let cfg = &pg.config.as_ref().unwrap().props;
         assert!(cfg["mp0"].contains("mp=/var/lib/postgresql"), "{cfg:?}");
+        // The data volume is a dataset on the ZFS pool.
+        assert!(cfg["mp0"].starts_with("tank:subvol-101-disk-"), "{cfg:?}");
         assert_eq!(pg.kind, GuestKind::Lxc);
         assert_eq!(pg.status, "running");
         session.close().await;

@@ -370,6 +370,8 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     assert_eq!(step_ids(&up, "snippet:"), 6, "{up:#}");
     assert_eq!(step_ids(&up, "guest:"), 7, "{up:#}");
     assert_eq!(step_ids(&up, "pcimap:"), 1, "{up:#}");
+    // Every request the engine sent matched the PVE 9.1 API schema.
+    assert_eq!(up["simulated_requests"]["schema_rejected"], 0, "{up:#}");
 
     // Re-run: nothing to do, no mutating request.
     let again = repo.json(&["up", "--simulate", "-o", "json"]);
@@ -496,6 +498,7 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
             .all(|s| s["outcome"] == "done"),
         "{up:#}"
     );
+    assert_eq!(up["simulated_requests"]["schema_rejected"], 0, "{up:#}");
     let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0));
     let (p, _) = repo.full_read_plan();

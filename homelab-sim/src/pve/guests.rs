@@ -277,9 +277,12 @@ fn alloc_image(
         ));
     }
     let file_based = cfg.file_based();
+    // ZFS gives containers datasets (`subvol-...`), VMs zvols (`vm-...`).
+    let zfs_subvol = cfg.ty == "zfspool" && content == "rootdir";
+    let prefix = if zfs_subvol { "subvol" } else { "vm" };
     let name = name.unwrap_or_else(|| {
         (0..)
-            .map(|n| format!("vm-{vmid}-disk-{n}"))
+            .map(|n| format!("{prefix}-{vmid}-disk-{n}"))
             .find(|n| {
                 !st.volumes.keys().any(|k| {
                     k.starts_with(&format!("{node}/{storage}:"))
@@ -291,8 +294,11 @@ fn alloc_image(
             .unwrap_or_default()
     });
     let (volid, format) = if file_based {
-        let fmt = "qcow2";
+        // Container volumes on directory storages are raw images.
+        let fmt = if content == "rootdir" { "raw" } else { "qcow2" };
         (format!("{storage}:{vmid}/{name}.{fmt}"), fmt)
+    } else if zfs_subvol {
+        (format!("{storage}:{name}"), "subvol")
     } else {
         (format!("{storage}:{name}"), "raw")
     };

@@ -217,6 +217,7 @@ async fn process(sim: &Sim, req: Request<Incoming>) -> ApiResult<Reply> {
     let (ep, path_params) = match schema::lookup(&method, api_path) {
         Match::Found(ep, pp) => (ep, pp),
         _ => {
+            sim.0.schema_rejected.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::not_implemented(
                 &method,
                 &schema::percent_decode(api_path),
@@ -345,7 +346,10 @@ async fn process(sim: &Sim, req: Request<Incoming>) -> ApiResult<Reply> {
     {
         return Err(ApiError::unreachable("No route to host"));
     }
-    ep.validate(&params)?;
+    if let Err(e) = ep.validate(&params) {
+        sim.0.schema_rejected.fetch_add(1, Ordering::Relaxed);
+        return Err(e);
+    }
     {
         let st = sim.state();
         auth::check_permissions(&st, &caller, ep.permissions.as_ref(), &params)?;

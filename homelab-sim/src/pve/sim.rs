@@ -88,6 +88,9 @@ pub struct RequestCounts {
     pub total: u64,
     /// Requests with a method other than GET.
     pub mutating: u64,
+    /// Requests refused because their path, method or parameters do not match the
+    /// PVE 9.1 API schema (unknown endpoint, or a 400 "Parameter verification failed").
+    pub schema_rejected: u64,
 }
 
 /// Fault injection knobs; change them at any time through [`Faults`] methods.
@@ -242,6 +245,7 @@ pub(crate) struct Inner {
     pub faults: Faults,
     pub total: AtomicU64,
     pub mutating: AtomicU64,
+    pub schema_rejected: AtomicU64,
     pub state_file: Option<PathBuf>,
     pub persist_lock: Mutex<()>,
     pub guest_locks: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<()>>>>,
@@ -264,7 +268,8 @@ pub struct Genesis {
 }
 
 impl Genesis {
-    /// The initial state: nodes with `local` (dir) and `local-lvm` (lvmthin) storages,
+    /// The initial state: nodes with `local` (dir), `local-lvm` (lvmthin) and `tank`
+    /// (zfspool) storages,
     /// `root@pam`, no guests.
     pub fn state(&self) -> State {
         let mut key = [0u8; 32];
@@ -306,6 +311,17 @@ impl Genesis {
                     content: ["images", "rootdir"].map(String::from).to_vec(),
                     shared: false,
                     total: 500 << 30,
+                    path: None,
+                },
+            ),
+            // The ZFS pool homelabs keep service data on.
+            (
+                "tank".to_string(),
+                StorageCfg {
+                    ty: "zfspool".into(),
+                    content: ["images", "rootdir"].map(String::from).to_vec(),
+                    shared: false,
+                    total: 2 << 40,
                     path: None,
                 },
             ),
@@ -395,6 +411,7 @@ impl Sim {
         RequestCounts {
             total: self.0.total.load(Ordering::Relaxed),
             mutating: self.0.mutating.load(Ordering::Relaxed),
+            schema_rejected: self.0.schema_rejected.load(Ordering::Relaxed),
         }
     }
 

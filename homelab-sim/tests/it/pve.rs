@@ -282,6 +282,7 @@ async fn envelope_auth_and_pinning() {
 async fn validation_errors_are_pves() {
     let lab = lab().await;
     let api = Api::token(&lab);
+    assert_eq!(lab.requests().schema_rejected, 0);
     let r = api
         .post(
             "/nodes/pve/qemu",
@@ -298,6 +299,8 @@ async fn validation_errors_are_pves() {
     assert_eq!(r.status, 400);
     assert_eq!(r.reason, "Parameter verification failed.");
     assert_eq!(r.body["message"], "Parameter verification failed.\n");
+    // Counted, so that end-to-end runs can assert that nothing they sent was refused.
+    assert_eq!(lab.requests().schema_rejected, 1);
     assert_eq!(
         r.error("vmid"),
         "invalid format - value does not look like a valid VM ID\n"
