@@ -790,8 +790,17 @@ async fn read_response(resp: reqwest::Response, url: &str, client: &Client) -> R
     }
 }
 
-/// 5xx (except the proxy's node-unreachable codes) and transport errors: safe to retry for
-/// reads only.
+/// 500 answers Proxmox gives for a state of things, not a passing failure: asking again
+/// right away gets the same answer (qemu-server's Agent.pm, guest status checks).
+const STATE_ANSWERS: &[&str] = &[
+    "QEMU guest agent is not running",
+    "No QEMU guest agent configured",
+    "is not running",
+    "does not exist",
+];
+
+/// 5xx (except the proxy's node-unreachable codes and answers that describe a state) and
+/// transport errors: safe to retry for reads only.
 fn transient_read(err: &Error) -> bool {
     match err {
         Error::Transport { .. } => true,
@@ -799,6 +808,7 @@ fn transient_read(err: &Error) -> bool {
         e => {
             matches!(e.status(), Some(s) if (500..600).contains(&s))
                 && !matches!(e, Error::NotFound { .. } | Error::AlreadyExists { .. })
+                && !STATE_ANSWERS.iter().any(|m| e.to_string().contains(m))
         }
     }
 }
@@ -889,6 +899,14 @@ mod tests {
         assert_eq!(c.base_url().as_str(), "https://10.0.0.2:8006/api2/json");
         let none = ClientBuilder::from_lookup(|_| None).build().unwrap_err();
         assert!(none.to_string().contains(ENV_ENDPOINT));
+    }
+
+    #[test]
+    fn state_answers_are_not_retried() {
+        let agent = Error::from_response(500, "QEMU guest agent is not running", b"{\"data\":null}");
+        assert!(!transient_read(&agent), "{agent}");
+        let busy = Error::from_response(500, "got timeout", b"{\"data\":null}");
+        assert!(transient_read(&busy), "{busy}");
     }
 
     #[test]

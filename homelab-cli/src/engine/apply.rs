@@ -261,6 +261,31 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                     .boxed(),
                 });
             }
+            Action::DeleteSnippet {
+                node,
+                storage,
+                filename,
+            } => {
+                // After every guest change: none may still point at it.
+                let deps = plan
+                    .actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::Create { vmid, .. }
+                        | Action::Replace { vmid, .. }
+                        | Action::Update { vmid, .. } => Some(format!("guest:{vmid}")),
+                        _ => None,
+                    })
+                    .collect();
+                let volid = format!("{storage}:snippets/{filename}");
+                out.push(Step {
+                    id: format!("snippet-rm:{node}:{volid}"),
+                    label: format!("delete unused {volid} on {node}"),
+                    deps,
+                    run: async move { delete_snippet(&e, &node, &storage, &filename).await }
+                        .boxed(),
+                });
+            }
             Action::CreatePciMapping { id, node, entry } => {
                 out.push(Step {
                     id: format!("pcimap:{id}"),
@@ -580,14 +605,16 @@ fn checksum_algorithm(name: &str) -> Option<proxmox_client::requests::ChecksumAl
         .find(|a| a.as_str() == name)
 }
 
-/// Upload a snippet over SFTP (host key pinned); an identical file is left alone.
-async fn upload_snippet(env: &Env, node: &str, volid: &str) -> Result<String, StepError> {
-    let sn = env
-        .desired
-        .snippets
-        .iter()
-        .find(|s| s.node == node && s.volid() == volid)
-        .ok_or_else(|| StepError::new(format!("snippet {volid} is not declared")))?;
+/// An SFTP session to the node (host key pinned).
+async fn sftp_session(
+    env: &Env,
+) -> Result<
+    (
+        crate::sftp::SnippetUploader,
+        &crate::model::desired::SshAccess,
+    ),
+    StepError,
+> {
     let ssh = env.desired.proxmox.ssh.as_ref().ok_or_else(|| {
         StepError::new("cloud-init snippets need SSH access to the node, and `proxmox.ssh` is not set")
             .hint("Proxmox cannot upload snippets through its API; add `proxmox.ssh` (private key as a secret, pinned host key)")
@@ -602,11 +629,55 @@ async fn upload_snippet(env: &Env, node: &str, volid: &str) -> Result<String, St
         "proxmox.ssh.private_key",
     )
     .map_err(|e| StepError::new(e.to_string()))?;
-    let path = crate::sftp::snippet_path(&sn.dir, &sn.filename)
-        .map_err(|e| StepError::new(e.to_string()))?;
     let up = crate::sftp::SnippetUploader::connect(&ssh.host, ssh.port, &ssh.user, key, &pin)
         .await
         .map_err(|e| StepError::new(e.to_string()))?;
+    Ok((up, ssh))
+}
+
+/// Delete a snippet nobody uses, after checking that it is ours by its marker line.
+async fn delete_snippet(
+    env: &Env,
+    node: &str,
+    storage: &str,
+    filename: &str,
+) -> Result<String, StepError> {
+    let dir = env
+        .desired
+        .snippets
+        .iter()
+        .find(|s| s.node == node && s.storage == storage)
+        .map(|s| s.dir.clone())
+        .ok_or_else(|| StepError::new(format!("no snippet directory known for {storage}")))?;
+    let path =
+        crate::sftp::snippet_path(&dir, filename).map_err(|e| StepError::new(e.to_string()))?;
+    let (up, _) = sftp_session(env).await?;
+    let marker = crate::model::vms::snippet_marker(&env.desired.lab);
+    let result = match up.read(&path).await {
+        Ok(Some(text)) if String::from_utf8_lossy(&text).contains(&marker) => up
+            .remove(&path)
+            .await
+            .map(|_| "deleted".to_string())
+            .map_err(|e| StepError::new(e.to_string())),
+        Ok(Some(_)) => Ok("kept: it does not carry this homelab's marker".into()),
+        Ok(None) => Ok("already gone".into()),
+        Err(e) => Err(StepError::new(e.to_string())),
+    };
+    up.close().await;
+    result
+}
+
+/// Upload a snippet over SFTP (host key pinned); an identical file is left alone.
+async fn upload_snippet(env: &Env, node: &str, volid: &str) -> Result<String, StepError> {
+    let sn = env
+        .desired
+        .snippets
+        .iter()
+        .find(|s| s.node == node && s.volid() == volid)
+        .ok_or_else(|| StepError::new(format!("snippet {volid} is not declared")))?;
+    let path = crate::sftp::snippet_path(&sn.dir, &sn.filename)
+        .map_err(|e| StepError::new(e.to_string()))?;
+    let (up, ssh) = sftp_session(env).await?;
     let r = up.upload(&path, sn.content.as_bytes()).await;
     up.close().await;
     match r.map_err(|e| StepError::new(e.to_string()))? {

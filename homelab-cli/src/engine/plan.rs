@@ -259,6 +259,15 @@ pub enum Action {
         /// File name.
         filename: String,
     },
+    /// Delete a snippet of ours that no declared VM uses any more (after the VMs moved on).
+    DeleteSnippet {
+        /// Node.
+        node: String,
+        /// Storage.
+        storage: String,
+        /// File name.
+        filename: String,
+    },
     /// Create a cluster PCI mapping for a passed-through device.
     CreatePciMapping {
         /// Mapping ID.
@@ -422,6 +431,7 @@ impl Action {
             | Action::WriteOutput { .. }
             | Action::UpdateBackupJob { .. } => "change",
             Action::Replace { .. } => "replace",
+            Action::DeleteSnippet { .. } => "destroy",
             Action::Delete { .. } | Action::DeleteBackupJob { .. } => "destroy",
         }
     }
@@ -600,6 +610,33 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
                 storage: sn.storage.clone(),
                 filename: sn.filename.clone(),
             });
+        }
+    }
+
+    // Snippets of ours no declared VM references any more (older contents).
+    let wanted_snippets: BTreeSet<(String, String)> = desired
+        .snippets
+        .iter()
+        .map(|s| (s.node.clone(), s.volid()))
+        .collect();
+    for sn in &desired.snippets {
+        let prefix = format!("{}:snippets/", sn.storage);
+        for v in observed.volumes.get(&sn.node).into_iter().flatten() {
+            let Some(file) = v.strip_prefix(&prefix) else {
+                continue;
+            };
+            let stale = crate::model::vms::is_snippet_name(lab, file)
+                && !wanted_snippets.contains(&(sn.node.clone(), v.clone()));
+            let listed = actions.iter().any(|a| {
+                matches!(a, Action::DeleteSnippet { node, filename, .. } if *node == sn.node && filename == file)
+            });
+            if stale && !listed {
+                actions.push(Action::DeleteSnippet {
+                    node: sn.node.clone(),
+                    storage: sn.storage.clone(),
+                    filename: file.to_string(),
+                });
+            }
         }
     }
 

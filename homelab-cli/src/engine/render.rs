@@ -67,6 +67,18 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 }
                 out.push_str("    }\n");
             }
+            Action::DeleteSnippet {
+                node,
+                storage,
+                filename,
+            } => {
+                let volid = format!("{storage}:snippets/{filename}");
+                let _ = writeln!(
+                    out,
+                    "  # snippet {volid} on {node} is no longer used and will be deleted"
+                );
+                let _ = writeln!(out, "  {} snippet \"{volid}\" {{}}", paint("-"));
+            }
             Action::CreatePciMapping { id, node, entry } => {
                 let _ = writeln!(
                     out,

@@ -848,12 +848,11 @@ pub(crate) fn compile(
         let mut snippet = None;
         if s.packages.as_ref().is_some_and(|p| !p.is_empty()) || s.user_data.is_some() {
             let content = vendor_data(&c.name, &vm.name, &s);
-            let hash = hex::encode(&Sha256::digest(content.as_bytes())[..4]);
             let sn = DesiredSnippet {
                 node: node.clone(),
                 storage: c.proxmox.snippet_storage.clone(),
                 dir: c.proxmox.snippet_dir.clone(),
-                filename: format!("{}-{}-vendor-{hash}.yaml", c.name, vm.name),
+                filename: snippet_name(&c.name, &vm.name, &content),
                 content,
             };
             props.insert("cicustom".into(), format!("vendor={}", sn.volid()));
@@ -909,6 +908,35 @@ fn hostpci_value(mapping: &str, d: &PciPassthrough) -> String {
         v.push_str(",x-vga=1");
     }
     v
+}
+
+/// The words every vendor-data snippet of homelab `lab` carries in its comment line (how
+/// `up` recognises its own snippets before deleting one no VM uses any more; the same text
+/// as [`vendor_data`] writes).
+pub fn snippet_marker(lab: &str) -> String {
+    format!("(homelab {lab}), written by homelab-cli.")
+}
+
+/// The file name of a VM's vendor-data snippet: `<lab>.<vm>.vendor-<hash>.yaml` (dots
+/// cannot occur in either name, so the homelab a file belongs to is unambiguous).
+pub fn snippet_name(lab: &str, vm: &str, content: &str) -> String {
+    let hash = hex::encode(&Sha256::digest(content.as_bytes())[..4]);
+    format!("{lab}.{vm}.vendor-{hash}.yaml")
+}
+
+/// Whether a snippet file name is one [`snippet_name`] makes for homelab `lab`.
+pub fn is_snippet_name(lab: &str, filename: &str) -> bool {
+    let Some(rest) = filename.strip_prefix(&format!("{lab}.")) else {
+        return false;
+    };
+    let Some((vm, tail)) = rest.split_once('.') else {
+        return false;
+    };
+    let hash = tail
+        .strip_prefix("vendor-")
+        .and_then(|t| t.strip_suffix(".yaml"));
+    is_label(vm, 63)
+        && hash.is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The vendor-data snippet: packages (with the guest agent enabled when it is one of
@@ -1009,6 +1037,18 @@ mod tests {
         };
         let text = vendor_data("lab", "web-1", &s);
         assert!(text.starts_with("#cloud-config\n"));
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with(&snippet_marker("lab"))
+        );
+        let name = snippet_name("lab", "web-1", &text);
+        assert!(name.starts_with("lab.web-1.vendor-"), "{name}");
+        assert!(is_snippet_name("lab", &name));
+        assert!(!is_snippet_name("lab-x", &name));
+        assert!(!is_snippet_name("lab", "lab-x.web-1.vendor-0a1b2c3d.yaml"));
+        assert!(!is_snippet_name("lab", "lab.web-1.vendor-0a1b.yaml"));
         let doc: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
         assert_eq!(
             doc["packages"],

@@ -146,7 +146,7 @@ fn example_builds_a_fleet_from_presets_images_and_a_template() {
     let app = d
         .snippets
         .iter()
-        .find(|s| s.filename.starts_with("fleet-app-1-vendor-"))
+        .find(|s| s.filename.starts_with("fleet.app-1.vendor-"))
         .unwrap();
     assert!(app.content.starts_with("#cloud-config\n"));
     let doc: serde_json::Value = serde_yaml_ng::from_str(&app.content).unwrap();
@@ -429,7 +429,7 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     );
     let app = names
         .iter()
-        .find(|n| n.starts_with("fleet-app-1-"))
+        .find(|n| n.starts_with("fleet.app-1."))
         .unwrap();
     let text = std::fs::read_to_string(snippets.join(app)).unwrap();
     assert!(text.contains("docker.io"), "{text}");
@@ -479,14 +479,22 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
         "packages: [qemu-guest-agent, docker.io]",
         "packages: [qemu-guest-agent, docker.io, htop]",
     );
+    // A file of someone else's in the snippet directory is never ours to delete.
+    std::fs::write(snippets.join("notes.yaml"), "#cloud-config\n").unwrap();
     let out = repo.cli(&["plan", "--simulate"]);
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
-        shown.contains("+ snippet \"local:snippets/fleet-app-1-vendor-"),
+        shown.contains("+ snippet \"local:snippets/fleet.app-1.vendor-"),
         "{shown}"
     );
+    // The old snippet goes once no VM uses it.
     assert!(
-        shown.contains("~ cicustom = \"vendor=local:snippets/fleet-app-1-vendor-"),
+        shown.contains(&format!("- snippet \"local:snippets/{app}\"")),
+        "{shown}"
+    );
+    assert!(!shown.contains("notes.yaml"), "{shown}");
+    assert!(
+        shown.contains("~ cicustom = \"vendor=local:snippets/fleet.app-1.vendor-"),
         "{shown}"
     );
     let up = repo.json(&["up", "--simulate", "-o", "json"]);
@@ -499,6 +507,11 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
         "{up:#}"
     );
     assert_eq!(up["simulated_requests"]["schema_rejected"], 0, "{up:#}");
+    assert!(
+        !snippets.join(app).exists(),
+        "the unused snippet is deleted"
+    );
+    assert!(snippets.join("notes.yaml").exists());
     let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0));
     let (p, _) = repo.full_read_plan();
