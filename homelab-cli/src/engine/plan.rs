@@ -555,8 +555,12 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
                 node: g.node.clone(),
             });
         }
+        // Another homelab on the same host (say dev beside prod) may use the same names.
         if let Some(g) = observed.guests.iter().find(|g| {
-            g.vmid != d.vmid && g.name.as_deref() == Some(d.name.as_str()) && !is_ours(g, lab)
+            g.vmid != d.vmid
+                && g.name.as_deref() == Some(d.name.as_str())
+                && !is_ours(g, lab)
+                && !g.tags.iter().any(|t| t.starts_with("homelab-"))
         }) {
             return Err(PlanError::NameClash {
                 name: d.name.clone(),

@@ -276,6 +276,7 @@ impl Repo {
             "demo-age-key.txt",
             ".sops.yaml",
             "secrets.enc.yaml",
+            "homelab.dev.yaml",
         ] {
             std::fs::copy(example_dir().join(f), dir.path().join(f)).unwrap();
         }
@@ -567,5 +568,55 @@ fn a_missing_gpu_is_refused_before_anything_changes() {
             "PCI mapping \"rtx3090\" (passed to media) does not exist or has no device on node pve"
         ),
         "{err}"
+    );
+}
+
+#[test]
+fn the_dev_environment_is_a_smaller_fleet_beside_prod() {
+    let repo = Repo::new();
+    let d = repo.json(&["config", "resolve", "--env", "dev", "-o", "json"]);
+    let guests: Vec<(u64, &str)> = d["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["vmid"].as_u64().unwrap(), g["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        guests,
+        [
+            (300, "web-1"),
+            (301, "app-1"),
+            (302, "db-1"),
+            (303, "builder"),
+            (9300, "debian-12-gold")
+        ]
+    );
+    let db = &d["guests"][2]["props"];
+    assert_eq!(db["memory"], "4096", "the dev preset, not prod's override");
+    assert_eq!(db["net0"], "virtio,bridge=vmbr0,tag=30");
+
+    // dev and prod share the simulated host without touching each other.
+    let up = repo.json(&["up", "--simulate", "--env", "dev", "--yes", "-o", "json"]);
+    assert!(
+        up["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "done"),
+        "{up:#}"
+    );
+    assert_eq!(up["simulated_requests"]["schema_rejected"], 0, "{up:#}");
+    let out = repo.cli(&["plan", "--simulate", "--env", "dev", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = repo.cli(&["plan", "--simulate"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    // Nothing of dev's is changed or destroyed, and the same guest names are fine.
+    assert!(
+        shown.contains("Plan: 14 to add, 0 to change, 0 to replace, 0 to destroy."),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("will be downloaded"),
+        "images are shared: {shown}"
     );
 }
