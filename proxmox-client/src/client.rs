@@ -791,13 +791,9 @@ async fn read_response(resp: reqwest::Response, url: &str, client: &Client) -> R
 }
 
 /// 500 answers Proxmox gives for a state of things, not a passing failure: asking again
-/// right away gets the same answer (qemu-server's Agent.pm, guest status checks).
-const STATE_ANSWERS: &[&str] = &[
-    "QEMU guest agent is not running",
-    "No QEMU guest agent configured",
-    "is not running",
-    "does not exist",
-];
+/// right away gets the same answer (qemu-server's Agent.pm, guest status checks). "QEMU
+/// guest agent is not running" is not one of them: a booting guest's agent starts soon.
+const STATE_ANSWERS: &[&str] = &["No QEMU guest agent configured", "does not exist"];
 
 /// 5xx (except the proxy's node-unreachable codes and answers that describe a state) and
 /// transport errors: safe to retry for reads only.
@@ -903,8 +899,10 @@ mod tests {
 
     #[test]
     fn state_answers_are_not_retried() {
-        let agent = Error::from_response(500, "QEMU guest agent is not running", b"{\"data\":null}");
+        let agent = Error::from_response(500, "No QEMU guest agent configured", b"{\"data\":null}");
         assert!(!transient_read(&agent), "{agent}");
+        let booting = Error::from_response(500, "QEMU guest agent is not running", b"{}");
+        assert!(transient_read(&booting), "{booting}");
         let busy = Error::from_response(500, "got timeout", b"{\"data\":null}");
         assert!(transient_read(&busy), "{busy}");
     }

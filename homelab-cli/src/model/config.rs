@@ -317,14 +317,34 @@ impl Lxc {
     /// Container `i`'s settings: its own, then its preset's, then `defaults`.
     pub fn effective(&self, i: usize) -> Option<ContainerSettings> {
         let ct = self.containers.get(i)?;
-        let preset = ct
-            .preset
-            .as_ref()
-            .and_then(|p| self.presets.get(p))
-            .cloned()
-            .unwrap_or_default();
-        Some(ct.settings().or(&preset.or(&self.defaults)))
+        Some(layered(
+            ct.settings(),
+            ct.preset.as_ref(),
+            &self.presets,
+            &self.defaults,
+        ))
     }
+}
+
+/// Settings that fall back, field by field, to another set (a preset, then defaults).
+pub trait Fallback: Clone + Default {
+    /// `self` where set, else `d`.
+    fn or(self, d: &Self) -> Self;
+}
+
+/// A guest's settings: its own, then its preset's, then the section's defaults. The one
+/// resolution order of every guest kind.
+pub fn layered<S: Fallback>(
+    own: S,
+    preset: Option<&String>,
+    presets: &BTreeMap<String, S>,
+    defaults: &S,
+) -> S {
+    let p = preset
+        .and_then(|p| presets.get(p))
+        .cloned()
+        .unwrap_or_default();
+    own.or(&p.or(defaults))
 }
 
 /// `base + index`, when there is a base and it fits.
@@ -433,9 +453,8 @@ impl Container {
     }
 }
 
-impl ContainerSettings {
-    /// `self` where set, else `defaults`.
-    pub fn or(self, d: &ContainerSettings) -> ContainerSettings {
+impl Fallback for ContainerSettings {
+    fn or(self, d: &ContainerSettings) -> ContainerSettings {
         ContainerSettings {
             template: self.template.or_else(|| d.template.clone()),
             cores: self.cores.or(d.cores),
@@ -544,6 +563,20 @@ pub struct Mount {
     /// Include the volume in backups (default false).
     #[serde(default)]
     pub backup: bool,
+}
+
+impl Startup {
+    /// The Proxmox value, `order=N[,down=S][,up=S]`.
+    pub fn to_prop(&self) -> String {
+        let mut v = format!("order={}", self.order);
+        if let Some(d) = self.down {
+            v.push_str(&format!(",down={d}"));
+        }
+        if let Some(u) = self.up {
+            v.push_str(&format!(",up={u}"));
+        }
+        v
+    }
 }
 
 /// Boot order (`startup` in Proxmox).
@@ -751,9 +784,8 @@ impl Vm {
     }
 }
 
-impl VmSettings {
-    /// `self` where set, else `d`.
-    pub fn or(self, d: &VmSettings) -> VmSettings {
+impl Fallback for VmSettings {
+    fn or(self, d: &VmSettings) -> VmSettings {
         VmSettings {
             image: self.image.or_else(|| d.image.clone()),
             cores: self.cores.or(d.cores),
@@ -784,13 +816,12 @@ impl Vms {
     /// VM `i`'s settings: its own, then its preset's, then `defaults`.
     pub fn effective(&self, i: usize) -> Option<VmSettings> {
         let vm = self.machines.get(i)?;
-        let preset = vm
-            .preset
-            .as_ref()
-            .and_then(|p| self.presets.get(p))
-            .cloned()
-            .unwrap_or_default();
-        Some(vm.settings().or(&preset.or(&self.defaults)))
+        Some(layered(
+            vm.settings(),
+            vm.preset.as_ref(),
+            &self.presets,
+            &self.defaults,
+        ))
     }
 }
 

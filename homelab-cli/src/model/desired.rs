@@ -788,14 +788,7 @@ pub fn resolve(
                 props.insert("features".into(), feats.join(","));
             }
             if let Some(st) = ct.startup {
-                let mut v = format!("order={}", st.order);
-                if let Some(d) = st.down {
-                    v.push_str(&format!(",down={d}"));
-                }
-                if let Some(u) = st.up {
-                    v.push_str(&format!(",up={u}"));
-                }
-                props.insert("startup".into(), v);
+                props.insert("startup".into(), st.to_prop());
             }
             let bridge = s.bridge.clone().unwrap_or_else(|| c.proxmox.bridge.clone());
             let mut net = format!("name=eth0,bridge={bridge}");

@@ -505,18 +505,7 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
                     ));
                 }
             }
-            for (j, t) in ct.tags.iter().enumerate() {
-                if t.is_empty()
-                    || !t
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_+.".contains(&b))
-                {
-                    errs.push(l.error_at(
-                        &format!("{p}.tags[{j}]"),
-                        format!("invalid tag `{t}` (letters, digits, `-_+.`)"),
-                    ));
-                }
-            }
+            check_tags(l, &mut errs, &p, &ct.tags);
         }
     }
     vms::validate(l, &mut errs);
@@ -537,6 +526,21 @@ pub(crate) fn setting_path(
         (true, _) => format!("{p}.{key}"),
         (false, Some(name)) => format!("{section}.presets.{name}.{key}"),
         (false, None) => format!("{section}.defaults.{key}"),
+    }
+}
+
+/// Guest tags as Proxmox accepts them (`pve-tag`): letters, digits and `-_+.`.
+pub(crate) fn check_tags(l: &Loaded, errs: &mut Vec<ConfigError>, p: &str, tags: &[String]) {
+    for (j, t) in tags.iter().enumerate() {
+        let ok = !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_+.".contains(&b));
+        if !ok {
+            errs.push(l.error_at(
+                &format!("{p}.tags[{j}]"),
+                format!("invalid tag `{t}` (letters, digits, `-_+.`)"),
+            ));
+        }
     }
 }
 

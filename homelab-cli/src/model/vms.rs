@@ -388,18 +388,7 @@ pub(crate) fn validate(l: &Loaded, errs: &mut Vec<ConfigError>) {
                 );
             }
         }
-        for (j, t) in vm.tags.iter().enumerate() {
-            if t.is_empty()
-                || !t
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_+.".contains(&b))
-            {
-                errs.push(l.error_at(
-                    &format!("{p}.tags[{j}]"),
-                    format!("invalid tag `{t}` (letters, digits, `-_+.`)"),
-                ));
-            }
-        }
+        super::check_tags(l, errs, &p, &vm.tags);
     }
 }
 
@@ -724,14 +713,7 @@ pub(crate) fn compile(
             u8::from(s.onboot.unwrap_or(true)).to_string(),
         );
         if let Some(st) = vm.startup {
-            let mut val = format!("order={}", st.order);
-            if let Some(d) = st.down {
-                val.push_str(&format!(",down={d}"));
-            }
-            if let Some(u) = st.up {
-                val.push_str(&format!(",up={u}"));
-            }
-            props.insert("startup".into(), val);
+            props.insert("startup".into(), st.to_prop());
         }
         props.insert(
             "ciuser".into(),

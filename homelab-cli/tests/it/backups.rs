@@ -3,11 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
+use crate::common::Repo;
 use homelab_cli::engine::backups::{self, ObservedBackupJob};
-use homelab_cli::session::{Session, SimArgs};
 use proxmox_client::requests::BackupJobParams;
 
 const JOB: &str = "homelab-bk-nightly";
@@ -53,90 +50,27 @@ backups:
     comment: databases and git
 ";
 
-fn example_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services")
+fn repo(yaml: &str) -> Repo {
+    let r = Repo::copy(
+        "services",
+        &["demo-age-key.txt", ".sops.yaml", "secrets.enc.yaml"],
+    );
+    r.write(yaml);
+    r
 }
 
-struct Repo {
-    dir: tempfile::TempDir,
+/// `plan --detailed-exitcode`: its exit code and text.
+fn plan_exit(repo: &Repo) -> (Option<i32>, String) {
+    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
-impl Repo {
-    fn new(yaml: &str) -> Repo {
-        let dir = tempfile::tempdir().unwrap();
-        for f in ["demo-age-key.txt", ".sops.yaml", "secrets.enc.yaml"] {
-            std::fs::copy(example_dir().join(f), dir.path().join(f)).unwrap();
-        }
-        std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        let repo = Repo { dir };
-        repo.write(yaml);
-        repo
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("homelab.yaml")
-    }
-
-    fn write(&self, yaml: &str) {
-        std::fs::write(self.config(), yaml).unwrap();
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
-            .args(args)
-            .args(["-c", self.config().to_str().unwrap()])
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path().join("home"))
-            .env("NO_COLOR", "1")
-            .env_remove("SOPS_AGE_KEY_FILE")
-            .env_remove("SOPS_AGE_KEY")
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ homelab-cli {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.cli(args);
-        assert!(out.status.success(), "homelab-cli {args:?} failed");
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn plan_exit(&self) -> (Option<i32>, String) {
-        let out = self.cli(&["plan", "--simulate", "--detailed-exitcode"]);
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    }
-
-    /// Run `f` against the simulated lab (its state persists between runs).
-    fn with_lab<T>(&self, f: impl AsyncFnOnce(&Session) -> T) -> T {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            let s = Session::open(
-                &self.config(),
-                &SimArgs {
-                    simulate: true,
-                    sim_latency_ms: None,
-                },
-            )
-            .await
-            .unwrap();
-            let r = f(&s).await;
-            s.close().await;
-            r
-        })
-    }
-
-    fn jobs(&self) -> Vec<ObservedBackupJob> {
-        self.with_lab(async |s| backups::observe(&s.pve).await.unwrap())
-    }
+/// The backup jobs the simulated lab has.
+fn lab_jobs(repo: &Repo) -> Vec<ObservedBackupJob> {
+    repo.with_lab(async |s| backups::observe(&s.pve).await.unwrap())
 }
 
 /// The plan text's paragraphs about backup jobs.
@@ -149,7 +83,7 @@ fn job_blocks(text: &str) -> String {
 
 #[test]
 fn backup_job_lifecycle_on_the_simulated_lab() {
-    let repo = Repo::new(&format!("{BASE}{NIGHTLY}"));
+    let repo = repo(&format!("{BASE}{NIGHTLY}"));
     // A job made by hand (no owner marker) before homelab-cli runs.
     repo.with_lab(async |s| {
         s.pve
@@ -167,10 +101,13 @@ fn backup_job_lifecycle_on_the_simulated_lab() {
             .await
             .unwrap();
     });
-    let foreign_before = repo.jobs().into_iter().find(|j| j.id == FOREIGN).unwrap();
+    let foreign_before = lab_jobs(&repo)
+        .into_iter()
+        .find(|j| j.id == FOREIGN)
+        .unwrap();
 
     // Fresh: the job is created after the containers it lists.
-    let (code, text) = repo.plan_exit();
+    let (code, text) = plan_exit(&repo);
     assert_eq!(code, Some(2));
     insta::assert_snapshot!("backups_plan_create", job_blocks(&text));
     assert!(
@@ -191,7 +128,7 @@ fn backup_job_lifecycle_on_the_simulated_lab() {
     );
 
     // What Proxmox holds now.
-    let jobs = repo.jobs();
+    let jobs = lab_jobs(&repo);
     let job = jobs.iter().find(|j| j.id == JOB).unwrap();
     assert_eq!(job.props["vmid"], "101,102,108");
     assert_eq!(job.props["schedule"], "02:30");
@@ -213,7 +150,7 @@ fn backup_job_lifecycle_on_the_simulated_lab() {
     assert_eq!(job.props["enabled"], "1");
 
     // Re-run: nothing to do, not a single write.
-    let (code, text) = repo.plan_exit();
+    let (code, text) = plan_exit(&repo);
     assert_eq!(code, Some(0), "{text}");
     let again = repo.json(&["up", "--simulate", "-o", "json"]);
     assert_eq!(again["plan"]["actions"], serde_json::json!([]), "{again:#}");
@@ -224,7 +161,7 @@ fn backup_job_lifecycle_on_the_simulated_lab() {
         .replace("\"02:30\"", "\"sat 03:15\"")
         .replace("daily: 7", "daily: 14");
     repo.write(&changed);
-    let (code, text) = repo.plan_exit();
+    let (code, text) = plan_exit(&repo);
     assert_eq!(code, Some(2));
     insta::assert_snapshot!("backups_plan_update", job_blocks(&text));
     assert!(
@@ -248,7 +185,7 @@ fn backup_job_lifecycle_on_the_simulated_lab() {
     let up = repo.json(&["up", "--simulate", "-o", "json"]);
     assert_eq!(up["steps"].as_array().unwrap().len(), 1, "{up:#}");
     assert_eq!(up["steps"][0]["outcome"], "done", "{up:#}");
-    let (code, text) = repo.plan_exit();
+    let (code, text) = plan_exit(&repo);
     assert_eq!(code, Some(0), "{text}");
 
     // Replacing a listed container (`purge` drops it from every job) re-applies the job in
@@ -258,7 +195,7 @@ fn backup_job_lifecycle_on_the_simulated_lab() {
         "    - name: gitea\n      vmid: 108\n      unprivileged: false\n",
     );
     repo.write(&replaced);
-    let (code, text) = repo.plan_exit();
+    let (code, text) = plan_exit(&repo);
     assert_eq!(code, Some(2));
     assert!(text.contains("must be replaced"), "{text}");
     assert!(
@@ -274,9 +211,9 @@ fn backup_job_lifecycle_on_the_simulated_lab() {
             .all(|s| s["outcome"] == "done"),
         "{up:#}"
     );
-    let (code, text) = repo.plan_exit();
+    let (code, text) = plan_exit(&repo);
     assert_eq!(code, Some(0), "{text}");
-    let jobs = repo.jobs();
+    let jobs = lab_jobs(&repo);
     assert_eq!(
         jobs.iter().find(|j| j.id == JOB).unwrap().props["vmid"],
         "101,102,108"
@@ -285,14 +222,14 @@ fn backup_job_lifecycle_on_the_simulated_lab() {
     // Removed from the file: deleted; the hand-made job stays as it was.
     let without = replaced.split("\nbackups:").next().unwrap();
     repo.write(without);
-    let (code, text) = repo.plan_exit();
+    let (code, text) = plan_exit(&repo);
     assert_eq!(code, Some(2));
     insta::assert_snapshot!("backups_plan_delete", job_blocks(&text));
     let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
     assert_eq!(up["steps"].as_array().unwrap().len(), 1, "{up:#}");
-    let (code, text) = repo.plan_exit();
+    let (code, text) = plan_exit(&repo);
     assert_eq!(code, Some(0), "{text}");
-    let jobs = repo.jobs();
+    let jobs = lab_jobs(&repo);
     assert!(jobs.iter().all(|j| j.id != JOB), "{jobs:?}");
     let foreign = jobs.iter().find(|j| j.id == FOREIGN).unwrap();
     assert_eq!(*foreign, foreign_before);
@@ -308,7 +245,7 @@ fn backup_job_lifecycle_on_the_simulated_lab() {
         "{down:#}"
     );
     assert_eq!(down["destroyed"].as_array().unwrap().len(), 3, "{down:#}");
-    let jobs = repo.jobs();
+    let jobs = lab_jobs(&repo);
     assert_eq!(
         jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
         vec![FOREIGN],
@@ -318,7 +255,7 @@ fn backup_job_lifecycle_on_the_simulated_lab() {
 
 #[test]
 fn a_hand_made_job_holding_our_id_stops_the_plan() {
-    let repo = Repo::new(&format!("{BASE}{NIGHTLY}"));
+    let repo = repo(&format!("{BASE}{NIGHTLY}"));
     repo.with_lab(async |s| {
         s.pve
             .backup_jobs()
@@ -343,7 +280,7 @@ fn a_hand_made_job_holding_our_id_stops_the_plan() {
 
 #[test]
 fn an_unknown_guest_is_reported_at_its_list_item() {
-    let repo = Repo::new(&format!("{BASE}{NIGHTLY}").replace("[gitea]", "[gitea, redis]"));
+    let repo = repo(&format!("{BASE}{NIGHTLY}").replace("[gitea]", "[gitea, redis]"));
     let out = repo.cli(&["plan", "--simulate"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -357,7 +294,7 @@ fn an_unknown_guest_is_reported_at_its_list_item() {
 
 #[test]
 fn a_token_that_cannot_list_jobs_plans_none_unless_some_are_declared() {
-    let repo = Repo::new(BASE);
+    let repo = repo(BASE);
     repo.with_lab(async |s| {
         let access = s.pve.access();
         access

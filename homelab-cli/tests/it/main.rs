@@ -1,6 +1,7 @@
 //! The one integration-test binary of homelab-cli: one module per command family.
 
 mod backups;
+mod common;
 mod image;
 mod lab;
 mod layers;

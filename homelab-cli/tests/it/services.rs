@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use homelab_cli::engine::observed::{GuestConfig, Observed, ObservedGuest, ObservedNode};
 use homelab_cli::engine::plan::{self, Action};
@@ -14,8 +13,10 @@ use homelab_cli::model::desired::{self, Desired, DesiredGuest, GuestKind, ImageN
 use homelab_cli::model::secrets::SecretValues;
 use homelab_cli::model::{self};
 
+use crate::common::{Repo, flat};
+
 fn example_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services")
+    crate::common::example_dir("services")
 }
 
 struct NoImages;
@@ -389,60 +390,22 @@ fn bad_container_declarations_are_reported_where_they_are() {
 // ---------------------------------------------------------------------------------------
 // End to end on the simulated lab.
 
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn new() -> Repo {
-        let dir = tempfile::tempdir().unwrap();
-        for f in [
+fn repo() -> Repo {
+    Repo::copy(
+        "services",
+        &[
             "homelab.yaml",
             "homelab.schema.json",
             "demo-age-key.txt",
             ".sops.yaml",
             "secrets.enc.yaml",
-        ] {
-            std::fs::copy(example_dir().join(f), dir.path().join(f)).unwrap();
-        }
-        std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        Repo { dir }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("homelab.yaml")
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
-            .args(args)
-            .args(["-c", self.config().to_str().unwrap()])
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path().join("home"))
-            .env("NO_COLOR", "1")
-            .env_remove("SOPS_AGE_KEY_FILE")
-            .env_remove("SOPS_AGE_KEY")
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ homelab-cli {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.cli(args);
-        assert!(out.status.success(), "homelab-cli {args:?} failed");
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
+        ],
+    )
 }
 
 #[test]
 fn services_lifecycle_on_the_simulated_lab() {
-    let repo = Repo::new();
+    let repo = repo();
     // up: one template download, eleven containers, the nightly backup job.
     let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
     let steps = up["steps"].as_array().unwrap();
@@ -564,7 +527,7 @@ fn services_lifecycle_on_the_simulated_lab() {
 
 #[test]
 fn root_only_settings_are_refused_at_plan_without_root_and_applied_with_it() {
-    let repo = Repo::new();
+    let repo = repo();
     let text = std::fs::read_to_string(repo.config()).unwrap();
     // Only the first container asks for keyctl and a GPU's render node.
     let with_root_only = text.replacen(
@@ -577,11 +540,7 @@ fn root_only_settings_are_refused_at_plan_without_root_and_applied_with_it() {
     // An API token cannot: refused before anything changes, with the way out.
     let out = repo.cli(&["up", "--simulate", "--yes"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr)
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let err = flat(&out.stderr);
     assert!(
         err.contains("ct 100 \"cloudflared\" needs dev0=/dev/dri/renderD128,gid=44,mode=0660, features=keyctl=1,nesting=1, which Proxmox lets only root@pam (logged in with a password) set"),
         "{err}"
@@ -641,10 +600,6 @@ fn root_only_settings_are_refused_at_plan_without_root_and_applied_with_it() {
     // Back on a token alone, removing keyctl again needs root: the plan says how by hand.
     std::fs::write(repo.config(), &text).unwrap();
     let out = repo.cli(&["plan", "--simulate"]);
-    let err = String::from_utf8_lossy(&out.stderr)
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let err = flat(&out.stderr);
     assert!(err.contains("pct set 100 -features nesting=1"), "{err}");
 }

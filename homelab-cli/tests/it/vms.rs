@@ -3,8 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use homelab_cli::engine::plan;
 use homelab_cli::engine::render;
@@ -12,8 +11,10 @@ use homelab_cli::model::desired::{self, BootSource, Desired, ImageNaming};
 use homelab_cli::model::secrets::SecretValues;
 use homelab_cli::model::{self};
 
-fn example_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/vm-fleet")
+use crate::common::{Repo, example_dir as example, flat};
+
+fn example_dir() -> std::path::PathBuf {
+    example("vm-fleet")
 }
 
 struct NoImages;
@@ -263,93 +264,36 @@ fn images_need_a_checksum_and_one_source() {
     );
 }
 
-struct Repo {
-    dir: tempfile::TempDir,
+const FILES: &[&str] = &[
+    "homelab.yaml",
+    "homelab.schema.json",
+    "demo-age-key.txt",
+    ".sops.yaml",
+    "secrets.enc.yaml",
+    "homelab.dev.yaml",
+];
+
+fn repo() -> Repo {
+    Repo::copy("vm-fleet", FILES)
 }
 
-impl Repo {
-    fn new() -> Repo {
-        let dir = tempfile::tempdir().unwrap();
-        for f in [
-            "homelab.yaml",
-            "homelab.schema.json",
-            "demo-age-key.txt",
-            ".sops.yaml",
-            "secrets.enc.yaml",
-            "homelab.dev.yaml",
-        ] {
-            std::fs::copy(example_dir().join(f), dir.path().join(f)).unwrap();
-        }
-        std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        Repo { dir }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("homelab.yaml")
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
-            .args(args)
-            .args(["-c", self.config().to_str().unwrap()])
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path().join("home"))
-            .env("NO_COLOR", "1")
-            .env_remove("SOPS_AGE_KEY_FILE")
-            .env_remove("SOPS_AGE_KEY")
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ homelab-cli {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.cli(args);
-        assert!(out.status.success(), "homelab-cli {args:?} failed");
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn edit(&self, from: &str, to: &str) {
-        let text = std::fs::read_to_string(self.config()).unwrap();
-        assert!(text.contains(from), "{from}");
-        std::fs::write(self.config(), text.replacen(from, to, 1)).unwrap();
-    }
-
-    /// Every guest's configuration as Proxmox reports it, planned against the declaration.
-    fn full_read_plan(&self) -> (plan::Plan, homelab_cli::engine::observed::Observed) {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
-            let session = homelab_cli::session::Session::open(
-                &self.config(),
-                &homelab_cli::session::SimArgs {
-                    simulate: true,
-                    sim_latency_ms: None,
-                },
-            )
+/// Every guest's configuration as Proxmox reports it, planned against the declaration.
+fn full_read_plan(repo: &Repo) -> (plan::Plan, homelab_cli::engine::observed::Observed) {
+    repo.with_lab(async |session| {
+        let mut observed = homelab_cli::engine::observe::observe(&session.pve, &session.desired)
             .await
             .unwrap();
-            let mut observed =
-                homelab_cli::engine::observe::observe(&session.pve, &session.desired)
-                    .await
-                    .unwrap();
-            let all = observed
-                .guests
-                .iter()
-                .map(|g| (g.node.clone(), g.kind, g.vmid))
-                .collect();
-            homelab_cli::engine::observe::read_configs(&session.pve, &mut observed, all)
-                .await
-                .unwrap();
-            let p = plan::plan(&session.desired, &observed).unwrap();
-            session.close().await;
-            (p, observed)
-        })
-    }
+        let all = observed
+            .guests
+            .iter()
+            .map(|g| (g.node.clone(), g.kind, g.vmid))
+            .collect();
+        homelab_cli::engine::observe::read_configs(&session.pve, &mut observed, all)
+            .await
+            .unwrap();
+        let p = plan::plan(&session.desired, &observed).unwrap();
+        (p, observed)
+    })
 }
 
 fn step_ids(up: &serde_json::Value, prefix: &str) -> usize {
@@ -363,7 +307,7 @@ fn step_ids(up: &serde_json::Value, prefix: &str) -> usize {
 
 #[test]
 fn vm_fleet_lifecycle_on_the_simulated_lab() {
-    let repo = Repo::new();
+    let repo = repo();
     let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
     let steps = up["steps"].as_array().unwrap();
     assert!(steps.iter().all(|s| s["outcome"] == "done"), "{up:#}");
@@ -382,7 +326,7 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     assert_eq!(out.status.code(), Some(0));
 
     // What Proxmox holds matches the declaration key by key, not just the spec tags.
-    let (p, observed) = repo.full_read_plan();
+    let (p, observed) = full_read_plan(&repo);
     assert!(p.is_empty(), "{}", render::plan_text(&p, false));
     let cfg = |vmid: u32| observed.guest(vmid).unwrap().config.clone().unwrap().props;
     let gold = observed.guest(9000).unwrap();
@@ -515,7 +459,7 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     assert!(snippets.join("notes.yaml").exists());
     let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0));
-    let (p, _) = repo.full_read_plan();
+    let (p, _) = full_read_plan(&repo);
     assert!(p.is_empty(), "{}", render::plan_text(&p, false));
 
     // down removes the clones before the template, keeps the images.
@@ -532,18 +476,9 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     assert!(!shown.contains("image \"local:import/"), "{shown}");
 }
 
-/// miette's wrapped report as one line (box-drawing margins and line breaks removed).
-fn flat(stderr: &[u8]) -> String {
-    String::from_utf8_lossy(stderr)
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[test]
 fn a_missing_gpu_is_refused_before_anything_changes() {
-    let repo = Repo::new();
+    let repo = repo();
     repo.edit("device: \"0000:01:00\"", "device: \"0000:42:00\"");
     let out = repo.cli(&["up", "--simulate", "--yes"]);
     assert_eq!(out.status.code(), Some(1));
@@ -573,7 +508,7 @@ fn a_missing_gpu_is_refused_before_anything_changes() {
 
 #[test]
 fn the_dev_environment_is_a_smaller_fleet_beside_prod() {
-    let repo = Repo::new();
+    let repo = repo();
     let d = repo.json(&["config", "resolve", "--env", "dev", "-o", "json"]);
     let guests: Vec<(u64, &str)> = d["guests"]
         .as_array()

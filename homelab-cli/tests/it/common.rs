@@ -1,0 +1,116 @@
+//! What the end-to-end modules share: a throw-away repository made from an example, the
+//! CLI run inside it (own HOME, no colour, no ambient SOPS keys), and the simulated lab
+//! opened in process.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use homelab_cli::session::{Session, SimArgs};
+
+/// `examples/<name>` in this repository.
+pub fn example_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+/// A temporary repository holding copies of example files.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Repo {
+    /// `files` copied from `examples/<example>`.
+    pub fn copy(example: &str, files: &[&str]) -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        for f in files {
+            std::fs::copy(example_dir(example).join(f), dir.path().join(f)).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        Repo { dir }
+    }
+
+    /// The repository's homelab.yaml.
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("homelab.yaml")
+    }
+
+    /// Replace homelab.yaml.
+    pub fn write(&self, yaml: &str) {
+        std::fs::write(self.config(), yaml).unwrap();
+    }
+
+    /// Replace the first `from` in homelab.yaml by `to` (which must be there).
+    pub fn edit(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        assert!(text.contains(from), "homelab.yaml has no `{from}`");
+        self.write(&text.replacen(from, to, 1));
+    }
+
+    /// `homelab-cli ARGS -c <config> `, with extra environment variables.
+    pub fn run(&self, args: &[&str], config: &str, envs: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_homelab-cli"));
+        cmd.args(args)
+            .args(["-c", config])
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path().join("home"))
+            .env("NO_COLOR", "1")
+            .env_remove("HOMELAB_ENV")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        eprintln!(
+            "$ homelab-cli {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `homelab-cli ARGS -c <absolute path of homelab.yaml>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.run(args, self.config().to_str().unwrap(), &[])
+    }
+
+    /// [`Repo::cli`], which must succeed, with its stdout parsed as JSON.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert!(out.status.success(), "homelab-cli {args:?} failed");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Run `f` against the repository's simulated lab (its state persists between runs).
+    pub fn with_lab<T>(&self, f: impl AsyncFnOnce(&Session) -> T) -> T {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let s = Session::open(
+                &self.config(),
+                &SimArgs {
+                    simulate: true,
+                    sim_latency_ms: None,
+                },
+            )
+            .await
+            .unwrap();
+            let r = f(&s).await;
+            s.close().await;
+            r
+        })
+    }
+}
+
+/// A miette report as one line (box-drawing margins and line breaks removed), for
+/// `contains` checks that must not depend on the terminal width.
+pub fn flat(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
