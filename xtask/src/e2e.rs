@@ -1,13 +1,14 @@
-//! `cargo xtask e2e`: the end-to-end run of issue 6 on the simulated lab.
+//! `cargo xtask e2e`: the end-to-end runs of issues 6 and 7 on the simulated lab.
 //!
 //! 1. The lifecycle integration tests (`homelab-cli/tests/it/lab.rs`, module `e2e`): fresh
 //!    lab → up → up again with no mutating request → memory change shown by plan → up →
 //!    config use (kubectl against the simulated API server) → down → empty status; outputs
 //!    checked with the real `sops`.
-//!    The LXC services lifecycle (`homelab-cli/tests/it/services.rs`) runs beside them.
+//!    The LXC services, cloud-init VM fleet and backup-job lifecycles
+//!    (`homelab-cli/tests/it/{services,vms,backups}.rs`) run beside them.
 //! 2. The README's main command on a fresh copy of `examples/single-node` (then of
-//!    `examples/services`), exactly as a user runs it, followed by `plan
-//!    --detailed-exitcode` (must report nothing to do) and `down --yes`.
+//!    `examples/services` and `examples/vm-fleet`), exactly as a user runs it, followed by
+//!    `plan --detailed-exitcode` (must report nothing to do) and `down --yes`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +27,8 @@ pub fn e2e(extra: &[String]) -> Result {
         "--",
         "lab::e2e",
         "services::services_lifecycle",
+        "vms::vm_fleet_lifecycle",
+        "backups::",
     ])
     .args(extra);
     run(test)?;
@@ -35,7 +38,7 @@ pub fn e2e(extra: &[String]) -> Result {
     run(build)?;
     let bin = target_dir().join("debug").join("homelab-cli");
 
-    for example in ["single-node", "services"] {
+    for example in ["single-node", "services", "vm-fleet"] {
         example_run(&bin, example)?;
     }
     println!("xtask e2e: all end-to-end checks passed");
