@@ -62,9 +62,18 @@ impl Session {
         let mut lab = None;
         let mut naming = FactoryNaming::default();
         if sim.simulate {
-            let mut nodes = vec![ws.loaded.config.proxmox.node.clone()];
-            if let Some(t) = &ws.loaded.config.talos {
+            // Every node a guest is placed on exists in the simulated cluster.
+            let c = &ws.loaded.config;
+            let mut nodes = vec![c.proxmox.node.clone()];
+            if let Some(t) = &c.talos {
                 nodes.extend(t.nodes.iter().filter_map(|n| n.node.clone()));
+            }
+            if let Some(x) = &c.lxc {
+                nodes.extend(x.containers.iter().filter_map(|n| n.node.clone()));
+            }
+            if let Some(v) = &c.vms {
+                nodes.extend(v.machines.iter().filter_map(|n| n.node.clone()));
+                nodes.extend(v.templates.iter().filter_map(|n| n.node.clone()));
             }
             nodes.sort();
             nodes.dedup();
@@ -99,6 +108,13 @@ impl Session {
                 private_key: s.ssh.private_key.clone(),
                 host_key: s.ssh.host_key.clone(),
             });
+        }
+        if !desired.snippets.is_empty() && desired.proxmox.ssh.is_none() {
+            return Err(miette!(
+                help = "Proxmox cannot upload snippets through its API: add `proxmox.ssh` (private key as a secret, pinned host key), or drop `packages`/`user_data`",
+                "{} VM(s) need a cloud-init snippet, and `proxmox.ssh` is not set",
+                desired.snippets.len()
+            ));
         }
         let pve = connect(&desired)?;
         let pve_root = connect_root(&desired)?;

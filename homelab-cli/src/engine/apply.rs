@@ -286,20 +286,21 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                         .boxed(),
                 });
             }
-            Action::CreatePciMapping { id, node, entry } => {
+            Action::CreatePciMapping { id, entries } => {
                 out.push(Step {
                     id: format!("pcimap:{id}"),
-                    label: format!("create PCI mapping {id} ({node})"),
+                    label: format!("create PCI mapping {id}"),
                     deps: vec![],
-                    run: async move { set_pci_mapping(&e, &id, &node, &entry, true).await }.boxed(),
+                    run: async move { set_pci_mapping(&e, &id, &entries, true).await }.boxed(),
                 });
             }
-            Action::UpdatePciMapping { id, node, to, .. } => {
+            Action::UpdatePciMapping { id, changes } => {
+                let entries: Vec<String> = changes.into_iter().map(|c| c.to).collect();
                 out.push(Step {
                     id: format!("pcimap:{id}"),
-                    label: format!("update PCI mapping {id} ({node})"),
+                    label: format!("update PCI mapping {id}"),
                     deps: vec![],
-                    run: async move { set_pci_mapping(&e, &id, &node, &to, false).await }.boxed(),
+                    run: async move { set_pci_mapping(&e, &id, &entries, false).await }.boxed(),
                 });
             }
             Action::UploadSnippet {
@@ -348,19 +349,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 changes,
                 reboot,
             } => {
-                // A PCI mapping it starts using is set up first.
-                let deps = env
-                    .desired
-                    .guests
-                    .iter()
-                    .find(|g| g.vmid == vmid)
-                    .map(|g| {
-                        super::pci::referenced_mappings(g.props.iter())
-                            .into_iter()
-                            .map(|id| format!("pcimap:{id}"))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                // A PCI mapping or snippet it starts using is set up first.
+                let deps = cloud_deps(vmid, &volume_steps);
                 out.push(Step {
                     id: format!("guest:{vmid}"),
                     label: format!("update {} {vmid} \"{name}\"", kind.noun()),
@@ -417,6 +407,10 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                                 if !env.observed.guest(*v).is_some_and(|g| g.template) =>
                             {
                                 Some(format!("delete:{v}"))
+                            }
+                            // A clone rebuilt from something else is destroyed first too.
+                            Action::Replace { vmid: v, .. } if *v != vmid => {
+                                Some(format!("guest:{v}"))
                             }
                             _ => None,
                         })
@@ -686,18 +680,20 @@ async fn upload_snippet(env: &Env, node: &str, volid: &str) -> Result<String, St
     }
 }
 
-/// Create a PCI mapping with `entry`, or set its entry for `node` (keeping other nodes').
+/// Create a PCI mapping with `entries`, or set its entries for their nodes (keeping other
+/// nodes').
 async fn set_pci_mapping(
     env: &Env,
     id: &str,
-    node: &str,
-    entry: &str,
+    entries: &[String],
     create: bool,
 ) -> Result<String, StepError> {
     use proxmox_client::property::PciMapEntry;
     use proxmox_client::requests::PciMappingParams;
-    let want: PciMapEntry = entry
-        .parse()
+    let want: Vec<PciMapEntry> = entries
+        .iter()
+        .map(|e| e.parse())
+        .collect::<Result<_, _>>()
         .map_err(|e| StepError::new(format!("mapping entry: {e}")))?;
     let hint = |e: proxmox_client::Error| {
         let s = StepError::new(format!("PCI mapping {id}: {e}"));
@@ -716,7 +712,7 @@ async fn set_pci_mapping(
                     "Created by homelab-cli (homelab {})",
                     env.desired.lab
                 )),
-                map: vec![want],
+                map: want,
                 ..PciMappingParams::default()
             },
         )
@@ -725,13 +721,14 @@ async fn set_pci_mapping(
         return Ok("created".into());
     }
     let current = api.get(id).await.map_err(hint)?;
+    let nodes: Vec<String> = want.iter().map(|w| w.node.clone()).collect();
     let mut map: Vec<PciMapEntry> = current
         .map
         .iter()
         .filter_map(|raw| raw.parse::<PciMapEntry>().ok())
-        .filter(|e| e.node != node)
+        .filter(|e| !nodes.contains(&e.node))
         .collect();
-    map.push(want);
+    map.extend(want);
     api.update(
         id,
         &PciMappingParams {
@@ -743,7 +740,7 @@ async fn set_pci_mapping(
     )
     .await
     .map_err(hint)?;
-    Ok(format!("entry for {node} set"))
+    Ok(format!("entries for {} set", nodes.join(", ")))
 }
 
 /// Grow `disk` to `size` unless it is already at least that large.
@@ -1021,13 +1018,7 @@ async fn update(
             params.push(("digest", ParamValue::Str(dg.clone())));
         }
         let client = match &env.pve_root {
-            Some(root)
-                if changes
-                    .iter()
-                    .any(|c| super::plan::change_needs_root(kind, c)) =>
-            {
-                root
-            }
+            Some(root) if changes.iter().any(|c| super::plan::change_needs_root(d, c)) => root,
             _ => &env.pve,
         };
         // qemu-server's config update is asynchronous (POST); pve-container's is not (PUT).

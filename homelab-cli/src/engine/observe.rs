@@ -34,6 +34,11 @@ pub async fn observe(
     for sn in &desired.snippets {
         wanted.insert((sn.node.clone(), sn.storage.clone(), "snippets"));
     }
+    for (node, volid, _) in &desired.existing_images {
+        if let Some((storage, _)) = volid.split_once(':') {
+            wanted.insert((node.clone(), storage.to_string(), "import"));
+        }
+    }
     for (node, storage, content) in wanted {
         // A node that is offline or unknown is reported by the planner, not here.
         if !observed

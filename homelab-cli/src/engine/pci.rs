@@ -7,7 +7,7 @@ use proxmox_client::models::{PciDevice, PciMapping};
 use proxmox_client::property::PciMapEntry;
 
 use super::observed::Observed;
-use super::plan::{Action, PlanError};
+use super::plan::{Action, EntryChange, PlanError};
 use crate::model::desired::Desired;
 
 /// The mapping IDs a guest's `hostpciN` values reference.
@@ -89,7 +89,13 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Vec<Action>, PlanE
         return Ok(actions);
     };
     let mut ensured = BTreeSet::new();
+    // Per mapping ID: the node entries it must get (one per node, whoever uses it).
+    let mut wanted: std::collections::BTreeMap<&str, Vec<EntryChange>> = Default::default();
+    let mut seen: BTreeSet<(&str, &str)> = BTreeSet::new();
     for m in &desired.pci_mappings {
+        if !seen.insert((m.id.as_str(), m.node.as_str())) {
+            continue;
+        }
         let devices = observed
             .pci_devices
             .get(&m.node)
@@ -107,21 +113,33 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Vec<Action>, PlanE
         let all_functions = m.path.matches(':').count() == 2 && !m.path.contains('.');
         let want = PciMapEntry::from_device(&m.node, first, all_functions);
         ensured.insert(m.id.clone());
-        match mappings.iter().find(|x| x.id == m.id) {
-            None => actions.push(Action::CreatePciMapping {
-                id: m.id.clone(),
-                node: m.node.clone(),
-                entry: want.to_string(),
-            }),
-            Some(have) => match entry_for(have, &m.node) {
-                Some((_, e)) if e.path == want.path && e.id == want.id => {}
-                other => actions.push(Action::UpdatePciMapping {
-                    id: m.id.clone(),
-                    node: m.node.clone(),
-                    from: other.map(|(raw, _)| raw.clone()),
-                    to: want.to_string(),
-                }),
-            },
+        let have = mappings
+            .iter()
+            .find(|x| x.id == m.id)
+            .and_then(|x| entry_for(x, &m.node));
+        if have
+            .as_ref()
+            .is_some_and(|(_, e)| e.path == want.path && e.id == want.id)
+        {
+            continue;
+        }
+        wanted.entry(&m.id).or_default().push(EntryChange {
+            node: m.node.clone(),
+            from: have.map(|(raw, _)| raw.clone()),
+            to: want.to_string(),
+        });
+    }
+    for (id, changes) in wanted {
+        if mappings.iter().any(|x| x.id == id) {
+            actions.push(Action::UpdatePciMapping {
+                id: id.to_string(),
+                changes,
+            });
+        } else {
+            actions.push(Action::CreatePciMapping {
+                id: id.to_string(),
+                entries: changes.into_iter().map(|c| c.to).collect(),
+            });
         }
     }
     // A container given a GPU's device nodes needs a node with a GPU.

@@ -9,6 +9,7 @@ use super::props::{canon, canon_tags, is_numbered, parse_disk, root_features};
 use crate::model::desired::{
     BootSource, Desired, DesiredGuest, GuestKind, SPEC_TAG_PREFIX, has_owner_marker, owner_tag,
 };
+use crate::model::vms::BOOT_MARKER;
 
 /// Keys we may have set on a Talos VM in an earlier version of the config; present but no
 /// longer desired means "remove".
@@ -127,6 +128,30 @@ pub enum PlanError {
         /// Mappings that exist.
         known: String,
     },
+    /// A cloud image given as a volume is not in storage.
+    #[error("image {image} is the volume {volid}, which is not in storage on node {node}")]
+    MissingImage {
+        /// The image's name in `images`.
+        image: String,
+        /// The volume.
+        volid: String,
+        /// The node.
+        node: String,
+    },
+    /// A gold template would be rebuilt while linked clones still use its disk.
+    #[error(
+        "template {vmid} \"{name}\" would be rebuilt ({reason}), but the linked clones {clones} use its disk"
+    )]
+    TemplateInUse {
+        /// The template's VMID.
+        vmid: u32,
+        /// Its name.
+        name: String,
+        /// Why it would be rebuilt.
+        reason: String,
+        /// The clones.
+        clones: String,
+    },
     /// A container is given a GPU device node on a node without a GPU.
     #[error("{name} is given {device}, but node {node} has no GPU (no display-class PCI device)")]
     NoGpu {
@@ -179,6 +204,12 @@ impl PlanError {
             PlanError::UnknownPciMapping { .. } => {
                 "create the mapping (Datacenter → Resource Mappings), or give `device` so that `up` creates it"
             }
+            PlanError::MissingImage { .. } => {
+                "put the image there (`qm disk import`, the storage's Import upload) or give the image a `url` and `checksum` so that `up` downloads it"
+            }
+            PlanError::TemplateInUse { .. } => {
+                "give the new image its own template (name and vmid) and move the clones to it, make them `full_clone: true`, or remove them first"
+            }
             PlanError::NoGpu { .. } => {
                 "place the container on a node with a GPU (`node`), or drop the device"
             }
@@ -190,6 +221,17 @@ impl PlanError {
             }
         }
     }
+}
+
+/// A PCI mapping's entry for one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntryChange {
+    /// The node.
+    pub node: String,
+    /// The entry it has now, if any.
+    pub from: Option<String>,
+    /// The entry it gets.
+    pub to: String,
 }
 
 /// One changed configuration key.
@@ -272,21 +314,15 @@ pub enum Action {
     CreatePciMapping {
         /// Mapping ID.
         id: String,
-        /// Node of the entry.
-        node: String,
-        /// The entry (`id=10de:2204,iommugroup=14,node=pve,path=0000:01:00`).
-        entry: String,
+        /// One entry per node (`id=10de:2204,iommugroup=14,node=pve,path=0000:01:00`).
+        entries: Vec<String>,
     },
-    /// Set a mapping's entry for a node (added, or replacing the old one).
+    /// Set a mapping's entries for some nodes (added, or replacing the old ones).
     UpdatePciMapping {
         /// Mapping ID.
         id: String,
-        /// Node of the entry.
-        node: String,
-        /// The entry it has for the node now, if any.
-        from: Option<String>,
-        /// The entry it gets.
-        to: String,
+        /// Per node.
+        changes: Vec<EntryChange>,
     },
     /// Create a guest and start it.
     Create {
@@ -572,6 +608,16 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
         }
     }
 
+    for (node, volid, image) in &desired.existing_images {
+        if known_nodes.contains(node.as_str()) && !observed.has_volume(node, volid) {
+            return Err(PlanError::MissingImage {
+                image: image.clone(),
+                volid: volid.clone(),
+                node: node.clone(),
+            });
+        }
+    }
+
     // Images first: guests boot from them.
     for iso in &desired.isos {
         if !observed.has_volume(&iso.node, &iso.volid()) {
@@ -655,6 +701,40 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
 
     if desired.proxmox.root_password.is_none() {
         check_root_only(desired, &actions)?;
+    }
+    // Proxmox cannot remove a template's base disk while linked clones use it.
+    for a in &actions {
+        let Action::Replace { vmid, reasons, .. } = a else {
+            continue;
+        };
+        let Some(t) = desired
+            .guests
+            .iter()
+            .find(|g| g.vmid == *vmid && g.is_template)
+        else {
+            continue;
+        };
+        let clones: Vec<String> = desired
+            .guests
+            .iter()
+            .filter(|g| {
+                g.boot
+                    == Some(BootSource::Clone {
+                        template: *vmid,
+                        full: false,
+                    })
+                    && by_vmid.contains_key(&g.vmid)
+            })
+            .map(|g| format!("{} \"{}\"", g.vmid, g.name))
+            .collect();
+        if !clones.is_empty() {
+            return Err(PlanError::TemplateInUse {
+                vmid: *vmid,
+                name: t.name.clone(),
+                reason: reasons.join("; "),
+                clones: clones.join(", "),
+            });
+        }
     }
 
     let want: BTreeSet<u32> = desired.guests.iter().map(|g| g.vmid).collect();
@@ -772,22 +852,30 @@ pub fn root_only_on_create(d: &DesiredGuest) -> Vec<String> {
     if d.kind != GuestKind::Lxc {
         return Vec::new();
     }
+    let privileged = privileged(d);
     d.props
         .iter()
         .filter(|(k, v)| {
-            is_numbered(k, "dev") || (k.as_str() == "features" && !root_features(v).is_empty())
+            is_numbered(k, "dev")
+                || (k.as_str() == "features" && (privileged || !root_features(v).is_empty()))
         })
         .map(|(k, v)| format!("{k}={v}"))
         .collect()
 }
 
-/// Whether changing `c` on a container needs `root@pam`.
-pub fn change_needs_root(kind: GuestKind, c: &Change) -> bool {
-    kind == GuestKind::Lxc
+/// A privileged container: pve-container lets only root@pam set any of its features.
+fn privileged(d: &DesiredGuest) -> bool {
+    d.props.get("unprivileged").is_some_and(|v| v == "0")
+}
+
+/// Whether changing `c` on container `d` needs `root@pam`.
+pub fn change_needs_root(d: &DesiredGuest, c: &Change) -> bool {
+    d.kind == GuestKind::Lxc
         && (is_numbered(&c.key, "dev")
             || (c.key == "features"
-                && root_features(c.from.as_deref().unwrap_or(""))
-                    != root_features(c.to.as_deref().unwrap_or(""))))
+                && (privileged(d)
+                    || root_features(c.from.as_deref().unwrap_or(""))
+                        != root_features(c.to.as_deref().unwrap_or("")))))
 }
 
 /// Refuse, before anything changes, what an API token cannot do.
@@ -816,10 +904,11 @@ fn check_root_only(desired: &Desired, actions: &[Action]) -> Result<(), PlanErro
                 changes,
                 ..
             } => {
-                let root: Vec<&Change> = changes
-                    .iter()
-                    .filter(|c| change_needs_root(*kind, c))
-                    .collect();
+                let Some(d) = desired.guests.iter().find(|g| g.vmid == *vmid) else {
+                    continue;
+                };
+                let root: Vec<&Change> =
+                    changes.iter().filter(|c| change_needs_root(d, c)).collect();
                 if !root.is_empty() {
                     let set: Vec<String> = root
                         .iter()
@@ -926,6 +1015,20 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
         return if stopped { vec![start()] } else { vec![] };
     };
     let mut reasons = Vec::new();
+    // Where the boot disk came from is recorded in the description; another source means
+    // a new disk.
+    let boot_line = |text: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(BOOT_MARKER))
+            .map(str::to_string)
+    };
+    if let (Some(want), Some(have)) = (
+        d.props.get("description").and_then(|t| boot_line(t)),
+        cfg.props.get("description").and_then(|t| boot_line(t)),
+    ) && want != have
+    {
+        reasons.push(format!("its boot disk changes from {have} to {want}"));
+    }
     if g.node != d.node {
         reasons.push(format!("moves from node {} to {}", g.node, d.node));
     }
@@ -1081,8 +1184,10 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
                     continue;
                 }
                 if let (Some(w), Some(h)) = (want.size, have.size) {
-                    // An imported cloud image may already be larger than asked: keep it.
-                    if w < h && want.import_from.is_none() {
+                    // A cloud VM's boot disk comes from an image or template that may
+                    // already be larger than asked: the size is a minimum, never a shrink.
+                    let minimum = want.import_from.is_some() || (d.boot.is_some() && k == "scsi0");
+                    if w < h && !minimum {
                         reasons.push(format!("disk {k} cannot shrink from {h} to {w}"));
                         continue;
                     }

@@ -79,24 +79,26 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 );
                 let _ = writeln!(out, "  {} snippet \"{volid}\" {{}}", paint("-"));
             }
-            Action::CreatePciMapping { id, node, entry } => {
-                let _ = writeln!(
-                    out,
-                    "  # PCI mapping {id} will be created (device on {node})"
-                );
+            Action::CreatePciMapping { id, entries } => {
+                let _ = writeln!(out, "  # PCI mapping {id} will be created");
                 let _ = writeln!(out, "  {} pci-mapping \"{id}\" {{", paint("+"));
-                let _ = writeln!(out, "      {} map = \"{entry}\"", paint("+"));
+                for e in entries {
+                    let _ = writeln!(out, "      {} map = \"{e}\"", paint("+"));
+                }
                 out.push_str("    }\n");
             }
-            Action::UpdatePciMapping { id, node, from, to } => {
-                let _ = writeln!(out, "  # PCI mapping {id} will get a new entry for {node}");
+            Action::UpdatePciMapping { id, changes } => {
+                let _ = writeln!(out, "  # PCI mapping {id} will get new node entries");
                 let _ = writeln!(out, "  {} pci-mapping \"{id}\" {{", paint("~"));
-                match from {
-                    Some(f) => {
-                        let _ = writeln!(out, "      {} map = \"{f}\" -> \"{to}\"", paint("~"));
-                    }
-                    None => {
-                        let _ = writeln!(out, "      {} map = \"{to}\"", paint("+"));
+                for c in changes {
+                    match &c.from {
+                        Some(f) => {
+                            let _ =
+                                writeln!(out, "      {} map = \"{f}\" -> \"{}\"", paint("~"), c.to);
+                        }
+                        None => {
+                            let _ = writeln!(out, "      {} map = \"{}\"", paint("+"), c.to);
+                        }
                     }
                 }
                 out.push_str("    }\n");

@@ -52,6 +52,8 @@ pub struct Desired {
     pub snippets: Vec<DesiredSnippet>,
     /// Cluster PCI mappings to create for passed-through devices.
     pub pci_mappings: Vec<DesiredPciMapping>,
+    /// Cloud images declared by `volume`, which must be in storage: (node, volid, image).
+    pub existing_images: Vec<(String, String, String)>,
     /// Guests, ordered by VMID.
     pub guests: Vec<DesiredGuest>,
     /// The Talos cluster, if any.
@@ -965,6 +967,13 @@ pub fn resolve(
                 .and_then(|u| u.host_str().map(str::to_string))?,
         };
         let host_key = text("proxmox.ssh.host_key", &s.host_key, &mut errs)?.0;
+        if let Err(e) = host_key.parse::<crate::sftp::HostKeyPin>() {
+            errs.push(
+                l.error_at("proxmox.ssh.host_key", e.to_string())
+                    .with_help("`homelab-cli proxmox ssh-fingerprint HOST` prints it"),
+            );
+            return None;
+        }
         let private_key = match secrets.substitute(&s.private_key) {
             Ok((v, _)) => v,
             Err(e) => {
@@ -972,6 +981,14 @@ pub fn resolve(
                 return None;
             }
         };
+        // Checked now rather than at the first upload; the message never quotes the key.
+        if crate::sftp::decode_private_key(private_key.expose_secret(), None, "the secret").is_err() {
+            errs.push(
+                l.error_at("proxmox.ssh.private_key", "the secret is not an unencrypted OpenSSH private key")
+                    .with_help("store the text of an `ssh-keygen -t ed25519 -N ''` private key in the SOPS file"),
+            );
+            return None;
+        }
         Some(SshAccess {
             host,
             port: s.port,
@@ -1020,6 +1037,7 @@ pub fn resolve(
         images: compiled.images.into_iter().collect(),
         snippets: compiled.snippets.into_iter().collect(),
         pci_mappings: compiled.pci_mappings.into_iter().collect(),
+        existing_images: compiled.existing_images.into_iter().collect(),
         guests,
         talos,
         backups,

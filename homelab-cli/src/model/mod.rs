@@ -284,6 +284,17 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
             .with_help("move it into the SOPS file and write `${secret:proxmox.token_secret}`"),
         );
     }
+    if let Some(ssh) = &c.proxmox.ssh
+        && !ssh.private_key.contains("${secret:")
+    {
+        errs.push(
+            l.error_at(
+                "proxmox.ssh.private_key",
+                "the SSH private key is written in plaintext",
+            )
+            .with_help("move it into the SOPS file and write `${secret:proxmox.ssh_key}`"),
+        );
+    }
     if let Some(pw) = &c.proxmox.root_password
         && !pw.contains("${secret:")
     {

@@ -102,6 +102,24 @@ pub enum BootSource {
     },
 }
 
+/// Start of the description line recording where a VM's boot disk came from.
+pub const BOOT_MARKER: &str = "homelab-cli:boot=";
+
+impl BootSource {
+    /// `image local:import/x.qcow2`, `linked clone of 9000`, `full clone of 9000`.
+    pub fn describe(&self) -> String {
+        match self {
+            BootSource::Image { volid } => format!("image {volid}"),
+            BootSource::Clone { template, full } => {
+                format!(
+                    "{} clone of {template}",
+                    if *full { "full" } else { "linked" }
+                )
+            }
+        }
+    }
+}
+
 /// What the VM section compiles to.
 #[derive(Debug, Default)]
 pub struct Compiled {
@@ -113,6 +131,8 @@ pub struct Compiled {
     pub snippets: BTreeSet<DesiredSnippet>,
     /// PCI mappings to create.
     pub pci_mappings: BTreeSet<DesiredPciMapping>,
+    /// Image volumes that must already be in storage: (node, volid, who uses it).
+    pub existing_images: BTreeSet<(String, String, String)>,
 }
 
 /// Percent-encode like JavaScript's `encodeURIComponent`, which is how the Proxmox GUI
@@ -224,7 +244,7 @@ pub(crate) fn validate(l: &Loaded, errs: &mut Vec<ConfigError>) {
                 }
             }
             (None, Some(v)) => {
-                if !v.contains(":import/") && !v.contains(":iso/") {
+                if !v.contains(":import/") {
                     errs.push(
                         l.error_at(&format!("{p}.volume"), format!("`{v}` is not an import volume"))
                             .with_help("e.g. `local:import/debian-12-genericcloud-amd64.qcow2`"),
@@ -495,14 +515,20 @@ struct Base<'a> {
     vlan: Option<u16>,
 }
 
-fn base_props(b: &Base<'_>, name: &str, note: String) -> BTreeMap<String, String> {
+fn base_props(
+    b: &Base<'_>,
+    name: &str,
+    note: String,
+    boot: &BootSource,
+) -> BTreeMap<String, String> {
     let mut props = BTreeMap::new();
     props.insert("name".to_string(), name.to_string());
     props.insert(
         "description".into(),
         format!(
-            "{note}Managed by homelab-cli (homelab {}): changes made here are reverted by `homelab-cli up`.\n{}",
+            "{note}Managed by homelab-cli (homelab {}): changes made here are reverted by `homelab-cli up`.\n{BOOT_MARKER}{}\n{}",
             b.lab,
+            boot.describe(),
             owner_marker(b.lab)
         ),
     );
@@ -569,6 +595,8 @@ pub(crate) fn compile(
     let image_volid = |name: &str, node: &str, out: &mut Compiled| -> Option<String> {
         let img = c.images.get(name)?;
         if let Some(vol) = &img.volume {
+            out.existing_images
+                .insert((node.to_string(), vol.clone(), name.to_string()));
             return Some(vol.clone());
         }
         let filename = image_filename(img)?;
@@ -604,10 +632,14 @@ pub(crate) fn compile(
             bridge: c.proxmox.bridge.clone(),
             vlan: None,
         };
+        let boot = BootSource::Image {
+            volid: volid.clone(),
+        };
         let mut props = base_props(
             &b,
             &t.name,
             format!("Gold template from image {}.\n", t.image),
+            &boot,
         );
         props.insert("cores".into(), "1".into());
         props.insert("memory".into(), "1024".into());
@@ -629,7 +661,7 @@ pub(crate) fn compile(
             template: None,
             create_only: BTreeMap::new(),
             extra_tags: vec!["template".into()],
-            boot: Some(BootSource::Image { volid }),
+            boot: Some(boot),
             is_template: true,
             snippet: None,
         });
@@ -700,7 +732,7 @@ pub(crate) fn compile(
             .as_deref()
             .map(|d| format!("{}\n", d.trim_end()))
             .unwrap_or_default();
-        let mut props = base_props(&b, &vm.name, note);
+        let mut props = base_props(&b, &vm.name, note, &boot);
         let mut sensitive = BTreeSet::new();
         props.insert("cores".into(), s.cores.unwrap_or(1).to_string());
         props.insert("sockets".into(), "1".into());

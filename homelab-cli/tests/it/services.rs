@@ -315,6 +315,14 @@ fn container_changes_are_field_diffs_replacements_and_deletes() {
         "    - name: openwebui\n      vmid: 117\n      unprivileged: false\n",
     ))
     .unwrap();
+    // A privileged container's features (even nesting) are root@pam's alone.
+    let err = plan::plan(&privileged, &o).unwrap_err();
+    assert!(
+        matches!(&err, plan::PlanError::NeedsRoot { vmid: 117, keys, .. } if keys == "features=nesting=1"),
+        "{err:?}"
+    );
+    let mut privileged = privileged;
+    privileged.proxmox.root_password = Some("root-secret".to_string().into());
     let p = plan::plan(&privileged, &o).unwrap();
     let [
         Action::Replace {

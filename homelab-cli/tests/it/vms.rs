@@ -31,20 +31,12 @@ impl ImageNaming for NoImages {
     }
 }
 
+/// The example's own secrets, decrypted with its demo key.
 fn secrets() -> SecretValues {
-    SecretValues::from_pairs(
-        [
-            ("proxmox.endpoint", "https://127.0.0.1:8006"),
-            ("proxmox.token_id", "homelab@pve!provision"),
-            (
-                "proxmox.token_secret",
-                "11111111-2222-4333-8444-555555555555",
-            ),
-            ("proxmox.ssh_key", "not used when resolving"),
-            ("network.gateway", "10.0.20.1"),
-        ]
-        .map(|(a, b)| (a.to_string(), b.to_string())),
-    )
+    homelab_cli::workspace::Workspace::open(&example_dir().join("homelab.yaml"))
+        .unwrap()
+        .secrets()
+        .unwrap()
 }
 
 fn resolve(text: &str) -> Result<Desired, model::ConfigErrors> {
@@ -553,5 +545,131 @@ fn the_dev_environment_is_a_smaller_fleet_beside_prod() {
     assert!(
         !shown.contains("will be downloaded"),
         "images are shared: {shown}"
+    );
+}
+
+#[test]
+fn ssh_settings_are_checked_when_loading() {
+    // A private key written into homelab.yaml is refused.
+    let text = example_text().replacen(
+        "    private_key: ${secret:proxmox.ssh_key}\n",
+        "    private_key: \"-----BEGIN OPENSSH PRIVATE KEY-----\"\n",
+        1,
+    );
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|(l, m)| *l == line_of(&text, "private_key: \"-----BEGIN")
+                && m == "the SSH private key is written in plaintext"),
+        "{errs:#?}"
+    );
+    // A host key pin that is not one, and a secret that is not a private key.
+    let text = example_text()
+        .replacen("host_key: SHA256:", "host_key: MD5:", 1)
+        .replacen(
+            "${secret:proxmox.ssh_key}",
+            "${secret:proxmox.token_secret}",
+            1,
+        );
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|(l, _)| *l == line_of(&text, "host_key: MD5:")),
+        "{errs:#?}"
+    );
+    let text = example_text().replacen(
+        "${secret:proxmox.ssh_key}",
+        "${secret:proxmox.token_secret}",
+        1,
+    );
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(|(l, m)| *l
+            == line_of(&text, "private_key: ${secret:proxmox.token_secret}")
+            && m == "the secret is not an unencrypted OpenSSH private key"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn an_image_volume_that_is_not_in_storage_is_refused_by_the_plan() {
+    let repo = repo();
+    repo.edit(
+        "    url: https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img\n",
+        "    volume: local:import/noble-by-hand.qcow2\n",
+    );
+    repo.edit("    filename: noble-server-cloudimg-amd64.qcow2\n", "");
+    repo.edit(
+        "    checksum: sha256:000000000000000000000000000000000000000000000000000000000000000d\n",
+        "",
+    );
+    let out = repo.cli(&["plan", "--simulate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = flat(&out.stderr);
+    assert!(
+        err.contains("image ubuntu-24.04 is the volume local:import/noble-by-hand.qcow2, which is not in storage on node pve"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_new_boot_source_rebuilds_the_vm_and_a_used_template_is_kept() {
+    let repo = repo();
+    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
+    assert!(
+        up["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "done"),
+        "{up:#}"
+    );
+    // app-1 moves from its own imported disk to a linked clone of the gold template.
+    repo.edit(
+        "      preset: medium\n      ip: 10.0.20.21/24\n",
+        "      preset: medium\n      clone: debian-12-gold\n      ip: 10.0.20.21/24\n",
+    );
+    let out = repo.cli(&["plan", "--simulate"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("# vm 202 \"app-1\" must be replaced (its disks are lost)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("its boot disk changes from image local:import/debian-12-genericcloud-amd64.qcow2 to linked clone of 9000"),
+        "{shown}"
+    );
+    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
+    assert!(
+        up["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "done"),
+        "{up:#}"
+    );
+    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0));
+    let (p, _) = full_read_plan(&repo);
+    assert!(p.is_empty(), "{}", render::plan_text(&p, false));
+
+    // Rebuilding the template from another image would pull the disk from under its
+    // linked clones: refused before anything changes.
+    repo.edit(
+        "    - name: debian-12-gold\n      vmid: 9000\n      image: debian-12\n",
+        "    - name: debian-12-gold\n      vmid: 9000\n      image: ubuntu-24.04\n",
+    );
+    let out = repo.cli(&["plan", "--simulate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = flat(&out.stderr);
+    assert!(
+        err.contains("template 9000 \"debian-12-gold\" would be rebuilt"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "but the linked clones 200 \"web-1\", 201 \"web-2\", 202 \"app-1\" use its disk"
+        ),
+        "{err}"
     );
 }
