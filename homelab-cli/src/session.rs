@@ -107,6 +107,8 @@ impl Session {
                 user: s.ssh.user.clone(),
                 private_key: s.ssh.private_key.clone(),
                 host_key: s.ssh.host_key.clone(),
+                hosts: Default::default(),
+                host_keys: Default::default(),
             });
         }
         if !desired.snippets.is_empty() && desired.proxmox.ssh.is_none() {

@@ -65,6 +65,9 @@ fn client_key(dir: &Path) -> miette::Result<(String, String)> {
     let key = match std::fs::read_to_string(&path) {
         Ok(text) => russh::keys::decode_secret_key(&text, None)
             .map_err(|e| miette!("{}: {e}", path.display()))?,
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(miette!("cannot read {}: {e}", path.display()));
+        }
         Err(_) => {
             let key = russh::keys::PrivateKey::from(Ed25519Keypair::from_seed(&rand::random::<
                 [u8; 32],

@@ -163,7 +163,7 @@ async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::R
         }))?,
         OutputFormat::Text => {
             let mut text = format!(
-                "Destroyed {} of {} guest(s); ISO images and OS templates were kept.\n",
+                "Destroyed {} of {} guest(s); ISO images, OS templates, cloud images and snippets were kept.\n",
                 destroyed.len(),
                 guests.len()
             );

@@ -602,31 +602,26 @@ fn checksum_algorithm(name: &str) -> Option<proxmox_client::requests::ChecksumAl
 /// An SFTP session to the node (host key pinned).
 async fn sftp_session(
     env: &Env,
-) -> Result<
-    (
-        crate::sftp::SnippetUploader,
-        &crate::model::desired::SshAccess,
-    ),
-    StepError,
-> {
+    node: &str,
+) -> Result<(crate::sftp::SnippetUploader, String), StepError> {
     let ssh = env.desired.proxmox.ssh.as_ref().ok_or_else(|| {
         StepError::new("cloud-init snippets need SSH access to the node, and `proxmox.ssh` is not set")
             .hint("Proxmox cannot upload snippets through its API; add `proxmox.ssh` (private key as a secret, pinned host key)")
     })?;
-    let pin: crate::sftp::HostKeyPin = ssh
-        .host_key
+    let (host, pin) = ssh.target(node);
+    let pin: crate::sftp::HostKeyPin = pin
         .parse()
-        .map_err(|e| StepError::new(format!("proxmox.ssh.host_key: {e}")))?;
+        .map_err(|e| StepError::new(format!("proxmox.ssh host key of {node}: {e}")))?;
     let key = crate::sftp::decode_private_key(
         secrecy::ExposeSecret::expose_secret(&ssh.private_key),
         None,
         "proxmox.ssh.private_key",
     )
     .map_err(|e| StepError::new(e.to_string()))?;
-    let up = crate::sftp::SnippetUploader::connect(&ssh.host, ssh.port, &ssh.user, key, &pin)
+    let up = crate::sftp::SnippetUploader::connect(host, ssh.port, &ssh.user, key, &pin)
         .await
         .map_err(|e| StepError::new(e.to_string()))?;
-    Ok((up, ssh))
+    Ok((up, host.to_string()))
 }
 
 /// Delete a snippet nobody uses, after checking that it is ours by its marker line.
@@ -645,7 +640,7 @@ async fn delete_snippet(
         .ok_or_else(|| StepError::new(format!("no snippet directory known for {storage}")))?;
     let path =
         crate::sftp::snippet_path(&dir, filename).map_err(|e| StepError::new(e.to_string()))?;
-    let (up, _) = sftp_session(env).await?;
+    let (up, _) = sftp_session(env, node).await?;
     let marker = crate::model::vms::snippet_marker(&env.desired.lab);
     let result = match up.read(&path).await {
         Ok(Some(text)) if String::from_utf8_lossy(&text).contains(&marker) => up
@@ -671,12 +666,12 @@ async fn upload_snippet(env: &Env, node: &str, volid: &str) -> Result<String, St
         .ok_or_else(|| StepError::new(format!("snippet {volid} is not declared")))?;
     let path = crate::sftp::snippet_path(&sn.dir, &sn.filename)
         .map_err(|e| StepError::new(e.to_string()))?;
-    let (up, ssh) = sftp_session(env).await?;
+    let (up, host) = sftp_session(env, node).await?;
     let r = up.upload(&path, sn.content.as_bytes()).await;
     up.close().await;
     match r.map_err(|e| StepError::new(e.to_string()))? {
         crate::sftp::UploadOutcome::Unchanged => Ok("already there".into()),
-        _ => Ok(format!("written to {}:{path}", ssh.host)),
+        _ => Ok(format!("written to {host}:{path}")),
     }
 }
 

@@ -118,9 +118,18 @@ fn default_snippet_dir() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ssh {
-    /// Host name or address; defaults to the host of `proxmox.endpoint`.
+    /// Host name or address; defaults to the host of `proxmox.endpoint`. May reference
+    /// secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Per Proxmox node, the address to reach it at, for clusters (snippet storages such as
+    /// `local` are per node): `{ pve2: 10.0.0.12 }`. Nodes not listed use `host`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, String>,
+    /// Per Proxmox node, its host key fingerprint (nodes not listed must present
+    /// `host_key`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_keys: BTreeMap<String, String>,
     /// Port (default 22).
     #[serde(default = "default_ssh_port")]
     pub port: u16,

@@ -99,6 +99,24 @@ pub struct SshAccess {
     pub private_key: SecretString,
     /// Pinned host key fingerprint (`SHA256:...`).
     pub host_key: String,
+    /// Per-node addresses (clusters).
+    pub hosts: BTreeMap<String, String>,
+    /// Per-node host keys.
+    pub host_keys: BTreeMap<String, String>,
+}
+
+impl SshAccess {
+    /// Address and pinned host key of `node`'s SSH endpoint.
+    pub fn target(&self, node: &str) -> (&str, &str) {
+        (
+            self.hosts
+                .get(node)
+                .map_or(self.host.as_str(), String::as_str),
+            self.host_keys
+                .get(node)
+                .map_or(self.host_key.as_str(), String::as_str),
+        )
+    }
 }
 
 /// An ISO image downloaded into file storage once.
@@ -989,12 +1007,19 @@ pub fn resolve(
             );
             return None;
         }
+        for (node, pin) in &s.host_keys {
+            if let Err(e) = pin.parse::<crate::sftp::HostKeyPin>() {
+                errs.push(l.error_at(&format!("proxmox.ssh.host_keys.{node}"), e.to_string()));
+            }
+        }
         Some(SshAccess {
             host,
             port: s.port,
             user: s.user.clone(),
             private_key,
             host_key,
+            hosts: s.hosts.clone(),
+            host_keys: s.host_keys.clone(),
         })
     });
     let root_password = c.proxmox.root_password.as_ref().and_then(|p| {

@@ -540,16 +540,20 @@ pub(crate) fn setting_path(
     }
 }
 
-/// Guest tags as Proxmox accepts them (`pve-tag`): letters, digits and `-_+.`.
+/// Guest tags as Proxmox accepts them (`pve-tag`): a letter, digit or `_`, then letters,
+/// digits and `-_+.`.
 pub(crate) fn check_tags(l: &Loaded, errs: &mut Vec<ConfigError>, p: &str, tags: &[String]) {
     for (j, t) in tags.iter().enumerate() {
-        let ok = !t.is_empty()
+        let ok = t
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
             && t.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_+.".contains(&b));
         if !ok {
             errs.push(l.error_at(
                 &format!("{p}.tags[{j}]"),
-                format!("invalid tag `{t}` (letters, digits, `-_+.`)"),
+                format!("invalid tag `{t}` (a letter, digit or `_`, then letters, digits, `-_+.`)"),
             ));
         }
     }

@@ -673,3 +673,28 @@ fn a_new_boot_source_rebuilds_the_vm_and_a_used_template_is_kept() {
         "{err}"
     );
 }
+
+#[test]
+fn a_mapping_shared_by_two_vms_is_created_once() {
+    let repo = repo();
+    repo.edit(
+        "      memory: 16GiB # overrides the preset\n",
+        "      memory: 16GiB # overrides the preset\n      pci:\n        - { mapping: rtx3090, device: \"0000:01:00\" }\n",
+    );
+    let out = repo.cli(&["plan", "--simulate", "-o", "json"]);
+    assert!(out.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let maps: Vec<&serde_json::Value> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "create_pci_mapping")
+        .collect();
+    assert_eq!(maps.len(), 1, "{plan:#}");
+    assert_eq!(
+        maps[0]["entries"],
+        serde_json::json!([
+            "id=10de:2204,iommugroup=14,node=pve,path=0000:01:00,subsystem-id=10de:147d"
+        ])
+    );
+}
