@@ -95,7 +95,12 @@ async fn collect(session: &Session) -> miette::Result<Status> {
             name: g.name.clone().unwrap_or_default(),
             node: g.node.clone(),
             kind: g.kind.noun().into(),
-            status: g.status.clone(),
+            // A template never runs: say what it is rather than "stopped".
+            status: if g.template {
+                "template".into()
+            } else {
+                g.status.clone()
+            },
             addresses,
             address_source: address_source.map(String::from),
             declared: d.is_some(),

@@ -997,6 +997,15 @@ fn shown(d: &DesiredGuest, key: &str, v: &str) -> String {
     if d.sensitive.contains(key) {
         "(sensitive)".into()
     } else {
+        readable(key, v)
+    }
+}
+
+/// A value as people read it: `sshkeys` is stored URL-encoded.
+fn readable(key: &str, v: &str) -> String {
+    if key == "sshkeys" {
+        crate::model::vms::url_decode(v).trim_end().to_string()
+    } else {
         v.to_string()
     }
 }
@@ -1073,7 +1082,7 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
                     if sensitive {
                         "(sensitive)".into()
                     } else {
-                        h.to_string()
+                        readable(k, h)
                     }
                 }),
                 to: Some(shown(d, k, want)),

@@ -149,6 +149,30 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
+/// Undo [`url_encode`] (for showing `sshkeys` to people); malformed escapes stay as they are.
+pub fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Whether `s` is a `pve-configid` (`[a-z][a-z_-]*\d*`), what mapping IDs must be.
 pub fn is_mapping_id(s: &str) -> bool {
     let body = s.trim_end_matches(|c: char| c.is_ascii_digit());
@@ -1004,6 +1028,11 @@ mod tests {
             url_encode("ssh-ed25519 AAAA+/= me@x\n"),
             "ssh-ed25519%20AAAA%2B%2F%3D%20me%40x%0A"
         );
+        assert_eq!(
+            url_decode("ssh-ed25519%20AAAA%2B%2F%3D%20me%40x%0A"),
+            "ssh-ed25519 AAAA+/= me@x\n"
+        );
+        assert_eq!(url_decode("100%"), "100%");
     }
 
     #[test]

@@ -342,6 +342,14 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     assert_eq!(cfg(202)["serial0"], "socket");
     assert_eq!(observed.guest(202).unwrap().status, "running");
     assert_eq!(observed.guest(9000).unwrap().status, "stopped");
+    let status = repo.json(&["status", "--simulate", "-o", "json"]);
+    let gold = status["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["vmid"] == 9000)
+        .unwrap();
+    assert_eq!(gold["status"], "template", "{status:#}");
 
     // The snippet reached the node's snippet directory over SFTP.
     let snippets = repo
@@ -697,4 +705,48 @@ fn a_mapping_shared_by_two_vms_is_created_once() {
             "id=10de:2204,iommugroup=14,node=pve,path=0000:01:00,subsystem-id=10de:147d"
         ])
     );
+}
+
+#[test]
+fn a_template_on_zfs_is_removed_only_after_its_linked_clones() {
+    let repo = repo();
+    repo.edit(
+        "      vmid: 9000\n      image: debian-12\n",
+        "      vmid: 9000\n      image: debian-12\n      storage: tank\n",
+    );
+    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
+    assert!(
+        up["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "done"),
+        "{up:#}"
+    );
+    // Drop the template; its clones import the image instead.
+    let text = std::fs::read_to_string(repo.config()).unwrap();
+    let text = text
+        .replace("  templates:\n    - name: debian-12-gold\n      vmid: 9000\n      image: debian-12\n      storage: tank\n", "")
+        .replace("      clone: debian-12-gold\n      full_clone: true\n", "")
+        .replace("      clone: debian-12-gold\n", "");
+    repo.write(&text);
+    let out = repo.cli(&["plan", "--simulate"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("Plan: 0 to add, 0 to change, 3 to replace, 1 to destroy."),
+        "{shown}"
+    );
+    // Proxmox refuses to free a ZFS base volume that linked clones use: the template's
+    // destroy waits for the clones to be rebuilt.
+    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
+    assert!(
+        up["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["outcome"] == "done"),
+        "{up:#}"
+    );
+    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0));
 }

@@ -1235,6 +1235,36 @@ async fn destroy(sim: &Sim, caller: &Caller, kind: Kind, p: &Params) -> ApiResul
                     })
                     .map(|(k, _)| k.clone())
                     .collect();
+                // pve-storage `vdisk_free`: a template's base volume that linked clones
+                // still name as their parent (ZFS, directory storages) is not removed.
+                for k in &keys {
+                    let Some(v) = st.volumes.get(k) else { continue };
+                    let Some(name) = v.volid.split_once(':').map(|(_, n)| n.to_string()) else {
+                        continue;
+                    };
+                    let base = name
+                        .trim_end_matches(".qcow2")
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("");
+                    if !base.starts_with("base-") {
+                        continue;
+                    }
+                    let ty = st.storages.get(&v.storage).map(|c| c.ty.clone());
+                    let tracks_parent = ty.as_deref() == Some("zfspool")
+                        || st.storages.get(&v.storage).is_some_and(|c| c.file_based());
+                    let used = st.volumes.values().any(|o| {
+                        o.vmid != Some(vmid)
+                            && o.storage == v.storage
+                            && (o.volid.contains(&format!("{base}/"))
+                                || o.volid.contains(&format!("{base}.qcow2/")))
+                    });
+                    if tracks_parent && used {
+                        return Err(format!(
+                            "base volume '{name}' is still in use by linked cloned"
+                        ));
+                    }
+                }
                 for k in keys {
                     if let Some(v) = st.volumes.remove(&k) {
                         let name = v.volid.split(':').nth(1).unwrap_or("").to_string();

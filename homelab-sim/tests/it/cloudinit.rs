@@ -249,6 +249,19 @@ async fn templates_clone_linked_or_full_per_storage() {
             .unwrap()
             .starts_with("local-lvm:vm-811-cloudinit")
     );
+
+    // pve-storage `vdisk_free`: the qcow2 base its linked clone chains on is not removed.
+    let r = api.delete("/nodes/pve/qemu/800").await;
+    let st = api.wait(r.data().as_str().unwrap()).await;
+    assert_eq!(
+        st["exitstatus"],
+        "base volume '800/base-800-disk-0.qcow2' is still in use by linked cloned"
+    );
+    assert_eq!(api.get("/nodes/pve/qemu/800/config").await.status, 200);
+    // Once the clone is gone, the template goes too. (LVM-thin does not track parents.)
+    api.wait_ok(api.delete("/nodes/pve/qemu/801").await).await;
+    api.wait_ok(api.delete("/nodes/pve/qemu/800").await).await;
+    api.wait_ok(api.delete("/nodes/pve/qemu/810").await).await;
 }
 
 #[tokio::test]
