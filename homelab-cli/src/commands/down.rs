@@ -112,7 +112,7 @@ async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::R
     // A template goes last: Proxmox refuses to remove a base volume linked clones use.
     let non_templates: Vec<String> = guests
         .iter()
-        .filter(|g| !g.template)
+        .filter(|g| !g.is_template())
         .map(|g| format!("delete:{}", g.vmid))
         .collect();
     let mut steps: Vec<Step> = guests
@@ -128,7 +128,7 @@ async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::R
                     kind.noun(),
                     g.name.clone().unwrap_or_default()
                 ),
-                deps: if g.template {
+                deps: if g.is_template() {
                     non_templates.clone()
                 } else {
                     vec![]

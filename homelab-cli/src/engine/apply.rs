@@ -398,13 +398,13 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             } => {
                 // A template goes last: Proxmox refuses to remove a base volume that
                 // linked clones use.
-                let is_template = env.observed.guest(vmid).is_some_and(|g| g.template);
+                let is_template = env.observed.guest(vmid).is_some_and(|g| g.is_template());
                 let deps = if is_template {
                     plan.actions
                         .iter()
                         .filter_map(|a| match a {
                             Action::Delete { vmid: v, .. }
-                                if !env.observed.guest(*v).is_some_and(|g| g.template) =>
+                                if !env.observed.guest(*v).is_some_and(|g| g.is_template()) =>
                             {
                                 Some(format!("delete:{v}"))
                             }

@@ -76,6 +76,18 @@ pub struct Observed {
     pub pci_mappings: Option<Vec<proxmox_client::models::PciMapping>>,
 }
 
+impl ObservedGuest {
+    /// Whether it is a template: the resource list says so, or (as that list lags behind a
+    /// conversion, like pvestatd) its configuration does.
+    pub fn is_template(&self) -> bool {
+        self.template
+            || self
+                .config
+                .as_ref()
+                .is_some_and(|c| c.props.get("template").is_some_and(|v| v == "1"))
+    }
+}
+
 impl Observed {
     /// Whether `volid` exists on `node`.
     pub fn has_volume(&self, node: &str, volid: &str) -> bool {

@@ -1234,7 +1234,7 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
             }
         }
     }
-    if d.is_template && !g.template {
+    if d.is_template && !g.is_template() {
         // Created but not yet converted (an interrupted run).
         changes.push(Change {
             key: "template".into(),

@@ -750,3 +750,98 @@ fn a_template_on_zfs_is_removed_only_after_its_linked_clones() {
     let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// The provisioning role `proxmox token create` grants is enough for everything the fleet
+/// needs: image downloads, imports, templates, clones, resizes, PCI mappings, backups.
+#[test]
+fn the_provisioning_role_builds_the_whole_fleet() {
+    use proxmox_client::requests::{AclUpdate, UserCreate};
+    use secrecy::ExposeSecret;
+    let repo = repo();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut s = homelab_cli::session::Session::open(
+            &repo.config(),
+            &homelab_cli::session::SimArgs {
+                simulate: true,
+                sim_latency_ms: None,
+            },
+        )
+        .await
+        .unwrap();
+        let access = s.pve.access();
+        access
+            .create_user(&UserCreate {
+                userid: "homelab@pve".into(),
+                password: None,
+                comment: None,
+                enable: Some(true),
+                expire: None,
+                groups: Vec::new(),
+            })
+            .await
+            .unwrap();
+        let privs = homelab_cli::commands::proxmox::privileges();
+        access
+            .create_role("HomelabProvisioner", &privs)
+            .await
+            .unwrap();
+        let token = access
+            .create_token("homelab@pve", "fleet", true, None)
+            .await
+            .unwrap();
+        for (users, tokens) in [
+            (vec!["homelab@pve".to_string()], vec![]),
+            (vec![], vec!["homelab@pve!fleet".to_string()]),
+        ] {
+            access
+                .update_acl(&AclUpdate {
+                    path: "/".into(),
+                    roles: vec!["HomelabProvisioner".into()],
+                    users,
+                    tokens,
+                    propagate: Some(true),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        // From here on only the restricted token talks to Proxmox.
+        s.pve = proxmox_client::Client::builder()
+            .base_url(&s.desired.proxmox.endpoint)
+            .api_token("homelab@pve!fleet", token.value.expose_secret())
+            .pin_fingerprint(s.desired.proxmox.fingerprint.as_deref().unwrap())
+            .build()
+            .unwrap();
+        let planned = s.plan().await.unwrap();
+        let applied = homelab_cli::commands::up::apply_plan(
+            &s,
+            &planned,
+            4,
+            &homelab_cli::engine::graph::Quiet,
+        )
+        .await
+        .unwrap();
+        let failed: Vec<String> = applied
+            .finished
+            .iter()
+            .filter(|f| !matches!(f.outcome, homelab_cli::engine::graph::Outcome::Done { .. }))
+            .map(|f| format!("{}: {:?}", f.label, f.outcome))
+            .collect();
+        assert!(failed.is_empty(), "{failed:#?}");
+        assert_eq!(applied.finished.len(), 16);
+        let again = s.plan().await.unwrap();
+        assert!(
+            again.plan.is_empty(),
+            "{}\n{:#?}\n{:#?}",
+            render::plan_text(&again.plan, false),
+            again.observed.guest(9000),
+            applied
+                .finished
+                .iter()
+                .map(|f| (&f.label, &f.outcome))
+                .collect::<Vec<_>>()
+        );
+        s.close().await;
+    });
+}
