@@ -65,11 +65,13 @@ fn resolve(args: ResolveArgs) -> miette::Result<Exit> {
     let secrets = ws.secrets()?;
     let mut d = desired::resolve(&ws.loaded, &secrets, &FactoryNaming::default())?;
     for g in &mut d.guests {
-        for k in g.sensitive.clone() {
-            if let Some(v) = g.props.get_mut(&k) {
-                *v = "(sensitive)".into();
-            }
-        }
+        let redacted: Vec<(String, String)> = g
+            .props
+            .iter()
+            .filter(|(k, _)| g.is_sensitive(k))
+            .map(|(k, v)| (k.clone(), g.redact(k, v)))
+            .collect();
+        g.props.extend(redacted);
     }
     match args.output {
         OutputFormat::Json => print_json(&d)?,

@@ -994,8 +994,8 @@ fn create(d: &DesiredGuest, lab: &str) -> Action {
 }
 
 fn shown(d: &DesiredGuest, key: &str, v: &str) -> String {
-    if d.sensitive.contains(key) {
-        "(sensitive)".into()
+    if d.is_sensitive(key) {
+        d.redact(key, v)
     } else {
         readable(key, v)
     }
@@ -1075,16 +1075,10 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
             continue;
         }
         if have.map(|h| canon(k, h)) != Some(canon(k, want)) {
-            let sensitive = d.sensitive.contains(k);
+            let sensitive = d.is_sensitive(k);
             changes.push(Change {
                 key: k.clone(),
-                from: have.map(|h| {
-                    if sensitive {
-                        "(sensitive)".into()
-                    } else {
-                        readable(k, h)
-                    }
-                }),
+                from: have.map(|h| shown(d, k, h)),
                 to: Some(shown(d, k, want)),
                 reboot: !hot(k),
                 sensitive,

@@ -274,6 +274,38 @@ pub struct DesiredGuest {
 }
 
 impl DesiredGuest {
+    /// `value` of `key` as it may be shown: `(sensitive)` when it came from a secret, or
+    /// with just the secret part masked (`key.part` in [`Self::sensitive`], e.g. the
+    /// gateway in `ip=10.0.20.11/24,gw=(sensitive)`).
+    pub fn redact(&self, key: &str, value: &str) -> String {
+        if self.sensitive.contains(key) {
+            return "(sensitive)".into();
+        }
+        let parts: Vec<&str> = self
+            .sensitive
+            .iter()
+            .filter_map(|s| s.strip_prefix(key)?.strip_prefix('.'))
+            .collect();
+        if parts.is_empty() {
+            return value.to_string();
+        }
+        value
+            .split(',')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if parts.contains(&k) => format!("{k}=(sensitive)"),
+                _ => p.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Whether any part of `key`'s value came from a secret.
+    pub fn is_sensitive(&self, key: &str) -> bool {
+        self.sensitive
+            .iter()
+            .any(|s| s == key || s.strip_prefix(key).is_some_and(|r| r.starts_with('.')))
+    }
+
     /// The tags the guest carries (owner + spec hash), sorted as Proxmox stores them.
     pub fn tags(&self, lab: &str) -> String {
         let mut t: BTreeSet<String> = self
@@ -569,8 +601,10 @@ pub fn resolve(
             props.insert("citype".into(), "nocloud".into());
             let ipconfig = match (ip, gateway) {
                 (Some((addr, s1)), gw) => {
-                    if s1 || gw.is_some_and(|g| g.1) {
+                    if s1 {
                         sensitive.insert("ipconfig0".to_string());
+                    } else if gw.is_some_and(|g| g.1) {
+                        sensitive.insert("ipconfig0.gw".to_string());
                     }
                     match gw {
                         Some((g, _)) => format!("gw={g},ip={addr}/{}", t.network.prefix),
@@ -860,7 +894,7 @@ pub fn resolve(
                                 };
                                 if let Some((g, gs)) = ip_of(&gpath, g, &mut errs) {
                                     if gs {
-                                        sensitive.insert("net0".to_string());
+                                        sensitive.insert("net0.gw".to_string());
                                     }
                                     net.push_str(&format!(",gw={g}"));
                                 }

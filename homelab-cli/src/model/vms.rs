@@ -835,8 +835,8 @@ pub(crate) fn compile(
                             Ok(gw) => ipconfig.push_str(&format!(",gw={gw}")),
                             Err(_) => errs.push(l.error_at(&gp, "not an IP address")),
                         }
-                        if gs {
-                            sensitive.insert("ipconfig0".to_string());
+                        if gs && !sensitive.contains("ipconfig0") {
+                            sensitive.insert("ipconfig0.gw".to_string());
                         }
                     }
                 }

@@ -157,7 +157,12 @@ fn example_declares_the_service_inventory_as_containers() {
         "name=eth0,bridge=vmbr0,ip=10.0.10.101/24,gw=10.0.10.1"
     );
     // The gateway came from the secrets file.
-    assert!(pg.sensitive.contains("net0"));
+    // Only the gateway is a secret: the rest of the NIC is shown.
+    assert!(pg.sensitive.contains("net0.gw") && !pg.sensitive.contains("net0"));
+    assert_eq!(
+        pg.redact("net0", &pg.props["net0"]),
+        "name=eth0,bridge=vmbr0,ip=10.0.10.101/24,gw=(sensitive)"
+    );
     assert_eq!(pg.disks["rootfs"].create_value(), "local-lvm:8");
     assert_eq!(
         pg.disks["mp0"].create_value(),

@@ -84,7 +84,7 @@ fn example_builds_a_fleet_from_presets_images_and_a_template() {
     assert_eq!(web.props["onboot"], "1");
     assert_eq!(web.props["ipconfig0"], "ip=10.0.20.11/24,gw=10.0.20.1");
     assert!(
-        web.sensitive.contains("ipconfig0"),
+        web.sensitive.contains("ipconfig0.gw") && !web.sensitive.contains("ipconfig0"),
         "the gateway is a secret"
     );
     assert!(!web.props.contains_key("cipassword"));
@@ -404,6 +404,19 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     assert!(
         shown.contains("Plan: 0 to add, 2 to change, 0 to replace, 0 to destroy."),
         "{shown}"
+    );
+
+    // An address change is shown, with only the secret gateway masked.
+    repo.edit("ip: 10.0.20.12/24", "ip: 10.0.20.13/24");
+    let out = repo.cli(&["plan", "--simulate"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("~ ipconfig0 = \"ip=10.0.20.12/24,gw=(sensitive)\" -> \"ip=10.0.20.13/24,gw=(sensitive)\""),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("10.0.20.1\""),
+        "the gateway never shows: {shown}"
     );
 
     // A GPU setting change is a hostpci0 change that needs a restart.
