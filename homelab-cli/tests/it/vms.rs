@@ -314,6 +314,9 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     let again = repo.json(&["up", "--simulate", "-o", "json"]);
     assert_eq!(again["plan"]["actions"], serde_json::json!([]), "{again:#}");
     assert_eq!(again["simulated_requests"]["mutating"], 0, "{again:#}");
+    // A constant number of reads, not one per VM: the resource list, the import and
+    // snippet storage listings, the host's PCI devices, the PCI mappings, the backup jobs.
+    assert_eq!(again["simulated_requests"]["total"], 6, "{again:#}");
     let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0));
 
