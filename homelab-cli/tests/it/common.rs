@@ -85,6 +85,34 @@ impl Repo {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// `up --simulate --yes -o json` (plus `extra`): every step done, no request refused by
+    /// the PVE schema. Returns the report.
+    pub fn up_ok(&self, extra: &[&str]) -> serde_json::Value {
+        let args = [&["up", "--simulate", "--yes", "-o", "json"], extra].concat();
+        let up = self.json(&args);
+        let steps = up["steps"].as_array().unwrap();
+        assert!(steps.iter().all(|s| s["outcome"] == "done"), "{up:#}");
+        assert_eq!(up["simulated_requests"]["schema_rejected"], 0, "{up:#}");
+        up
+    }
+
+    /// `plan --simulate` (plus `extra`): its text.
+    pub fn plan_text(&self, extra: &[&str]) -> String {
+        let out = self.cli(&[&["plan", "--simulate"], extra].concat());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `plan --simulate --detailed-exitcode` (plus `extra`) says there is nothing to do.
+    pub fn assert_converged(&self, extra: &[&str]) {
+        let out = self.cli(&[&["plan", "--simulate", "--detailed-exitcode"], extra].concat());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
     /// Run `f` against the repository's simulated lab (its state persists between runs).
     pub fn with_lab<T>(&self, f: impl AsyncFnOnce(&Session) -> T) -> T {
         let rt = tokio::runtime::Runtime::new().unwrap();

@@ -317,8 +317,7 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     // A constant number of reads, not one per VM: the resource list, the import and
     // snippet storage listings, the host's PCI devices, the PCI mappings, the backup jobs.
     assert_eq!(again["simulated_requests"]["total"], 6, "{again:#}");
-    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0));
+    repo.assert_converged(&[]);
 
     // What Proxmox holds matches the declaration key by key, not just the spec tags.
     let (p, observed) = full_read_plan(&repo);
@@ -411,8 +410,7 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
 
     // An address change is shown, with only the secret gateway masked.
     repo.edit("ip: 10.0.20.12/24", "ip: 10.0.20.13/24");
-    let out = repo.cli(&["plan", "--simulate"]);
-    let shown = String::from_utf8_lossy(&out.stdout);
+    let shown = repo.plan_text(&[]);
     assert!(
         shown.contains("~ ipconfig0 = \"ip=10.0.20.12/24,gw=(sensitive)\" -> \"ip=10.0.20.13/24,gw=(sensitive)\""),
         "{shown}"
@@ -424,8 +422,7 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
 
     // A GPU setting change is a hostpci0 change that needs a restart.
     repo.edit("primary_gpu: false", "primary_gpu: true");
-    let out = repo.cli(&["plan", "--simulate"]);
-    let shown = String::from_utf8_lossy(&out.stdout);
+    let shown = repo.plan_text(&[]);
     assert!(
         shown.contains("~ hostpci0 = \"mapping=rtx3090,pcie=1\" -> \"mapping=rtx3090,pcie=1,x-vga=1\"   # restart"),
         "{shown}"
@@ -442,8 +439,7 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
     );
     // A file of someone else's in the snippet directory is never ours to delete.
     std::fs::write(snippets.join("notes.yaml"), "#cloud-config\n").unwrap();
-    let out = repo.cli(&["plan", "--simulate"]);
-    let shown = String::from_utf8_lossy(&out.stdout);
+    let shown = repo.plan_text(&[]);
     assert!(
         shown.contains("+ snippet \"local:snippets/fleet.app-1.vendor-"),
         "{shown}"
@@ -458,23 +454,14 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
         shown.contains("~ cicustom = \"vendor=local:snippets/fleet.app-1.vendor-"),
         "{shown}"
     );
-    let up = repo.json(&["up", "--simulate", "-o", "json"]);
-    assert!(
-        up["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["outcome"] == "done"),
-        "{up:#}"
-    );
+    let up = repo.up_ok(&[]);
     assert_eq!(up["simulated_requests"]["schema_rejected"], 0, "{up:#}");
     assert!(
         !snippets.join(app).exists(),
         "the unused snippet is deleted"
     );
     assert!(snippets.join("notes.yaml").exists());
-    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0));
+    repo.assert_converged(&[]);
     let (p, _) = full_read_plan(&repo);
     assert!(p.is_empty(), "{}", render::plan_text(&p, false));
 
@@ -487,8 +474,7 @@ fn vm_fleet_lifecycle_on_the_simulated_lab() {
         0,
         "{status:#}"
     );
-    let out = repo.cli(&["plan", "--simulate"]);
-    let shown = String::from_utf8_lossy(&out.stdout);
+    let shown = repo.plan_text(&[]);
     assert!(!shown.contains("image \"local:import/"), "{shown}");
 }
 
@@ -559,8 +545,7 @@ fn the_dev_environment_is_a_smaller_fleet_beside_prod() {
     assert_eq!(up["simulated_requests"]["schema_rejected"], 0, "{up:#}");
     let out = repo.cli(&["plan", "--simulate", "--env", "dev", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0));
-    let out = repo.cli(&["plan", "--simulate"]);
-    let shown = String::from_utf8_lossy(&out.stdout);
+    let shown = repo.plan_text(&[]);
     // Nothing of dev's is changed or destroyed, and the same guest names are fine.
     assert!(
         shown.contains("Plan: 14 to add, 0 to change, 0 to replace, 0 to destroy."),
@@ -639,22 +624,13 @@ fn an_image_volume_that_is_not_in_storage_is_refused_by_the_plan() {
 #[test]
 fn a_new_boot_source_rebuilds_the_vm_and_a_used_template_is_kept() {
     let repo = repo();
-    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
-    assert!(
-        up["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["outcome"] == "done"),
-        "{up:#}"
-    );
+    repo.up_ok(&[]);
     // app-1 moves from its own imported disk to a linked clone of the gold template.
     repo.edit(
         "      preset: medium\n      ip: 10.0.20.21/24\n",
         "      preset: medium\n      clone: debian-12-gold\n      ip: 10.0.20.21/24\n",
     );
-    let out = repo.cli(&["plan", "--simulate"]);
-    let shown = String::from_utf8_lossy(&out.stdout);
+    let shown = repo.plan_text(&[]);
     assert!(
         shown.contains("# vm 202 \"app-1\" must be replaced (its disks are lost)"),
         "{shown}"
@@ -663,17 +639,8 @@ fn a_new_boot_source_rebuilds_the_vm_and_a_used_template_is_kept() {
         shown.contains("its boot disk changes from image local:import/debian-12-genericcloud-amd64.qcow2 to linked clone of 9000"),
         "{shown}"
     );
-    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
-    assert!(
-        up["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["outcome"] == "done"),
-        "{up:#}"
-    );
-    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0));
+    repo.up_ok(&[]);
+    repo.assert_converged(&[]);
     let (p, _) = full_read_plan(&repo);
     assert!(p.is_empty(), "{}", render::plan_text(&p, false));
 
@@ -730,15 +697,7 @@ fn a_template_on_zfs_is_removed_only_after_its_linked_clones() {
         "      vmid: 9000\n      image: debian-12\n",
         "      vmid: 9000\n      image: debian-12\n      storage: tank\n",
     );
-    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
-    assert!(
-        up["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["outcome"] == "done"),
-        "{up:#}"
-    );
+    repo.up_ok(&[]);
     // Drop the template; its clones import the image instead.
     let text = std::fs::read_to_string(repo.config()).unwrap();
     let text = text
@@ -746,25 +705,15 @@ fn a_template_on_zfs_is_removed_only_after_its_linked_clones() {
         .replace("      clone: debian-12-gold\n      full_clone: true\n", "")
         .replace("      clone: debian-12-gold\n", "");
     repo.write(&text);
-    let out = repo.cli(&["plan", "--simulate"]);
-    let shown = String::from_utf8_lossy(&out.stdout);
+    let shown = repo.plan_text(&[]);
     assert!(
         shown.contains("Plan: 0 to add, 0 to change, 3 to replace, 1 to destroy."),
         "{shown}"
     );
     // Proxmox refuses to free a ZFS base volume that linked clones use: the template's
     // destroy waits for the clones to be rebuilt.
-    let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
-    assert!(
-        up["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|s| s["outcome"] == "done"),
-        "{up:#}"
-    );
-    let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0));
+    repo.up_ok(&[]);
+    repo.assert_converged(&[]);
 }
 
 /// The provisioning role `proxmox token create` grants is enough for everything the fleet
