@@ -3,10 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use homelab_cli::model::{self, ConfigErrors};
+
+use crate::common::Repo;
 
 const BASE: &str = "\
 name: layered
@@ -53,51 +55,25 @@ lxc:
       memory: 8GiB
 ";
 
-fn example_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services")
-}
+/// A repository with BASE, the services example's demo key and secrets, and `overlays`,
+/// where commands run with `-c homelab.yaml` so that messages name files relatively.
+struct LayeredRepo(Repo);
 
-/// A repository with BASE, the services example's demo key and secrets, and `overlays`.
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn new(overlays: &[(&str, &str)]) -> Repo {
-        let dir = tempfile::tempdir().unwrap();
-        for f in ["demo-age-key.txt", ".sops.yaml", "secrets.enc.yaml"] {
-            std::fs::copy(example_dir().join(f), dir.path().join(f)).unwrap();
-        }
-        std::fs::write(dir.path().join("homelab.yaml"), BASE).unwrap();
+impl LayeredRepo {
+    fn new(overlays: &[(&str, &str)]) -> LayeredRepo {
+        let repo = Repo::copy(
+            "services",
+            &["demo-age-key.txt", ".sops.yaml", "secrets.enc.yaml"],
+        );
+        repo.write(BASE);
         for (env, text) in overlays {
-            std::fs::write(dir.path().join(format!("homelab.{env}.yaml")), text).unwrap();
+            std::fs::write(repo.dir.path().join(format!("homelab.{env}.yaml")), text).unwrap();
         }
-        std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        Repo { dir }
+        LayeredRepo(repo)
     }
 
-    /// Run in the repository with `-c homelab.yaml`, so messages name files relatively.
     fn cli(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_homelab-cli"));
-        cmd.args(args)
-            .args(["-c", "homelab.yaml"])
-            .current_dir(self.dir.path())
-            .env("HOME", self.dir.path().join("home"))
-            .env("NO_COLOR", "1")
-            .env_remove("HOMELAB_ENV")
-            .env_remove("SOPS_AGE_KEY_FILE")
-            .env_remove("SOPS_AGE_KEY");
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        eprintln!(
-            "$ homelab-cli {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        self.0.run(args, "homelab.yaml", envs)
     }
 
     fn resolve(&self, args: &[&str], envs: &[(&str, &str)]) -> serde_json::Value {
@@ -168,7 +144,7 @@ fn line_of(text: &str, needle: &str) -> usize {
 
 #[test]
 fn resolve_with_env_shows_the_merged_values() {
-    let repo = Repo::new(&[("prod", PROD)]);
+    let repo = LayeredRepo::new(&[("prod", PROD)]);
     // Without --env the overlay is not read.
     let base = repo.resolve(&[], &[]);
     assert_eq!(
@@ -209,7 +185,7 @@ fn resolve_with_env_shows_the_merged_values() {
 
 #[test]
 fn show_layers_names_the_file_and_line_of_every_value() {
-    let repo = Repo::new(&[("prod", PROD)]);
+    let repo = LayeredRepo::new(&[("prod", PROD)]);
     let out = repo.cli(
         &["config", "resolve", "--show-layers", "--env", "prod"],
         &[],
@@ -291,12 +267,12 @@ fn an_environment_can_change_a_preset_or_which_preset_a_guest_uses() {
 #[test]
 fn up_and_plan_on_the_simulated_lab_use_the_environment() {
     // The simulated lab fetches templates by URL; a volume name would have to exist.
-    let repo = Repo::new(&[("prod", PROD)]);
+    let repo = LayeredRepo::new(&[("prod", PROD)]);
     let base = BASE.replace(
         "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
         "http://download.proxmox.com/images/system/debian-12-standard_12.7-1_amd64.tar.zst",
     );
-    std::fs::write(repo.dir.path().join("homelab.yaml"), base).unwrap();
+    std::fs::write(repo.0.dir.path().join("homelab.yaml"), base).unwrap();
     let up = repo.cli(
         &["up", "--simulate", "--yes", "--env", "prod", "-o", "json"],
         &[],
@@ -334,14 +310,14 @@ fn up_and_plan_on_the_simulated_lab_use_the_environment() {
 #[test]
 fn relative_paths_stay_relative_to_the_base_file() {
     // Run from elsewhere: the secrets file and age key are found beside homelab.yaml.
-    let repo = Repo::new(&[("prod", PROD)]);
+    let repo = LayeredRepo::new(&[("prod", PROD)]);
     let elsewhere = tempfile::tempdir().unwrap();
-    let cfg = repo.dir.path().join("homelab.yaml");
+    let cfg = repo.0.dir.path().join("homelab.yaml");
     let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
         .args(["config", "resolve", "-o", "json", "--env", "prod", "-c"])
         .arg(&cfg)
         .current_dir(elsewhere.path())
-        .env("HOME", repo.dir.path().join("home"))
+        .env("HOME", repo.0.dir.path().join("home"))
         .env_remove("HOMELAB_ENV")
         .env_remove("SOPS_AGE_KEY_FILE")
         .env_remove("SOPS_AGE_KEY")
@@ -358,7 +334,7 @@ fn relative_paths_stay_relative_to_the_base_file() {
 
 #[test]
 fn missing_or_misnamed_environments_are_clear_errors() {
-    let repo = Repo::new(&[("prod", PROD)]);
+    let repo = LayeredRepo::new(&[("prod", PROD)]);
     let out = repo.cli(&["config", "resolve", "--env", "staging"], &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -373,7 +349,7 @@ fn missing_or_misnamed_environments_are_clear_errors() {
     let out = repo.cli(&["config", "resolve", "--env", "../prod"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("lowercase letters, digits and `-`"));
-    let e = model::load_env(&repo.dir.path().join("homelab.yaml"), Some("Prod")).unwrap_err();
+    let e = model::load_env(&repo.0.dir.path().join("homelab.yaml"), Some("Prod")).unwrap_err();
     assert!(
         e.to_string().contains("invalid environment name `Prod`"),
         "{e}"
@@ -383,7 +359,7 @@ fn missing_or_misnamed_environments_are_clear_errors() {
 #[test]
 fn check_points_at_the_overlay_line_of_a_bad_value() {
     let bad = PROD.replace("memory: 8GiB", "memory: lots");
-    let repo = Repo::new(&[("prod", &bad)]);
+    let repo = LayeredRepo::new(&[("prod", &bad)]);
     // The base alone is fine.
     let out = repo.cli(&["check", "--offline"], &[]);
     assert!(out.status.success());
@@ -486,7 +462,7 @@ fn unknown_keys_and_semantic_errors_point_into_the_right_file() {
 fn resolve_errors_after_the_merge_point_into_the_overlay() {
     // An address the overlay writes is checked when secrets are resolved (`check`).
     let bad = PROD.replace("10.0.10.103/24", "10.0.10.300/24");
-    let repo = Repo::new(&[("prod", &bad)]);
+    let repo = LayeredRepo::new(&[("prod", &bad)]);
     let out = repo.cli(&["check", "--offline", "--env", "prod"], &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
