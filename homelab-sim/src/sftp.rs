@@ -870,6 +870,12 @@ fn snippet_dirs(root: &Path, sim: &Sim) -> Vec<(String, bool, PathBuf)> {
 /// one `snippet` volume per regular file in `<storage path>/snippets` of every file-based
 /// storage that allows `snippets`.
 pub fn sync_snippets(root: &Path, sim: &Sim, node: &str) {
+    // Sessions write concurrently: reading the directory and updating the state happen
+    // under one lock, so an older listing never overwrites a newer one.
+    static SYNC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = SYNC
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for (sid, shared, dir) in snippet_dirs(root, sim) {
         let mut files = BTreeMap::new();
         if let Ok(entries) = std::fs::read_dir(&dir) {

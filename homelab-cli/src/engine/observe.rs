@@ -73,6 +73,30 @@ pub async fn observe(
         }
         observed.pci_mappings = Some(client.pci_mappings().list().await?);
     }
+    // The resource list lags (pvestatd): a guest we are about to start may already run.
+    // Asking the few that look stopped keeps a quick second `up` from starting them twice.
+    let declared: BTreeSet<u32> = desired
+        .guests
+        .iter()
+        .filter(|g| !g.is_template)
+        .map(|g| g.vmid)
+        .collect();
+    let stopped: Vec<(String, GuestKind, u32)> = observed
+        .guests
+        .iter()
+        .filter(|g| g.status == "stopped" && !g.template && declared.contains(&g.vmid))
+        .map(|g| (g.node.clone(), g.kind, g.vmid))
+        .collect();
+    for (node, kind, vmid) in stopped {
+        let n = client.node(&node);
+        let status = match kind {
+            GuestKind::Qemu => n.qemu(vmid).status().await,
+            GuestKind::Lxc => n.lxc(vmid).status().await,
+        };
+        if let (Ok(s), Some(g)) = (status, observed.guests.iter_mut().find(|g| g.vmid == vmid)) {
+            g.status = s.status;
+        }
+    }
     let which = needs_config(desired, &observed);
     read_configs(client, &mut observed, which).await?;
     Ok(observed)
