@@ -359,13 +359,16 @@ pub fn params(d: &DesiredBackupJob) -> BackupJobParams {
     }
 }
 
-/// Whether an error says the job is not there (already deleted, or dropped by Proxmox when
-/// the last guest it listed was destroyed).
-pub fn is_missing(e: &proxmox_client::Error) -> bool {
+/// Whether an error says job `id` itself is not there (already deleted, or dropped by
+/// Proxmox when the last guest it listed was destroyed) — not that something the job
+/// names (a storage, a pool) is missing.
+pub fn is_missing(e: &proxmox_client::Error, id: &str) -> bool {
     let t = e.to_string();
-    matches!(e, proxmox_client::Error::NotFound { .. })
-        || t.contains("No such job")
-        || t.contains("does not exist")
+    t.contains("No such job")
+        || t.contains("no such vzdump job")
+        || (t.contains(id)
+            && (matches!(e, proxmox_client::Error::NotFound { .. })
+                || t.contains("does not exist")))
 }
 
 fn desired_job<'a>(env: &'a Env, id: &str) -> Result<&'a DesiredBackupJob, StepError> {
@@ -403,7 +406,7 @@ pub async fn update(
         .collect();
     match pve.backup_jobs().update(&d.id, &params(d), &delete).await {
         Ok(()) => Ok(format!("{} change(s)", changes.len())),
-        Err(e) if is_missing(&e) => create(pve, d).await.map(|_| "re-created".into()),
+        Err(e) if is_missing(&e, &d.id) => create(pve, d).await.map(|_| "re-created".into()),
         Err(e) => Err(hint(StepError::new(format!("update backup job: {e}")))),
     }
 }
@@ -412,7 +415,7 @@ pub async fn update(
 pub async fn delete(pve: &Client, id: &str) -> Result<String, StepError> {
     match pve.backup_jobs().delete(id).await {
         Ok(()) => Ok("deleted".into()),
-        Err(e) if is_missing(&e) => Ok("already gone".into()),
+        Err(e) if is_missing(&e, id) => Ok("already gone".into()),
         Err(e) => Err(hint(StepError::new(format!("delete backup job: {e}")))),
     }
 }

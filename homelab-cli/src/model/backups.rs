@@ -3,8 +3,9 @@
 //! sorted VMID list Proxmox stores (`/cluster/backup`).
 //!
 //! A job is identified by `homelab-<lab>-<name>` and owned through its `comment`, which ends
-//! with the owner marker (Proxmox keeps job comments on one line, so the marker is a word
-//! of the comment rather than a line of its own).
+//! with the owner marker as its last word (we keep job comments to one line, so the marker
+//! is a word of the comment rather than a line of its own; only the last word counts, so a
+//! marker quoted in someone's text never makes a job ours).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -297,10 +298,10 @@ pub fn job_comment(lab: &str, comment: Option<&str>) -> String {
     }
 }
 
-/// Whether a job comment carries the owner marker of `lab` (as a word of its own).
+/// Whether a job comment carries the owner marker of `lab`: its last word, where
+/// [`job_comment`] puts it (a marker quoted earlier in someone's text does not count).
 pub fn comment_owned(comment: &str, lab: &str) -> bool {
-    let marker = owner_marker(lab);
-    comment.split_whitespace().any(|w| w == marker)
+    comment.split_whitespace().next_back() == Some(owner_marker(lab).as_str())
 }
 
 /// A backup job as it should exist in Proxmox.
@@ -405,15 +406,20 @@ pub fn validate(l: &Loaded) -> Vec<ConfigError> {
                     format!("keep.all conflicts with keep.{}", set.join(", keep.")),
                 ));
             }
-            if k.all.is_none() && set.is_empty() {
+            if k.all != Some(true) && set.is_empty() {
                 errs.push(
                     l.error_at(&format!("{p}.keep"), "no retention given")
                         .with_help("set e.g. `{ last: 3, daily: 7 }`, or drop `keep` to use the storage's retention"),
                 );
             }
         }
+        let no_names = match &b.guests {
+            None => true,
+            Some(GuestSelection::Names(n)) => n.is_empty(),
+            Some(GuestSelection::All) => false,
+        };
         match &b.guests {
-            None if b.tags.is_empty() => errs.push(
+            _ if no_names && b.tags.is_empty() => errs.push(
                 l.error_at(&p, "the job selects no guests")
                     .with_help("add `guests: [name, ...]`, `guests: all` or `tags: [...]`"),
             ),
@@ -441,7 +447,13 @@ pub fn validate(l: &Loaded) -> Vec<ConfigError> {
             if c.contains(['\n', '\r']) {
                 errs.push(l.error_at(
                     &format!("{p}.comment"),
-                    "Proxmox keeps job comments on one line",
+                    "a job comment is one line (homelab-cli keeps its owner marker at its end)",
+                ));
+            }
+            if c.contains("homelab-cli:owner=") {
+                errs.push(l.error_at(
+                    &format!("{p}.comment"),
+                    "the comment may not contain an owner marker (`homelab-cli:owner=`)",
                 ));
             }
             let stored = job_comment(lab, Some(c));
@@ -512,7 +524,7 @@ pub fn resolve(
                                     format!("no guest named `{n}` is declared"),
                                 )
                                 .with_help(if known.is_empty() {
-                                    "declare the guest under `lxc` or `talos`".to_string()
+                                    "declare the guest under `lxc`, `vms` or `talos` (an environment overlay may have removed it)".to_string()
                                 } else {
                                     format!("declared guests: {}", known.join(", "))
                                 }),
@@ -676,6 +688,10 @@ proxmox:
         assert_eq!(j.params, want);
         assert!(comment_owned(&j.params["comment"], "home"));
         assert!(!comment_owned(&j.params["comment"], "hom"));
+        // Another lab's marker quoted in a comment does not make the job that lab's.
+        let other = job_comment("svc", Some("mirrors homelab-cli:owner=svc-dev"));
+        assert!(comment_owned(&other, "svc"));
+        assert!(!comment_owned(&other, "svc-dev"));
     }
 
     #[test]
@@ -749,10 +765,19 @@ proxmox:
     schedule: daily
     storage: local
     keep: {}
+  - name: nobody
+    schedule: daily
+    storage: local
+    guests: []
+    keep: { all: false }
+    comment: copy of homelab-cli:owner=other
 ",
         )
         .unwrap_err();
         let all = e.join("\n");
+        assert_eq!(all.matches("the job selects no guests").count(), 3, "{all}");
+        assert_eq!(all.matches("no retention given").count(), 2, "{all}");
+        assert!(all.contains("may not contain an owner marker"), "{all}");
         for want in [
             "invalid job name `Nightly`",
             "a schedule has 1 to 128 characters",
