@@ -356,176 +356,134 @@ pub fn layered<S: Fallback>(
     own.or(&p.or(defaults))
 }
 
+/// Defines a guest kind's settings struct (what `defaults` and presets hold), the guest
+/// struct (its own `guest` fields, then the same settings, spelled out once here because
+/// `#[serde(flatten)]` would lose `deny_unknown_fields`), `settings()` from one to the other
+/// and the field-by-field [`Fallback`].
+macro_rules! guest_settings {
+    (
+        $(#[$sm:meta])* settings $settings:ident;
+        $(#[$gm:meta])* guest $guest:ident {
+            $( $(#[$em:meta])* pub $ename:ident: $ety:ty, )*
+        }
+        shared {
+            $( $(#[$fm:meta])* $fname:ident: $fty:ty, )*
+        }
+    ) => {
+        $(#[$sm])*
+        #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $settings {
+            $(
+                $(#[$fm])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $fname: Option<$fty>,
+            )*
+        }
+
+        $(#[$gm])*
+        #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $guest {
+            $( $(#[$em])* pub $ename: $ety, )*
+            $(
+                $(#[$fm])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $fname: Option<$fty>,
+            )*
+        }
+
+        impl $guest {
+            /// Its own settings (each `None` falls back to its preset, then the defaults).
+            pub fn settings(&self) -> $settings {
+                $settings {
+                    $( $fname: self.$fname.clone(), )*
+                }
+            }
+        }
+
+        impl Fallback for $settings {
+            fn or(self, d: &Self) -> Self {
+                $settings {
+                    $( $fname: self.$fname.or_else(|| d.$fname.clone()), )*
+                }
+            }
+        }
+    };
+}
+
 /// `base + index`, when there is a base and it fits.
 pub fn index_vmid(base: Option<u32>, i: usize) -> Option<u32> {
     base.and_then(|b| b.checked_add(u32::try_from(i).ok()?))
 }
 
-/// One LXC container.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Container {
-    /// Hostname (a DNS label), unique among guests.
-    pub name: String,
-    /// Proxmox VMID (100-999999999); defaults to `lxc.vmid_base` + the position in the list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vmid: Option<u32>,
-    /// A preset from `lxc.presets` whose settings this container takes unless it sets them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preset: Option<String>,
-    /// Proxmox node; defaults to `proxmox.node`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// Static IPv4 address with prefix (`10.0.0.20/24`) or `dhcp` (the default).
-    /// May reference secrets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
-    /// Mount points `mp0`, `mp1`, ... in this order: new volumes on a storage.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mounts: Vec<Mount>,
-    /// Host devices passed into the container (`dev0`, `dev1`, ...), e.g. a GPU's
-    /// `/dev/dri/renderD128` for hardware transcoding. Proxmox lets only `root@pam` set
-    /// these: they need `proxmox.root_password`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub devices: Vec<ContainerDevice>,
-    /// Start/shutdown order on boot.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub startup: Option<Startup>,
-    /// Extra tags (our ownership tags are added).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-    /// A note shown in Proxmox (the ownership marker is appended).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    // The same settings as `lxc.defaults` (`#[serde(flatten)]` would lose
-    // `deny_unknown_fields`, so they are spelled out).
-    /// OS template: an `http(s)://` URL (downloaded once into `proxmox.template_storage`
-    /// under its file name) or a volume already in storage (`local:vztmpl/x.tar.zst`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<String>,
-    /// CPU cores (default 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cores: Option<u16>,
-    /// Memory (default `512MiB`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<Size>,
-    /// Swap (default `512MiB`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub swap: Option<Size>,
-    /// Root disk size (default `8GiB`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk: Option<Size>,
-    /// Storage of the root disk (default `proxmox.storage`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<String>,
-    /// Bridge (default `proxmox.bridge`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bridge: Option<String>,
-    /// Gateway for static addresses. May reference secrets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<String>,
-    /// DNS servers. Each may reference secrets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nameservers: Option<Vec<String>>,
-    /// Unprivileged container (default true). Changing it re-creates the container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unprivileged: Option<bool>,
-    /// Container features.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub features: Option<Features>,
-    /// SSH public keys for root, installed at creation (later changes need re-creation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_keys: Option<Vec<String>>,
-    /// Start on host boot (default true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub onboot: Option<bool>,
-}
-
-impl Container {
-    /// Its own settings (each `None` falls back to `lxc.defaults`).
-    pub fn settings(&self) -> ContainerSettings {
-        ContainerSettings {
-            template: self.template.clone(),
-            cores: self.cores,
-            memory: self.memory,
-            swap: self.swap,
-            disk: self.disk,
-            storage: self.storage.clone(),
-            bridge: self.bridge.clone(),
-            gateway: self.gateway.clone(),
-            nameservers: self.nameservers.clone(),
-            unprivileged: self.unprivileged,
-            features: self.features,
-            ssh_keys: self.ssh_keys.clone(),
-            onboot: self.onboot,
-        }
+guest_settings! {
+    /// Container settings that `lxc.defaults` provides and containers override.
+    settings ContainerSettings;
+    /// One LXC container.
+    guest Container {
+        /// Hostname (a DNS label), unique among guests.
+        pub name: String,
+        /// Proxmox VMID (100-999999999); defaults to `lxc.vmid_base` + the position in the list.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub vmid: Option<u32>,
+        /// A preset from `lxc.presets` whose settings this container takes unless it sets them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub preset: Option<String>,
+        /// Proxmox node; defaults to `proxmox.node`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub node: Option<String>,
+        /// Static IPv4 address with prefix (`10.0.0.20/24`) or `dhcp` (the default).
+        /// May reference secrets.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub ip: Option<String>,
+        /// Mount points `mp0`, `mp1`, ... in this order: new volumes on a storage.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub mounts: Vec<Mount>,
+        /// Host devices passed into the container (`dev0`, `dev1`, ...), e.g. a GPU's
+        /// `/dev/dri/renderD128` for hardware transcoding. Proxmox lets only `root@pam` set
+        /// these: they need `proxmox.root_password`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub devices: Vec<ContainerDevice>,
+        /// Start/shutdown order on boot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub startup: Option<Startup>,
+        /// Extra tags (our ownership tags are added).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub tags: Vec<String>,
+        /// A note shown in Proxmox (the ownership marker is appended).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub description: Option<String>,
     }
-}
-
-impl Fallback for ContainerSettings {
-    fn or(self, d: &ContainerSettings) -> ContainerSettings {
-        ContainerSettings {
-            template: self.template.or_else(|| d.template.clone()),
-            cores: self.cores.or(d.cores),
-            memory: self.memory.or(d.memory),
-            swap: self.swap.or(d.swap),
-            disk: self.disk.or(d.disk),
-            storage: self.storage.or_else(|| d.storage.clone()),
-            bridge: self.bridge.or_else(|| d.bridge.clone()),
-            gateway: self.gateway.or_else(|| d.gateway.clone()),
-            nameservers: self.nameservers.or_else(|| d.nameservers.clone()),
-            unprivileged: self.unprivileged.or(d.unprivileged),
-            features: self.features.or(d.features),
-            ssh_keys: self.ssh_keys.or_else(|| d.ssh_keys.clone()),
-            onboot: self.onboot.or(d.onboot),
-        }
+    shared {
+        /// OS template: an `http(s)://` URL (downloaded once into `proxmox.template_storage`
+        /// under its file name) or a volume already in storage (`local:vztmpl/x.tar.zst`).
+        template: String,
+        /// CPU cores (default 1).
+        cores: u16,
+        /// Memory (default `512MiB`).
+        memory: Size,
+        /// Swap (default `512MiB`).
+        swap: Size,
+        /// Root disk size (default `8GiB`).
+        disk: Size,
+        /// Storage of the root disk (default `proxmox.storage`).
+        storage: String,
+        /// Bridge (default `proxmox.bridge`).
+        bridge: String,
+        /// Gateway for static addresses. May reference secrets.
+        gateway: String,
+        /// DNS servers. Each may reference secrets.
+        nameservers: Vec<String>,
+        /// Unprivileged container (default true). Changing it re-creates the container.
+        unprivileged: bool,
+        /// Container features.
+        features: Features,
+        /// SSH public keys for root, installed at creation (later changes need re-creation).
+        ssh_keys: Vec<String>,
+        /// Start on host boot (default true).
+        onboot: bool,
     }
-}
-
-/// Container settings that `lxc.defaults` provides and containers override.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ContainerSettings {
-    /// OS template: an `http(s)://` URL (downloaded once into `proxmox.template_storage`
-    /// under its file name) or a volume already in storage (`local:vztmpl/x.tar.zst`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<String>,
-    /// CPU cores (default 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cores: Option<u16>,
-    /// Memory (default `512MiB`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<Size>,
-    /// Swap (default `512MiB`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub swap: Option<Size>,
-    /// Root disk size (default `8GiB`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk: Option<Size>,
-    /// Storage of the root disk (default `proxmox.storage`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<String>,
-    /// Bridge (default `proxmox.bridge`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bridge: Option<String>,
-    /// Gateway for static addresses. May reference secrets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<String>,
-    /// DNS servers. Each may reference secrets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nameservers: Option<Vec<String>>,
-    /// Unprivileged container (default true). Changing it re-creates the container.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unprivileged: Option<bool>,
-    /// Container features.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub features: Option<Features>,
-    /// SSH public keys for root, installed at creation (later changes need re-creation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_keys: Option<Vec<String>>,
-    /// Start on host boot (default true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub onboot: Option<bool>,
 }
 
 /// LXC feature flags. Proxmox lets only `root@pam` with a password (not an API token)
@@ -623,74 +581,6 @@ pub struct CloudImage {
     pub volume: Option<String>,
 }
 
-/// Defines a struct holding the VM settings that `vms.defaults`, presets and each VM share,
-/// plus `$extra` fields (spelled out once: `#[serde(flatten)]` would lose
-/// `deny_unknown_fields`).
-macro_rules! vm_settings {
-    ($(#[$m:meta])* pub struct $name:ident { $($extra:tt)* }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name {
-            $($extra)*
-            /// Cloud image (a key of `images`) the boot disk is imported from. Changing it
-            /// later does not rebuild an existing VM.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub image: Option<String>,
-            /// CPU cores (default 1).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub cores: Option<u16>,
-            /// Memory (default `1GiB`).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub memory: Option<Size>,
-            /// Boot disk size (default `10GiB`); the imported image is grown to it.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub disk: Option<Size>,
-            /// Storage of the boot disk and cloud-init drive (default `proxmox.storage`).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub storage: Option<String>,
-            /// Bridge (default `proxmox.bridge`).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub bridge: Option<String>,
-            /// VLAN tag on the bridge port.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub vlan: Option<u16>,
-            /// Gateway for static addresses. May reference secrets.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub gateway: Option<String>,
-            /// DNS servers. Each may reference secrets.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub nameservers: Option<Vec<String>>,
-            /// DNS search domain.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub searchdomain: Option<String>,
-            /// The automation user cloud-init creates (default `homelab`; never `root`).
-            /// It logs in with `ssh_keys` only: no password is ever set.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub user: Option<String>,
-            /// The user's SSH public keys (`ssh-ed25519` only).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub ssh_keys: Option<Vec<String>>,
-            /// Packages installed on first boot, e.g. `qemu-guest-agent` (Debian's cloud images lack it;
-            /// the guest agent is switched on in Proxmox either way).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub packages: Option<Vec<String>>,
-            /// Extra cloud-config (a mapping: `runcmd`, `write_files`, ...) merged into the
-            /// vendor-data snippet.
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub user_data: Option<serde_json::Map<String, serde_json::Value>>,
-            /// Start on host boot (default true).
-            #[serde(default, skip_serializing_if = "Option::is_none")]
-            pub onboot: Option<bool>,
-        }
-    };
-}
-
-vm_settings! {
-    /// VM settings that `vms.defaults` and `vms.presets` provide and VMs override.
-    pub struct VmSettings {}
-}
-
 /// Cloud-init VMs, their gold templates and the values they inherit.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -731,9 +621,11 @@ pub struct VmTemplate {
     pub storage: Option<String>,
 }
 
-vm_settings! {
+guest_settings! {
+    /// VM settings that `vms.defaults` and `vms.presets` provide and VMs override.
+    settings VmSettings;
     /// One cloud-init VM.
-    pub struct Vm {
+    guest Vm {
         /// VM name and hostname (a DNS label), unique among guests.
         pub name: String,
         /// Proxmox VMID (100-999999999); defaults to `vms.vmid_base` + the position in the list.
@@ -768,50 +660,41 @@ vm_settings! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub description: Option<String>,
     }
-}
-
-impl Vm {
-    /// Its own settings (each `None` falls back to the preset, then `vms.defaults`).
-    pub fn settings(&self) -> VmSettings {
-        VmSettings {
-            image: self.image.clone(),
-            cores: self.cores,
-            memory: self.memory,
-            disk: self.disk,
-            storage: self.storage.clone(),
-            bridge: self.bridge.clone(),
-            vlan: self.vlan,
-            gateway: self.gateway.clone(),
-            nameservers: self.nameservers.clone(),
-            searchdomain: self.searchdomain.clone(),
-            user: self.user.clone(),
-            ssh_keys: self.ssh_keys.clone(),
-            packages: self.packages.clone(),
-            user_data: self.user_data.clone(),
-            onboot: self.onboot,
-        }
-    }
-}
-
-impl Fallback for VmSettings {
-    fn or(self, d: &VmSettings) -> VmSettings {
-        VmSettings {
-            image: self.image.or_else(|| d.image.clone()),
-            cores: self.cores.or(d.cores),
-            memory: self.memory.or(d.memory),
-            disk: self.disk.or(d.disk),
-            storage: self.storage.or_else(|| d.storage.clone()),
-            bridge: self.bridge.or_else(|| d.bridge.clone()),
-            vlan: self.vlan.or(d.vlan),
-            gateway: self.gateway.or_else(|| d.gateway.clone()),
-            nameservers: self.nameservers.or_else(|| d.nameservers.clone()),
-            searchdomain: self.searchdomain.or_else(|| d.searchdomain.clone()),
-            user: self.user.or_else(|| d.user.clone()),
-            ssh_keys: self.ssh_keys.or_else(|| d.ssh_keys.clone()),
-            packages: self.packages.or_else(|| d.packages.clone()),
-            user_data: self.user_data.or_else(|| d.user_data.clone()),
-            onboot: self.onboot.or(d.onboot),
-        }
+    shared {
+        /// Cloud image (a key of `images`) the boot disk is imported from. Changing it
+        /// later does not rebuild an existing VM.
+        image: String,
+        /// CPU cores (default 1).
+        cores: u16,
+        /// Memory (default `1GiB`).
+        memory: Size,
+        /// Boot disk size (default `10GiB`); the imported image is grown to it.
+        disk: Size,
+        /// Storage of the boot disk and cloud-init drive (default `proxmox.storage`).
+        storage: String,
+        /// Bridge (default `proxmox.bridge`).
+        bridge: String,
+        /// VLAN tag on the bridge port.
+        vlan: u16,
+        /// Gateway for static addresses. May reference secrets.
+        gateway: String,
+        /// DNS servers. Each may reference secrets.
+        nameservers: Vec<String>,
+        /// DNS search domain.
+        searchdomain: String,
+        /// The automation user cloud-init creates (default `homelab`; never `root`).
+        /// It logs in with `ssh_keys` only: no password is ever set.
+        user: String,
+        /// The user's SSH public keys (`ssh-ed25519` only).
+        ssh_keys: Vec<String>,
+        /// Packages installed on first boot, e.g. `qemu-guest-agent` (Debian's cloud images lack it;
+        /// the guest agent is switched on in Proxmox either way).
+        packages: Vec<String>,
+        /// Extra cloud-config (a mapping: `runcmd`, `write_files`, ...) merged into the
+        /// vendor-data snippet.
+        user_data: serde_json::Map<String, serde_json::Value>,
+        /// Start on host boot (default true).
+        onboot: bool,
     }
 }
 
