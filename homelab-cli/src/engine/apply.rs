@@ -757,7 +757,16 @@ async fn grow(
     if have.is_some_and(|h| h >= size) {
         return Ok(());
     }
-    let path = guest_path(&d.node, d.kind, d.vmid);
+    resize(env, &guest_path(&d.node, d.kind, d.vmid), disk, size).await
+}
+
+/// `PUT <guest>/resize` to `size` (whole GiB), waiting for the task when there is one.
+async fn resize(
+    env: &Env,
+    path: &str,
+    disk: &str,
+    size: crate::model::config::Size,
+) -> Result<(), StepError> {
     let r: Option<Upid> = env
         .pve
         .put(
@@ -952,7 +961,7 @@ async fn update(
     let digest = observed.as_ref().and_then(|c| c.digest.clone());
     let mut set: Vec<(String, ParamValue)> = Vec::new();
     let mut delete: Vec<String> = Vec::new();
-    let mut resize: Vec<(String, String)> = Vec::new();
+    let mut grown: Vec<(String, crate::model::config::Size)> = Vec::new();
     let d = desired_guest(env, vmid)?;
     let mut make_template = false;
     for c in changes {
@@ -980,7 +989,7 @@ async fn update(
                         .as_ref()
                         .is_some_and(|o| o.props.contains_key(&c.key)) =>
                 {
-                    resize.push((c.key.clone(), format!("{}G", size.gib_ceil())));
+                    grown.push((c.key.clone(), size));
                 }
                 _ => set.push((
                     c.key.clone(),
@@ -1033,21 +1042,8 @@ async fn update(
             wait(env, u, "update").await?;
         }
     }
-    for (disk, size) in &resize {
-        let r: Option<Upid> = env
-            .pve
-            .put(
-                &format!("{path}/resize"),
-                &[
-                    ("disk", ParamValue::Str(disk.clone())),
-                    ("size", ParamValue::Str(size.clone())),
-                ],
-            )
-            .await
-            .map_err(|e| StepError::new(format!("resize {disk}: {e}")))?;
-        if let Some(u) = r {
-            wait(env, u, "resize").await?;
-        }
+    for (disk, size) in grown {
+        resize(env, &path, &disk, size).await?;
     }
     if make_template {
         convert_to_template(env, d).await?;

@@ -439,16 +439,8 @@ pub fn resolve(
 ) -> Result<Desired, ConfigErrors> {
     let mut errs: Vec<ConfigError> = Vec::new();
     let c = &l.config;
-    let text = |path: &str, value: &str, errs: &mut Vec<ConfigError>| -> Option<(String, bool)> {
-        match secrets.substitute(value) {
-            Ok((v, sens)) => Some((v.expose_secret().to_string(), sens)),
-            Err(e) => {
-                errs.push(l.error_at(path, e).with_help(
-                    "add the key with `homelab-cli secrets edit <file>` or fix the reference",
-                ));
-                None
-            }
-        }
+    let text = |path: &str, value: &str, errs: &mut Vec<ConfigError>| {
+        super::subst(l, secrets, path, value, errs)
     };
     let endpoint = text("proxmox.endpoint", &c.proxmox.endpoint, &mut errs);
     let token_id = text("proxmox.token_id", &c.proxmox.token_id, &mut errs);

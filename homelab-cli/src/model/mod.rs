@@ -559,6 +559,25 @@ pub(crate) fn check_tags(l: &Loaded, errs: &mut Vec<ConfigError>, p: &str, tags:
     }
 }
 
+/// Substitute secrets in `value` (at `path`), collecting errors.
+pub(crate) fn subst(
+    l: &Loaded,
+    secrets: &secrets::SecretValues,
+    path: &str,
+    value: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Option<(String, bool)> {
+    match secrets.substitute(value) {
+        Ok((v, sens)) => Some((secrecy::ExposeSecret::expose_secret(&v).to_string(), sens)),
+        Err(e) => {
+            errs.push(l.error_at(path, e).with_help(
+                "add the key with `homelab-cli secrets edit <file>` or fix the reference",
+            ));
+            None
+        }
+    }
+}
+
 /// `a, b, c` (or `none`) for help texts.
 pub(crate) fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
     let v: Vec<&str> = names.map(String::as_str).collect();

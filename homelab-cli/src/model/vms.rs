@@ -11,14 +11,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use secrecy::ExposeSecret;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::config::{CloudImage, Config, PciPassthrough, Size, VmSettings};
 use super::desired::{DesiredGuest, DiskSpec, GuestKind, owner_marker, spec_hash};
 use super::secrets::SecretValues;
-use super::{ConfigError, Loaded, is_label, known, setting_path};
+use super::{ConfigError, Loaded, is_label, known, setting_path, subst};
 
 /// File extensions Proxmox accepts for `import` disk images (pve-storage's import regex;
 /// `.ova` archives are not disk images).
@@ -510,25 +509,6 @@ pub(crate) fn secret_capable(c: &Config) -> Vec<(String, String)> {
         }
     }
     v
-}
-
-/// Substitute secrets in `value` (at `path`), collecting errors.
-fn subst(
-    l: &Loaded,
-    secrets: &SecretValues,
-    path: &str,
-    value: &str,
-    errs: &mut Vec<ConfigError>,
-) -> Option<(String, bool)> {
-    match secrets.substitute(value) {
-        Ok((v, sens)) => Some((v.expose_secret().to_string(), sens)),
-        Err(e) => {
-            errs.push(l.error_at(path, e).with_help(
-                "add the key with `homelab-cli secrets edit <file>` or fix the reference",
-            ));
-            None
-        }
-    }
 }
 
 /// The VM parts shared by templates and VMs.

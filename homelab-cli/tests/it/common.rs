@@ -7,7 +7,23 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use homelab_cli::model::desired::ImageNaming;
 use homelab_cli::session::{Session, SimArgs};
+
+/// Image naming for resolving configs without a factory (fixed schematic ID).
+pub struct NoImages;
+
+impl ImageNaming for NoImages {
+    fn schematic_id(&self, _: &[String], _: &[String]) -> String {
+        "0".repeat(64)
+    }
+    fn iso_url(&self, factory: &str, id: &str, version: &str) -> String {
+        format!("{factory}/image/{id}/{version}/nocloud-amd64.iso")
+    }
+    fn installer_image(&self, factory: &str, id: &str, version: &str) -> String {
+        format!("{factory}/installer/{id}:{version}")
+    }
+}
 
 /// `examples/<name>` in this repository.
 pub fn example_dir(name: &str) -> PathBuf {

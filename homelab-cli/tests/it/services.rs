@@ -9,28 +9,14 @@ use std::path::{Path, PathBuf};
 use homelab_cli::engine::observed::{GuestConfig, Observed, ObservedGuest, ObservedNode};
 use homelab_cli::engine::plan::{self, Action};
 use homelab_cli::engine::render;
-use homelab_cli::model::desired::{self, Desired, DesiredGuest, GuestKind, ImageNaming};
+use homelab_cli::model::desired::{self, Desired, DesiredGuest, GuestKind};
 use homelab_cli::model::secrets::SecretValues;
 use homelab_cli::model::{self};
 
-use crate::common::{Repo, flat};
+use crate::common::{NoImages, Repo, flat};
 
 fn example_dir() -> PathBuf {
     crate::common::example_dir("services")
-}
-
-struct NoImages;
-
-impl ImageNaming for NoImages {
-    fn schematic_id(&self, _: &[String], _: &[String]) -> String {
-        "0".repeat(64)
-    }
-    fn iso_url(&self, factory: &str, id: &str, version: &str) -> String {
-        format!("{factory}/image/{id}/{version}/nocloud-amd64.iso")
-    }
-    fn installer_image(&self, factory: &str, id: &str, version: &str) -> String {
-        format!("{factory}/installer/{id}:{version}")
-    }
 }
 
 fn secrets() -> SecretValues {

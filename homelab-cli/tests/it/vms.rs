@@ -7,28 +7,14 @@ use std::path::Path;
 
 use homelab_cli::engine::plan;
 use homelab_cli::engine::render;
-use homelab_cli::model::desired::{self, BootSource, Desired, ImageNaming};
+use homelab_cli::model::desired::{self, BootSource, Desired};
 use homelab_cli::model::secrets::SecretValues;
 use homelab_cli::model::{self};
 
-use crate::common::{Repo, example_dir as example, flat};
+use crate::common::{NoImages, Repo, example_dir as example, flat};
 
 fn example_dir() -> std::path::PathBuf {
     example("vm-fleet")
-}
-
-struct NoImages;
-
-impl ImageNaming for NoImages {
-    fn schematic_id(&self, _: &[String], _: &[String]) -> String {
-        "0".repeat(64)
-    }
-    fn iso_url(&self, factory: &str, id: &str, version: &str) -> String {
-        format!("{factory}/image/{id}/{version}/nocloud-amd64.iso")
-    }
-    fn installer_image(&self, factory: &str, id: &str, version: &str) -> String {
-        format!("{factory}/installer/{id}:{version}")
-    }
 }
 
 /// The example's own secrets, decrypted with its demo key.
