@@ -1195,18 +1195,23 @@ pub struct PciMappingParams {
     pub live_migration_capable: Option<bool>,
 }
 
+/// Whether `id` is a `pve-configid`: pve-common `PVE/JSONSchema.pm` `$CONFIGID_RE`,
+/// `[a-z][a-z0-9_-]+` matched case-insensitively over the whole string (so at least two
+/// characters, a letter first).
+pub fn is_configid(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && id.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 fn check_configid(what: &str, id: &str) -> Result<()> {
-    // `pve-configid`: [a-z][a-z_\-]*\d*
-    let body = id.trim_end_matches(|c: char| c.is_ascii_digit());
-    let mut chars = body.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c == '_' || c == '-');
-    if ok {
+    if is_configid(id) {
         Ok(())
     } else {
         Err(Error::invalid(
             what,
-            format!("'{id}' is not a configuration id ([a-z][a-z_-]*[0-9]*)"),
+            format!("'{id}' is not a configuration id ([a-z][a-z0-9_-]+, a letter first)"),
         ))
     }
 }

@@ -172,12 +172,10 @@ pub fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Whether `s` is a `pve-configid` (`[a-z][a-z_-]*\d*`), what mapping IDs must be.
+/// Whether `s` is a `pve-configid`, what mapping IDs must be (the client library's
+/// check, pve-common's `$CONFIGID_RE`).
 pub fn is_mapping_id(s: &str) -> bool {
-    let body = s.trim_end_matches(|c: char| c.is_ascii_digit());
-    let mut chars = body.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c == '-' || c == '_')
+    proxmox_client::requests::is_configid(s)
 }
 
 /// A PCI address with its domain (`01:00.0` → `0000:01:00.0`), lowercase, as Proxmox
@@ -413,7 +411,7 @@ pub(crate) fn validate(l: &Loaded, errs: &mut Vec<ConfigError>) {
             if !is_mapping_id(&d.mapping) {
                 errs.push(
                     l.error_at(&format!("{dp}.mapping"), format!("`{}` is not a mapping ID", d.mapping))
-                        .with_help("lowercase letters, `-` and `_`, optionally ending in digits (Proxmox's pve-configid), e.g. `rtx3090`"),
+                        .with_help("a letter, then letters, digits, `-` and `_` (Proxmox's pve-configid), e.g. `rtx3090`"),
                 );
             }
             if !mappings.insert(&d.mapping) {
@@ -1025,7 +1023,11 @@ mod tests {
         assert!(!is_pci_address("gpu"));
         assert!(is_mapping_id("rtx3090"));
         assert!(is_mapping_id("gpu_main-a"));
-        assert!(!is_mapping_id("gpu-01-00"));
+        // pve-common JSONSchema.pm $CONFIGID_RE = qr/[a-z][a-z0-9_-]+/i
+        assert!(is_mapping_id("gpu-01-00"));
+        assert!(is_mapping_id("GPU0"));
+        assert!(!is_mapping_id("g"));
+        assert!(!is_mapping_id("gpu.0"));
         assert!(!is_mapping_id("3090"));
         assert_eq!(full_pci_address("01:00.0"), "0000:01:00.0");
         assert_eq!(full_pci_address("0000:0A:00"), "0000:0a:00");

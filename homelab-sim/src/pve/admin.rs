@@ -46,9 +46,9 @@ pub async fn dispatch(
             ("PUT", "/access/roles/{roleid}") => role_update(&mut st, &p),
             ("DELETE", "/access/roles/{roleid}") => role_delete(&mut st, &p),
             ("GET", "/cluster/backup") => backup_list(&st),
-            ("POST", "/cluster/backup") => backup_create(&mut st, &p),
+            ("POST", "/cluster/backup") => backup_create(&mut st, caller, &p),
             ("GET", "/cluster/backup/{id}") => backup_get(&st, &p),
-            ("PUT", "/cluster/backup/{id}") => backup_update(&mut st, &p),
+            ("PUT", "/cluster/backup/{id}") => backup_update(&mut st, caller, &p),
             ("DELETE", "/cluster/backup/{id}") => backup_delete(&mut st, &p),
             ("GET", "/cluster/sdn/zones") => sdn_list(&st.sdn_zones, "zone", &p),
             ("POST", "/cluster/sdn/zones") => sdn_create(&mut st, Sdn::Zone, &p),
@@ -675,25 +675,7 @@ fn acl_update(st: &mut State, p: &Params) -> ApiResult<Value> {
 }
 
 fn roles_list(st: &State) -> ApiResult<Value> {
-    let builtin = [
-        "Administrator",
-        "NoAccess",
-        "PVEAdmin",
-        "PVEAuditor",
-        "PVEDatastoreAdmin",
-        "PVEDatastoreUser",
-        "PVEMappingAdmin",
-        "PVEMappingUser",
-        "PVEPoolAdmin",
-        "PVEPoolUser",
-        "PVESDNAdmin",
-        "PVESDNUser",
-        "PVESysAdmin",
-        "PVETemplateUser",
-        "PVEUserAdmin",
-        "PVEVMAdmin",
-        "PVEVMUser",
-    ];
+    let builtin = auth::BUILTIN_ROLES;
     let mut list: Vec<Value> = builtin
         .iter()
         .map(|r| {
@@ -827,7 +809,10 @@ fn backup_list(st: &State) -> ApiResult<Value> {
     ))
 }
 
-fn backup_create(st: &mut State, p: &Params) -> ApiResult<Value> {
+/// pve-manager `PVE/API2/Backup.pm` `create_job`: per-parameter permissions
+/// (`assert_param_permission_create`) and the pool's `VM.Backup` come first.
+fn backup_create(st: &mut State, caller: &Caller, p: &Params) -> ApiResult<Value> {
+    super::perms::backup_create(st, caller, p)?;
     let id = p
         .get("id")
         .cloned()
@@ -860,15 +845,36 @@ fn backup_get(st: &State, p: &Params) -> ApiResult<Value> {
     st.backup_jobs
         .get(id)
         .map(|j| backup_json(id, j))
-        .ok_or_else(|| ApiError::fail(format!("job '{id}' does not exist")))
+        // Backup.pm read_job: raise_param_exc({ id => "No such job '$id'" }).
+        .ok_or_else(|| ApiError::param("id", format!("No such job '{id}'")))
 }
 
-fn backup_update(st: &mut State, p: &Params) -> ApiResult<Value> {
+/// pve-manager `PVE/API2/Backup.pm` `update_job`: `assert_param_permission_update` before
+/// the job is read and again with the stored job (its storage needs `Datastore.Allocate`
+/// too, so a token cannot retarget a job it could not have created).
+fn backup_update(st: &mut State, caller: &Caller, p: &Params) -> ApiResult<Value> {
     let id = req(p, "id")?.to_string();
+    let update: Params = p
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "id" | "delete" | "digest"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let deletes: Vec<String> = p
+        .get("delete")
+        .map(|d| super::formats::split_list(d).map(str::to_string).collect())
+        .unwrap_or_default();
+    super::perms::backup_update(st, caller, &update, &deletes, None)?;
+    if update.is_empty() && deletes.is_empty() {
+        return Err(ApiError::fail("no options specified"));
+    }
+    if let Some(current) = st.backup_jobs.get(&id) {
+        super::perms::backup_update(st, caller, &update, &deletes, Some(current))?;
+    }
     let job = st
         .backup_jobs
         .get_mut(&id)
-        .ok_or_else(|| ApiError::fail(format!("job '{id}' does not exist")))?;
+        // Backup.pm update_job: die "no such vzdump job\n" inside the lock.
+        .ok_or_else(|| ApiError::fail("no such vzdump job"))?;
     if let Some(d) = p.get("delete") {
         for k in super::formats::split_list(d) {
             job.remove(k);
@@ -887,7 +893,8 @@ fn backup_delete(st: &mut State, p: &Params) -> ApiResult<Value> {
     st.backup_jobs
         .remove(id)
         .map(|_| Value::Null)
-        .ok_or_else(|| ApiError::fail(format!("job '{id}' does not exist")))
+        // Backup.pm delete_job: raise_param_exc({ id => "No such job '$id'" }).
+        .ok_or_else(|| ApiError::param("id", format!("No such job '{id}'")))
 }
 
 // ----------------------------------------------------------------------------- SDN

@@ -234,52 +234,161 @@ pub const PRIVILEGES: &[&str] = &[
     "VM.Snapshot.Rollback",
 ];
 
-/// Built-in roles (pve-access-control `AccessControl.pm`).
+/// A privilege group of pve-access-control `AccessControl.pm` (`$privgroups`): the
+/// privileges only root gets (`root`), the ones of the group's admin, user and audit roles.
+struct PrivGroup {
+    cat: &'static str,
+    root: &'static [&'static str],
+    admin: &'static [&'static str],
+    user: &'static [&'static str],
+    audit: &'static [&'static str],
+}
+
+/// `$privgroups` of pve-access-control `src/PVE/AccessControl.pm` (PVE 9), group by group.
+const PRIV_GROUPS: &[PrivGroup] = &[
+    PrivGroup {
+        cat: "VM",
+        root: &[],
+        admin: &[
+            "VM.Config.Disk",
+            "VM.Config.CPU",
+            "VM.Config.Memory",
+            "VM.Config.Network",
+            "VM.Config.HWType",
+            "VM.Config.Options",
+            "VM.Allocate",
+            "VM.Clone",
+            "VM.GuestAgent.Unrestricted",
+            "VM.Migrate",
+            "VM.Replicate",
+            "VM.Snapshot",
+            "VM.Snapshot.Rollback",
+        ],
+        user: &[
+            "VM.Config.CDROM",
+            "VM.Config.Cloudinit",
+            "VM.Console",
+            "VM.Backup",
+            "VM.GuestAgent.FileRead",
+            "VM.GuestAgent.FileSystemMgmt",
+            "VM.GuestAgent.FileWrite",
+            "VM.PowerMgmt",
+        ],
+        audit: &["VM.Audit", "VM.GuestAgent.Audit"],
+    },
+    PrivGroup {
+        cat: "Sys",
+        root: &[
+            "Sys.PowerMgmt",
+            "Sys.Modify",
+            "Sys.Incoming",
+            "Sys.AccessNetwork",
+        ],
+        admin: &["Sys.Console", "Sys.Syslog"],
+        user: &[],
+        audit: &["Sys.Audit"],
+    },
+    PrivGroup {
+        cat: "Datastore",
+        root: &[],
+        admin: &["Datastore.Allocate", "Datastore.AllocateTemplate"],
+        user: &["Datastore.AllocateSpace"],
+        audit: &["Datastore.Audit"],
+    },
+    PrivGroup {
+        cat: "SDN",
+        root: &[],
+        admin: &["SDN.Allocate", "SDN.Audit"],
+        user: &["SDN.Use"],
+        audit: &["SDN.Audit"],
+    },
+    PrivGroup {
+        cat: "User",
+        root: &["Realm.Allocate"],
+        admin: &["User.Modify", "Group.Allocate", "Realm.AllocateUser"],
+        user: &[],
+        audit: &[],
+    },
+    PrivGroup {
+        cat: "Pool",
+        root: &[],
+        admin: &["Pool.Allocate"],
+        user: &["Pool.Audit"],
+        audit: &["Pool.Audit"],
+    },
+    PrivGroup {
+        cat: "Mapping",
+        root: &[],
+        admin: &["Mapping.Modify"],
+        user: &["Mapping.Use"],
+        audit: &["Mapping.Audit"],
+    },
+];
+
+/// The names of the built-in roles, as `create_roles` makes them.
+pub const BUILTIN_ROLES: &[&str] = &[
+    "Administrator",
+    "NoAccess",
+    "PVEAdmin",
+    "PVEAuditor",
+    "PVEDatastoreAdmin",
+    "PVEDatastoreUser",
+    "PVEMappingAdmin",
+    "PVEMappingUser",
+    "PVEPoolAdmin",
+    "PVEPoolUser",
+    "PVESDNAdmin",
+    "PVESDNUser",
+    "PVESysAdmin",
+    "PVETemplateUser",
+    "PVEUserAdmin",
+    "PVEVMAdmin",
+    "PVEVMUser",
+];
+
+/// Built-in roles, built the way pve-access-control `AccessControl.pm` `create_roles`
+/// builds them: `PVE<cat>Admin` and `PVEAdmin` get each group's admin, user and audit
+/// privileges (never its root-only ones); `PVE<cat>User` (only for groups with user
+/// privileges) the user and audit ones; `PVEAuditor` every audit privilege; `PVEAdmin`
+/// loses `Mapping.Modify`; `PVETemplateUser` is `VM.Clone` + `VM.Audit`; `Administrator`
+/// has every valid privilege (`Permissions.Modify` included), `NoAccess` none.
 pub fn builtin_role(role: &str) -> Option<BTreeSet<String>> {
-    let p = |f: &dyn Fn(&str) -> bool| -> BTreeSet<String> {
-        PRIVILEGES
-            .iter()
-            .filter(|p| f(p))
-            .map(|p| p.to_string())
-            .collect()
+    let set = |it: &mut dyn Iterator<Item = &&str>| -> BTreeSet<String> {
+        it.map(|p| p.to_string()).collect()
     };
+    let non_root = |g: &PrivGroup| g.admin.iter().chain(g.user).chain(g.audit);
     Some(match role {
-        "Administrator" => p(&|_| true),
+        "Administrator" => set(
+            &mut PRIV_GROUPS
+                .iter()
+                .flat_map(|g| g.root.iter().chain(non_root(g)))
+                .chain(&["Permissions.Modify"]),
+        ),
         "NoAccess" => BTreeSet::new(),
-        "PVEAdmin" => p(&|x| !matches!(x, "Permissions.Modify" | "Realm.Allocate")),
-        "PVEAuditor" => p(&|x| x.ends_with(".Audit")),
-        "PVEVMAdmin" => p(&|x| x.starts_with("VM.")),
-        "PVEVMUser" => p(&|x| {
-            matches!(
-                x,
-                "VM.Audit"
-                    | "VM.Console"
-                    | "VM.PowerMgmt"
-                    | "VM.Backup"
-                    | "VM.Config.CDROM"
-                    | "VM.Config.Cloudinit"
-                    | "VM.GuestAgent.Audit"
-                    | "Datastore.AllocateSpace"
-                    | "Datastore.Audit"
-            )
-        }),
-        "PVETemplateUser" => p(&|x| matches!(x, "VM.Clone" | "VM.Audit")),
-        "PVEDatastoreAdmin" => p(&|x| x.starts_with("Datastore.")),
-        "PVEDatastoreUser" => p(&|x| matches!(x, "Datastore.AllocateSpace" | "Datastore.Audit")),
-        "PVEPoolAdmin" => p(&|x| matches!(x, "Pool.Allocate" | "Pool.Audit")),
-        "PVEPoolUser" => p(&|x| x == "Pool.Audit"),
-        "PVESDNAdmin" => p(&|x| x.starts_with("SDN.")),
-        "PVESDNUser" => p(&|x| matches!(x, "SDN.Audit" | "SDN.Use")),
-        "PVEUserAdmin" => p(&|x| {
-            matches!(
-                x,
-                "User.Modify" | "Group.Allocate" | "Realm.AllocateUser" | "Sys.Audit"
-            )
-        }),
-        "PVESysAdmin" => p(&|x| x.starts_with("Sys.") && x != "Sys.PowerMgmt"),
-        "PVEMappingAdmin" => p(&|x| x.starts_with("Mapping.")),
-        "PVEMappingUser" => p(&|x| matches!(x, "Mapping.Audit" | "Mapping.Use")),
-        _ => return None,
+        "PVEAdmin" => {
+            let mut s = set(&mut PRIV_GROUPS.iter().flat_map(non_root));
+            s.remove("Mapping.Modify");
+            s
+        }
+        "PVEAuditor" => set(&mut PRIV_GROUPS.iter().flat_map(|g| g.audit.iter())),
+        "PVETemplateUser" => set(&mut ["VM.Clone", "VM.Audit"].iter()),
+        other => {
+            let (cat, kind) = other
+                .strip_prefix("PVE")
+                .and_then(|r| {
+                    r.strip_suffix("Admin")
+                        .map(|c| (c, true))
+                        .or_else(|| r.strip_suffix("User").map(|c| (c, false)))
+                })?;
+            let g = PRIV_GROUPS.iter().find(|g| g.cat == cat)?;
+            if kind {
+                set(&mut non_root(g))
+            } else if g.user.is_empty() {
+                return None;
+            } else {
+                set(&mut g.user.iter().chain(g.audit))
+            }
+        }
     })
 }
 
@@ -455,11 +564,37 @@ pub fn handler_checks(
     match (method, path) {
         ("POST", "/nodes/{node}/qemu") | ("POST", "/nodes/{node}/lxc") => {
             let vmid = params.get("vmid").map(String::as_str).unwrap_or("");
+            let lxc = path.ends_with("/lxc");
+            let restore = params.get("restore").is_some_and(|r| r == "1")
+                || params.contains_key("archive");
+            // pve-container create_vm: a privileged container (`unprivileged` defaults to
+            // 1 unless restoring) needs Sys.Modify on / — its very first check.
+            if lxc && !restore && params.get("unprivileged").is_some_and(|u| u == "0") {
+                need("/", "Sys.Modify")?;
+            }
+            if let Some(pool) = params.get("pool")
+                && !st.pools.contains_key(pool)
+            {
+                // check_pool_exist, before any privilege check on the guest.
+                return Err(ApiError::fail(format!("pool '{pool}' does not exist")));
+            }
+            if !lxc {
+                // qemu-server create_vm: the `storage` parameter, then VM.PowerMgmt when
+                // `start` asks to boot the new VM, both before VM.Allocate.
+                if let Some(storage) = params.get("storage") {
+                    need(&format!("/storage/{storage}"), "Datastore.AllocateSpace")?;
+                }
+                if params.get("start").is_some_and(|s| s == "1") {
+                    need(&format!("/vms/{vmid}"), "VM.PowerMgmt")?;
+                }
+            }
             let on_vm = need(&format!("/vms/{vmid}"), "VM.Allocate");
             match (on_vm, params.get("pool")) {
                 (Ok(()), _) => {}
-                (Err(_), Some(pool)) => need(&format!("/pool/{pool}"), "VM.Allocate")?,
-                (Err(e), None) => return Err(e),
+                (Err(_), Some(pool)) => need(&format!("/pool/{pool}"), "VM.Allocate")
+                    .map_err(|_| ApiError::status(403, "Permission check failed"))?,
+                // raise_perm_exc() without a reason.
+                (Err(_), None) => return Err(ApiError::status(403, "Permission check failed")),
             }
             for (k, v) in params {
                 if super::guests::is_disk_key(k) || k == "storage" {
@@ -630,6 +765,67 @@ mod tests {
             hex::encode(mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    /// pve-access-control `AccessControl.pm` `create_roles`: the role contents a real
+    /// PVE 9 host lists under `GET /access/roles`.
+    #[test]
+    fn builtin_roles_match_create_roles() {
+        let r = |n: &str| -> Vec<String> { builtin_role(n).unwrap().into_iter().collect() };
+        assert_eq!(
+            r("PVEVMUser"),
+            [
+                "VM.Audit",
+                "VM.Backup",
+                "VM.Config.CDROM",
+                "VM.Config.Cloudinit",
+                "VM.Console",
+                "VM.GuestAgent.Audit",
+                "VM.GuestAgent.FileRead",
+                "VM.GuestAgent.FileSystemMgmt",
+                "VM.GuestAgent.FileWrite",
+                "VM.PowerMgmt",
+            ]
+        );
+        assert_eq!(r("PVESysAdmin"), ["Sys.Audit", "Sys.Console", "Sys.Syslog"]);
+        assert_eq!(
+            r("PVEUserAdmin"),
+            ["Group.Allocate", "Realm.AllocateUser", "User.Modify"]
+        );
+        assert_eq!(r("PVEPoolUser"), ["Pool.Audit"]);
+        assert_eq!(
+            r("PVEAuditor"),
+            [
+                "Datastore.Audit",
+                "Mapping.Audit",
+                "Pool.Audit",
+                "SDN.Audit",
+                "Sys.Audit",
+                "VM.Audit",
+                "VM.GuestAgent.Audit"
+            ]
+        );
+        let admin = builtin_role("PVEAdmin").unwrap();
+        for root_only in [
+            "Sys.Modify",
+            "Sys.PowerMgmt",
+            "Sys.Incoming",
+            "Sys.AccessNetwork",
+            "Realm.Allocate",
+            "Permissions.Modify",
+            "Mapping.Modify",
+        ] {
+            assert!(!admin.contains(root_only), "{root_only}");
+        }
+        assert!(admin.contains("Sys.Console") && admin.contains("VM.Allocate"));
+        assert_eq!(builtin_role("PVEUserUser"), None);
+        assert_eq!(builtin_role("PVESysUser"), None);
+        for name in BUILTIN_ROLES {
+            assert!(builtin_role(name).is_some(), "{name}");
+        }
+        // Every valid privilege is Administrator's, and PRIVILEGES lists exactly those.
+        let all: BTreeSet<String> = PRIVILEGES.iter().map(|p| p.to_string()).collect();
+        assert_eq!(builtin_role("Administrator").unwrap(), all);
     }
 
     #[test]

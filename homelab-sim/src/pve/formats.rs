@@ -37,8 +37,9 @@ pub fn check(format: &str, value: &str) -> Result<(), String> {
             &format!("storage ID '{value}' contains illegal characters"),
         ),
         "pve-storage-id-list" => each(value, |v| check("pve-storage-id", v)),
+        // pve-common PVE/JSONSchema.pm: $CONFIGID_RE = qr/[a-z][a-z0-9_-]+/i.
         "pve-configid" => ok(
-            matches_re!(r"^[a-z][a-z_\-]*\d*$", value),
+            matches_re!(r"^(?i:[a-z][a-z0-9_\-]+)$", value),
             &format!("invalid configuration ID '{value}'"),
         ),
         "pve-configid-list" => each(value, |v| check("pve-configid", v)),
@@ -223,7 +224,8 @@ mod tests {
         assert!(check("pve-qm-hostpci", "0000:01:00,pcie=1,x-vga=1").is_ok());
         assert!(check("pve-qm-hostpci", "01:00.0;02:00.0,rombar=0").is_ok());
         assert!(check("pve-qm-hostpci", "mapping=gpu,pcie=on").is_ok());
-        assert!(check("pve-qm-hostpci", "mapping=GPU").is_err());
+        assert!(check("pve-qm-hostpci", "mapping=GPU").is_ok());
+        assert!(check("pve-qm-hostpci", "mapping=1gpu").is_err());
         assert!(check("pve-qm-hostpci", "0000:1:00.0").is_err());
         assert!(check("pve-qm-hostpci", "01:00.0,vga=1").is_err());
         assert!(check("pve-lxc-dev-string", "/dev/dri/renderD128").is_ok());
@@ -234,5 +236,14 @@ mod tests {
         assert!(check("mac-addr", "BD:24:11:00:00:01").is_err());
         assert!(check("CIDR", "10.0.0.0/24").is_ok());
         assert!(check("pve-configid-list", "ide2,net1").is_ok());
+        // pve-common JSONSchema.pm pve_verify_configid: two characters at least, a
+        // letter first, digits anywhere after it, any case.
+        assert!(check("pve-configid", "gpu-01-00").is_ok());
+        assert!(check("pve-configid", "Rtx3090").is_ok());
+        assert_eq!(
+            check("pve-configid", "g").unwrap_err(),
+            "invalid configuration ID 'g'"
+        );
+        assert!(check("pve-configid", "1gpu").is_err());
     }
 }

@@ -43,6 +43,7 @@ pub async fn dispatch(
         ("POST", "/{vmid}/clone") => clone(sim, caller, &p).await,
         ("POST", "/{vmid}/template") if kind == Kind::Lxc => lxc_template(sim, caller, &p).await,
         ("POST", "/{vmid}/template") => template(sim, caller, &p).await,
+        ("PUT", "/{vmid}/resize") if kind == Kind::Lxc => lxc_resize(sim, caller, &p).await,
         ("PUT", "/{vmid}/resize") => resize(sim, caller, &p).await,
         ("GET", "/{vmid}/agent/network-get-interfaces") => agent(sim, &p, "network-get-interfaces"),
         ("POST", "/{vmid}/agent/ping") => agent(sim, &p, "ping"),
@@ -739,8 +740,14 @@ async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<
         {
             return Err(ApiError::fail(format!("pool '{pool}' does not exist")));
         }
+        let settings: BTreeMap<String, String> = p
+            .iter()
+            .filter(|(k, _)| !CREATE_ONLY.contains(&k.as_str()) && *k != "unprivileged")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if kind == Kind::Lxc {
             // pve-container checks config permissions before it looks at the template.
+            super::perms::lxc_config(&st, caller, vmid, &settings, &[])?;
             if let Some(f) = p.get("features") {
                 check_features_perm(caller, None, Some(f), flag(&p, "unprivileged", true))?;
             }
@@ -751,6 +758,11 @@ async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<
             if volume_size(&st, &node, tmpl).is_none() {
                 return Err(ApiError::fail(format!("volume '{tmpl}' does not exist")));
             }
+        }
+        if kind == Kind::Qemu {
+            // qemu-server create_vm: `$check_vm_modify_config_perm` over the settings
+            // (storage access was checked with VM.Allocate, see auth::handler_checks).
+            super::perms::qemu_config(&st, caller, vmid, settings.keys().map(String::as_str))?;
         }
         if kind == Kind::Qemu {
             for (k, v) in p.iter().filter(|(k, _)| hardware::is_hostpci_key(k)) {
@@ -1400,6 +1412,22 @@ async fn update(
             ));
         }
     }
+    {
+        // Per-option permissions before the config is locked: qemu-server
+        // `$update_vm_api` checks the deleted options, then the set ones
+        // (`$check_vm_modify_config_perm`), then new disks' storages
+        // (`$check_storage_access`); pve-container `update_pct_config` runs
+        // `check_ct_modify_config_perm` over both.
+        let st = sim.state();
+        match kind {
+            Kind::Qemu => {
+                super::perms::qemu_config(&st, caller, vmid, deletes.iter().map(String::as_str))?;
+                super::perms::qemu_config(&st, caller, vmid, sets.keys().map(String::as_str))?;
+                super::perms::qemu_new_disks(&st, caller, &sets)?;
+            }
+            Kind::Lxc => super::perms::lxc_config(&st, caller, vmid, &sets, &deletes)?,
+        }
+    }
     let guard = sim.lock_guest(kind, vmid).await?;
     {
         let st = sim.state();
@@ -1981,34 +2009,37 @@ async fn lxc_template(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply
     Ok(Value::Null.into())
 }
 
+/// qemu-server `PVE/API2/Qemu.pm` `resize_vm`: only `skiplock` is checked before the
+/// worker forks; digest, lock, the disk, `Datastore.AllocateSpace` on its storage and
+/// the size all fail inside the `resize` task (`$updatefn` under the config lock).
 async fn resize(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
     check_skiplock(caller, p)?;
     let node = req(p, "node")?.to_string();
     let vmid = vmid_of(p, "vmid")?;
     let disk = req(p, "disk")?.to_string();
     let size = req(p, "size")?.to_string();
-    let guard = sim.lock_guest(Kind::Qemu, vmid).await?;
     {
         let st = sim.state();
-        let g = guest(&st, Kind::Qemu, &node, vmid)?;
-        if let Some(d) = p.get("digest")
-            && *d != g.digest()
-        {
-            return Err(ApiError::fail(
-                "detected modified configuration - file changed by other user? Try again.",
-            ));
-        }
-        check_lock(g, p)?;
+        guest(&st, Kind::Qemu, &node, vmid)?;
     }
+    let guard = sim.lock_guest(Kind::Qemu, vmid).await?;
+    let p = p.clone();
+    let caller = caller.clone();
     let upid = sim.spawn_task(
         &node.clone(),
         "resize",
         &vmid.to_string(),
-        &caller.authid,
+        &caller.authid.clone(),
         Some(guard),
         move |ctx| async move {
             let mut st = ctx.sim.state();
             let mut g = guest_mut(&mut st, Kind::Qemu, &node, vmid)?.clone();
+            if let Some(d) = p.get("digest")
+                && *d != g.digest()
+            {
+                return Err("checksum mismatch (file change by other user?)".into());
+            }
+            check_lock(&g, &p).map_err(|e| e.message.trim_end().to_string())?;
             let v = g
                 .config
                 .get(&disk)
@@ -2018,6 +2049,13 @@ async fn resize(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
                 return Err("you can't resize a cdrom".to_string());
             }
             let (vol, mut opts) = split_prop(&v, "file");
+            super::perms::need(
+                &st,
+                &caller,
+                &format!("/storage/{}", storage_of(&vol)),
+                "Datastore.AllocateSpace",
+            )
+            .map_err(|e| e.message.trim_end().to_string())?;
             let cur = volume_size(&st, &node, &vol)
                 .or_else(|| opts.get("size").and_then(|s| parse_size(s)))
                 .unwrap_or(0);
@@ -2025,10 +2063,13 @@ async fn resize(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
                 Some(n) => (true, n),
                 None => (false, size.as_str()),
             };
-            let n = parse_size(num).ok_or_else(|| format!("invalid size '{size}'"))?;
+            let n = parse_size(num).ok_or_else(|| "internal error".to_string())?;
             let new = if grow { cur + n } else { n };
             if new < cur {
                 return Err("shrinking disks is not supported".into());
+            }
+            if new == cur {
+                return Ok(());
             }
             if let Some(volume) = st.volumes.get_mut(&format!("{node}/{vol}")) {
                 volume.size = new;
@@ -2039,6 +2080,98 @@ async fn resize(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
                 human_gib(cur),
                 human_gib(new)
             ));
+            opts.insert("size".into(), fmt_size(new));
+            g.config.insert(disk.clone(), join_prop(&vol, &opts));
+            st.guests.insert(vmid, g);
+            Ok(())
+        },
+    );
+    Ok(json!(upid).into())
+}
+
+/// pve-container `PVE/API2/LXC.pm` `resize_vm` (`PUT /nodes/{node}/lxc/{vmid}/resize`):
+/// `$load_and_check` runs before the fork (and again in the worker): the config and its
+/// lock, `check_ct_modify_config_perm` over the remaining parameters (`disk` is no
+/// known option, so it needs `VM.Config.Options`), the digest, the volume's owner,
+/// `Datastore.AllocateSpace` on its storage, then the size: no shrinking, no no-op.
+async fn lxc_resize(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
+    let node = req(p, "node")?.to_string();
+    let vmid = vmid_of(p, "vmid")?;
+    let disk = req(p, "disk")?.to_string();
+    let size = req(p, "size")?.to_string();
+    let (grow, num) = match size.strip_prefix('+') {
+        Some(n) => (true, n),
+        None => (false, size.as_str()),
+    };
+    let request = parse_size(num).ok_or_else(|| ApiError::fail("invalid size string"))?;
+    let load_and_check = |st: &State| -> ApiResult<(String, BTreeMap<String, String>, u64)> {
+        let g = guest(st, Kind::Lxc, &node, vmid)?;
+        check_lock(g, p)?;
+        super::perms::lxc_config(
+            st,
+            caller,
+            vmid,
+            &BTreeMap::from([("disk".to_string(), disk.clone())]),
+            &[],
+        )?;
+        if let Some(d) = p.get("digest")
+            && *d != g.digest()
+        {
+            return Err(ApiError::fail(
+                "detected modified configuration - file changed by other user? Try again.",
+            ));
+        }
+        let value = g.config.get(&disk).cloned().unwrap_or_default();
+        let (vol, opts) = split_prop(&value, "volume");
+        let Some((sid, volname)) = vol.split_once(':') else {
+            return Err(ApiError::fail(format!("unable to parse volume ID '{vol}'")));
+        };
+        let owner = volname
+            .split(['/', '-'])
+            .find_map(|part| part.parse::<u32>().ok())
+            .unwrap_or(vmid);
+        if owner != vmid {
+            return Err(ApiError::fail(format!(
+                "can't resize mount point owned by another container ({owner})"
+            )));
+        }
+        super::perms::need(
+            st,
+            caller,
+            &format!("/storage/{sid}"),
+            "Datastore.AllocateSpace",
+        )?;
+        let cur = volume_size(st, &node, &vol)
+            .or_else(|| opts.get("size").and_then(|s| parse_size(s)))
+            .ok_or_else(|| {
+                ApiError::fail(format!("Could not determine current size of volume '{vol}'"))
+            })?;
+        let new = if grow { cur + request } else { request };
+        if new < cur {
+            return Err(ApiError::fail("unable to shrink disk size"));
+        }
+        if new == cur {
+            return Err(ApiError::fail("disk is already at specified size"));
+        }
+        Ok((vol, opts, new))
+    };
+    load_and_check(&sim.state())?;
+    let guard = sim.lock_guest(Kind::Lxc, vmid).await?;
+    let checked = load_and_check(&sim.state());
+    let upid = sim.spawn_task(
+        &node.clone(),
+        "resize",
+        &vmid.to_string(),
+        &caller.authid,
+        Some(guard),
+        move |ctx| async move {
+            let (vol, mut opts, new) = checked.map_err(|e| e.message.trim_end().to_string())?;
+            let mut st = ctx.sim.state();
+            let mut g = guest_mut(&mut st, Kind::Lxc, &node, vmid)?.clone();
+            if let Some(volume) = st.volumes.get_mut(&format!("{node}/{vol}")) {
+                volume.size = new;
+            }
+            ctx.log(format!("resize2fs: resizing the filesystem on {vol}"));
             opts.insert("size".into(), fmt_size(new));
             g.config.insert(disk.clone(), join_prop(&vol, &opts));
             st.guests.insert(vmid, g);

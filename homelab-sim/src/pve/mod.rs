@@ -12,6 +12,7 @@ pub mod error;
 pub mod formats;
 pub mod guests;
 pub mod hardware;
+pub mod perms;
 pub mod schema;
 pub mod server;
 pub mod sim;
