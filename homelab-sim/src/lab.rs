@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use crate::Error;
 use crate::pve::auth;
 use crate::pve::sim::{Faults, Genesis, Inner, RequestCounts, Sim, Timings};
-use crate::pve::state::{PciDevice, State, Token};
+use crate::pve::state::{PciDevice, State, StorageCfg, Token};
 use crate::runtime::{GuestRuntime, NoRuntime};
 use crate::tls::TlsIdentity;
 
@@ -80,6 +80,7 @@ impl Lab {
             auth_failure_delay: Duration::ZERO,
             services: Vec::new(),
             pci_devices: BTreeMap::new(),
+            storages: BTreeMap::new(),
         }
     }
 }
@@ -98,6 +99,7 @@ pub struct LabBuilder {
     auth_failure_delay: Duration,
     services: Vec<Box<dyn LabService>>,
     pci_devices: BTreeMap<String, Vec<PciDevice>>,
+    storages: BTreeMap<String, StorageCfg>,
 }
 
 impl LabBuilder {
@@ -126,6 +128,29 @@ impl LabBuilder {
     /// to a saved lab too, as if the hardware had changed while it was off.
     pub fn pci_devices(mut self, node: impl Into<String>, devices: Vec<PciDevice>) -> Self {
         self.pci_devices.insert(node.into(), devices);
+        self
+    }
+    /// Add (or replace) a storage of plugin type `ty` (`lvm`, `dir`, `zfspool`, ...) with
+    /// the given content types, besides the default `local`, `local-lvm` and `tank`.
+    /// Applies to a saved lab too. Fails at [`Self::start`] when the plugin cannot hold
+    /// one of the content types (pve-storage `plugindata`).
+    pub fn storage(
+        mut self,
+        id: impl Into<String>,
+        ty: impl Into<String>,
+        content: &[&str],
+        total: u64,
+    ) -> Self {
+        self.storages.insert(
+            id.into(),
+            StorageCfg {
+                ty: ty.into(),
+                content: content.iter().map(|c| c.to_string()).collect(),
+                shared: false,
+                total,
+                path: None,
+            },
+        );
         self
     }
     /// Cluster name for a new lab.
@@ -206,6 +231,16 @@ impl LabBuilder {
             None => (self.genesis().state(), TlsIdentity::generate(&names)?, None),
         };
         let mut state = state;
+        for (id, cfg) in &self.storages {
+            let allowed = crate::pve::plugins::content_types(&cfg.ty).unwrap_or(&[]);
+            if let Some(bad) = cfg.content.iter().find(|c| !allowed.contains(&c.as_str())) {
+                return Err(Error::Config(format!(
+                    "storage '{id}': content type '{bad}' is not supported by a '{}' storage",
+                    cfg.ty
+                )));
+            }
+            state.storages.insert(id.clone(), cfg.clone());
+        }
         for (node, devices) in &self.pci_devices {
             if let Some(n) = state.nodes.get_mut(node) {
                 n.pci = devices.clone();

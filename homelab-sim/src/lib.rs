@@ -48,6 +48,10 @@ pub enum Error {
     /// Certificate generation or TLS configuration failed.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The lab's configuration is impossible (for example a storage holding content its
+    /// plugin cannot hold).
+    #[error("lab configuration: {0}")]
+    Config(String),
     /// A sibling service failed to start.
     #[error("service {name}: {message}")]
     Service {

@@ -53,6 +53,7 @@ pub const SERVED: &[(&str, &[&str])] = &[
     ("/nodes/{node}/lxc/{vmid}/status/reboot", &["POST"]),
     ("/nodes/{node}/lxc/{vmid}/interfaces", &["GET"]),
     ("/nodes/{node}/lxc/{vmid}/template", &["POST"]),
+    ("/nodes/{node}/lxc/{vmid}/resize", &["PUT"]),
     ("/nodes/{node}/storage", &["GET"]),
     ("/nodes/{node}/storage/{storage}/status", &["GET"]),
     ("/nodes/{node}/storage/{storage}/content", &["GET", "POST"]),

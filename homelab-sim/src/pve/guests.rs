@@ -1671,11 +1671,15 @@ async fn clone(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
                 }
             }
         }
+        // qemu-server clone_vm `$load_and_check`: `full` defaults to "not a template";
+        // `storage` and `format` are refused for linked clones.
         let full = p.get("full").map(|f| f == "1").unwrap_or(!g.is_template());
-        if !full && !g.is_template() {
-            return Err(ApiError::fail(
-                "linked clone feature for a VM which is not a template is not supported",
-            ));
+        for opt in ["storage", "format"] {
+            if !full && p.contains_key(opt) {
+                return Err(ApiError::fail(format!(
+                    "parameter '{opt}' not allowed for linked clones"
+                )));
+            }
         }
         if target != node {
             let local = g.effective().iter().any(|(k, v)| {
@@ -1686,6 +1690,41 @@ async fn clone(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
             if local {
                 return Err(ApiError::fail(format!(
                     "can't clone to node '{target}' (VM uses local storage)"
+                )));
+            }
+        }
+        // Then, drive by drive, the storage plugin must support the clone (pve-storage
+        // `volume_has_feature`: `clone` of a base volume for a linked clone, `copy` for a
+        // full one and for cloud-init and TPM state): "Linked clone feature is not
+        // supported for '<volid>' (scsi0)" on thick LVM, or for a VM that is no template.
+        for (k, v) in g.effective() {
+            if !is_disk_key(&k) || k.starts_with("unused") {
+                continue;
+            }
+            let (vol, _) = split_prop(&v, "file");
+            if (v.contains("media=cdrom") && !vol.contains("cloudinit")) || vol == "none" {
+                continue;
+            }
+            let cloudinit = vol.contains("cloudinit");
+            let copy = full || cloudinit || k == "tpmstate0";
+            let Some((sid, volname)) = vol.split_once(':') else {
+                continue;
+            };
+            let ty = st.storages.get(sid).map(|s| s.ty.as_str()).unwrap_or("");
+            let feature = if copy {
+                super::plugins::Feature::Copy
+            } else {
+                super::plugins::Feature::Clone
+            };
+            if !super::plugins::volume_has_feature(
+                ty,
+                feature,
+                super::plugins::state_of(volname),
+                super::plugins::format_of(volname),
+            ) {
+                return Err(ApiError::fail(format!(
+                    "{} clone feature is not supported for '{vol}' ({k})",
+                    if copy { "Full" } else { "Linked" }
                 )));
             }
         }
@@ -1916,6 +1955,18 @@ async fn template(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
                     continue;
                 }
                 let (vol, opts) = split_prop(&v, "file");
+                // qemu-server template_create: a volume whose plugin has no `template`
+                // feature (thick LVM) is skipped silently and stays a plain volume.
+                let (sid, volname) = vol.split_once(':').unwrap_or(("", ""));
+                let ty = st.storages.get(sid).map(|s| s.ty.clone()).unwrap_or_default();
+                if !super::plugins::volume_has_feature(
+                    &ty,
+                    super::plugins::Feature::Template,
+                    super::plugins::state_of(volname),
+                    super::plugins::format_of(volname),
+                ) {
+                    continue;
+                }
                 let newvol =
                     vol.replace(&format!("vm-{vmid}-disk-"), &format!("base-{vmid}-disk-"));
                 if newvol != vol
@@ -1986,9 +2037,24 @@ async fn lxc_template(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply
             let keys: Vec<String> = g
                 .config
                 .keys()
-                .filter(|k| is_disk_key(k))
+                .filter(|k| is_disk_key(k) && !k.starts_with("unused"))
                 .cloned()
                 .collect();
+            // pve-container PVE/LXC.pm template_create: every volume's plugin must have
+            // the `template` feature before any is converted.
+            for k in &keys {
+                let (vol, _) = split_prop(&g.config[k], "volume");
+                let (sid, volname) = vol.split_once(':').unwrap_or(("", ""));
+                let ty = st.storages.get(sid).map(|s| s.ty.as_str()).unwrap_or("");
+                if !super::plugins::volume_has_feature(
+                    ty,
+                    super::plugins::Feature::Template,
+                    super::plugins::state_of(volname),
+                    super::plugins::format_of(volname),
+                ) {
+                    return Err(format!("Template feature is not available for '{vol}'"));
+                }
+            }
             for k in keys {
                 let (vol, opts) = split_prop(&g.config[&k], "volume");
                 let newvol =

@@ -13,6 +13,7 @@ pub mod formats;
 pub mod guests;
 pub mod hardware;
 pub mod perms;
+pub mod plugins;
 pub mod schema;
 pub mod server;
 pub mod sim;

@@ -2,6 +2,7 @@
 
 mod cloudinit;
 mod factory;
+mod fidelity;
 mod passthrough;
 mod pve;
 mod sftp;
