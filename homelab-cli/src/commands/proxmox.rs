@@ -25,85 +25,120 @@ use crate::workspace;
 
 /// The provisioning role's privileges (PVE 9 names), each with the operation that needs it.
 ///
-/// Left out on purpose: `Datastore.Allocate` (deleting arbitrary volumes; `down` keeps
-/// cached images), `Permissions.Modify`, `User.Modify`, `Sys.Console`, `Sys.PowerMgmt`,
-/// `VM.Migrate`, `VM.Snapshot*`, `VM.GuestAgent.File*`/`Unrestricted`, `SDN.Allocate`,
-/// `Pool.Allocate`. Snippets are uploaded over SFTP, not through the API.
+/// Derived from the audit of the real handlers (docs/pve-audit.md): each entry names the
+/// handler that checks it. `Datastore.Allocate` is not in this role: pve-manager
+/// `API2/Backup.pm` wants it only on the backup job's storage, so `token create` grants
+/// the built-in [`STORAGE_ROLE`] on `/storage/<backup storage>` alone ([`TokenSpec::
+/// backup_storages`]). Left out on purpose: `Permissions.Modify`, `User.Modify`,
+/// `Sys.Console`, `Sys.PowerMgmt`, `VM.Migrate`, `VM.Snapshot*`,
+/// `VM.GuestAgent.File*`/`Unrestricted`, `SDN.Allocate`, `Pool.Allocate`. Snippets are
+/// uploaded over SFTP, not through the API.
 pub const ROLE_PRIVILEGES: &[(&str, &str)] = &[
     (
         "Datastore.AllocateSpace",
-        "create guest disks, cloud-init drives and container volumes on storages",
+        "new disks, cloud-init drives, container volumes and resizes (qemu-server Qemu.pm $check_storage_access, resize_vm; pve-container LXC.pm check_ct_modify_config_perm, resize_vm)",
     ),
     (
         "Datastore.AllocateTemplate",
-        "download cloud images, Talos ISOs and CT templates into storage (download-url, aplinfo)",
+        "download cloud images, Talos ISOs and CT templates (pve-storage API2/Storage/Status.pm download_url, upload)",
     ),
     (
         "Datastore.Audit",
-        "list storages and their content (cached images, snippets)",
+        "list storages and their content (pve-storage API2/Storage/Content.pm index, Status.pm index)",
     ),
     (
         "Mapping.Audit",
-        "read PCI resource mappings for GPU passthrough",
+        "read PCI resource mappings for GPU passthrough (pve-manager API2/Cluster/Mapping/PCI.pm index)",
     ),
     (
         "Mapping.Modify",
-        "create the cluster PCI mapping of a device passed through by address",
+        "create the cluster PCI mapping of a device passed through by address (Mapping/PCI.pm create, update)",
     ),
-    ("Mapping.Use", "attach mapped PCI devices (hostpci) to VMs"),
+    (
+        "Mapping.Use",
+        "attach mapped PCI devices to VMs and clone them (qemu-server check_vm_create_hostpci_perm, check_mapping_access)",
+    ),
     (
         "Pool.Audit",
-        "see resource pools and their members during observe",
+        "see resource pools and their members during observe (pve-manager API2/Pools.pm index)",
     ),
     (
         "SDN.Use",
-        "attach network interfaces to bridges and SDN VNets",
+        "attach network interfaces to bridges and VNets: /sdn/zones/localnetwork/<bridge> (pve-guest-common GuestHelpers.pm check_vnet_access)",
     ),
     (
         "Sys.AccessNetwork",
-        "let the node fetch URLs (download-url) when Sys.Modify is left out (--no-backup-jobs)",
+        "let the node fetch URLs (download-url) when Sys.Modify is left out (pve-storage Status.pm download_url)",
     ),
     (
         "Sys.Audit",
-        "read nodes, cluster resources, host PCI devices, tasks and backup jobs",
+        "read nodes, cluster resources, host PCI devices, tasks and backup jobs (pve-manager API2/Nodes.pm, Cluster.pm resources, Backup.pm index; download_url with Sys.Modify)",
     ),
     (
         "Sys.Modify",
-        "create and update vzdump backup jobs (/cluster/backup); with Sys.Audit, download-url; privileged containers",
+        "create and update vzdump jobs (pve-manager API2/Backup.pm create_job, update_job; with bwlimit/ionice/performance too); a VM's `startup` order (qemu-server $check_vm_modify_config_perm); with Sys.Audit, download-url",
     ),
     (
         "VM.Allocate",
-        "create, destroy and convert guests to templates",
+        "create and destroy guests, convert them to templates, set container nesting (qemu-server create_vm, destroy_vm, template; pve-container create_vm, check_ct_modify_config_perm)",
     ),
-    ("VM.Audit", "read guest configuration and status"),
-    ("VM.Backup", "include guests in backup jobs"),
-    ("VM.Clone", "clone VMs from gold templates"),
-    ("VM.Config.CDROM", "attach Talos ISOs and cloud-init drives"),
-    ("VM.Config.CPU", "set cores, sockets and CPU type"),
+    (
+        "VM.Audit",
+        "read guest configuration and status (qemu-server/pve-container vm_config, vm_status)",
+    ),
+    (
+        "VM.Backup",
+        "put guests and pools into backup jobs (pve-manager API2/Backup.pm create_job: /pool/<pool>; vzdump)",
+    ),
+    ("VM.Clone", "clone VMs from gold templates (qemu-server clone_vm)"),
+    (
+        "VM.Config.CDROM",
+        "attach Talos ISOs and cloud-init drives (qemu-server update_vm, cdrom drives)",
+    ),
+    (
+        "VM.Config.CPU",
+        "set cores, sockets and CPU type (qemu-server $check_vm_modify_config_perm $cpuoptions; pve-container cores)",
+    ),
     (
         "VM.Config.Cloudinit",
-        "set cloud-init user, SSH keys, IP configuration, cicustom",
+        "set cloud-init user, SSH keys, IP configuration, cicustom ($cloudinitoptions, ipconfigN)",
     ),
     (
         "VM.Config.Disk",
-        "add, import and resize disks; container mount points",
+        "add, import and resize disks; boot order; container mount points (qemu-server resize_vm, $diskoptions; pve-container rootfs/mpN)",
     ),
     (
         "VM.Config.HWType",
-        "set machine, BIOS, SCSI controller, serial console, hostpci",
+        "set machine, SCSI controller, VGA, RNG, serial console ($hwtypeoptions)",
     ),
-    ("VM.Config.Memory", "set memory and swap"),
-    ("VM.Config.Network", "set network interfaces"),
+    (
+        "VM.Config.Memory",
+        "set memory, balloon and swap ($memoryoptions; pve-container memory/swap)",
+    ),
+    (
+        "VM.Config.Network",
+        "set network interfaces, hostname and DNS (netN; pve-container netN, hostname, nameserver)",
+    ),
     (
         "VM.Config.Options",
-        "set name, tags, description (ownership marker), onboot, agent, features",
+        "set name, tags, description (ownership marker), onboot, agent, BIOS, ostype ($generaloptions; pve-container other options and resize's `disk`)",
     ),
     (
         "VM.GuestAgent.Audit",
-        "read guest addresses through the QEMU guest agent",
+        "read guest addresses through the QEMU guest agent (qemu-server API2/Qemu/Agent.pm network-get-interfaces)",
     ),
-    ("VM.PowerMgmt", "start, stop, shut down and reboot guests"),
+    (
+        "VM.PowerMgmt",
+        "start, stop, shut down and reboot guests; create with start=1 (qemu-server vm_start etc., create_vm)",
+    ),
 ];
+
+/// The built-in role `token create` grants on `/storage/<backup storage>`: its
+/// `Datastore.Allocate` is what pve-manager `API2/Backup.pm`
+/// (`assert_param_permission_create/update`) wants on a backup job's storage (`local`
+/// when the job names none). PVE's deepest ACL wins, and on `/storage/*` only
+/// `Datastore.*` privileges are ever checked, all of which it holds.
+pub const STORAGE_ROLE: &str = "PVEDatastoreAdmin";
 
 /// The privilege names of the provisioning role, sorted (with backup jobs).
 pub fn privileges() -> Vec<&'static str> {
@@ -326,6 +361,11 @@ pub struct CreateArgs {
     /// Leave backup-job management out of the role (no `Sys.Modify`, no `VM.Backup`).
     #[arg(long)]
     pub no_backup_jobs: bool,
+    /// Storages backup jobs write to (comma separated or repeated): each gets the
+    /// built-in PVEDatastoreAdmin role on `/storage/<id>`, as PVE wants
+    /// `Datastore.Allocate` there (not on `/`). Ignored with --no-backup-jobs.
+    #[arg(long = "backup-storage", value_delimiter = ',', default_value = "local")]
+    pub backup_storages: Vec<String>,
 }
 
 /// What the token should look like.
@@ -343,6 +383,8 @@ pub struct TokenSpec {
     pub privsep: bool,
     /// The role's privileges.
     pub privileges: BTreeSet<String>,
+    /// Storages granted [`STORAGE_ROLE`] (backup job targets).
+    pub backup_storages: Vec<String>,
 }
 
 impl TokenSpec {
@@ -390,6 +432,19 @@ impl TokenSpec {
         if !self.path.starts_with('/') {
             return Err(format!("--path '{}': ACL paths start with '/'", self.path));
         }
+        for s in &self.backup_storages {
+            // pve-storage-id (pve-storage PVE/Storage.pm / JSONSchema).
+            let ok = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+                && s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok {
+                return Err(format!(
+                    "--backup-storage '{s}': storage IDs match [a-z][a-z0-9\\-_.]*[a-z0-9]"
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -409,6 +464,10 @@ pub struct Observed {
     pub token: Option<bool>,
     /// The token has the role on the path.
     pub token_acl: bool,
+    /// Storages on which the user has [`STORAGE_ROLE`].
+    pub user_storage_acls: BTreeSet<String>,
+    /// Storages on which the token has [`STORAGE_ROLE`].
+    pub token_storage_acls: BTreeSet<String>,
     /// What the output file knows about the token.
     pub stored: Stored,
 }
@@ -450,6 +509,16 @@ pub enum Step {
     CreateToken,
     /// `PUT /access/acl` for the token.
     GrantToken,
+    /// `PUT /access/acl`: [`STORAGE_ROLE`] on `/storage/<storage>` for the user.
+    GrantUserStorage {
+        /// The storage.
+        storage: String,
+    },
+    /// `PUT /access/acl`: [`STORAGE_ROLE`] on `/storage/<storage>` for the token.
+    GrantTokenStorage {
+        /// The storage.
+        storage: String,
+    },
 }
 
 /// Plan the steps from `observed` to `spec`. Errors when the token exists but its secret
@@ -482,6 +551,13 @@ pub fn plan(
     }
     if !observed.user_acl {
         steps.push(Step::GrantUser);
+    }
+    for storage in &spec.backup_storages {
+        if !observed.user_storage_acls.contains(storage) {
+            steps.push(Step::GrantUserStorage {
+                storage: storage.clone(),
+            });
+        }
     }
     let full = spec.full_token_id();
     let mut fresh = false;
@@ -517,6 +593,15 @@ pub fn plan(
     // Deleting a token drops its ACL entries too.
     if spec.privsep && (fresh || !observed.token_acl) {
         steps.push(Step::GrantToken);
+    }
+    if spec.privsep {
+        for storage in &spec.backup_storages {
+            if fresh || !observed.token_storage_acls.contains(storage) {
+                steps.push(Step::GrantTokenStorage {
+                    storage: storage.clone(),
+                });
+            }
+        }
     }
     Ok(steps)
 }
@@ -664,6 +749,11 @@ async fn token_create(args: CreateArgs, _ctx: &Context) -> miette::Result<Exit> 
             .into_iter()
             .map(String::from)
             .collect(),
+        backup_storages: if args.no_backup_jobs {
+            Vec::new()
+        } else {
+            args.backup_storages.clone()
+        },
     };
     spec.validate().map_err(|e| miette!("{e}"))?;
     let format = workspace::format_of(&args.output);
@@ -785,6 +875,12 @@ fn describe(spec: &TokenSpec, step: &Step) -> String {
         Step::SetPrivsep => format!("set privsep={} on token {full}", u8::from(spec.privsep)),
         Step::CreateToken => format!("created token {full} (privsep={})", u8::from(spec.privsep)),
         Step::GrantToken => format!("granted {} to token {full} on {}", spec.role, spec.path),
+        Step::GrantUserStorage { storage } => {
+            format!("granted {STORAGE_ROLE} to user {} on /storage/{storage}", spec.user)
+        }
+        Step::GrantTokenStorage { storage } => {
+            format!("granted {STORAGE_ROLE} to token {full} on /storage/{storage}")
+        }
     }
 }
 
@@ -830,7 +926,21 @@ async fn observe(client: &Client, spec: &TokenSpec) -> miette::Result<Observed> 
     } else {
         None
     };
+    let storage_acls = |kind: &str, id: &str| -> BTreeSet<String> {
+        spec.backup_storages
+            .iter()
+            .filter(|s| {
+                let path = format!("/storage/{s}");
+                acl.iter().any(|e| {
+                    e.path == path && e.kind == kind && e.ugid == id && e.roleid == STORAGE_ROLE
+                })
+            })
+            .cloned()
+            .collect()
+    };
     Ok(Observed {
+        user_storage_acls: storage_acls("user", &spec.user),
+        token_storage_acls: storage_acls("token", &full),
         user,
         role: role.map(|r| {
             r.privs
@@ -886,6 +996,23 @@ async fn apply(
                 ..Default::default()
             };
             if *step == Step::GrantUser {
+                acl.users = vec![spec.user.clone()];
+            } else {
+                acl.tokens = vec![full];
+            }
+            access
+                .update_acl(&acl)
+                .await
+                .map_err(|e| api_err("PUT /access/acl", e))
+        }
+        Step::GrantUserStorage { storage } | Step::GrantTokenStorage { storage } => {
+            let mut acl = AclUpdate {
+                path: format!("/storage/{storage}"),
+                roles: vec![STORAGE_ROLE.to_string()],
+                propagate: Some(true),
+                ..Default::default()
+            };
+            if matches!(step, Step::GrantUserStorage { .. }) {
                 acl.users = vec![spec.user.clone()];
             } else {
                 acl.tokens = vec![full];
@@ -1101,6 +1228,7 @@ mod tests {
             path: "/".into(),
             privsep: true,
             privileges: privileges().into_iter().map(String::from).collect(),
+            backup_storages: vec!["local".into()],
         }
     }
 
@@ -1112,6 +1240,8 @@ mod tests {
             user_acl: true,
             token: Some(true),
             token_acl: true,
+            user_storage_acls: BTreeSet::from(["local".to_string()]),
+            token_storage_acls: BTreeSet::from(["local".to_string()]),
             stored: Stored::Valid,
         }
     }
@@ -1149,8 +1279,14 @@ mod tests {
                 Step::CreateUser,
                 Step::CreateRole,
                 Step::GrantUser,
+                Step::GrantUserStorage {
+                    storage: "local".into()
+                },
                 Step::CreateToken,
-                Step::GrantToken
+                Step::GrantToken,
+                Step::GrantTokenStorage {
+                    storage: "local".into()
+                },
             ]
         );
         let mut no_sep = spec();
@@ -1200,7 +1336,14 @@ mod tests {
         );
         assert_eq!(
             plan(&spec(), &o, true, Path::new("s")).unwrap(),
-            vec![Step::DeleteToken, Step::CreateToken, Step::GrantToken]
+            vec![
+                Step::DeleteToken,
+                Step::CreateToken,
+                Step::GrantToken,
+                Step::GrantTokenStorage {
+                    storage: "local".into()
+                }
+            ]
         );
     }
 
@@ -1210,9 +1353,17 @@ mod tests {
         o.user_acl = false;
         o.token_acl = false;
         o.token = Some(false);
+        o.token_storage_acls.clear();
         assert_eq!(
             plan(&spec(), &o, false, Path::new("s")).unwrap(),
-            vec![Step::GrantUser, Step::SetPrivsep, Step::GrantToken]
+            vec![
+                Step::GrantUser,
+                Step::SetPrivsep,
+                Step::GrantToken,
+                Step::GrantTokenStorage {
+                    storage: "local".into()
+                }
+            ]
         );
     }
 

@@ -748,6 +748,7 @@ async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<
         if kind == Kind::Lxc {
             // pve-container checks config permissions before it looks at the template.
             super::perms::lxc_config(&st, caller, vmid, &settings, &[])?;
+            super::perms::bridges(&st, caller, &settings)?;
             if let Some(f) = p.get("features") {
                 check_features_perm(caller, None, Some(f), flag(&p, "unprivileged", true))?;
             }
@@ -763,6 +764,8 @@ async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<
             // qemu-server create_vm: `$check_vm_modify_config_perm` over the settings
             // (storage access was checked with VM.Allocate, see auth::handler_checks).
             super::perms::qemu_config(&st, caller, vmid, settings.keys().map(String::as_str))?;
+            // ... then check_bridge_access over the new config's netN.
+            super::perms::bridges(&st, caller, &settings)?;
         }
         if kind == Kind::Qemu {
             for (k, v) in p.iter().filter(|(k, _)| hardware::is_hostpci_key(k)) {
@@ -1424,8 +1427,12 @@ async fn update(
                 super::perms::qemu_config(&st, caller, vmid, deletes.iter().map(String::as_str))?;
                 super::perms::qemu_config(&st, caller, vmid, sets.keys().map(String::as_str))?;
                 super::perms::qemu_new_disks(&st, caller, &sets)?;
+                super::perms::bridges(&st, caller, &sets)?;
             }
-            Kind::Lxc => super::perms::lxc_config(&st, caller, vmid, &sets, &deletes)?,
+            Kind::Lxc => {
+                super::perms::lxc_config(&st, caller, vmid, &sets, &deletes)?;
+                super::perms::bridges(&st, caller, &sets)?;
+            }
         }
     }
     let guard = sim.lock_guest(kind, vmid).await?;
@@ -1671,6 +1678,9 @@ async fn clone(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
                 }
             }
         }
+        // check_bridge_access over the source's config, as clone_vm does after the
+        // mapping check.
+        super::perms::bridges(&st, caller, &g.effective())?;
         // qemu-server clone_vm `$load_and_check`: `full` defaults to "not a template";
         // `storage` and `format` are refused for linked clones.
         let full = p.get("full").map(|f| f == "1").unwrap_or(!g.is_template());

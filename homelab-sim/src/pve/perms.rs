@@ -362,3 +362,72 @@ fn lxc_volume(st: &State, caller: &Caller, vm: &str, value: Option<&String>) -> 
     }
     Ok(())
 }
+
+// ----------------------------------------------------------------------------- bridges
+
+/// pve-guest-common `PVE/GuestHelpers.pm` `check_vnet_access` (through qemu-server
+/// `check_bridge_access` and pve-container's `netN` check): `SDN.Use` on
+/// `/sdn/zones/<zone>/<bridge>` (`localnetwork` for a plain Linux bridge, the VNet's zone
+/// for an applied SDN VNet), or on `.../<tag>` for a tagged interface and on each trunk
+/// VLAN. root@pam skips it.
+pub fn bridge_access(st: &State, caller: &Caller, net: &str) -> ApiResult<()> {
+    if caller.is_root() {
+        return Ok(());
+    }
+    let opt = |k: &str| {
+        net.split(',')
+            .find_map(|kv| kv.split_once('=').filter(|(a, _)| *a == k).map(|(_, v)| v))
+    };
+    let Some(bridge) = opt("bridge") else {
+        return Ok(());
+    };
+    let zone = st
+        .sdn_vnets
+        .get(bridge)
+        .and_then(|v| v.running.as_ref())
+        .and_then(|r| r.get("zone"))
+        .map(String::as_str)
+        .unwrap_or("localnetwork");
+    let base = format!("/sdn/zones/{zone}/{bridge}");
+    let tag = opt("tag").filter(|t| !t.is_empty() && *t != "0");
+    let trunks = opt("trunks").filter(|t| !t.is_empty());
+    if let Some(tag) = tag {
+        need(st, caller, &format!("{base}/{tag}"), "SDN.Use")?;
+    }
+    if let Some(trunks) = trunks {
+        let mut tags = std::collections::BTreeSet::new();
+        for part in trunks.split(';') {
+            match part.split_once('-') {
+                Some((a, b)) => {
+                    if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                        tags.extend(a..=b);
+                    }
+                }
+                None => {
+                    if let Ok(t) = part.parse::<u32>() {
+                        tags.insert(t);
+                    }
+                }
+            }
+        }
+        for t in tags {
+            need(st, caller, &format!("{base}/{t}"), "SDN.Use")?;
+        }
+    }
+    if tag.is_none() && trunks.is_none() {
+        need(st, caller, &base, "SDN.Use")?;
+    }
+    Ok(())
+}
+
+/// [`bridge_access`] for every `netN` among `settings`.
+pub fn bridges(st: &State, caller: &Caller, settings: &BTreeMap<String, String>) -> ApiResult<()> {
+    for (k, v) in settings {
+        if k.strip_prefix("net")
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        {
+            bridge_access(st, caller, v)?;
+        }
+    }
+    Ok(())
+}

@@ -340,6 +340,14 @@ async fn process(sim: &Sim, req: Request<Incoming>) -> ApiResult<Reply> {
             }
         }
     }
+    // pve-manager PVE/HTTPServer.pm rest_handler: the endpoint's `permissions` are
+    // checked on the raw parameters, then the request is proxied to its node, and only
+    // the handler (PVE::RESTHandler::handle) validates the parameters against the schema
+    // before its own (per-parameter) checks run.
+    {
+        let st = sim.state();
+        auth::check_permissions(&st, &caller, ep.permissions.as_ref(), &params)?;
+    }
     if ep.proxyto.as_deref() == Some("node")
         && let Some(node) = params.get("node")
         && sim.faults().is_offline(node)
@@ -352,7 +360,6 @@ async fn process(sim: &Sim, req: Request<Incoming>) -> ApiResult<Reply> {
     }
     {
         let st = sim.state();
-        auth::check_permissions(&st, &caller, ep.permissions.as_ref(), &params)?;
         auth::handler_checks(&st, &caller, &method, &ep.path, &params)?;
     }
     if let Some(e) = sim.faults().path_failure(api_path) {

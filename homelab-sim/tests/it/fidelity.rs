@@ -351,3 +351,48 @@ async fn containers_resize_their_mount_points() {
         (403, "Permission check failed (/vms/200, VM.Config.Options)")
     );
 }
+
+/// pve-guest-common `GuestHelpers.pm` `check_vnet_access` (qemu-server
+/// `check_bridge_access`): a NIC on a plain bridge needs `SDN.Use` on
+/// `/sdn/zones/localnetwork/<bridge>`, a tagged one on `.../<bridge>/<tag>`.
+#[tokio::test]
+async fn nics_need_sdn_use_on_their_bridge() {
+    let lab = lab().await;
+    let root = Api::token(&lab);
+    create_vm(&root, "100", "local-lvm:1").await;
+    let tok = restricted(&root, "net@pve", "VM.Audit,VM.Config.Network").await;
+    let r = tok
+        .put("/nodes/pve/qemu/100/config", &[("net1", "virtio,bridge=vmbr0")])
+        .await;
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (
+            403,
+            "Permission check failed (/sdn/zones/localnetwork/vmbr0, SDN.Use)"
+        )
+    );
+    grant(
+        &root,
+        "/sdn/zones/localnetwork/vmbr0/20",
+        "PVESDNUser",
+        "net@pve",
+        "net@pve!tk",
+    )
+    .await;
+    tok.put(
+        "/nodes/pve/qemu/100/config",
+        &[("net1", "virtio,bridge=vmbr0,tag=20")],
+    )
+    .await
+    .data();
+    let r = tok
+        .put(
+            "/nodes/pve/qemu/100/config",
+            &[("net2", "virtio,bridge=vmbr0,tag=30")],
+        )
+        .await;
+    assert_eq!(
+        r.reason,
+        "Permission check failed (/sdn/zones/localnetwork/vmbr0/30, SDN.Use)"
+    );
+}

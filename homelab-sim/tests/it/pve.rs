@@ -1263,6 +1263,18 @@ async fn restricted_token_permissions() {
     )
     .await
     .data();
+    // net0's bridge: SDN.Use on /sdn/zones/localnetwork/vmbr0 (check_vnet_access).
+    api.put(
+        "/access/acl",
+        &[
+            ("path", "/sdn/zones/localnetwork"),
+            ("roles", "PVESDNUser"),
+            ("tokens", "tofu@pve!ci"),
+            ("users", "tofu@pve"),
+        ],
+    )
+    .await
+    .data();
     let ok = create_vm(&tofu, "131", &[]).await;
     assert_eq!(ok.status, 200, "{ok:?}");
     // Without VM.Audit the guest is not listed at all.
