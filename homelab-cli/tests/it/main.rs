@@ -2,6 +2,7 @@
 
 mod backups;
 mod common;
+mod fidelity;
 mod image;
 mod lab;
 mod layers;
