@@ -4,6 +4,7 @@ mod cloudinit;
 mod factory;
 mod fidelity;
 mod passthrough;
+mod proxmoxer;
 mod pve;
 mod sftp;
 mod talos;
