@@ -34,6 +34,7 @@ pub mod api;
 mod client;
 mod error;
 pub mod models;
+pub mod plugins;
 pub mod property;
 mod request;
 pub mod requests;

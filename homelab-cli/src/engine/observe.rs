@@ -135,6 +135,19 @@ pub async fn list(client: &Client) -> Result<Observed, proxmox_client::Error> {
                     config: None,
                 });
             }
+            "storage" => {
+                if let (Some(node), Some(storage), Some(plugin)) = (
+                    r.node.clone(),
+                    r.storage.clone(),
+                    r.extra.get("plugintype").and_then(|v| v.as_str()),
+                ) {
+                    observed
+                        .storage_types
+                        .entry(node)
+                        .or_default()
+                        .insert(storage, plugin.to_string());
+                }
+            }
             _ => {}
         }
     }

@@ -74,6 +74,10 @@ pub struct Observed {
     /// Cluster PCI mappings (`None`: not read because no VM passes devices through).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_mappings: Option<Vec<proxmox_client::models::PciMapping>>,
+    /// Storage plugin types (`lvmthin`, `lvm`, `dir`, ...) by node, then storage id, from
+    /// the resource list (no extra request).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_types: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl ObservedGuest {

@@ -100,6 +100,27 @@ pub enum PlanError {
         /// Nodes that exist.
         known: String,
     },
+    /// A linked clone of a template whose disk is on a storage whose plugin has no
+    /// linked clones (thick LVM): Proxmox would refuse the clone.
+    #[error(
+        "{name} (VMID {vmid}) is a linked clone of template {template}, whose disk {disk} is on storage \"{storage}\" of type {plugin}, which has no linked clones in Proxmox (pve-storage's {plugin} plugin); set `full_clone: true` on it, or keep the template on one of: {supported}"
+    )]
+    NoLinkedClones {
+        /// The clone's name.
+        name: String,
+        /// The clone's VMID.
+        vmid: u32,
+        /// The template's VMID.
+        template: u32,
+        /// The template's disk (`scsi0`).
+        disk: String,
+        /// The storage.
+        storage: String,
+        /// Its plugin type.
+        plugin: String,
+        /// Plugin types that can.
+        supported: String,
+    },
     /// A passed-through PCI device does not exist on the node.
     #[error(
         "PCI device {device} (passed to {name}) does not exist on node {node}; its GPUs: {known}"
@@ -198,6 +219,9 @@ impl PlanError {
                 "change the VMID or name in homelab.yaml, or remove the other guest yourself"
             }
             PlanError::UnknownNode { .. } => "fix `node` (or `proxmox.node`) in homelab.yaml",
+            PlanError::NoLinkedClones { .. } => {
+                "make the clone `full_clone: true`, or give the template's `storage` a thin pool (lvmthin), a ZFS pool or a directory storage"
+            }
             PlanError::UnknownPciDevice { .. } => {
                 "fix `device` (`lspci -D` on the node lists them), or drop the `pci` item"
             }
@@ -575,6 +599,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
             });
         }
     }
+    super::storage_check::check(desired, observed)?;
     let by_vmid: BTreeMap<u32, &ObservedGuest> =
         observed.guests.iter().map(|g| (g.vmid, g)).collect();
 

@@ -208,3 +208,49 @@ fn talos_single_node_with_the_provisioning_token() {
     );
     up_with_the_provisioning_token(&repo, None);
 }
+
+/// A linked clone of a template on thick LVM cannot work (pve-storage LVMPlugin.pm has no
+/// `clone`/`template` feature; qemu-server clone_vm dies "Linked clone feature is not
+/// supported"): the plan refuses it before anything is created. The storage types come
+/// from the resource list the observation reads anyway.
+#[test]
+fn linked_clones_on_thick_lvm_are_refused_at_plan_time() {
+    let repo = Repo::copy(
+        "vm-fleet",
+        &[
+            "homelab.yaml",
+            "homelab.schema.json",
+            "demo-age-key.txt",
+            ".sops.yaml",
+            "secrets.enc.yaml",
+            "homelab.dev.yaml",
+        ],
+    );
+    repo.with_lab(async |s| {
+        let mut observed = homelab_cli::engine::observe::observe(&s.pve, &s.desired)
+            .await
+            .unwrap();
+        // The simulated node's storages, with their plugin types from /cluster/resources.
+        assert_eq!(observed.storage_types["pve"]["local-lvm"], "lvmthin");
+        assert_eq!(observed.storage_types["pve"]["local"], "dir");
+        homelab_cli::engine::plan::plan(&s.desired, &observed).unwrap();
+        // The same node with local-lvm as a thick LVM volume group.
+        observed
+            .storage_types
+            .get_mut("pve")
+            .unwrap()
+            .insert("local-lvm".into(), "lvm".into());
+        let err = homelab_cli::engine::plan::plan(&s.desired, &observed).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "web-1 (VMID 200) is a linked clone of template 9000, whose disk scsi0 is on storage \"local-lvm\" of type lvm"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("full_clone: true"), "{text}");
+        assert!(err.help().contains("full_clone"));
+        // Nothing was created.
+        assert_eq!(s.sim.as_ref().unwrap().requests().mutating, 0);
+    });
+}
