@@ -1188,6 +1188,17 @@ pub fn indexed_entries<'a, V>(map: &'a BTreeMap<String, V>, prefix: &str) -> BTr
         .collect()
 }
 
+/// Whether `id` is a `pve-configid`: pve-common `PVE/JSONSchema.pm` `$CONFIGID_RE`,
+/// `[a-z][a-z0-9_-]+` matched case-insensitively over the whole string (so at least two
+/// characters, a letter first).
+pub fn is_configid(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && id.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

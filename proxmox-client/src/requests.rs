@@ -1195,18 +1195,8 @@ pub struct PciMappingParams {
     pub live_migration_capable: Option<bool>,
 }
 
-/// Whether `id` is a `pve-configid`: pve-common `PVE/JSONSchema.pm` `$CONFIGID_RE`,
-/// `[a-z][a-z0-9_-]+` matched case-insensitively over the whole string (so at least two
-/// characters, a letter first).
-pub fn is_configid(id: &str) -> bool {
-    let mut chars = id.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && id.len() >= 2
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 fn check_configid(what: &str, id: &str) -> Result<()> {
-    if is_configid(id) {
+    if crate::property::is_configid(id) {
         Ok(())
     } else {
         Err(Error::invalid(
@@ -1304,7 +1294,10 @@ mod tests {
              &map=id%3D10de%3A2204%2Ciommugroup%3D14%2Cnode%3Dpve1%2Cpath%3D0000%3A01%3A00\
              &map=id%3D10de%3A2204%2Cnode%3Dpve2%2Cpath%3D0000%3A02%3A00.0"
         );
-        assert!(pci_mapping_create("GPU", &p).is_err());
+        // pve-common JSONSchema.pm $CONFIGID_RE = qr/[a-z][a-z0-9_-]+/i.
+        assert!(pci_mapping_create("GPU-01", &p).is_ok());
+        assert!(pci_mapping_create("g", &p).is_err());
+        assert!(pci_mapping_create("1gpu", &p).is_err());
         assert!(pci_mapping_create("gpu", &PciMappingParams::default()).is_err());
         assert!(pci_mapping_update("gpu", &PciMappingParams::default(), &[], None).is_err());
         let u = pci_mapping_update(

@@ -140,6 +140,9 @@ pub const ROLE_PRIVILEGES: &[(&str, &str)] = &[
 /// `Datastore.*` privileges are ever checked, all of which it holds.
 pub const STORAGE_ROLE: &str = "PVEDatastoreAdmin";
 
+/// Why [`STORAGE_ROLE`] is granted on a backup storage.
+pub const STORAGE_ALLOCATE_WHY: &str = "create and update vzdump jobs writing to that storage (pve-manager API2/Backup.pm assert_param_permission_create/update; `local` when a job names none)";
+
 /// The privilege names of the provisioning role, sorted (with backup jobs).
 pub fn privileges() -> Vec<&'static str> {
     privileges_for(true)
@@ -721,6 +724,13 @@ fn print_privileges(args: &PrivilegesArgs) -> miette::Result<Exit> {
                     "{:width$}  {}\n",
                     p.privilege,
                     p.needed_for,
+                    width = width
+                ));
+            }
+            if !args.no_backup_jobs {
+                s.push_str(&format!(
+                    "\nOn /storage/<backup storage> only (built-in {STORAGE_ROLE}, --backup-storage):\n{:width$}  {STORAGE_ALLOCATE_WHY}\n",
+                    "Datastore.Allocate",
                     width = width
                 ));
             }

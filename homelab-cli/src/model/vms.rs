@@ -175,7 +175,7 @@ pub fn url_decode(s: &str) -> String {
 /// Whether `s` is a `pve-configid`, what mapping IDs must be (the client library's
 /// check, pve-common's `$CONFIGID_RE`).
 pub fn is_mapping_id(s: &str) -> bool {
-    proxmox_client::requests::is_configid(s)
+    proxmox_client::property::is_configid(s)
 }
 
 /// A PCI address with its domain (`01:00.0` → `0000:01:00.0`), lowercase, as Proxmox

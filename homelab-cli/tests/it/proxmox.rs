@@ -138,6 +138,9 @@ async fn token_create_is_least_privilege_encrypted_and_idempotent() {
         "granted HomelabProvisioner to user homelab@pve on /",
         "created token homelab@pve!homelab (privsep=1)",
         "granted HomelabProvisioner to token homelab@pve!homelab on /",
+        // Backup.pm wants Datastore.Allocate on the job's storage only.
+        "granted PVEDatastoreAdmin to user homelab@pve on /storage/local",
+        "granted PVEDatastoreAdmin to token homelab@pve!homelab on /storage/local",
         "wrote secrets.enc.yaml",
     ] {
         assert!(stdout.contains(line), "missing '{line}' in\n{stdout}");

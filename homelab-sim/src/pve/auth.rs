@@ -606,13 +606,25 @@ pub fn handler_checks(
             }
             Ok(())
         }
-        ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}") => need(
-            &format!(
-                "/storage/{}",
-                params.get("storage").map(String::as_str).unwrap_or("")
-            ),
-            "Datastore.Allocate",
-        ),
+        ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}") => {
+            // pve-storage API2/Storage/Content.pm `delete`: a backup volume with an
+            // owner needs Datastore.AllocateSpace and VM.Backup on that guest; any
+            // other volume Datastore.Allocate.
+            let storage = params.get("storage").map(String::as_str).unwrap_or("");
+            let volume = params.get("volume").map(String::as_str).unwrap_or("");
+            let volname = volume.split_once(':').map_or(volume, |(_, v)| v);
+            let backup_owner = volname
+                .strip_prefix("backup/vzdump-")
+                .and_then(|r| r.split('-').nth(1))
+                .and_then(|v| v.parse::<u32>().ok());
+            match backup_owner {
+                Some(owner) => {
+                    need(&format!("/storage/{storage}"), "Datastore.AllocateSpace")?;
+                    need(&format!("/vms/{owner}"), "VM.Backup")
+                }
+                None => need(&format!("/storage/{storage}"), "Datastore.Allocate"),
+            }
+        }
         ("DELETE", "/nodes/{node}/tasks/{upid}") => {
             let owner = params
                 .get("upid")
@@ -826,6 +838,60 @@ mod tests {
         // Every valid privilege is Administrator's, and PRIVILEGES lists exactly those.
         let all: BTreeSet<String> = PRIVILEGES.iter().map(|p| p.to_string()).collect();
         assert_eq!(builtin_role("Administrator").unwrap(), all);
+    }
+
+    /// pve-storage `API2/Storage/Content.pm` `delete`: a backup with an owner needs
+    /// Datastore.AllocateSpace + VM.Backup on the guest, anything else Datastore.Allocate.
+    #[test]
+    fn deleting_a_backup_needs_vm_backup_not_allocate() {
+        let mut st = super::super::sim::Genesis {
+            cluster: "c".into(),
+            nodes: vec!["pve".into()],
+        }
+        .state();
+        for (path, role) in [("/storage/local", "PVEDatastoreUser"), ("/vms/100", "PVEVMUser")] {
+            st.acl.push(super::super::state::AclEntry {
+                path: path.into(),
+                ty: "user".into(),
+                ugid: "u@pve".into(),
+                roleid: role.into(),
+                propagate: true,
+            });
+        }
+        let caller = Caller {
+            authid: "u@pve".into(),
+            user: "u@pve".into(),
+            token: None,
+            ticket: true,
+        };
+        let del = |volume: &str| {
+            let params: Params = [
+                ("node", "pve"),
+                ("storage", "local"),
+                ("volume", volume),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            handler_checks(
+                &st,
+                &caller,
+                "DELETE",
+                "/nodes/{node}/storage/{storage}/content/{volume}",
+                &params,
+            )
+        };
+        assert!(del("local:backup/vzdump-qemu-100-2026_01_01-00_00_00.vma.zst").is_ok());
+        assert_eq!(
+            del("local:backup/vzdump-qemu-101-2026_01_01-00_00_00.vma.zst")
+                .unwrap_err()
+                .reason(),
+            "Permission check failed (/vms/101, VM.Backup)"
+        );
+        assert_eq!(
+            del("local:iso/talos.iso").unwrap_err().reason(),
+            "Permission check failed (/storage/local, Datastore.Allocate)"
+        );
     }
 
     #[test]
