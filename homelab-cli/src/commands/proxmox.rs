@@ -60,7 +60,7 @@ pub const ROLE_PRIVILEGES: &[(&str, &str)] = &[
     ),
     (
         "Pool.Audit",
-        "see resource pools and their members during observe (pve-manager API2/Pools.pm index)",
+        "see resource pools and their members during observe (pve-manager API2/Pool.pm index)",
     ),
     (
         "SDN.Use",
@@ -90,7 +90,10 @@ pub const ROLE_PRIVILEGES: &[(&str, &str)] = &[
         "VM.Backup",
         "put guests and pools into backup jobs (pve-manager API2/Backup.pm create_job: /pool/<pool>; vzdump)",
     ),
-    ("VM.Clone", "clone VMs from gold templates (qemu-server clone_vm)"),
+    (
+        "VM.Clone",
+        "clone VMs from gold templates (qemu-server clone_vm)",
+    ),
     (
         "VM.Config.CDROM",
         "attach Talos ISOs and cloud-init drives (qemu-server update_vm, cdrom drives)",
@@ -367,7 +370,11 @@ pub struct CreateArgs {
     /// Storages backup jobs write to (comma separated or repeated): each gets the
     /// built-in PVEDatastoreAdmin role on `/storage/<id>`, as PVE wants
     /// `Datastore.Allocate` there (not on `/`). Ignored with --no-backup-jobs.
-    #[arg(long = "backup-storage", value_delimiter = ',', default_value = "local")]
+    #[arg(
+        long = "backup-storage",
+        value_delimiter = ',',
+        default_value = "local"
+    )]
     pub backup_storages: Vec<String>,
 }
 
@@ -439,8 +446,7 @@ impl TokenSpec {
             // pve-storage-id (pve-storage PVE/Storage.pm / JSONSchema).
             let ok = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
                 && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
-                && s
-                    .chars()
+                && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
             if !ok {
                 return Err(format!(
@@ -886,7 +892,10 @@ fn describe(spec: &TokenSpec, step: &Step) -> String {
         Step::CreateToken => format!("created token {full} (privsep={})", u8::from(spec.privsep)),
         Step::GrantToken => format!("granted {} to token {full} on {}", spec.role, spec.path),
         Step::GrantUserStorage { storage } => {
-            format!("granted {STORAGE_ROLE} to user {} on /storage/{storage}", spec.user)
+            format!(
+                "granted {STORAGE_ROLE} to user {} on /storage/{storage}",
+                spec.user
+            )
         }
         Step::GrantTokenStorage { storage } => {
             format!("granted {STORAGE_ROLE} to token {full} on /storage/{storage}")

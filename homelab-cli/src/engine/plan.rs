@@ -103,7 +103,8 @@ pub enum PlanError {
     /// A linked clone of a template whose disk is on a storage whose plugin has no
     /// linked clones (thick LVM): Proxmox would refuse the clone.
     #[error(
-        "{name} (VMID {vmid}) is a linked clone of template {template}, whose disk {disk} is on storage \"{storage}\" of type {plugin}, which has no linked clones in Proxmox (pve-storage's {plugin} plugin); set `full_clone: true` on it, or keep the template on one of: {supported}"
+        "{name} (VMID {vmid}) is a linked clone of template {template}, whose disk {disk} is on storage \"{storage}\" of type {plugin}, which has no linked clones in Proxmox (pve-storage's {plugin} plugin); set `full_clone: true` on it, or keep the template on one of: {}",
+        proxmox_client::plugins::LINKED_CLONE_PLUGINS.join(", ")
     )]
     NoLinkedClones {
         /// The clone's name.
@@ -118,8 +119,6 @@ pub enum PlanError {
         storage: String,
         /// Its plugin type.
         plugin: String,
-        /// Plugin types that can.
-        supported: String,
     },
     /// A passed-through PCI device does not exist on the node.
     #[error(

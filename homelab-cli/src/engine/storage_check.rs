@@ -41,7 +41,6 @@ pub fn check(desired: &Desired, observed: &Observed) -> Result<(), PlanError> {
                     disk: disk.clone(),
                     storage: spec.storage.clone(),
                     plugin: plugin.clone(),
-                    supported: proxmox_client::plugins::LINKED_CLONE_PLUGINS.join(", "),
                 });
             }
         }

@@ -2,6 +2,8 @@
 //! real PVE 9.1 handlers check (docs/pve-audit.md): per-parameter permissions, backup
 //! storages, bridges. The whole `up` runs with it and nothing is refused by the schema.
 
+#![allow(clippy::unwrap_used)]
+
 use homelab_cli::commands::proxmox::{STORAGE_ROLE, privileges};
 use homelab_cli::engine::graph::{Outcome, Quiet};
 use proxmox_client::requests::{AclUpdate, UserCreate};

@@ -358,12 +358,10 @@ pub fn builtin_role(role: &str) -> Option<BTreeSet<String>> {
     };
     let non_root = |g: &PrivGroup| g.admin.iter().chain(g.user).chain(g.audit);
     Some(match role {
-        "Administrator" => set(
-            &mut PRIV_GROUPS
-                .iter()
-                .flat_map(|g| g.root.iter().chain(non_root(g)))
-                .chain(&["Permissions.Modify"]),
-        ),
+        "Administrator" => set(&mut PRIV_GROUPS
+            .iter()
+            .flat_map(|g| g.root.iter().chain(non_root(g)))
+            .chain(&["Permissions.Modify"])),
         "NoAccess" => BTreeSet::new(),
         "PVEAdmin" => {
             let mut s = set(&mut PRIV_GROUPS.iter().flat_map(non_root));
@@ -373,13 +371,11 @@ pub fn builtin_role(role: &str) -> Option<BTreeSet<String>> {
         "PVEAuditor" => set(&mut PRIV_GROUPS.iter().flat_map(|g| g.audit.iter())),
         "PVETemplateUser" => set(&mut ["VM.Clone", "VM.Audit"].iter()),
         other => {
-            let (cat, kind) = other
-                .strip_prefix("PVE")
-                .and_then(|r| {
-                    r.strip_suffix("Admin")
-                        .map(|c| (c, true))
-                        .or_else(|| r.strip_suffix("User").map(|c| (c, false)))
-                })?;
+            let (cat, kind) = other.strip_prefix("PVE").and_then(|r| {
+                r.strip_suffix("Admin")
+                    .map(|c| (c, true))
+                    .or_else(|| r.strip_suffix("User").map(|c| (c, false)))
+            })?;
             let g = PRIV_GROUPS.iter().find(|g| g.cat == cat)?;
             if kind {
                 set(&mut non_root(g))
@@ -565,8 +561,8 @@ pub fn handler_checks(
         ("POST", "/nodes/{node}/qemu") | ("POST", "/nodes/{node}/lxc") => {
             let vmid = params.get("vmid").map(String::as_str).unwrap_or("");
             let lxc = path.ends_with("/lxc");
-            let restore = params.get("restore").is_some_and(|r| r == "1")
-                || params.contains_key("archive");
+            let restore =
+                params.get("restore").is_some_and(|r| r == "1") || params.contains_key("archive");
             // pve-container create_vm: a privileged container (`unprivileged` defaults to
             // 1 unless restoring) needs Sys.Modify on / — its very first check.
             if lxc && !restore && params.get("unprivileged").is_some_and(|u| u == "0") {
@@ -849,7 +845,10 @@ mod tests {
             nodes: vec!["pve".into()],
         }
         .state();
-        for (path, role) in [("/storage/local", "PVEDatastoreUser"), ("/vms/100", "PVEVMUser")] {
+        for (path, role) in [
+            ("/storage/local", "PVEDatastoreUser"),
+            ("/vms/100", "PVEVMUser"),
+        ] {
             st.acl.push(super::super::state::AclEntry {
                 path: path.into(),
                 ty: "user".into(),
@@ -865,14 +864,10 @@ mod tests {
             ticket: true,
         };
         let del = |volume: &str| {
-            let params: Params = [
-                ("node", "pve"),
-                ("storage", "local"),
-                ("volume", volume),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+            let params: Params = [("node", "pve"), ("storage", "local"), ("volume", volume)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             handler_checks(
                 &st,
                 &caller,

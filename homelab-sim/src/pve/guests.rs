@@ -1968,7 +1968,11 @@ async fn template(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
                 // qemu-server template_create: a volume whose plugin has no `template`
                 // feature (thick LVM) is skipped silently and stays a plain volume.
                 let (sid, volname) = vol.split_once(':').unwrap_or(("", ""));
-                let ty = st.storages.get(sid).map(|s| s.ty.clone()).unwrap_or_default();
+                let ty = st
+                    .storages
+                    .get(sid)
+                    .map(|s| s.ty.clone())
+                    .unwrap_or_default();
                 if !super::plugins::volume_has_feature(
                     &ty,
                     super::plugins::Feature::Template,
@@ -2220,7 +2224,9 @@ async fn lxc_resize(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> 
         let cur = volume_size(st, &node, &vol)
             .or_else(|| opts.get("size").and_then(|s| parse_size(s)))
             .ok_or_else(|| {
-                ApiError::fail(format!("Could not determine current size of volume '{vol}'"))
+                ApiError::fail(format!(
+                    "Could not determine current size of volume '{vol}'"
+                ))
             })?;
         let new = if grow { cur + request } else { request };
         if new < cur {

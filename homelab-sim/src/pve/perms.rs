@@ -51,10 +51,7 @@ fn backup_common(st: &State, caller: &Caller, p: &Params, is_delete: bool) -> Ap
     }
     if !is_delete && let Some(f) = p.get("fleecing") {
         // PVE::VZDump::parse_fleecing: `enabled` is the default key.
-        let opts: BTreeMap<&str, &str> = f
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .collect();
+        let opts: BTreeMap<&str, &str> = f.split(',').filter_map(|kv| kv.split_once('=')).collect();
         let enabled = f.split(',').next().is_some_and(|first| {
             matches!(first, "1" | "enabled=1" | "enabled=yes" | "enabled=true")
         }) || opts.get("enabled").is_some_and(|v| *v == "1");
@@ -242,7 +239,9 @@ pub fn qemu_config<'a>(
                 need(st, caller, &vm, "VM.PowerMgmt")?;
             }
             other => {
-                return Err(ApiError::fail(format!("only root can set '{other}' config")));
+                return Err(ApiError::fail(format!(
+                    "only root can set '{other}' config"
+                )));
             }
         }
     }
@@ -252,7 +251,11 @@ pub fn qemu_config<'a>(
 /// qemu-server `PVE/API2/Qemu.pm` `$check_storage_access` for new disks
 /// (`<storage>:<size>`): `Datastore.AllocateSpace` on that storage, and the storage must
 /// hold `images` (`storage '<id>' does not support vm images`, a parameter error).
-pub fn qemu_new_disks(st: &State, caller: &Caller, sets: &BTreeMap<String, String>) -> ApiResult<()> {
+pub fn qemu_new_disks(
+    st: &State,
+    caller: &Caller,
+    sets: &BTreeMap<String, String>,
+) -> ApiResult<()> {
     if caller.is_root() {
         return Ok(());
     }
@@ -271,7 +274,12 @@ pub fn qemu_new_disks(st: &State, caller: &Caller, sets: &BTreeMap<String, Strin
         if size.parse::<f64>().is_err() {
             continue;
         }
-        need(st, caller, &format!("/storage/{sid}"), "Datastore.AllocateSpace")?;
+        need(
+            st,
+            caller,
+            &format!("/storage/{sid}"),
+            "Datastore.AllocateSpace",
+        )?;
         if let Some(s) = st.storages.get(sid)
             && !s.content.iter().any(|c| c == "images")
         {
@@ -358,7 +366,12 @@ fn lxc_volume(st: &State, caller: &Caller, vm: &str, value: Option<&String>) -> 
     if let Some((sid, size)) = volume.split_once(':')
         && size.parse::<f64>().is_ok()
     {
-        need(st, caller, &format!("/storage/{sid}"), "Datastore.AllocateSpace")?;
+        need(
+            st,
+            caller,
+            &format!("/storage/{sid}"),
+            "Datastore.AllocateSpace",
+        )?;
     }
     Ok(())
 }

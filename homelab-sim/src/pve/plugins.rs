@@ -153,25 +153,78 @@ mod tests {
     /// copies (full clones) work; LvmThinPlugin.pm and ZFSPoolPlugin.pm can do both.
     #[test]
     fn thick_lvm_has_no_templates_or_linked_clones() {
-        assert!(!volume_has_feature("lvm", Feature::Template, VolState::Current, "raw"));
-        assert!(!volume_has_feature("lvm", Feature::Clone, VolState::Base, "raw"));
-        assert!(volume_has_feature("lvm", Feature::Copy, VolState::Current, "raw"));
-        assert!(!volume_has_feature("lvm", Feature::Snapshot, VolState::Current, "raw"));
+        assert!(!volume_has_feature(
+            "lvm",
+            Feature::Template,
+            VolState::Current,
+            "raw"
+        ));
+        assert!(!volume_has_feature(
+            "lvm",
+            Feature::Clone,
+            VolState::Base,
+            "raw"
+        ));
+        assert!(volume_has_feature(
+            "lvm",
+            Feature::Copy,
+            VolState::Current,
+            "raw"
+        ));
+        assert!(!volume_has_feature(
+            "lvm",
+            Feature::Snapshot,
+            VolState::Current,
+            "raw"
+        ));
         for ty in ["lvmthin", "zfspool", "rbd"] {
-            assert!(volume_has_feature(ty, Feature::Template, VolState::Current, "raw"));
-            assert!(volume_has_feature(ty, Feature::Clone, VolState::Base, "raw"));
+            assert!(volume_has_feature(
+                ty,
+                Feature::Template,
+                VolState::Current,
+                "raw"
+            ));
+            assert!(volume_has_feature(
+                ty,
+                Feature::Clone,
+                VolState::Base,
+                "raw"
+            ));
         }
         // Plugin.pm: dir snapshots need qcow2; linked clones come from any base image.
-        assert!(!volume_has_feature("dir", Feature::Snapshot, VolState::Current, "raw"));
-        assert!(volume_has_feature("dir", Feature::Snapshot, VolState::Current, "qcow2"));
-        assert!(volume_has_feature("dir", Feature::Clone, VolState::Base, "raw"));
-        assert!(!volume_has_feature("iscsi", Feature::Clone, VolState::Base, "raw"));
+        assert!(!volume_has_feature(
+            "dir",
+            Feature::Snapshot,
+            VolState::Current,
+            "raw"
+        ));
+        assert!(volume_has_feature(
+            "dir",
+            Feature::Snapshot,
+            VolState::Current,
+            "qcow2"
+        ));
+        assert!(volume_has_feature(
+            "dir",
+            Feature::Clone,
+            VolState::Base,
+            "raw"
+        ));
+        assert!(!volume_has_feature(
+            "iscsi",
+            Feature::Clone,
+            VolState::Base,
+            "raw"
+        ));
     }
 
     #[test]
     fn volume_names() {
         assert_eq!(state_of("base-9000-disk-0"), VolState::Base);
-        assert_eq!(state_of("base-9000-disk-0/vm-101-disk-0"), VolState::Current);
+        assert_eq!(
+            state_of("base-9000-disk-0/vm-101-disk-0"),
+            VolState::Current
+        );
         assert_eq!(format_of("9000/base-9000-disk-0.qcow2"), "qcow2");
         assert_eq!(format_of("subvol-101-disk-0"), "subvol");
         assert_eq!(format_of("vm-101-disk-0"), "raw");

@@ -29,7 +29,10 @@ async fn restricted(api: &Api, user: &str, privs: &str) -> Api {
         .await
         .data();
     let tok = api
-        .post(&format!("/access/users/{user}/token/tk"), &[("privsep", "1")])
+        .post(
+            &format!("/access/users/{user}/token/tk"),
+            &[("privsep", "1")],
+        )
         .await;
     let secret = tok.data()["value"].as_str().unwrap().to_string();
     let full = format!("{user}!tk");
@@ -82,10 +85,15 @@ async fn backup_jobs_need_datastore_allocate_on_their_storage() {
         f.extend_from_slice(extra);
         f
     };
-    let r = tok.post("/cluster/backup", &job(&[("storage", "local")])).await;
+    let r = tok
+        .post("/cluster/backup", &job(&[("storage", "local")]))
+        .await;
     assert_eq!(
         (r.status, r.reason.as_str()),
-        (403, "Permission check failed (/storage/local, Datastore.Allocate)")
+        (
+            403,
+            "Permission check failed (/storage/local, Datastore.Allocate)"
+        )
     );
     // No storage means `local`.
     let r = tok.post("/cluster/backup", &job(&[])).await;
@@ -95,18 +103,30 @@ async fn backup_jobs_need_datastore_allocate_on_their_storage() {
     );
     // Root-only options fail first, as parameter errors.
     let r = tok
-        .post("/cluster/backup", &job(&[("dumpdir", "/tmp"), ("storage", "local")]))
+        .post(
+            "/cluster/backup",
+            &job(&[("dumpdir", "/tmp"), ("storage", "local")]),
+        )
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error("dumpdir"), "Only root may set this option.");
     // Storage-scoped: PVEDatastoreAdmin on /storage/local is enough.
-    grant(&root, "/storage/local", "PVEDatastoreAdmin", "bk@pve", "bk@pve!tk").await;
+    grant(
+        &root,
+        "/storage/local",
+        "PVEDatastoreAdmin",
+        "bk@pve",
+        "bk@pve!tk",
+    )
+    .await;
     tok.post("/cluster/backup", &job(&[("storage", "local")]))
         .await
         .data();
     // Retargeting to a storage without the grant fails; so does deleting `storage`
     // (back to `local`) once the job's own storage is not allowed.
-    let r = tok.put("/cluster/backup/nightly", &[("storage", "tank")]).await;
+    let r = tok
+        .put("/cluster/backup/nightly", &[("storage", "tank")])
+        .await;
     assert_eq!(
         r.reason,
         "Permission check failed (/storage/tank, Datastore.Allocate)"
@@ -147,15 +167,24 @@ async fn qemu_options_are_checked_one_by_one() {
         (403, "Permission check failed (/, Sys.Modify)")
     );
     let r = put("cores", "2").await;
-    assert_eq!(r.reason, "Permission check failed (/vms/100, VM.Config.CPU)");
+    assert_eq!(
+        r.reason,
+        "Permission check failed (/vms/100, VM.Config.CPU)"
+    );
     let r = put("args", "-no-reboot").await;
-    assert_eq!((r.status, r.reason.as_str()), (500, "only root can set 'args' config"));
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (500, "only root can set 'args' config")
+    );
     put("ipconfig0", "ip=dhcp").await.data();
     // Deleting an option needs the same privilege as setting it.
     let r = tok
         .put("/nodes/pve/qemu/100/config", &[("delete", "cores")])
         .await;
-    assert_eq!(r.reason, "Permission check failed (/vms/100, VM.Config.CPU)");
+    assert_eq!(
+        r.reason,
+        "Permission check failed (/vms/100, VM.Config.CPU)"
+    );
     // `start=1` on create needs VM.PowerMgmt, checked before VM.Allocate.
     let r = tok
         .post(
@@ -192,10 +221,16 @@ async fn privileged_containers_need_sys_modify_first() {
     let r = tok
         .post(
             "/nodes/pve/lxc",
-            &[("vmid", "200"), ("ostemplate", "local:vztmpl/missing.tar.zst")],
+            &[
+                ("vmid", "200"),
+                ("ostemplate", "local:vztmpl/missing.tar.zst"),
+            ],
         )
         .await;
-    assert_eq!((r.status, r.reason.as_str()), (403, "Permission check failed"));
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (403, "Permission check failed")
+    );
 }
 
 /// pve-access-control `AccessControl.pm` `create_roles`: the built-in roles as a real
@@ -206,7 +241,13 @@ async fn builtin_roles_are_pves() {
     let root = Api::token(&lab);
     let roles = root.get("/access/roles").await;
     let privs = |id: &str| -> String {
-        roles.data().as_array().unwrap().iter().find(|r| r["roleid"] == id).unwrap()["privs"]
+        roles
+            .data()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["roleid"] == id)
+            .unwrap()["privs"]
             .as_str()
             .unwrap()
             .to_string()
@@ -237,11 +278,17 @@ async fn thick_lvm_has_no_linked_clones() {
     let cfg = api.get("/nodes/pve/qemu/300/config").await;
     assert_eq!(cfg.data()["template"], 1);
     assert!(
-        cfg.data()["scsi0"].as_str().unwrap().starts_with("vmdata:vm-300-disk-0"),
+        cfg.data()["scsi0"]
+            .as_str()
+            .unwrap()
+            .starts_with("vmdata:vm-300-disk-0"),
         "{cfg:?}"
     );
     let r = api
-        .post("/nodes/pve/qemu/300/clone", &[("newid", "301"), ("full", "0")])
+        .post(
+            "/nodes/pve/qemu/300/clone",
+            &[("newid", "301"), ("full", "0")],
+        )
         .await;
     assert_eq!(
         (r.status, r.reason.as_str()),
@@ -256,24 +303,37 @@ async fn thick_lvm_has_no_linked_clones() {
             &[("newid", "301"), ("full", "0"), ("storage", "local-lvm")],
         )
         .await;
-    assert_eq!(r.reason, "parameter 'storage' not allowed for linked clones");
+    assert_eq!(
+        r.reason,
+        "parameter 'storage' not allowed for linked clones"
+    );
     api.wait_ok(
-        api.post("/nodes/pve/qemu/300/clone", &[("newid", "302"), ("full", "1")])
-            .await,
+        api.post(
+            "/nodes/pve/qemu/300/clone",
+            &[("newid", "302"), ("full", "1")],
+        )
+        .await,
     )
     .await;
     // On lvmthin the same makes a base volume and a linked clone.
     create_vm(&api, "310", "local-lvm:1").await;
     api.wait_ok(api.post("/nodes/pve/qemu/310/template", &[]).await)
         .await;
-    api.wait_ok(api.post("/nodes/pve/qemu/310/clone", &[("newid", "311")]).await)
-        .await;
+    api.wait_ok(
+        api.post("/nodes/pve/qemu/310/clone", &[("newid", "311")])
+            .await,
+    )
+    .await;
     // A VM that is no template has no base volume: no linked clone from it.
     let r = api
-        .post("/nodes/pve/qemu/311/clone", &[("newid", "312"), ("full", "0")])
+        .post(
+            "/nodes/pve/qemu/311/clone",
+            &[("newid", "312"), ("full", "0")],
+        )
         .await;
     assert!(
-        r.reason.starts_with("Linked clone feature is not supported for 'local-lvm:"),
+        r.reason
+            .starts_with("Linked clone feature is not supported for 'local-lvm:"),
         "{r:?}"
     );
 }
@@ -286,11 +346,13 @@ async fn thick_lvm_has_no_linked_clones() {
 async fn containers_resize_their_mount_points() {
     let lab = lab().await;
     let api = Api::token(&lab);
-    let form = reqwest::multipart::Form::new().text("content", "vztmpl").part(
-        "filename",
-        reqwest::multipart::Part::bytes(&b"tarball"[..])
-            .file_name("debian-12-standard_12.7-1_amd64.tar.zst"),
-    );
+    let form = reqwest::multipart::Form::new()
+        .text("content", "vztmpl")
+        .part(
+            "filename",
+            reqwest::multipart::Part::bytes(&b"tarball"[..])
+                .file_name("debian-12-standard_12.7-1_amd64.tar.zst"),
+        );
     let r = api
         .send(
             api.client
@@ -330,21 +392,36 @@ async fn containers_resize_their_mount_points() {
         "{cfg:?}"
     );
     api.wait_ok(
-        api.put("/nodes/pve/lxc/200/resize", &[("disk", "rootfs"), ("size", "6G")])
-            .await,
+        api.put(
+            "/nodes/pve/lxc/200/resize",
+            &[("disk", "rootfs"), ("size", "6G")],
+        )
+        .await,
     )
     .await;
     let r = api
-        .put("/nodes/pve/lxc/200/resize", &[("disk", "rootfs"), ("size", "5G")])
+        .put(
+            "/nodes/pve/lxc/200/resize",
+            &[("disk", "rootfs"), ("size", "5G")],
+        )
         .await;
-    assert_eq!((r.status, r.reason.as_str()), (500, "unable to shrink disk size"));
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (500, "unable to shrink disk size")
+    );
     let r = api
-        .put("/nodes/pve/lxc/200/resize", &[("disk", "rootfs"), ("size", "6G")])
+        .put(
+            "/nodes/pve/lxc/200/resize",
+            &[("disk", "rootfs"), ("size", "6G")],
+        )
         .await;
     assert_eq!(r.reason, "disk is already at specified size");
     let tok = restricted(&api, "rs@pve", "VM.Audit,VM.Config.Disk").await;
     let r = tok
-        .put("/nodes/pve/lxc/200/resize", &[("disk", "rootfs"), ("size", "+1G")])
+        .put(
+            "/nodes/pve/lxc/200/resize",
+            &[("disk", "rootfs"), ("size", "+1G")],
+        )
         .await;
     assert_eq!(
         (r.status, r.reason.as_str()),
@@ -362,7 +439,10 @@ async fn nics_need_sdn_use_on_their_bridge() {
     create_vm(&root, "100", "local-lvm:1").await;
     let tok = restricted(&root, "net@pve", "VM.Audit,VM.Config.Network").await;
     let r = tok
-        .put("/nodes/pve/qemu/100/config", &[("net1", "virtio,bridge=vmbr0")])
+        .put(
+            "/nodes/pve/qemu/100/config",
+            &[("net1", "virtio,bridge=vmbr0")],
+        )
         .await;
     assert_eq!(
         (r.status, r.reason.as_str()),

@@ -66,7 +66,14 @@ async fn drives_the_simulator() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    for step in ["created VM", "configured", "started", "stopped", "destroyed", "proxmoxer flow ok"] {
+    for step in [
+        "created VM",
+        "configured",
+        "started",
+        "stopped",
+        "destroyed",
+        "proxmoxer flow ok",
+    ] {
         assert!(stdout.contains(step), "{step} missing:\n{stdout}");
     }
     let requests = lab.requests();
