@@ -37,6 +37,7 @@ pub mod models;
 pub mod property;
 mod request;
 pub mod requests;
+pub mod sdn;
 pub mod tls;
 mod upid;
 

@@ -13,6 +13,7 @@ pub mod formats;
 pub mod guests;
 pub mod hardware;
 pub mod schema;
+pub mod sdn;
 pub mod server;
 pub mod sim;
 pub mod state;
