@@ -455,6 +455,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             Action::CreateBackupJob { .. }
             | Action::UpdateBackupJob { .. }
             | Action::DeleteBackupJob { .. } => out.extend(super::backups::step(e, a)),
+            Action::Sdn(_) | Action::ApplySdn { .. } => out.extend(super::sdn::step(e, a, plan)),
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
         }
     }
@@ -469,6 +470,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             run: async move { health(&e).await }.boxed(),
         });
     }
+    super::sdn::order_guests(env, &mut out);
     out
 }
 

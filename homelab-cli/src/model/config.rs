@@ -44,6 +44,10 @@ pub struct Config {
     /// Cloud-init VMs and their gold templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vms: Option<Vms>,
+    /// Proxmox SDN: zones, vnets and subnets, applied cluster-wide. A guest's `bridge`
+    /// may name a vnet. Declaring `sdn:` (even empty) reconciles what this homelab owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdn: Option<super::sdn::Sdn>,
     /// Where generated client configurations are written (SOPS-encrypted).
     #[serde(default)]
     pub outputs: Outputs,

@@ -60,6 +60,8 @@ pub struct Desired {
     pub talos: Option<TalosCluster>,
     /// Scheduled backup jobs, guests resolved to VMIDs.
     pub backups: Vec<super::backups::DesiredBackupJob>,
+    /// Proxmox SDN objects (`None`: `sdn:` not declared, nothing reconciled).
+    pub sdn: Option<super::sdn::DesiredSdn>,
     /// Where encrypted outputs go.
     pub outputs: OutputPaths,
 }
@@ -1092,6 +1094,7 @@ pub fn resolve(
         guests,
         talos,
         backups,
+        sdn: c.sdn.as_ref().map(|s| super::sdn::resolve(s, &c.name)),
         outputs: OutputPaths {
             talosconfig: l.relative(&c.outputs.talosconfig),
             kubeconfig: l.relative(&c.outputs.kubeconfig),

@@ -7,6 +7,7 @@
 //! guest configurations.
 
 pub mod backups;
+pub mod sdn;
 pub mod config;
 pub mod desired;
 pub mod layers;
@@ -521,6 +522,7 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
     }
     vms::validate(l, &mut errs);
     errs.extend(backups::validate(l));
+    errs.extend(sdn::validate(l));
     errs
 }
 
