@@ -62,6 +62,8 @@ pub struct Desired {
     pub backups: Vec<super::backups::DesiredBackupJob>,
     /// Proxmox SDN objects (`None`: `sdn:` not declared, nothing reconciled).
     pub sdn: Option<super::sdn::DesiredSdn>,
+    /// First-boot handoff (key in memory only).
+    pub handoff: Option<super::handoff::DesiredHandoff>,
     /// Where encrypted outputs go.
     pub outputs: OutputPaths,
 }
@@ -1071,6 +1073,7 @@ pub fn resolve(
         errs.extend(e);
         Vec::new()
     });
+    let handoff = super::handoff::resolve(l, secrets, &mut errs);
     if !errs.is_empty() {
         return Err(ConfigErrors::new(l.path.clone(), errs));
     }
@@ -1095,6 +1098,7 @@ pub fn resolve(
         talos,
         backups,
         sdn: c.sdn.as_ref().map(|s| super::sdn::resolve(s, &c.name)),
+        handoff,
         outputs: OutputPaths {
             talosconfig: l.relative(&c.outputs.talosconfig),
             kubeconfig: l.relative(&c.outputs.kubeconfig),

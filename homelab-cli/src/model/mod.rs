@@ -7,6 +7,7 @@
 //! guest configurations.
 
 pub mod backups;
+pub mod handoff;
 pub mod sdn;
 pub mod config;
 pub mod desired;
@@ -523,6 +524,7 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
     vms::validate(l, &mut errs);
     errs.extend(backups::validate(l));
     errs.extend(sdn::validate(l));
+    errs.extend(handoff::validate(l));
     errs
 }
 
