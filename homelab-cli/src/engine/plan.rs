@@ -804,7 +804,22 @@ pub fn plan_sdn(
         return Ok(plan);
     };
     let actions = super::sdn::diff(desired, want, sdn, observed, &plan)?;
-    plan.actions.extend(actions);
+    // Shown (and applied) before the guests, whose bridges they provide.
+    let at = plan
+        .actions
+        .iter()
+        .position(|a| {
+            matches!(
+                a,
+                Action::Create { .. }
+                    | Action::Replace { .. }
+                    | Action::Update { .. }
+                    | Action::Start { .. }
+                    | Action::Delete { .. }
+            )
+        })
+        .unwrap_or(plan.actions.len());
+    plan.actions.splice(at..at, actions);
     Ok(plan.finish())
 }
 

@@ -7,6 +7,7 @@ mod lab;
 mod layers;
 mod proxmox;
 mod secrets;
+mod sdn;
 mod services;
 mod sim;
 mod talos;
