@@ -3,6 +3,7 @@
 mod backups;
 mod common;
 mod image;
+mod handoff;
 mod lab;
 mod layers;
 mod proxmox;
