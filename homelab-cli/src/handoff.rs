@@ -280,7 +280,10 @@ mod tests {
             Refusal::RotatedOut("k1".into())
         );
         for bad in ["", "abc", "a.b", "!!.??"] {
-            assert_eq!(verify(&k, bad, "dev1", 1_010).unwrap_err(), Refusal::Malformed);
+            assert_eq!(
+                verify(&k, bad, "dev1", 1_010).unwrap_err(),
+                Refusal::Malformed
+            );
         }
         assert_eq!(
             SigningKey::new("k", vec![0; 16]).unwrap_err(),

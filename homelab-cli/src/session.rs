@@ -200,7 +200,10 @@ impl Session {
         let sdn = crate::engine::sdn::observe(&self.pve, want, &self.desired.lab)
             .await
             .map_err(err)?;
-        if !sdn.undeclared_owned_vnets(want, &self.desired.lab).is_empty() {
+        if !sdn
+            .undeclared_owned_vnets(want, &self.desired.lab)
+            .is_empty()
+        {
             let unread = observed
                 .guests
                 .iter()

@@ -37,12 +37,18 @@ fn view(r: ApiRequest, v: SdnView) -> ApiRequest {
 
 /// `GET /cluster/sdn/zones`.
 pub fn zones_list(v: SdnView) -> ApiRequest {
-    view(ApiRequest::new(Method::Get, &["cluster", "sdn", "zones"]), v)
+    view(
+        ApiRequest::new(Method::Get, &["cluster", "sdn", "zones"]),
+        v,
+    )
 }
 
 /// `GET /cluster/sdn/vnets`.
 pub fn vnets_list(v: SdnView) -> ApiRequest {
-    view(ApiRequest::new(Method::Get, &["cluster", "sdn", "vnets"]), v)
+    view(
+        ApiRequest::new(Method::Get, &["cluster", "sdn", "vnets"]),
+        v,
+    )
 }
 
 /// `GET /cluster/sdn/vnets/{vnet}/subnets`.

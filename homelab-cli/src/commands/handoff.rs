@@ -56,7 +56,8 @@ async fn serve(args: ServeArgs) -> miette::Result<Exit> {
     drop(secrets);
     let h = d.handoff.ok_or_else(|| {
         miette!(
-            help = "add `handoff: {url: ..., key: ${secret:handoff.key}, key_id: k1}` to homelab.yaml",
+            help =
+                "add `handoff: {url: ..., key: ${secret:handoff.key}, key_id: k1}` to homelab.yaml",
             "{} has no `handoff:` section",
             args.config.config.display()
         )

@@ -803,7 +803,7 @@ pub fn plan_sdn(
     let Some(want) = &desired.sdn else {
         return Ok(plan);
     };
-    let actions = super::sdn::diff(desired, want, sdn, observed, &plan)?;
+    let actions = super::sdn::diff(&desired.lab, &desired.guests, want, sdn, observed, &plan)?;
     // Shown (and applied) before the guests, whose bridges they provide.
     let at = plan
         .actions

@@ -20,7 +20,7 @@ use super::apply::Env;
 use super::graph::{Step, StepError};
 use super::observed::Observed;
 use super::plan::{Action, Plan};
-use crate::model::desired::{Desired, DesiredGuest};
+use crate::model::desired::DesiredGuest;
 use crate::model::sdn::{DesiredSdn, DesiredSdnObject, SdnKind, alias_owned};
 
 /// Options homelab-cli manages per kind; others (set by hand) are left alone.
@@ -103,16 +103,18 @@ pub async fn observe(
     let api = client.sdn_config();
     let (zones, vnets) = futures_util::future::try_join(api.zones(), api.vnets()).await?;
     let mut out = ObservedSdn::default();
-    out.objects.extend(zones.into_iter().map(|e| ObservedSdnObject {
-        kind: SdnKind::Zone,
-        vnet: None,
-        entry: e,
-    }));
-    out.objects.extend(vnets.into_iter().map(|e| ObservedSdnObject {
-        kind: SdnKind::Vnet,
-        vnet: None,
-        entry: e,
-    }));
+    out.objects
+        .extend(zones.into_iter().map(|e| ObservedSdnObject {
+            kind: SdnKind::Zone,
+            vnet: None,
+            entry: e,
+        }));
+    out.objects
+        .extend(vnets.into_iter().map(|e| ObservedSdnObject {
+            kind: SdnKind::Vnet,
+            vnet: None,
+            entry: e,
+        }));
     let want = desired.vnets();
     let read: Vec<String> = out
         .objects
@@ -123,11 +125,12 @@ pub async fn observe(
         .collect();
     let lists = futures_util::future::try_join_all(read.iter().map(|v| api.subnets(v))).await?;
     for (v, list) in read.into_iter().zip(lists) {
-        out.objects.extend(list.into_iter().map(|e| ObservedSdnObject {
-            kind: SdnKind::Subnet,
-            vnet: Some(v.clone()),
-            entry: e,
-        }));
+        out.objects
+            .extend(list.into_iter().map(|e| ObservedSdnObject {
+                kind: SdnKind::Subnet,
+                vnet: Some(v.clone()),
+                entry: e,
+            }));
     }
     Ok(out)
 }
@@ -298,20 +301,24 @@ pub fn uses_vnet(g: &DesiredGuest, vnets: &BTreeSet<&str>) -> bool {
 /// The SDN actions: stage what differs from the declaration, then one apply when anything
 /// is staged (by this plan or before it). `guest_plan` tells which guests go away.
 pub fn diff(
-    desired: &Desired,
+    lab: &str,
+    declared_guests: &[DesiredGuest],
     sdn: &DesiredSdn,
     observed: &ObservedSdn,
     guests: &Observed,
     guest_plan: &Plan,
 ) -> Result<Vec<Action>, SdnPlanError> {
-    let lab = desired.lab.as_str();
     let mut out: Vec<Action> = Vec::new();
     let want_vnets = sdn.vnets();
-    // Ownership first.
-    for o in &sdn.objects {
+    // Ownership first: vnets (the precise error), then zones.
+    let by_kind = |k: SdnKind| sdn.objects.iter().filter(move |o| o.kind == k);
+    for o in by_kind(SdnKind::Vnet).chain(by_kind(SdnKind::Zone)) {
         match o.kind {
             SdnKind::Vnet => {
-                if observed.get(SdnKind::Vnet, &o.id).and_then(|h| h.any()).is_some()
+                if observed
+                    .get(SdnKind::Vnet, &o.id)
+                    .and_then(|h| h.any())
+                    .is_some()
                     && !observed.vnet_owned(&o.id, lab)
                 {
                     return Err(SdnPlanError::ForeignVnet(o.id.clone()));
@@ -359,13 +366,12 @@ pub fn diff(
         })
         .collect();
     for v in &gone_vnets {
-        let mut users: Vec<String> = desired
-            .guests
+        let mut users: Vec<String> = declared_guests
             .iter()
             .filter(|g| guest_bridges(&g.props).contains(v))
             .map(|g| format!("{} ({})", g.name, g.vmid))
             .collect();
-        let declared: BTreeSet<u32> = desired.guests.iter().map(|g| g.vmid).collect();
+        let declared: BTreeSet<u32> = declared_guests.iter().map(|g| g.vmid).collect();
         users.extend(
             guests
                 .guests
@@ -391,8 +397,17 @@ pub fn diff(
         .filter(|o| o.kind == SdnKind::Subnet)
         .map(|o| o.id.as_str())
         .collect();
-    for o in observed.objects.iter().filter(|o| o.kind == SdnKind::Subnet) {
-        if o.current().is_some() && !want_subnets.contains(o.entry.id.as_str()) {
+    for o in observed
+        .objects
+        .iter()
+        .filter(|o| o.kind == SdnKind::Subnet)
+    {
+        // Only subnets of our vnets (a declared vnet is ours, or the plan failed above).
+        let ours = o
+            .vnet
+            .as_deref()
+            .is_some_and(|v| want_vnets.contains(v) || observed.vnet_owned(v, lab));
+        if ours && o.current().is_some() && !want_subnets.contains(o.entry.id.as_str()) {
             out.push(delete_action(o));
         }
     }
@@ -650,8 +665,11 @@ async fn run(env: &Env, s: &SdnAction) -> Result<String, StepError> {
                 .changes
                 .iter()
                 .filter_map(|c| {
-                    c.to.as_ref()
-                        .and_then(|_| d.options.get(&c.field).map(|v| (c.field.clone(), v.clone())))
+                    c.to.as_ref().and_then(|_| {
+                        d.options
+                            .get(&c.field)
+                            .map(|v| (c.field.clone(), v.clone()))
+                    })
                 })
                 .collect();
             let delete: Vec<&str> = s
@@ -791,11 +809,10 @@ pub fn order_guests(env: &Env, steps: &mut [Step]) {
         .map(|g| g.vmid)
         .collect();
     for s in steps.iter_mut() {
-        let vmid = s
-            .id
-            .strip_prefix("guest:")
-            .or_else(|| s.id.strip_prefix("start:"))
-            .and_then(|v| v.parse::<u32>().ok());
+        let vmid =
+            s.id.strip_prefix("guest:")
+                .or_else(|| s.id.strip_prefix("start:"))
+                .and_then(|v| v.parse::<u32>().ok());
         if vmid.is_some_and(|v| on_vnet.contains(&v)) {
             s.deps.push("sdn:apply".into());
         }
@@ -825,6 +842,156 @@ mod tests {
                 Some("start-address=10.0.0.10,end-address=10.0.0.20")
             )
         );
+    }
+
+    fn entry(
+        id: &str,
+        running: Option<&[(&str, &str)]>,
+        staged: Option<&[(&str, &str)]>,
+        state: Option<SdnState>,
+    ) -> SdnEntry {
+        let m = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        SdnEntry {
+            id: id.into(),
+            running: running.map(m),
+            staged: staged.map(m),
+            state,
+        }
+    }
+
+    fn declared() -> DesiredSdn {
+        let sdn: crate::model::sdn::Sdn = serde_yaml_ng::from_str(
+            "zones: {ov: {type: vxlan, peers: [10.0.0.1, 10.0.0.2]}}\n\
+             vnets: {web: {zone: ov, tag: 100, subnets: [{cidr: 10.10.0.0/24, gateway: 10.10.0.1}]}}\n",
+        )
+        .unwrap();
+        crate::model::sdn::resolve(&sdn, "home")
+    }
+
+    /// What Proxmox shows after `declared()` was created and applied.
+    fn applied() -> ObservedSdn {
+        let zone: &[(&str, &str)] = &[("type", "vxlan"), ("peers", "10.0.0.2,10.0.0.1")];
+        let vnet: &[(&str, &str)] = &[
+            ("type", "vnet"),
+            ("zone", "ov"),
+            ("tag", "100"),
+            ("alias", "homelab-cli:owner=home"),
+        ];
+        let subnet: &[(&str, &str)] = &[
+            ("type", "subnet"),
+            ("vnet", "web"),
+            ("cidr", "10.10.0.0/24"),
+            ("gateway", "10.10.0.1"),
+        ];
+        ObservedSdn {
+            objects: vec![
+                ObservedSdnObject {
+                    kind: SdnKind::Zone,
+                    vnet: None,
+                    entry: entry("ov", Some(zone), Some(zone), None),
+                },
+                ObservedSdnObject {
+                    kind: SdnKind::Vnet,
+                    vnet: None,
+                    entry: entry("web", Some(vnet), Some(vnet), None),
+                },
+                ObservedSdnObject {
+                    kind: SdnKind::Subnet,
+                    vnet: Some("web".into()),
+                    entry: entry("ov-10.10.0.0-24", Some(subnet), Some(subnet), None),
+                },
+            ],
+        }
+    }
+
+    fn run_diff(d: &DesiredSdn, o: &ObservedSdn) -> Result<Vec<Action>, SdnPlanError> {
+        diff("home", &[], d, o, &Observed::default(), &Plan::default())
+    }
+
+    #[test]
+    fn a_new_network_is_staged_in_order_then_applied_once() {
+        let a = run_diff(&declared(), &ObservedSdn::default()).unwrap();
+        let ops: Vec<String> = a
+            .iter()
+            .map(|a| match a {
+                Action::Sdn(s) => format!("{:?} {} {}", s.op, s.kind.as_str(), s.id),
+                Action::ApplySdn { .. } => "apply".into(),
+                _ => panic!("{a:?}"),
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "Create zone ov",
+                "Create vnet web",
+                "Create subnet ov-10.10.0.0-24",
+                "apply"
+            ]
+        );
+        let text: String = a.iter().map(|a| plan_text(a, &|s| s.to_string())).collect();
+        assert!(text.contains("+ tag   = 100"), "{text}");
+        assert!(text.contains("+ cidr = \"10.10.0.0/24\""), "{text}");
+    }
+
+    #[test]
+    fn what_proxmox_holds_plans_nothing_and_staged_changes_are_applied() {
+        assert!(run_diff(&declared(), &applied()).unwrap().is_empty());
+        // The declared gateway is staged but not applied: only the apply.
+        let mut o = applied();
+        let s = &mut o.objects[2].entry;
+        s.staged
+            .as_mut()
+            .unwrap()
+            .insert("gateway".into(), "10.10.0.254".into());
+        s.state = Some(SdnState::Changed);
+        let mut d = declared();
+        d.objects[2]
+            .options
+            .insert("gateway".into(), "10.10.0.254".into());
+        let a = run_diff(&d, &o).unwrap();
+        assert_eq!(
+            a,
+            [Action::ApplySdn {
+                pending: vec!["subnet ov-10.10.0.0-24 (changed)".into()]
+            }]
+        );
+        // Declared differently from what is staged: an update, then the apply.
+        let a = run_diff(&declared(), &o).unwrap();
+        let [Action::Sdn(u), Action::ApplySdn { .. }] = &a[..] else {
+            panic!("{a:?}")
+        };
+        assert_eq!((u.op, u.changes.len()), (SdnOp::Update, 1));
+        assert_eq!(u.changes[0].to.as_deref(), Some("10.10.0.1"));
+    }
+
+    #[test]
+    fn ownership_decides_what_is_touched() {
+        // A declared vnet id taken by someone else's vnet.
+        let mut o = applied();
+        let e = &mut o.objects[1].entry;
+        for c in [&mut e.running, &mut e.staged] {
+            c.as_mut().unwrap().insert("alias".into(), "theirs".into());
+        }
+        assert_eq!(
+            run_diff(&declared(), &o).unwrap_err(),
+            SdnPlanError::ForeignVnet("web".into())
+        );
+        // Our vnet no longer declared: its subnet, itself and its zone go.
+        let a = run_diff(&DesiredSdn::default(), &applied()).unwrap();
+        let ops: Vec<String> = a
+            .iter()
+            .filter_map(|a| match a {
+                Action::Sdn(s) => Some(format!("{:?} {}", s.op, s.id)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ops, ["Delete ov-10.10.0.0-24", "Delete web", "Delete ov"]);
+        // Someone else's objects, not declared: left alone.
+        assert!(run_diff(&DesiredSdn::default(), &o).unwrap().is_empty());
     }
 
     #[test]

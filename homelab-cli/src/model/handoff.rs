@@ -86,8 +86,11 @@ pub(crate) fn validate(l: &Loaded) -> Vec<ConfigError> {
         });
         if wants {
             errs.push(
-                l.error_at("vms", "a VM asks for `handoff`, but there is no top-level `handoff:`")
-                    .with_help("add `handoff: {url: ..., key: ${secret:handoff.key}, key_id: k1}`"),
+                l.error_at(
+                    "vms",
+                    "a VM asks for `handoff`, but there is no top-level `handoff:`",
+                )
+                .with_help("add `handoff: {url: ..., key: ${secret:handoff.key}, key_id: k1}`"),
             );
         }
         return errs;
@@ -99,7 +102,10 @@ pub(crate) fn validate(l: &Loaded) -> Vec<ConfigError> {
         );
     }
     if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
-        errs.push(l.error_at("handoff.url", "the spec server URL must start with http:// or https://"));
+        errs.push(l.error_at(
+            "handoff.url",
+            "the spec server URL must start with http:// or https://",
+        ));
     }
     if h.key_id.is_empty()
         || !h
@@ -233,7 +239,5 @@ pub fn fill(
     };
     let spec = h.specs.get(vm).map_or("default", |s| s.spec.as_str());
     let token = crate::handoff::mint(&h.key, vm, spec, now, h.ttl).map_err(|e| e.to_string())?;
-    Ok(content
-        .replace(PLACEHOLDER, token.expose_secret())
-        .into())
+    Ok(content.replace(PLACEHOLDER, token.expose_secret()).into())
 }

@@ -7,11 +7,11 @@
 //! guest configurations.
 
 pub mod backups;
-pub mod handoff;
-pub mod sdn;
 pub mod config;
 pub mod desired;
+pub mod handoff;
 pub mod layers;
+pub mod sdn;
 pub mod secrets;
 pub mod spans;
 pub mod vms;

@@ -229,11 +229,19 @@ pub fn in_subnet(net: (IpAddr, u8), ip: IpAddr) -> bool {
     let (a, l) = net;
     match (a, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) => {
-            let m = if l == 0 { 0 } else { u32::MAX << (32 - u32::from(l)) };
+            let m = if l == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(l))
+            };
             u32::from(n) & m == u32::from(i) & m
         }
         (IpAddr::V6(n), IpAddr::V6(i)) => {
-            let m = if l == 0 { 0 } else { u128::MAX << (128 - u32::from(l)) };
+            let m = if l == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(l))
+            };
             u128::from(n) & m == u128::from(i) & m
         }
         _ => false,
@@ -258,12 +266,13 @@ pub(crate) fn validate(l: &Loaded) -> Vec<ConfigError> {
             ZoneType::Vxlan if z.peers.is_empty() => {
                 errs.push(l.error_at(&p, "a vxlan zone needs `peers` (the nodes' addresses)"))
             }
-            ZoneType::Vlan if z.bridge.is_none() => {
-                errs.push(l.error_at(&p, "a vlan zone needs `bridge` (a VLAN-aware bridge such as vmbr0)"))
+            ZoneType::Vlan if z.bridge.is_none() => errs.push(l.error_at(
+                &p,
+                "a vlan zone needs `bridge` (a VLAN-aware bridge such as vmbr0)",
+            )),
+            ZoneType::Evpn if z.controller.is_none() || z.vrf_vxlan.is_none() => {
+                errs.push(l.error_at(&p, "an evpn zone needs `controller` and `vrf_vxlan`"))
             }
-            ZoneType::Evpn if z.controller.is_none() || z.vrf_vxlan.is_none() => errs.push(
-                l.error_at(&p, "an evpn zone needs `controller` and `vrf_vxlan`"),
-            ),
             _ => {}
         }
         for (j, peer) in z.peers.iter().enumerate() {
@@ -295,27 +304,37 @@ pub(crate) fn validate(l: &Loaded) -> Vec<ConfigError> {
         }
         let Some(zone) = sdn.zones.get(&v.zone) else {
             errs.push(
-                l.error_at(&format!("{p}.zone"), format!("no zone `{}` in sdn.zones", v.zone))
-                    .with_help(format!(
-                        "declared zones: {}",
-                        sdn.zones.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )),
+                l.error_at(
+                    &format!("{p}.zone"),
+                    format!("no zone `{}` in sdn.zones", v.zone),
+                )
+                .with_help(format!(
+                    "declared zones: {}",
+                    sdn.zones.keys().cloned().collect::<Vec<_>>().join(", ")
+                )),
             );
             continue;
         };
         match (zone.kind, v.tag) {
-            (ZoneType::Simple, Some(_)) => errs.push(l.error_at(
-                &format!("{p}.tag"),
-                "vnets of a simple zone have no tag",
-            )),
+            (ZoneType::Simple, Some(_)) => {
+                errs.push(l.error_at(&format!("{p}.tag"), "vnets of a simple zone have no tag"))
+            }
             (ZoneType::Vlan, None) | (ZoneType::Vxlan | ZoneType::Evpn, None) => {
-                errs.push(l.error_at(&p, format!("a vnet in {} zone `{}` needs a `tag`", zone.kind.as_str(), v.zone)))
+                errs.push(l.error_at(
+                    &p,
+                    format!(
+                        "a vnet in {} zone `{}` needs a `tag`",
+                        zone.kind.as_str(),
+                        v.zone
+                    ),
+                ))
             }
             (ZoneType::Vlan, Some(t)) if !(1..=4094).contains(&t) => {
                 errs.push(l.error_at(&format!("{p}.tag"), "a VLAN tag is 1 to 4094"))
             }
-            (ZoneType::Vxlan | ZoneType::Evpn, Some(t)) if !(1..=16_777_215).contains(&t) => errs
-                .push(l.error_at(&format!("{p}.tag"), "a VXLAN VNI is 1 to 16777215")),
+            (ZoneType::Vxlan | ZoneType::Evpn, Some(t)) if !(1..=16_777_215).contains(&t) => {
+                errs.push(l.error_at(&format!("{p}.tag"), "a VXLAN VNI is 1 to 16777215"))
+            }
             _ => {}
         }
         if let Some(t) = v.tag {
@@ -375,10 +394,16 @@ pub(crate) fn validate(l: &Loaded) -> Vec<ConfigError> {
                     "SNAT works in simple and evpn zones only",
                 ));
             }
-            if !s.dhcp_ranges.is_empty() && !(zone.kind == ZoneType::Simple && zone.dhcp == Some(true)) {
+            if !s.dhcp_ranges.is_empty()
+                && !(zone.kind == ZoneType::Simple && zone.dhcp == Some(true))
+            {
                 errs.push(l.error_at(
                     &format!("{sp}.dhcp_ranges"),
-                    format!("DHCP ranges need a simple zone with `dhcp: true` (zone `{}` is {})", v.zone, zone.kind.as_str()),
+                    format!(
+                        "DHCP ranges need a simple zone with `dhcp: true` (zone `{}` is {})",
+                        v.zone,
+                        zone.kind.as_str()
+                    ),
                 ));
             }
             for (k, r) in s.dhcp_ranges.iter().enumerate() {
@@ -494,7 +519,10 @@ mod tests {
         assert_eq!(a, "web tier homelab-cli:owner=home");
         assert!(alias_owned(&a, "home"));
         assert!(!alias_owned(&a, "work"));
-        assert!(!alias_owned("homelab-cli:owner=home is quoted here", "home"));
+        assert!(!alias_owned(
+            "homelab-cli:owner=home is quoted here",
+            "home"
+        ));
         assert!(alias_owned(&alias_with_marker(None, "home"), "home"));
     }
 
@@ -511,6 +539,9 @@ mod tests {
         assert_eq!(d.objects[0].options["peers"], "10.0.0.1,10.0.0.2");
         assert_eq!(d.objects[2].id, "ov-10.10.0.0-24");
         assert_eq!(d.objects[1].options["alias"], "homelab-cli:owner=home");
-        assert!(in_subnet(parse_cidr("10.10.0.0/24").unwrap(), "10.10.0.9".parse().unwrap()));
+        assert!(in_subnet(
+            parse_cidr("10.10.0.0/24").unwrap(),
+            "10.10.0.9".parse().unwrap()
+        ));
     }
 }

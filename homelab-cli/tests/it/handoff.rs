@@ -59,11 +59,18 @@ fn set_key(repo: &Repo, key: &str) {
         .env("SOPS_AGE_KEY_FILE", "demo-age-key.txt")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn repo() -> Repo {
-    let r = Repo::copy("vm-fleet", &["demo-age-key.txt", ".sops.yaml", "secrets.enc.yaml"]);
+    let r = Repo::copy(
+        "vm-fleet",
+        &["demo-age-key.txt", ".sops.yaml", "secrets.enc.yaml"],
+    );
     r.write(&format!("{BASE}{VMS}"));
     set_key(&r, KEY1);
     r
@@ -100,7 +107,12 @@ fn serve(repo: &Repo) -> (Child, String) {
 fn stop(mut child: Child) -> String {
     child.kill().unwrap();
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     child.wait().unwrap();
     log
 }
@@ -168,11 +180,17 @@ fn tokens_get_their_own_spec_and_nothing_else() {
         snippet.contains("export HOMELAB_SPEC_URL=http://10.0.20.5:8787/v1/vms/dev1/spec"),
         "{snippet}"
     );
-    assert!(snippet.contains("/etc/profile.d/homelab-handoff.sh"), "{snippet}");
+    assert!(
+        snippet.contains("/etc/profile.d/homelab-handoff.sh"),
+        "{snippet}"
+    );
     assert!(!up_text.contains(&t1), "the token is not in up's report");
     let key1 = SigningKey::new("k1", KEY1.as_bytes().to_vec()).unwrap();
     let c = verify(&key1, &t1, "dev1", now()).unwrap();
-    assert_eq!((c.n.as_str(), c.s.as_str(), c.kid.as_str()), ("dev1", "base", "k1"));
+    assert_eq!(
+        (c.n.as_str(), c.s.as_str(), c.kid.as_str()),
+        ("dev1", "base", "k1")
+    );
     assert_eq!(c.exp - c.iat, 3600);
     let (t2, _) = token_in_snippet(&repo, "dev2");
     assert_eq!(peek(&t2).unwrap().s, "default");
@@ -187,7 +205,10 @@ fn tokens_get_their_own_spec_and_nothing_else() {
     assert_eq!(st, 200, "{spec}");
     assert_eq!(spec["name"], "dev1");
     assert_eq!(spec["packages"], serde_json::json!(["htop"]));
-    assert_eq!(spec["commands"][0], serde_json::json!(["touch", "/etc/dev1-ready"]));
+    assert_eq!(
+        spec["commands"][0],
+        serde_json::json!(["touch", "/etc/dev1-ready"])
+    );
     assert_eq!(spec["files"][0]["path"], "/etc/motd");
     assert_eq!(spec["users"][0]["name"], "homelab");
     // Another VM's spec with it: 403.
@@ -215,7 +236,10 @@ fn tokens_get_their_own_spec_and_nothing_else() {
         },
     )
     .unwrap();
-    assert_eq!(get_spec(&addr, "dev1", Some(expired.expose_secret())).0, 401);
+    assert_eq!(
+        get_spec(&addr, "dev1", Some(expired.expose_secret())).0,
+        401
+    );
     // No token at all.
     assert_eq!(get_spec(&addr, "dev1", None).0, 401);
     let log = stop(server);
@@ -237,7 +261,10 @@ fn tokens_get_their_own_spec_and_nothing_else() {
     set_key(&repo, KEY2);
     repo.edit("key_id: k1", "key_id: k2");
     let shown = repo.plan_text(&[]);
-    assert!(shown.contains("+ snippet"), "new snippets with new tokens: {shown}");
+    assert!(
+        shown.contains("+ snippet"),
+        "new snippets with new tokens: {shown}"
+    );
     assert!(!shown.contains(KEY2), "{shown}");
     repo.up_ok(&[]);
     let (t1_new, _) = token_in_snippet(&repo, "dev1");

@@ -2,13 +2,13 @@
 
 mod backups;
 mod common;
-mod image;
 mod handoff;
+mod image;
 mod lab;
 mod layers;
 mod proxmox;
-mod secrets;
 mod sdn;
+mod secrets;
 mod services;
 mod sim;
 mod talos;

@@ -6,11 +6,7 @@
 
 use crate::common::{Repo, flat};
 
-const FILES: &[&str] = &[
-    "demo-age-key.txt",
-    ".sops.yaml",
-    "secrets.enc.yaml",
-];
+const FILES: &[&str] = &["demo-age-key.txt", ".sops.yaml", "secrets.enc.yaml"];
 
 pub const BASE: &str = r#"name: net
 secrets:
@@ -194,7 +190,10 @@ fn vxlan_vnets_on_two_nodes_pending_changes_and_one_apply() {
     repo.with_lab(async |s| {
         let subnets = s.pve.sdn_config().subnets("web").await.unwrap();
         assert!(!subnets[0].is_pending(), "{subnets:?}");
-        assert_eq!(subnets[0].running.as_ref().unwrap()["gateway"], "10.10.0.254");
+        assert_eq!(
+            subnets[0].running.as_ref().unwrap()["gateway"],
+            "10.10.0.254"
+        );
     });
     repo.assert_converged(&[]);
 
@@ -218,11 +217,17 @@ fn bad_sdn_declarations_are_reported_where_they_are() {
     let text = format!("{BASE}{SDN}")
         .replace("tag: 200", "tag: 100")
         .replace("gateway: 10.20.0.1 }", "gateway: 10.99.0.1 }")
-        .replace("zone: overlay\n      tag: 100\n      alias", "zone: nowhere\n      tag: 100\n      alias");
+        .replace(
+            "zone: overlay\n      tag: 100\n      alias",
+            "zone: nowhere\n      tag: 100\n      alias",
+        );
     repo.write(&text);
     let out = repo.cli(&["plan", "--simulate"]);
     assert_eq!(out.status.code(), Some(1));
     let err = flat(&out.stderr);
     assert!(err.contains("no zone `nowhere` in sdn.zones"), "{err}");
-    assert!(err.contains("10.99.0.1 is not in subnet 10.20.0.0/24"), "{err}");
+    assert!(
+        err.contains("10.99.0.1 is not in subnet 10.20.0.0/24"),
+        "{err}"
+    );
 }

@@ -1421,12 +1421,18 @@ async fn pools_backup_jobs_and_sdn() {
             ("scsi0", "local-lvm:1"),
         ]
     };
-    api.wait_ok(api.post("/nodes/pve/qemu", &on("141", "virtio,bridge=vnet1")).await)
-        .await;
+    api.wait_ok(
+        api.post("/nodes/pve/qemu", &on("141", "virtio,bridge=vnet1"))
+            .await,
+    )
+    .await;
     api.wait_ok(api.post("/nodes/pve/qemu/141/status/start", &[]).await)
         .await;
-    api.wait_ok(api.post("/nodes/pve/qemu", &on("142", "virtio,bridge=vnet9")).await)
-        .await;
+    api.wait_ok(
+        api.post("/nodes/pve/qemu", &on("142", "virtio,bridge=vnet9"))
+            .await,
+    )
+    .await;
     let t = api.post("/nodes/pve/qemu/142/status/start", &[]).await;
     let st = api.wait(t.data().as_str().unwrap()).await;
     assert_eq!(st["exitstatus"], "bridge 'vnet9' does not exist", "{st}");
