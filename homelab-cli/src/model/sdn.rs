@@ -394,9 +394,8 @@ pub(crate) fn validate(l: &Loaded) -> Vec<ConfigError> {
                     "SNAT works in simple and evpn zones only",
                 ));
             }
-            if !s.dhcp_ranges.is_empty()
-                && !(zone.kind == ZoneType::Simple && zone.dhcp == Some(true))
-            {
+            let dhcp_zone = zone.kind == ZoneType::Simple && zone.dhcp == Some(true);
+            if !s.dhcp_ranges.is_empty() && !dhcp_zone {
                 errs.push(l.error_at(
                     &format!("{sp}.dhcp_ranges"),
                     format!(
