@@ -350,10 +350,37 @@ pub fn params_of(opts: &BTreeMap<String, String>) -> SdnParams {
                 out.push((k.clone(), ParamValue::Str(r.to_string())));
             }
         } else {
-            out.push((k.clone(), ParamValue::Str(v.clone())));
+            out.push((k.clone(), typed(k, v)));
         }
     }
     out
+}
+
+/// The schema type of an SDN option: integers and booleans keep their type.
+fn typed(key: &str, v: &str) -> ParamValue {
+    const INTS: &[&str] = &["tag", "mtu", "vxlan-port", "vrf-vxlan", "dp-id"];
+    const BOOLS: &[&str] = &[
+        "snat",
+        "vlanaware",
+        "isolate-ports",
+        "advertise-subnets",
+        "exitnodes-local-routing",
+        "bridge-disable-mac-learning",
+        "disable-arp-nd-suppression",
+    ];
+    if INTS.contains(&key)
+        && let Ok(n) = v.parse::<i64>()
+    {
+        return ParamValue::Int(n);
+    }
+    if BOOLS.contains(&key) {
+        match v {
+            "1" | "true" => return ParamValue::Bool(true),
+            "0" | "false" => return ParamValue::Bool(false),
+            _ => {}
+        }
+    }
+    ParamValue::Str(v.to_string())
 }
 
 #[cfg(test)]
