@@ -1379,6 +1379,50 @@ async fn pools_backup_jobs_and_sdn() {
             .unwrap()
             .is_empty()
     );
+    // VXLAN (pve-network `Zones/VxlanPlugin.pm`): peers or a fabric, a VNI per vnet,
+    // unique across vxlan zones. The whole message carries the parameter errors.
+    let bad = api
+        .post("/cluster/sdn/zones", &[("zone", "ov"), ("type", "vxlan")])
+        .await;
+    assert_eq!(bad.status, 500);
+    assert!(
+        bad.raw
+            .contains("peers: must have exactly one of peers / fabric defined"),
+        "{}",
+        bad.raw
+    );
+    api.post(
+        "/cluster/sdn/zones",
+        &[
+            ("zone", "ov"),
+            ("type", "vxlan"),
+            ("peers", "10.0.0.1,10.0.0.2"),
+        ],
+    )
+    .await
+    .data();
+    let bad = api
+        .post("/cluster/sdn/vnets", &[("vnet", "v2"), ("zone", "ov")])
+        .await;
+    assert!(bad.raw.contains("tag: missing vxlan tag"), "{}", bad.raw);
+    api.post(
+        "/cluster/sdn/vnets",
+        &[("vnet", "v2"), ("zone", "ov"), ("tag", "100")],
+    )
+    .await
+    .data();
+    let bad = api
+        .post(
+            "/cluster/sdn/vnets",
+            &[("vnet", "v3"), ("zone", "ov"), ("tag", "100")],
+        )
+        .await;
+    assert!(
+        bad.raw
+            .contains("tag: vxlan tag 100 already exist in vnet v2 in zone ov"),
+        "{}",
+        bad.raw
+    );
     api.wait_ok(api.put("/cluster/sdn", &[]).await).await;
     let z = api.get("/cluster/sdn/zones?pending=1").await;
     assert!(z.data()[0].get("state").is_none());
