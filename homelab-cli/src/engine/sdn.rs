@@ -605,7 +605,7 @@ fn desired_object<'a>(env: &'a Env, s: &SdnAction) -> Result<&'a DesiredSdnObjec
 }
 
 fn hint(e: StepError) -> StepError {
-    e.hint("the token needs SDN.Allocate on /sdn (`homelab-cli proxmox token create` grants it)")
+    e.hint("the token needs SDN.Audit and SDN.Allocate on /sdn; the provisioning role of `homelab-cli proxmox token create` leaves SDN.Allocate out: add both to the token's role (`pveum acl modify /sdn --tokens <id> --roles PVESDNAdmin`)")
 }
 
 async fn run(env: &Env, s: &SdnAction) -> Result<String, StepError> {
