@@ -59,4 +59,7 @@ pub enum Command {
     /// The simulated lab (Proxmox VE, Image Factory, Talos nodes) on loopback.
     #[command(subcommand)]
     Sim(commands::sim::Command),
+    /// First-boot handoff: serve VMs their spec against their provisioning token.
+    #[command(subcommand)]
+    Handoff(commands::handoff::Command),
 }

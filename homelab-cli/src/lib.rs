@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod engine;
+pub mod handoff;
 pub mod model;
 pub mod progress;
 pub mod scan;

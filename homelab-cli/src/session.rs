@@ -174,6 +174,7 @@ impl Session {
                 "{e}"
             )
         })?;
+        let (guest_plan, observed) = self.plan_sdn(guest_plan, observed).await?;
         let bundle = self.bundle()?;
         let talos_obs = self.observe_talos(&observed, bundle.as_ref()).await?;
         let plan = plan::plan_talos(&self.desired, &talos_obs, guest_plan);
@@ -183,6 +184,39 @@ impl Session {
             talos: talos_obs,
             bundle,
         })
+    }
+
+    /// Add the SDN actions (only when `sdn:` is declared). Deleting a vnet needs to know
+    /// which guests use it: then every guest's configuration is read.
+    async fn plan_sdn(
+        &self,
+        guest_plan: plan::Plan,
+        mut observed: Observed,
+    ) -> miette::Result<(plan::Plan, Observed)> {
+        let Some(want) = &self.desired.sdn else {
+            return Ok((guest_plan, observed));
+        };
+        let err = |e| pve_error(&self.desired.proxmox.endpoint, e);
+        let sdn = crate::engine::sdn::observe(&self.pve, want, &self.desired.lab)
+            .await
+            .map_err(err)?;
+        if !sdn
+            .undeclared_owned_vnets(want, &self.desired.lab)
+            .is_empty()
+        {
+            let unread = observed
+                .guests
+                .iter()
+                .filter(|g| g.config.is_none())
+                .map(|g| (g.node.clone(), g.kind, g.vmid))
+                .collect();
+            observe::read_configs(&self.pve, &mut observed, unread)
+                .await
+                .map_err(err)?;
+        }
+        let p = plan::plan_sdn(&self.desired, &sdn, &observed, guest_plan)
+            .map_err(|e| miette!(help = e.help(), "{e}"))?;
+        Ok((p, observed))
     }
 
     /// Probe the Talos nodes that exist and run, and check the outputs.

@@ -38,6 +38,7 @@ pub mod plugins;
 pub mod property;
 mod request;
 pub mod requests;
+pub mod sdn;
 pub mod tls;
 mod upid;
 

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod config;
 pub mod down;
+pub mod handoff;
 pub mod hooks;
 pub mod image;
 pub mod init;
@@ -35,5 +36,6 @@ pub async fn dispatch(command: Command, ctx: &Context) -> miette::Result<Exit> {
         Command::Talos(cmd) => talos::run(cmd, ctx).await,
         Command::Proxmox(cmd) => proxmox::run(cmd, ctx).await,
         Command::Sim(cmd) => sim::run(cmd, ctx).await,
+        Command::Handoff(cmd) => handoff::run(cmd, ctx).await,
     }
 }

@@ -455,6 +455,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             Action::CreateBackupJob { .. }
             | Action::UpdateBackupJob { .. }
             | Action::DeleteBackupJob { .. } => out.extend(super::backups::step(e, a)),
+            Action::Sdn(_) | Action::ApplySdn { .. } => out.extend(super::sdn::step(e, a, plan)),
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
         }
     }
@@ -469,6 +470,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             run: async move { health(&e).await }.boxed(),
         });
     }
+    super::sdn::order_guests(env, &mut out);
     out
 }
 
@@ -666,8 +668,23 @@ async fn upload_snippet(env: &Env, node: &str, volid: &str) -> Result<String, St
         .ok_or_else(|| StepError::new(format!("snippet {volid} is not declared")))?;
     let path = crate::sftp::snippet_path(&sn.dir, &sn.filename)
         .map_err(|e| StepError::new(e.to_string()))?;
+    // A handoff token is minted now, for the VM using the snippet.
+    let vm = env
+        .desired
+        .guests
+        .iter()
+        .find(|g| g.snippet.as_deref() == Some(volid))
+        .map(|g| g.name.as_str());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let content = crate::model::handoff::fill(env.desired.handoff.as_ref(), vm, &sn.content, now)
+        .map_err(StepError::new)?;
     let (up, host) = sftp_session(env, node).await?;
-    let r = up.upload(&path, sn.content.as_bytes()).await;
+    let r = {
+        use secrecy::ExposeSecret;
+        up.upload(&path, content.expose_secret().as_bytes()).await
+    };
     up.close().await;
     match r.map_err(|e| StepError::new(e.to_string()))? {
         crate::sftp::UploadOutcome::Unchanged => Ok("already there".into()),

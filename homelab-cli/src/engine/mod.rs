@@ -11,5 +11,6 @@ pub mod pci;
 pub mod plan;
 pub mod props;
 pub mod render;
+pub mod sdn;
 pub mod storage_check;
 pub mod talos;

@@ -468,6 +468,14 @@ pub enum Action {
         /// Its schedule, for people.
         schedule: Option<String>,
     },
+    /// Stage an SDN change (zone, vnet or subnet); see [`super::sdn`].
+    Sdn(super::sdn::SdnAction),
+    /// Apply the staged SDN configuration on every node (`PUT /cluster/sdn`), once, after
+    /// every SDN change.
+    ApplySdn {
+        /// What was staged before this plan (`vnet web (changed)`).
+        pending: Vec<String>,
+    },
 }
 
 impl Action {
@@ -492,6 +500,12 @@ impl Action {
             Action::Replace { .. } => "replace",
             Action::DeleteSnippet { .. } => "destroy",
             Action::Delete { .. } | Action::DeleteBackupJob { .. } => "destroy",
+            Action::Sdn(s) => match s.op {
+                super::sdn::SdnOp::Create => "add",
+                super::sdn::SdnOp::Update => "change",
+                super::sdn::SdnOp::Delete => "destroy",
+            },
+            Action::ApplySdn { .. } => "change",
         }
     }
 }
@@ -799,6 +813,37 @@ pub fn plan_backups(
         &desired.lab,
         &replaced,
     )?);
+    Ok(plan.finish())
+}
+
+/// Add the SDN actions to a guest plan (see [`super::sdn::diff`]); nothing when `sdn:` is
+/// not declared.
+pub fn plan_sdn(
+    desired: &Desired,
+    sdn: &super::sdn::ObservedSdn,
+    observed: &Observed,
+    mut plan: Plan,
+) -> Result<Plan, super::sdn::SdnPlanError> {
+    let Some(want) = &desired.sdn else {
+        return Ok(plan);
+    };
+    let actions = super::sdn::diff(&desired.lab, &desired.guests, want, sdn, observed, &plan)?;
+    // Shown (and applied) before the guests, whose bridges they provide.
+    let at = plan
+        .actions
+        .iter()
+        .position(|a| {
+            matches!(
+                a,
+                Action::Create { .. }
+                    | Action::Replace { .. }
+                    | Action::Update { .. }
+                    | Action::Start { .. }
+                    | Action::Delete { .. }
+            )
+        })
+        .unwrap_or(plan.actions.len());
+    plan.actions.splice(at..at, actions);
     Ok(plan.finish())
 }
 

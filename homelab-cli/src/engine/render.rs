@@ -250,6 +250,9 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
             | Action::DeleteBackupJob { .. } => {
                 out.push_str(&super::backups::plan_text(a, &paint));
             }
+            Action::Sdn(_) | Action::ApplySdn { .. } => {
+                out.push_str(&super::sdn::plan_text(a, &paint));
+            }
         }
     }
     let s = plan.summary;

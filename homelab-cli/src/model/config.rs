@@ -44,6 +44,14 @@ pub struct Config {
     /// Cloud-init VMs and their gold templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vms: Option<Vms>,
+    /// Proxmox SDN: zones, vnets and subnets, applied cluster-wide. A guest's `bridge`
+    /// may name a vnet. Declaring `sdn:` (even empty) reconciles what this homelab owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdn: Option<super::sdn::Sdn>,
+    /// First-boot handoff: VMs with `handoff: true` get a signed provisioning token and the
+    /// spec server's URL; `homelab-cli handoff serve` answers them with their spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<super::handoff::HandoffConfig>,
     /// Where generated client configurations are written (SOPS-encrypted).
     #[serde(default)]
     pub outputs: Outputs,
@@ -695,6 +703,9 @@ guest_settings! {
         user_data: serde_json::Map<String, serde_json::Value>,
         /// Start on host boot (default true).
         onboot: bool,
+        /// Give the VM a signed provisioning token and the spec server's URL (top-level
+        /// `handoff:`) in its vendor data, to fetch its spec on first boot (default false).
+        handoff: bool,
     }
 }
 

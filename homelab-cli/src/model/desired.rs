@@ -60,6 +60,10 @@ pub struct Desired {
     pub talos: Option<TalosCluster>,
     /// Scheduled backup jobs, guests resolved to VMIDs.
     pub backups: Vec<super::backups::DesiredBackupJob>,
+    /// Proxmox SDN objects (`None`: `sdn:` not declared, nothing reconciled).
+    pub sdn: Option<super::sdn::DesiredSdn>,
+    /// First-boot handoff (key in memory only).
+    pub handoff: Option<super::handoff::DesiredHandoff>,
     /// Where encrypted outputs go.
     pub outputs: OutputPaths,
 }
@@ -1069,6 +1073,7 @@ pub fn resolve(
         errs.extend(e);
         Vec::new()
     });
+    let handoff = super::handoff::resolve(l, secrets, &mut errs);
     if !errs.is_empty() {
         return Err(ConfigErrors::new(l.path.clone(), errs));
     }
@@ -1092,6 +1097,8 @@ pub fn resolve(
         guests,
         talos,
         backups,
+        sdn: c.sdn.as_ref().map(|s| super::sdn::resolve(s, &c.name)),
+        handoff,
         outputs: OutputPaths {
             talosconfig: l.relative(&c.outputs.talosconfig),
             kubeconfig: l.relative(&c.outputs.kubeconfig),

@@ -9,7 +9,9 @@
 pub mod backups;
 pub mod config;
 pub mod desired;
+pub mod handoff;
 pub mod layers;
+pub mod sdn;
 pub mod secrets;
 pub mod spans;
 pub mod vms;
@@ -521,6 +523,8 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
     }
     vms::validate(l, &mut errs);
     errs.extend(backups::validate(l));
+    errs.extend(sdn::validate(l));
+    errs.extend(handoff::validate(l));
     errs
 }
 

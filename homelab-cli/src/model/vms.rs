@@ -862,7 +862,25 @@ pub(crate) fn compile(
         }
         // Vendor data: packages and extra cloud-config.
         let mut snippet = None;
-        if s.packages.as_ref().is_some_and(|p| !p.is_empty()) || s.user_data.is_some() {
+        let handoff = c.handoff.as_ref().filter(|_| s.handoff == Some(true));
+        if s.packages.as_ref().is_some_and(|p| !p.is_empty())
+            || s.user_data.is_some()
+            || handoff.is_some()
+        {
+            let mut s = s.clone();
+            if let Some(h) = handoff {
+                // The environment and token files, added to the user's `write_files`.
+                let files = super::handoff::write_files(&h.url, &h.key_id, &vm.name);
+                let ud = s.user_data.get_or_insert_with(Default::default);
+                match ud.get_mut("write_files") {
+                    Some(serde_json::Value::Array(a)) => {
+                        a.extend(files.as_array().cloned().unwrap_or_default())
+                    }
+                    _ => {
+                        ud.insert("write_files".into(), files);
+                    }
+                }
+            }
             let content = vendor_data(&c.name, &vm.name, &s);
             let sn = DesiredSnippet {
                 node: node.clone(),

@@ -3,10 +3,12 @@
 mod backups;
 mod common;
 mod fidelity;
+mod handoff;
 mod image;
 mod lab;
 mod layers;
 mod proxmox;
+mod sdn;
 mod secrets;
 mod services;
 mod sim;

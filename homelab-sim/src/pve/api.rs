@@ -64,9 +64,11 @@ pub async fn dispatch(
     if path.starts_with("/pools")
         || path.starts_with("/access")
         || path.starts_with("/cluster/backup")
-        || path.starts_with("/cluster/sdn")
     {
         return admin::dispatch(sim, caller, m, path, p).await;
+    }
+    if path.starts_with("/cluster/sdn") {
+        return super::sdn::dispatch(sim, caller, m, path, p).await;
     }
     match (m, path) {
         ("GET", "/version") => Ok(json!({

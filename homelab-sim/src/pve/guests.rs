@@ -1150,6 +1150,7 @@ async fn start(sim: &Sim, caller: &Caller, kind: Kind, p: &Params) -> ApiResult<
                 if g.running {
                     return Err(format!("{} {vmid} already running", kind.label()));
                 }
+                super::sdn::check_bridges(&st, g)?;
                 g.clone()
             };
             claim_pci(&ctx.sim, &g)?;

@@ -15,6 +15,7 @@ pub mod hardware;
 pub mod perms;
 pub mod plugins;
 pub mod schema;
+pub mod sdn;
 pub mod server;
 pub mod sim;
 pub mod state;

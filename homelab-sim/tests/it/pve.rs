@@ -1355,7 +1355,21 @@ async fn pools_backup_jobs_and_sdn() {
     let bad = api
         .post("/cluster/sdn/vnets", &[("vnet", "v1"), ("zone", "nozone")])
         .await;
-    assert_eq!(bad.reason, "zone 'nozone' does not exist");
+    assert_eq!(
+        bad.reason,
+        "create sdn vnet object failed: unknown section type ''"
+    );
+    // A vnet in a simple zone takes no tag (pve-network `Zones/SimplePlugin.pm`).
+    let bad = api
+        .post(
+            "/cluster/sdn/vnets",
+            &[("vnet", "v1"), ("zone", "lab"), ("tag", "5")],
+        )
+        .await;
+    assert_eq!(
+        bad.reason,
+        "create sdn vnet object failed: 400 Parameter verification failed."
+    );
     api.post("/cluster/sdn/vnets", &[("vnet", "vnet1"), ("zone", "lab")])
         .await
         .data();
@@ -1379,11 +1393,107 @@ async fn pools_backup_jobs_and_sdn() {
             .unwrap()
             .is_empty()
     );
+    // VXLAN (pve-network `Zones/VxlanPlugin.pm`): peers or a fabric, a VNI per vnet,
+    // unique across vxlan zones. The whole message carries the parameter errors.
+    let bad = api
+        .post("/cluster/sdn/zones", &[("zone", "ov"), ("type", "vxlan")])
+        .await;
+    assert_eq!(bad.status, 500);
+    assert!(
+        bad.raw
+            .contains("peers: must have exactly one of peers / fabric defined"),
+        "{}",
+        bad.raw
+    );
+    api.post(
+        "/cluster/sdn/zones",
+        &[
+            ("zone", "ov"),
+            ("type", "vxlan"),
+            ("peers", "10.0.0.1,10.0.0.2"),
+        ],
+    )
+    .await
+    .data();
+    let bad = api
+        .post("/cluster/sdn/vnets", &[("vnet", "v2"), ("zone", "ov")])
+        .await;
+    assert!(bad.raw.contains("tag: missing vxlan tag"), "{}", bad.raw);
+    api.post(
+        "/cluster/sdn/vnets",
+        &[("vnet", "v2"), ("zone", "ov"), ("tag", "100")],
+    )
+    .await
+    .data();
+    let bad = api
+        .post(
+            "/cluster/sdn/vnets",
+            &[("vnet", "v3"), ("zone", "ov"), ("tag", "100")],
+        )
+        .await;
+    assert!(
+        bad.raw
+            .contains("tag: vxlan tag 100 already exist in vnet v2 in zone ov"),
+        "{}",
+        bad.raw
+    );
     api.wait_ok(api.put("/cluster/sdn", &[]).await).await;
     let z = api.get("/cluster/sdn/zones?pending=1").await;
     assert!(z.data()[0].get("state").is_none());
     let s = api.get("/cluster/sdn/vnets/vnet1/subnets").await;
     assert_eq!(s.data()[0]["subnet"], "lab-10.0.0.0-24");
+    // A gateway outside the subnet is refused; a change is pending until applied.
+    let bad = api
+        .put(
+            "/cluster/sdn/vnets/vnet1/subnets/lab-10.0.0.0-24",
+            &[("gateway", "10.9.0.1")],
+        )
+        .await;
+    assert_eq!(
+        bad.reason,
+        "update sdn subnet object failed: 400 Parameter verification failed."
+    );
+    api.put(
+        "/cluster/sdn/vnets/vnet1/subnets/lab-10.0.0.0-24",
+        &[("gateway", "10.0.0.254")],
+    )
+    .await
+    .data();
+    let s = api.get("/cluster/sdn/vnets/vnet1/subnets?pending=1").await;
+    assert_eq!(s.data()[0]["state"], "changed");
+    assert_eq!(s.data()[0]["gateway"], "10.0.0.1");
+    assert_eq!(s.data()[0]["pending"]["gateway"], "10.0.0.254");
+    // A vnet with subnets cannot go (pve-network `VnetPlugin.pm` `on_delete_hook`).
+    let bad = api.delete("/cluster/sdn/vnets/vnet1").await;
+    assert_eq!(
+        bad.reason,
+        "delete sdn vnet object failed: 400 Parameter verification failed."
+    );
+    // A guest on the applied vnet starts; one on an unknown bridge does not.
+    let on = |vmid: &'static str, bridge: &'static str| {
+        vec![
+            ("vmid", vmid),
+            ("name", "on-vnet"),
+            ("memory", "512"),
+            ("net0", bridge),
+            ("scsi0", "local-lvm:1"),
+        ]
+    };
+    api.wait_ok(
+        api.post("/nodes/pve/qemu", &on("141", "virtio,bridge=vnet1"))
+            .await,
+    )
+    .await;
+    api.wait_ok(api.post("/nodes/pve/qemu/141/status/start", &[]).await)
+        .await;
+    api.wait_ok(
+        api.post("/nodes/pve/qemu", &on("142", "virtio,bridge=vnet9"))
+            .await,
+    )
+    .await;
+    let t = api.post("/nodes/pve/qemu/142/status/start", &[]).await;
+    let st = api.wait(t.data().as_str().unwrap()).await;
+    assert_eq!(st["exitstatus"], "bridge 'vnet9' does not exist", "{st}");
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! schema (`../shared/pve-api-schema/apidata.js`): path, method, parameter names, types,
 //! ranges, enums, required parameters, and the keys inside property strings.
 
+use proxmox_client::sdn::SdnView;
 use std::collections::{BTreeMap, BTreeSet};
 
 use proxmox_client::ParamValue;
@@ -289,6 +290,14 @@ fn check_request(schema: &[Endpoint], label: &str, r: &ApiRequest) -> Vec<String
 }
 
 /// Every builder in `proxmox_client::requests`, called with every option set.
+fn sdn_params(kv: &[(&str, &str)]) -> proxmox_client::sdn::SdnParams {
+    proxmox_client::sdn::params_of(
+        &kv.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+    )
+}
+
 fn all_requests() -> Vec<(&'static str, ApiRequest)> {
     let upid: Upid = "UPID:pve:0003C2FF:00829204:6738AA7F:qmcreate:100:root@pam!homelab:"
         .parse()
@@ -727,6 +736,77 @@ fn all_requests() -> Vec<(&'static str, ApiRequest)> {
             sdn_subnet_delete("vnet1", "lab-10.10.0.0-24"),
         ),
         ("sdn_apply", sdn_apply()),
+        (
+            "sdn::zones_list",
+            proxmox_client::sdn::zones_list(SdnView::Pending),
+        ),
+        (
+            "sdn::vnets_list",
+            proxmox_client::sdn::vnets_list(SdnView::Running),
+        ),
+        (
+            "sdn::subnets_list",
+            proxmox_client::sdn::subnets_list("vnet1", SdnView::Pending),
+        ),
+        (
+            "sdn::zone_create",
+            proxmox_client::sdn::zone_create(
+                "ov",
+                "vxlan",
+                &sdn_params(&[("peers", "10.0.0.1,10.0.0.2"), ("mtu", "1450")]),
+            ),
+        ),
+        (
+            "sdn::zone_update",
+            proxmox_client::sdn::zone_update("ov", &sdn_params(&[("mtu", "1400")]), &["nodes"]),
+        ),
+        (
+            "sdn::vnet_create",
+            proxmox_client::sdn::vnet_create(
+                "web",
+                "ov",
+                &sdn_params(&[
+                    ("tag", "100"),
+                    ("alias", "web homelab-cli:owner=x"),
+                    ("vlanaware", "0"),
+                ]),
+            ),
+        ),
+        (
+            "sdn::vnet_update",
+            proxmox_client::sdn::vnet_update("web", &sdn_params(&[("tag", "101")]), &["alias"]),
+        ),
+        (
+            "sdn::subnet_create",
+            proxmox_client::sdn::subnet_create(
+                "web",
+                "10.10.0.0/24",
+                &sdn_params(&[
+                    ("gateway", "10.10.0.1"),
+                    ("snat", "1"),
+                    (
+                        "dhcp-range",
+                        "start-address=10.10.0.10,end-address=10.10.0.20;start-address=10.10.0.30,end-address=10.10.0.40",
+                    ),
+                ]),
+            ),
+        ),
+        (
+            "sdn::subnet_update",
+            proxmox_client::sdn::subnet_update(
+                "web",
+                "ov-10.10.0.0-24",
+                &sdn_params(&[("gateway", "10.10.0.254")]),
+                &["snat"],
+            ),
+        ),
+        (
+            "sdn::subnet_delete",
+            proxmox_client::sdn::subnet_delete("web", "ov-10.10.0.0-24"),
+        ),
+        ("sdn::vnet_delete", proxmox_client::sdn::vnet_delete("web")),
+        ("sdn::zone_delete", proxmox_client::sdn::zone_delete("ov")),
+        ("sdn::apply", proxmox_client::sdn::apply()),
         (
             "hardware_pci",
             hardware_pci(
