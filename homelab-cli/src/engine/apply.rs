@@ -359,6 +359,22 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                         .boxed(),
                 });
             }
+            Action::Adopt {
+                vmid,
+                name,
+                node,
+                kind,
+                changes,
+            } => {
+                // Only the ownership tag, the marker and hot-applied keys: never a restart.
+                out.push(Step {
+                    id: format!("guest:{vmid}"),
+                    label: format!("adopt {} {vmid} \"{name}\"", kind.noun()),
+                    deps: Vec::new(),
+                    run: async move { update(&e, &node, kind, vmid, &changes, false).await }
+                        .boxed(),
+                });
+            }
             Action::Start {
                 vmid,
                 name,

@@ -178,6 +178,20 @@ pub enum PlanError {
         /// The `pct set` that would make them by hand, for an existing container.
         manual: String,
     },
+    /// Taking over an existing guest would change more than its ownership.
+    #[error(
+        "adopting {kind} {vmid} \"{name}\" would {what}: the declaration does not match the guest"
+    )]
+    AdoptMismatch {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// `ct` / `vm`.
+        kind: &'static str,
+        /// What it would do (restart for which keys, or re-create and why).
+        what: String,
+    },
     /// A declared backup job's id is taken by a job we do not own.
     #[error(
         "backup job \"{name}\" needs the id {id}, which a backup job this homelab does not manage already has"
@@ -218,6 +232,9 @@ impl PlanError {
             }
             PlanError::BackupJobClash { .. } => {
                 "rename the backup job in homelab.yaml, or remove the other job yourself"
+            }
+            PlanError::AdoptMismatch { .. } => {
+                "make the declaration match the guest (`homelab-cli import --dry-run` shows what it has), or let `up` adopt it first and change it afterwards"
             }
         }
     }
@@ -367,6 +384,20 @@ pub enum Action {
         /// Why it cannot be changed in place.
         reasons: Vec<String>,
     },
+    /// Take over an existing guest that had no owner marker (`adopt: true`): write the
+    /// ownership tag and marker (and any hot-applied difference), never restart.
+    Adopt {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// Proxmox node.
+        node: String,
+        /// VM or CT.
+        kind: GuestKind,
+        /// What is written.
+        changes: Vec<Change>,
+    },
     /// Start a stopped guest.
     Start {
         /// VMID.
@@ -467,6 +498,7 @@ impl Action {
             | Action::WriteOutput { .. }
             | Action::UpdateBackupJob { .. } => "change",
             Action::Replace { .. } => "replace",
+            Action::Adopt { .. } => "adopt",
             Action::DeleteSnippet { .. } => "destroy",
             Action::Delete { .. } | Action::DeleteBackupJob { .. } => "destroy",
         }
@@ -493,6 +525,13 @@ pub struct Summary {
     pub replace: usize,
     /// Destroyed.
     pub destroy: usize,
+    /// Existing guests taken over.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub adopt: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Plan {
@@ -508,6 +547,7 @@ impl Plan {
                 "add" => s.add += 1,
                 "change" => s.change += 1,
                 "replace" => s.replace += 1,
+                "adopt" => s.adopt += 1,
                 _ => s.destroy += 1,
             }
         }
@@ -531,6 +571,11 @@ pub fn needs_config(desired: &Desired, observed: &Observed) -> Vec<(String, Gues
     let want: BTreeMap<u32, &DesiredGuest> = desired.guests.iter().map(|g| (g.vmid, g)).collect();
     let mut out = Vec::new();
     for g in &observed.guests {
+        if g.config.is_none() && adopting(desired, g) {
+            // A guest to take over: compared in full.
+            out.push((g.node.clone(), g.kind, g.vmid));
+            continue;
+        }
         if g.config.is_some() || !g.tags.contains(&owner_tag(&desired.lab)) {
             continue;
         }
@@ -544,6 +589,19 @@ pub fn needs_config(desired: &Desired, observed: &Observed) -> Vec<(String, Gues
         }
     }
     out
+}
+
+/// Whether `g` is a guest the declaration takes over (`adopt: true`): same VMID, and no
+/// homelab's ownership tag or marker on it.
+pub fn adopting(desired: &Desired, g: &ObservedGuest) -> bool {
+    desired.adopt.contains(&g.vmid)
+        && !is_ours(g, &desired.lab)
+        && !g.tags.iter().any(|t| t.starts_with("homelab-"))
+        && g.config.as_ref().is_none_or(|c| {
+            !c.props
+                .get("description")
+                .is_some_and(|d| d.contains("homelab-cli:owner="))
+        })
 }
 
 /// Whether the resource list alone shows the guest as desired: same spec-hash tag, node and
@@ -582,6 +640,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
     for d in &desired.guests {
         if let Some(g) = by_vmid.get(&d.vmid)
             && !is_ours(g, lab)
+            && !(adopting(desired, g) && g.kind == d.kind)
         {
             return Err(PlanError::VmidClash {
                 vmid: d.vmid,
@@ -695,6 +754,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
     for d in &desired.guests {
         match by_vmid.get(&d.vmid) {
             None => actions.push(create(d, lab)),
+            Some(g) if !is_ours(g, lab) => actions.extend(adopt_actions(d, g, lab)?),
             Some(g) => actions.extend(guest_actions(d, g, lab)),
         }
     }
@@ -1010,6 +1070,54 @@ fn readable(key: &str, v: &str) -> String {
     }
 }
 
+/// Taking over `g` for `d`: the ownership tag and marker, and differences Proxmox applies
+/// without a restart. Anything that would restart or re-create it is refused.
+fn adopt_actions(
+    d: &DesiredGuest,
+    g: &ObservedGuest,
+    lab: &str,
+) -> Result<Vec<Action>, PlanError> {
+    let mismatch = |what: String| PlanError::AdoptMismatch {
+        vmid: d.vmid,
+        name: d.name.clone(),
+        kind: d.kind.noun(),
+        what,
+    };
+    if g.config.is_none() {
+        return Err(mismatch("need its configuration, which was not read".into()));
+    }
+    let mut out = Vec::new();
+    for a in guest_actions(d, g, lab) {
+        match a {
+            Action::Replace { reasons, .. } => {
+                return Err(mismatch(format!("re-create it ({})", reasons.join("; "))));
+            }
+            Action::Update { changes, .. } => {
+                let restart: Vec<&str> = changes
+                    .iter()
+                    .filter(|c| c.reboot)
+                    .map(|c| c.key.as_str())
+                    .collect();
+                if !restart.is_empty() {
+                    return Err(mismatch(format!(
+                        "restart it to change {}",
+                        restart.join(", ")
+                    )));
+                }
+                out.push(Action::Adopt {
+                    vmid: d.vmid,
+                    name: d.name.clone(),
+                    node: d.node.clone(),
+                    kind: d.kind,
+                    changes,
+                });
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
 fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> {
     let start = || Action::Start {
         vmid: d.vmid,
@@ -1205,10 +1313,11 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
                         });
                     }
                 }
-                let opts_differ = want
-                    .options
-                    .iter()
-                    .any(|(ok, ov)| have.options.get(ok) != Some(ov));
+                let opts_differ = want.options.iter().any(|(ok, ov)| {
+                    // A mount point without `backup` is not backed up.
+                    let absent = (lxc && ok == "backup").then_some("0");
+                    have.options.get(ok).map(String::as_str).or(absent) != Some(ov.as_str())
+                });
                 if opts_differ {
                     let fmt = |o: &BTreeMap<String, String>| {
                         o.iter()

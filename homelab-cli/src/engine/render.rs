@@ -165,6 +165,31 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 }
                 out.push_str("    }\n");
             }
+            Action::Adopt {
+                vmid,
+                name,
+                kind,
+                changes,
+                ..
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  # {} {vmid} \"{name}\" will be adopted (ownership tag and marker written; not restarted)",
+                    kind.noun()
+                );
+                let _ = writeln!(out, "  {} {} \"{name}\" {{", paint("~"), kind.noun());
+                let width = changes.iter().map(|c| c.key.len()).max().unwrap_or(0);
+                for c in changes {
+                    let value = match (&c.from, &c.to) {
+                        (None, Some(t)) => quote(t),
+                        (Some(f), None) => format!("{} -> (unset)", quote(f)),
+                        (Some(f), Some(t)) => format!("{} -> {}", quote(f), quote(t)),
+                        (None, None) => continue,
+                    };
+                    let _ = writeln!(out, "      {} {:width$} = {value}", paint("~"), c.key);
+                }
+                out.push_str("    }\n");
+            }
             Action::Replace {
                 vmid,
                 name,
@@ -253,9 +278,14 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
         }
     }
     let s = plan.summary;
+    let adopt = if s.adopt > 0 {
+        format!("{} to adopt, ", s.adopt)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "\nPlan: {} to add, {} to change, {} to replace, {} to destroy.",
+        "\nPlan: {adopt}{} to add, {} to change, {} to replace, {} to destroy.",
         s.add, s.change, s.replace, s.destroy
     );
     out

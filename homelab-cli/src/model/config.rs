@@ -454,6 +454,17 @@ guest_settings! {
         /// A note shown in Proxmox (the ownership marker is appended).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub description: Option<String>,
+        /// Take over an existing container of this VMID that carries no owner marker
+        /// (`homelab-cli import` writes this): `up` adds the ownership tag and marker and
+        /// nothing else, never restarting or re-creating it. Harmless once it is ours.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub adopt: bool,
+        /// Further Proxmox configuration keys, set verbatim (`arch`, `ostype`, `cpulimit`,
+        /// `env`, ...): what `import` found that the fields above do not cover. A key here
+        /// overrides the value the fields above derive (e.g. a full `net0`). Values may
+        /// reference secrets. Keys removed from here are left as they are on Proxmox.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub options: BTreeMap<String, String>,
     }
     shared {
         /// OS template: an `http(s)://` URL (downloaded once into `proxmox.template_storage`

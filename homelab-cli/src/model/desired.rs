@@ -56,6 +56,9 @@ pub struct Desired {
     pub existing_images: Vec<(String, String, String)>,
     /// Guests, ordered by VMID.
     pub guests: Vec<DesiredGuest>,
+    /// VMIDs of declared guests that `up` may take over when they carry no owner marker
+    /// (`adopt: true`).
+    pub adopt: BTreeSet<u32>,
     /// The Talos cluster, if any.
     pub talos: Option<TalosCluster>,
     /// Scheduled backup jobs, guests resolved to VMIDs.
@@ -734,6 +737,7 @@ pub fn resolve(
         });
     }
     let mut templates = BTreeSet::new();
+    let mut adopt = BTreeSet::new();
     // Static addresses already given out (Talos nodes first), to report clashes.
     let mut taken: BTreeMap<IpAddr, String> = guests
         .iter()
@@ -933,6 +937,10 @@ pub fn resolve(
                     );
                 }
             }
+            super::import::apply_options(l, &path, ct, secrets, &mut props, &mut sensitive, &mut errs);
+            if ct.adopt {
+                adopt.insert(vmid);
+            }
             let storage = s
                 .storage
                 .clone()
@@ -1090,6 +1098,7 @@ pub fn resolve(
         pci_mappings: compiled.pci_mappings.into_iter().collect(),
         existing_images: compiled.existing_images.into_iter().collect(),
         guests,
+        adopt,
         talos,
         backups,
         outputs: OutputPaths {

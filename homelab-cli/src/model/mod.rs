@@ -9,6 +9,7 @@
 pub mod backups;
 pub mod config;
 pub mod desired;
+pub mod import;
 pub mod layers;
 pub mod secrets;
 pub mod spans;
@@ -638,6 +639,9 @@ pub fn secret_capable(c: &Config) -> Vec<(String, String)> {
         for (i, ct) in x.containers.iter().enumerate() {
             if let Some(ip) = &ct.ip {
                 v.push((format!("lxc.containers[{i}].ip"), ip.clone()));
+            }
+            for (k, o) in &ct.options {
+                v.push((format!("lxc.containers[{i}].options.{k}"), o.clone()));
             }
         }
         for (name, s) in &x.presets {
