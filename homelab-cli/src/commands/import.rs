@@ -71,7 +71,8 @@ pub struct Report {
 pub async fn run(args: Args, _ctx: &Context) -> miette::Result<Exit> {
     if !args.all && args.vmids.is_empty() && args.names.is_empty() && args.tags.is_empty() {
         return Err(miette!(
-            help = "e.g. `homelab-cli import --vmid 103`, `--name grafana`, `--tag prod` or `--all`",
+            help =
+                "e.g. `homelab-cli import --vmid 103`, `--name grafana`, `--tag prod` or `--all`",
             "say which guests to import"
         ));
     }
@@ -100,7 +101,11 @@ fn text(r: &Report, dry_run: bool) -> String {
     if !r.secrets.is_empty() {
         out.push_str(&format!(
             "\n{} the secrets file (encrypted): {}\n",
-            if dry_run { "Would write to" } else { "Wrote to" },
+            if dry_run {
+                "Would write to"
+            } else {
+                "Wrote to"
+            },
             r.secrets.join(", ")
         ));
     }
@@ -129,7 +134,8 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
         if let Some(d) = declared(g.vmid) {
             if explicit {
                 return Err(miette!(
-                    help = "it is adopted (or created) by `homelab-cli up` already; nothing to import",
+                    help =
+                        "it is adopted (or created) by `homelab-cli up` already; nothing to import",
                     "{} {} is already declared in {} as \"{}\"",
                     g.kind.noun(),
                     g.vmid,
@@ -156,7 +162,11 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
         }
         if g.template {
             if explicit {
-                return Err(miette!("{} {} is a template, not a service", g.kind.noun(), g.vmid));
+                return Err(miette!(
+                    "{} {} is a template, not a service",
+                    g.kind.noun(),
+                    g.vmid
+                ));
             }
             return Ok(false);
         }
@@ -173,13 +183,25 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
         Ok(true)
     };
     for vmid in &args.vmids {
-        let g = observed.guests.iter().find(|g| g.vmid == *vmid).ok_or_else(|| {
-            let known: Vec<String> = observed.guests.iter().map(|g| g.vmid.to_string()).collect();
-            miette!(
-                help = format!("guests on the cluster: {}", if known.is_empty() { "none".into() } else { known.join(", ") }),
-                "there is no guest with VMID {vmid} on the cluster"
-            )
-        })?;
+        let g = observed
+            .guests
+            .iter()
+            .find(|g| g.vmid == *vmid)
+            .ok_or_else(|| {
+                let known: Vec<String> =
+                    observed.guests.iter().map(|g| g.vmid.to_string()).collect();
+                miette!(
+                    help = format!(
+                        "guests on the cluster: {}",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                    "there is no guest with VMID {vmid} on the cluster"
+                )
+            })?;
         if pick(g, true)? {
             chosen.push(g);
         }
@@ -243,7 +265,8 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
     let inherited = Inherited::of(&ws.loaded, &old_secrets);
     if !inherited.has_template && args.template.is_none() {
         return Err(miette!(
-            help = "set `lxc.defaults.template`, or pass `--template local:vztmpl/<file>` (or a URL)",
+            help =
+                "set `lxc.defaults.template`, or pass `--template local:vztmpl/<file>` (or a URL)",
             "a declared container needs an OS template for re-creation, and Proxmox does not remember which one a container came from"
         ));
     }
@@ -270,8 +293,13 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
                 "ct {vmid} is locked ({l}): nothing was imported"
             ));
         }
-        let mut m = import::map_container(*vmid, node, &cfg.props, &inherited, "lxc")
-            .map_err(|e| miette!(help = "declare it by hand, or change it on Proxmox first", "{e}"))?;
+        let mut m =
+            import::map_container(*vmid, node, &cfg.props, &inherited, "lxc").map_err(|e| {
+                miette!(
+                    help = "declare it by hand, or change it on Proxmox first",
+                    "{e}"
+                )
+            })?;
         if let Some(other) = names.insert(m.container.name.clone(), *vmid) {
             return Err(miette!(
                 help = "rename one of them on Proxmox (hostname) first",
@@ -309,8 +337,12 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
     pairs.extend(new_secrets.iter().cloned());
     let merged = SecretValues::from_pairs(pairs);
     let loaded = crate::model::parse(&path, new_text.clone())?;
-    desired::resolve(&loaded, &merged, &crate::engine::image::FactoryNaming::default())
-        .map_err(|e| miette!("the imported declarations do not resolve: {e:?}"))?;
+    desired::resolve(
+        &loaded,
+        &merged,
+        &crate::engine::image::FactoryNaming::default(),
+    )
+    .map_err(|e| miette!("the imported declarations do not resolve: {e:?}"))?;
     drop(merged);
     let secret_paths: Vec<String> = new_secrets.iter().map(|(p, _)| p.clone()).collect();
     if args.dry_run {

@@ -1072,11 +1072,7 @@ fn readable(key: &str, v: &str) -> String {
 
 /// Taking over `g` for `d`: the ownership tag and marker, and differences Proxmox applies
 /// without a restart. Anything that would restart or re-create it is refused.
-fn adopt_actions(
-    d: &DesiredGuest,
-    g: &ObservedGuest,
-    lab: &str,
-) -> Result<Vec<Action>, PlanError> {
+fn adopt_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Result<Vec<Action>, PlanError> {
     let mismatch = |what: String| PlanError::AdoptMismatch {
         vmid: d.vmid,
         name: d.name.clone(),
@@ -1084,7 +1080,9 @@ fn adopt_actions(
         what,
     };
     if g.config.is_none() {
-        return Err(mismatch("need its configuration, which was not read".into()));
+        return Err(mismatch(
+            "need its configuration, which was not read".into(),
+        ));
     }
     let mut out = Vec::new();
     for a in guest_actions(d, g, lab) {

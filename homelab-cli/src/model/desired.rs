@@ -937,7 +937,15 @@ pub fn resolve(
                     );
                 }
             }
-            super::import::apply_options(l, &path, ct, secrets, &mut props, &mut sensitive, &mut errs);
+            super::import::apply_options(
+                l,
+                &path,
+                ct,
+                secrets,
+                &mut props,
+                &mut sensitive,
+                &mut errs,
+            );
             if ct.adopt {
                 adopt.insert(vmid);
             }

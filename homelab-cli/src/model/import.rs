@@ -108,7 +108,11 @@ impl Inherited {
     /// From a parsed configuration and its decrypted secrets.
     pub fn of(l: &Loaded, secrets: &SecretValues) -> Self {
         let c = &l.config;
-        let d = c.lxc.as_ref().map(|x| x.defaults.clone()).unwrap_or_default();
+        let d = c
+            .lxc
+            .as_ref()
+            .map(|x| x.defaults.clone())
+            .unwrap_or_default();
         let plain = |v: &str| {
             secrets
                 .substitute(v)
@@ -121,7 +125,10 @@ impl Inherited {
             memory: d.memory.unwrap_or(Size::from_mib(512)),
             swap: d.swap.unwrap_or(Size::from_mib(512)),
             disk: d.disk.unwrap_or(Size::from_gib(8)),
-            storage: d.storage.clone().unwrap_or_else(|| c.proxmox.storage.clone()),
+            storage: d
+                .storage
+                .clone()
+                .unwrap_or_else(|| c.proxmox.storage.clone()),
             bridge: d.bridge.clone().unwrap_or_else(|| c.proxmox.bridge.clone()),
             gateway: d.gateway.as_deref().and_then(plain),
             nameservers: d
@@ -169,9 +176,18 @@ pub enum ImportError {
 /// Whether an environment variable or option name holds a secret.
 fn secret_name(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "APIKEY", "PRIVATE_KEY", "ACCESS_KEY"]
-        .iter()
-        .any(|w| n.contains(w))
+    [
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "TOKEN",
+        "API_KEY",
+        "APIKEY",
+        "PRIVATE_KEY",
+        "ACCESS_KEY",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
 }
 
 /// Whether an option's value must go into the SOPS file.
@@ -285,7 +301,11 @@ pub fn map_container(
             "hostname" | "memory" | "swap" | "unprivileged" | "onboot" => {}
             _ if SKIPPED.contains(&k) => {}
             "template" => {
-                return Err(unsupported(k, v, "it is a container template, not a service"));
+                return Err(unsupported(
+                    k,
+                    v,
+                    "it is a container template, not a service",
+                ));
             }
             "description" => {
                 let d = v.trim_end();
@@ -640,7 +660,10 @@ pub fn insert_containers(text: &str, items: &[(Container, String)]) -> Result<St
 }
 
 fn last_content(lines: &[&str], from: usize, to: usize) -> usize {
-    (from..to).rev().find(|&i| is_content(lines[i])).unwrap_or(from)
+    (from..to)
+        .rev()
+        .find(|&i| is_content(lines[i]))
+        .unwrap_or(from)
 }
 
 fn splice(lines: &[&str], at: usize, block: &str) -> String {
@@ -705,7 +728,10 @@ mod tests {
                 "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=10.0.10.103/24,gw=10.0.10.1,type=veth",
             ),
             ("rootfs", "local-lvm:vm-103-disk-0,size=8G"),
-            ("mp0", "tank:subvol-103-disk-0,mp=/var/lib/postgresql,backup=1,size=32G"),
+            (
+                "mp0",
+                "tank:subvol-103-disk-0,mp=/var/lib/postgresql,backup=1,size=32G",
+            ),
             ("tags", "database;prod"),
             ("description", "Postgres for n8n and paperless\n"),
             ("env", "POSTGRES_USER=app\0POSTGRES_PASSWORD=hunter22"),
@@ -722,7 +748,14 @@ mod tests {
         assert_eq!(ct.features, None, "equal to the default");
         assert_eq!(ct.gateway, None, "equal to the default");
         assert_eq!(ct.ip.as_deref(), Some("10.0.10.103/24"));
-        assert_eq!(ct.startup, Some(Startup { order: 2, up: Some(15), down: None }));
+        assert_eq!(
+            ct.startup,
+            Some(Startup {
+                order: 2,
+                up: Some(15),
+                down: None
+            })
+        );
         assert_eq!(ct.tags, vec!["database", "prod"]);
         assert_eq!(ct.mounts.len(), 1);
         assert!(ct.mounts[0].backup);
@@ -731,7 +764,13 @@ mod tests {
         assert_eq!(ct.options["arch"], "amd64");
         assert_eq!(ct.options["cpulimit"], "2");
         assert_eq!(ct.options["env"], "${secret:lxc.postgresql.env}");
-        assert_eq!(m.secrets, vec![("lxc.postgresql.env".to_string(), "POSTGRES_USER=app\0POSTGRES_PASSWORD=hunter22".to_string())]);
+        assert_eq!(
+            m.secrets,
+            vec![(
+                "lxc.postgresql.env".to_string(),
+                "POSTGRES_USER=app\0POSTGRES_PASSWORD=hunter22".to_string()
+            )]
+        );
         assert!(!ct.options.contains_key("digest"));
         assert!(m.notes.iter().any(|n| n.contains("unused0")));
     }
@@ -740,12 +779,18 @@ mod tests {
     fn nics_and_features_the_model_cannot_say_are_kept_whole() {
         let c = cfg(&[
             ("hostname", "minio"),
-            ("net0", "name=eth0,bridge=vmbr0,firewall=1,ip=dhcp,type=veth"),
+            (
+                "net0",
+                "name=eth0,bridge=vmbr0,firewall=1,ip=dhcp,type=veth",
+            ),
             ("features", "nesting=1,fuse=1"),
             ("rootfs", "local-lvm:vm-105-disk-0,size=8G"),
         ]);
         let m = map_container(105, "pve", &c, &inherited(), "lxc").unwrap();
-        assert_eq!(m.container.options["net0"], "name=eth0,bridge=vmbr0,firewall=1,ip=dhcp,type=veth");
+        assert_eq!(
+            m.container.options["net0"],
+            "name=eth0,bridge=vmbr0,firewall=1,ip=dhcp,type=veth"
+        );
         assert_eq!(m.container.options["features"], "nesting=1,fuse=1");
         assert_eq!(m.container.unprivileged, Some(false));
         assert_eq!(m.container.onboot, Some(false));
@@ -771,9 +816,16 @@ mod tests {
         assert!(out.starts_with("# top comment\nname: lab # trailing\n\nlxc:\n  defaults:\n    cores: 1\n  containers:\n    - name: a # keep me\n      vmid: 100\n    # imported\n    - name: b\n      vmid: 101\n      adopt: true\n\n# backups below\nbackups: []\n"), "{out}");
         // Without an lxc section, one is appended.
         let out = insert_containers("name: lab\n", &[(ct.clone(), String::new())]).unwrap();
-        assert_eq!(out, "name: lab\n\nlxc:\n  containers:\n    - name: b\n      vmid: 101\n      adopt: true\n");
+        assert_eq!(
+            out,
+            "name: lab\n\nlxc:\n  containers:\n    - name: b\n      vmid: 101\n      adopt: true\n"
+        );
         // An empty inline list becomes a block.
-        let out = insert_containers("lxc:\n  containers: []\nx: 1\n", &[(ct, String::new())]).unwrap();
-        assert_eq!(out, "lxc:\n  containers:\n    - name: b\n      vmid: 101\n      adopt: true\nx: 1\n");
+        let out =
+            insert_containers("lxc:\n  containers: []\nx: 1\n", &[(ct, String::new())]).unwrap();
+        assert_eq!(
+            out,
+            "lxc:\n  containers:\n    - name: b\n      vmid: 101\n      adopt: true\nx: 1\n"
+        );
     }
 }
