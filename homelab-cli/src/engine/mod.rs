@@ -11,4 +11,5 @@ pub mod pci;
 pub mod plan;
 pub mod props;
 pub mod render;
+pub mod restore;
 pub mod talos;

@@ -178,6 +178,9 @@ pub enum PlanError {
         /// The `pct set` that would make them by hand, for an existing container.
         manual: String,
     },
+    /// A guest to restore names a backup that is not there.
+    #[error(transparent)]
+    Restore(#[from] super::restore::RestoreError),
     /// Taking over an existing guest would change more than its ownership.
     #[error(
         "adopting {kind} {vmid} \"{name}\" would {what}: the declaration does not match the guest"
@@ -232,6 +235,9 @@ impl PlanError {
             }
             PlanError::BackupJobClash { .. } => {
                 "rename the backup job in homelab.yaml, or remove the other job yourself"
+            }
+            PlanError::Restore(_) => {
+                "`homelab-cli backup list` shows the archives; write `restore: latest` or one of them"
             }
             PlanError::AdoptMismatch { .. } => {
                 "make the declaration match the guest (`homelab-cli import --dry-run` shows what it has), or let `up` adopt it first and change it afterwards"
@@ -753,7 +759,26 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
 
     for d in &desired.guests {
         match by_vmid.get(&d.vmid) {
-            None => actions.push(create(d, lab)),
+            None => {
+                let mut c = create(d, lab);
+                if desired.restore.contains_key(&d.vmid)
+                    && let Action::Create { config, .. } = &mut c
+                {
+                    match super::restore::pick(desired, observed, d.vmid)? {
+                        Some(b) => {
+                            config.remove("ostemplate");
+                            config.insert("restore".into(), b.volid.clone());
+                        }
+                        None => {
+                            config.insert(
+                                "restore".into(),
+                                "(no backup of this VMID found: created empty)".into(),
+                            );
+                        }
+                    }
+                }
+                actions.push(c);
+            }
             Some(g) if !is_ours(g, lab) => actions.extend(adopt_actions(d, g, lab)?),
             Some(g) => actions.extend(guest_actions(d, g, lab)),
         }

@@ -465,6 +465,13 @@ guest_settings! {
         /// reference secrets. Keys removed from here are left as they are on Proxmox.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         pub options: BTreeMap<String, String>,
+        /// When the container does not exist, restore it from a vzdump backup instead of
+        /// creating it empty: `latest` (the newest archive of its VMID in any backup storage;
+        /// created empty when there is none) or a backup volume
+        /// (`backups:backup/vzdump-lxc-103-2026_01_02-03_04_05.tar.zst`). The declared
+        /// settings are applied over the backed-up ones. Never touches an existing container.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub restore: Option<String>,
     }
     shared {
         /// OS template: an `http(s)://` URL (downloaded once into `proxmox.template_storage`

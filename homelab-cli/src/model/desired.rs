@@ -59,6 +59,8 @@ pub struct Desired {
     /// VMIDs of declared guests that `up` may take over when they carry no owner marker
     /// (`adopt: true`).
     pub adopt: BTreeSet<u32>,
+    /// Per VMID, what a missing guest is restored from (`latest` or a backup volume).
+    pub restore: BTreeMap<u32, String>,
     /// The Talos cluster, if any.
     pub talos: Option<TalosCluster>,
     /// Scheduled backup jobs, guests resolved to VMIDs.
@@ -738,6 +740,7 @@ pub fn resolve(
     }
     let mut templates = BTreeSet::new();
     let mut adopt = BTreeSet::new();
+    let mut restore = BTreeMap::new();
     // Static addresses already given out (Talos nodes first), to report clashes.
     let mut taken: BTreeMap<IpAddr, String> = guests
         .iter()
@@ -949,6 +952,19 @@ pub fn resolve(
             if ct.adopt {
                 adopt.insert(vmid);
             }
+            if let Some(r) = &ct.restore {
+                if r == "latest" || r.contains(":backup/") {
+                    restore.insert(vmid, r.clone());
+                } else {
+                    errs.push(
+                        l.error_at(
+                            &format!("{path}.restore"),
+                            format!("`{r}` is neither `latest` nor a backup volume"),
+                        )
+                        .with_help("e.g. `latest`, or `backups:backup/vzdump-lxc-103-2026_01_02-03_04_05.tar.zst` (`homelab-cli backup list` shows them)"),
+                    );
+                }
+            }
             let storage = s
                 .storage
                 .clone()
@@ -1107,6 +1123,7 @@ pub fn resolve(
         existing_images: compiled.existing_images.into_iter().collect(),
         guests,
         adopt,
+        restore,
         talos,
         backups,
         outputs: OutputPaths {

@@ -251,6 +251,7 @@ pub fn map_container(
         description: None,
         adopt: true,
         options: BTreeMap::new(),
+        restore: None,
         template: None,
         cores: None,
         memory: None,

@@ -418,6 +418,9 @@ impl Sim {
         st.volumes.retain(|k, _| keep.contains(k));
         st.archives.retain(|k, _| keep.contains(k));
         st.volume_data.retain(|k, _| keep.contains(k));
+        // A fresh installer's storage.cfg.
+        st.storages
+            .retain(|id, _| id == "local" || id == "local-lvm");
         st.guests.clear();
         st.tasks.clear();
         st.pools.clear();
