@@ -122,7 +122,10 @@ fn table(r: &[BackupArchive]) -> String {
         return "No backups.\n".into();
     }
     let w = r.iter().map(|b| b.volid.len()).max().unwrap_or(5);
-    let mut out = format!("{:w$}  {:>6}  {:>9}  {:9}  NOTES\n", "VOLID", "VMID", "SIZE", "PROTECTED");
+    let mut out = format!(
+        "{:w$}  {:>6}  {:>9}  {:9}  NOTES\n",
+        "VOLID", "VMID", "SIZE", "PROTECTED"
+    );
     for b in r {
         out.push_str(&format!(
             "{:w$}  {:>6}  {:>7}Mi  {:9}  {}\n",
@@ -142,7 +145,10 @@ async fn backup_now(a: &RunArgs, session: &Session, ctx: &Context) -> miette::Re
     let storage = match (&a.storage, d.backups.first()) {
         (Some(s), _) => s.clone(),
         (None, Some(job)) => job.params.get("storage").cloned().ok_or_else(|| {
-            miette!("the backup job {} names no storage; give --storage", job.name)
+            miette!(
+                "the backup job {} names no storage; give --storage",
+                job.name
+            )
         })?,
         (None, None) => {
             return Err(miette!(
@@ -177,11 +183,20 @@ async fn backup_now(a: &RunArgs, session: &Session, ctx: &Context) -> miette::Re
         match observed.guest(g.vmid) {
             Some(o) => by_node.entry(o.node.clone()).or_default().push(g.vmid),
             None if a.guests.is_empty() => {}
-            None => return Err(miette!("{} {} \"{}\" does not exist yet: run `homelab-cli up` first", g.kind.noun(), g.vmid, g.name)),
+            None => {
+                return Err(miette!(
+                    "{} {} \"{}\" does not exist yet: run `homelab-cli up` first",
+                    g.kind.noun(),
+                    g.vmid,
+                    g.name
+                ));
+            }
         }
     }
     if by_node.is_empty() {
-        return Err(miette!("none of the declared guests exists: nothing to back up"));
+        return Err(miette!(
+            "none of the declared guests exists: nothing to back up"
+        ));
     }
     let progress = !matches!(a.output, OutputFormat::Json) && ctx.verbosity >= 0;
     let mut backed = Vec::new();
@@ -214,8 +229,13 @@ async fn backup_now(a: &RunArgs, session: &Session, ctx: &Context) -> miette::Re
         .await
         .map_err(|e| pve_error(endpoint, e))?;
     let mut newest: BTreeMap<u32, BackupArchive> = BTreeMap::new();
-    for b in all.into_iter().filter(|b| b.storage == storage && backed.contains(&b.vmid)) {
-        let keep = newest.get(&b.vmid).is_none_or(|n| (&n.volid, n.ctime) < (&b.volid, b.ctime));
+    for b in all
+        .into_iter()
+        .filter(|b| b.storage == storage && backed.contains(&b.vmid))
+    {
+        let keep = newest
+            .get(&b.vmid)
+            .is_none_or(|n| (&n.volid, n.ctime) < (&b.volid, b.ctime));
         if keep {
             newest.insert(b.vmid, b);
         }

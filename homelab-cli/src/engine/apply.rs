@@ -867,9 +867,7 @@ async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
     // A missing container with `restore`: the archive instead of the OS template, the
     // declared settings over the backed-up ones (pve-container `create_vm` with `restore`).
     let restoring = env.observed.guest(d.vmid).is_none() && d.kind == GuestKind::Lxc;
-    if restoring
-        && let Ok(Some(b)) = super::restore::pick(&env.desired, &env.observed, d.vmid)
-    {
+    if restoring && let Ok(Some(b)) = super::restore::pick(&env.desired, &env.observed, d.vmid) {
         params.retain(|(k, _)| k != "ostemplate");
         params.push(("ostemplate".into(), ParamValue::Str(b.volid.clone())));
         params.push(("restore".into(), ParamValue::Bool(true)));

@@ -124,7 +124,10 @@ fn create(sim: &Sim, p: &Params) -> ApiResult<Reply> {
     };
     for r in required {
         if !p.contains_key(*r) {
-            return Err(ApiError::param(r, "property is missing and it is not optional"));
+            return Err(ApiError::param(
+                r,
+                "property is missing and it is not optional",
+            ));
         }
     }
     if ty == "zfspool" && p.get("pool").is_some_and(|pool| pool != &id) {
@@ -180,7 +183,10 @@ fn update(sim: &Sim, p: &Params) -> ApiResult<Reply> {
         .ok_or_else(|| ApiError::fail(format!("storage '{id}' does not exist")))?;
     for fixed in ["type", "path", "pool", "vgname", "thinpool"] {
         if p.contains_key(fixed) {
-            return Err(ApiError::param(fixed, "can't change value of fixed parameter"));
+            return Err(ApiError::param(
+                fixed,
+                "can't change value of fixed parameter",
+            ));
         }
     }
     if let Some(c) = p.get("content") {

@@ -125,9 +125,9 @@ pub fn vzdump(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
                 .map(|g| g.vmid)
                 .collect()
         } else {
-            let list = p
-                .get("vmid")
-                .ok_or_else(|| ApiError::param("vmid", "property is missing and it is not optional"))?;
+            let list = p.get("vmid").ok_or_else(|| {
+                ApiError::param("vmid", "property is missing and it is not optional")
+            })?;
             let mut out = Vec::new();
             for id in list.split([',', ' ', ';']).filter(|s| !s.is_empty()) {
                 let vmid: u32 = id
@@ -165,10 +165,15 @@ pub fn vzdump(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
                 let ty = kind_str(g.kind);
                 ctx.log(format!("INFO: Starting Backup of VM {vmid} ({ty})"));
                 ctx.log(format!("INFO: Backup started at {}", timestr(now())));
-                ctx.log(format!("INFO: status = {}", if g.running { "running" } else { "stopped" }));
+                ctx.log(format!(
+                    "INFO: status = {}",
+                    if g.running { "running" } else { "stopped" }
+                ));
                 ctx.log(format!("INFO: backup mode: {mode}"));
                 if let Some(l) = g.config.get("lock") {
-                    ctx.log(format!("ERROR: Backup of VM {vmid} failed - VM is locked ({l})"));
+                    ctx.log(format!(
+                        "ERROR: Backup of VM {vmid} failed - VM is locked ({l})"
+                    ));
                     failed.push(vmid);
                     continue;
                 }
@@ -203,12 +208,23 @@ pub fn vzdump(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
                             archive.data.insert(k.clone(), marker.clone());
                         }
                     } else if super::guests::is_disk_key(k) && k.starts_with("mp") {
-                        ctx.log(format!("INFO: excluding volume mount point {k} ('{}') from backup (disabled)", v.split(',').find_map(|p| p.strip_prefix("mp=")).unwrap_or("")));
+                        ctx.log(format!(
+                            "INFO: excluding volume mount point {k} ('{}') from backup (disabled)",
+                            v.split(',')
+                                .find_map(|p| p.strip_prefix("mp="))
+                                .unwrap_or("")
+                        ));
                     }
                 }
                 if let Some(t) = &notes_template {
                     let text = t
-                        .replace("{{guestname}}", g.config.get("hostname").or(g.config.get("name")).map_or("", String::as_str))
+                        .replace(
+                            "{{guestname}}",
+                            g.config
+                                .get("hostname")
+                                .or(g.config.get("name"))
+                                .map_or("", String::as_str),
+                        )
                         .replace("{{vmid}}", &vmid.to_string())
                         .replace("{{node}}", &g.node)
                         .replace("{{cluster}}", &st.cluster);
@@ -250,7 +266,11 @@ pub fn vzdump(sim: &Sim, caller: &Caller, p: &Params) -> ApiResult<Reply> {
             } else {
                 Err(format!(
                     "job errors (backup of VM {} failed)",
-                    failed.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                    failed
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             }
         }
@@ -289,7 +309,10 @@ pub fn restore_params(st: &State, kind: Kind, p: &mut Params) -> ApiResult<Optio
         }
     }
     let a = archive(st, &node, &volid).ok_or_else(|| {
-        ApiError::param(key, format!("volume '{volid}' does not exist or is not a backup"))
+        ApiError::param(
+            key,
+            format!("volume '{volid}' does not exist or is not a backup"),
+        )
     })?;
     if a.kind != kind_str(kind) {
         return Err(ApiError::fail(format!(
@@ -385,7 +408,10 @@ impl Sim {
 
     /// The data marker on a volume, if any.
     pub fn read_volume_data(&self, node: &str, volid: &str) -> Option<String> {
-        self.state().volume_data.get(&format!("{node}/{volid}")).cloned()
+        self.state()
+            .volume_data
+            .get(&format!("{node}/{volid}"))
+            .cloned()
     }
 
     /// Reinstall the host: every guest, task, pool, backup job, PCI mapping and the storage
@@ -445,11 +471,35 @@ mod tests {
 
     #[test]
     fn only_backed_up_volumes_are_in_the_archive() {
-        assert!(backed_up(Kind::Lxc, "rootfs", "local-lvm:vm-1-disk-0,size=8G"));
-        assert!(backed_up(Kind::Lxc, "mp0", "tank:subvol-1-disk-0,mp=/d,backup=1,size=8G"));
-        assert!(!backed_up(Kind::Lxc, "mp1", "tank:subvol-1-disk-1,mp=/e,size=8G"));
-        assert!(backed_up(Kind::Qemu, "scsi0", "local-lvm:vm-1-disk-0,size=8G"));
-        assert!(!backed_up(Kind::Qemu, "ide2", "local:iso/x.iso,media=cdrom"));
-        assert!(!backed_up(Kind::Qemu, "ide3", "local-lvm:vm-1-cloudinit,media=cdrom"));
+        assert!(backed_up(
+            Kind::Lxc,
+            "rootfs",
+            "local-lvm:vm-1-disk-0,size=8G"
+        ));
+        assert!(backed_up(
+            Kind::Lxc,
+            "mp0",
+            "tank:subvol-1-disk-0,mp=/d,backup=1,size=8G"
+        ));
+        assert!(!backed_up(
+            Kind::Lxc,
+            "mp1",
+            "tank:subvol-1-disk-1,mp=/e,size=8G"
+        ));
+        assert!(backed_up(
+            Kind::Qemu,
+            "scsi0",
+            "local-lvm:vm-1-disk-0,size=8G"
+        ));
+        assert!(!backed_up(
+            Kind::Qemu,
+            "ide2",
+            "local:iso/x.iso,media=cdrom"
+        ));
+        assert!(!backed_up(
+            Kind::Qemu,
+            "ide3",
+            "local-lvm:vm-1-cloudinit,media=cdrom"
+        ));
     }
 }
