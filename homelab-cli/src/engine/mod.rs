@@ -12,4 +12,5 @@ pub mod plan;
 pub mod props;
 pub mod render;
 pub mod restore;
+pub mod storages;
 pub mod talos;

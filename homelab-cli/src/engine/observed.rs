@@ -74,6 +74,9 @@ pub struct Observed {
     /// Cluster PCI mappings (`None`: not read because no VM passes devices through).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci_mappings: Option<Vec<proxmox_client::models::PciMapping>>,
+    /// `storage.cfg` by storage ID (read only when storages are declared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storages: Option<BTreeMap<String, BTreeMap<String, String>>>,
     /// Backup archives in the backup storages (read only when a guest to restore is
     /// missing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -178,6 +178,14 @@ pub enum PlanError {
         /// The `pct set` that would make them by hand, for an existing container.
         manual: String,
     },
+    /// A declared storage exists with another type or fixed parameter.
+    #[error("storage {id} {what}")]
+    StorageMismatch {
+        /// Storage ID.
+        id: String,
+        /// What differs.
+        what: String,
+    },
     /// A guest to restore names a backup that is not there.
     #[error(transparent)]
     Restore(#[from] super::restore::RestoreError),
@@ -235,6 +243,9 @@ impl PlanError {
             }
             PlanError::BackupJobClash { .. } => {
                 "rename the backup job in homelab.yaml, or remove the other job yourself"
+            }
+            PlanError::StorageMismatch { .. } => {
+                "fix the declaration, or remove the storage by hand (`pvesm remove`; its data stays) so that `up` adds it again"
             }
             PlanError::Restore(_) => {
                 "`homelab-cli backup list` shows the archives; write `restore: latest` or one of them"
@@ -390,6 +401,20 @@ pub enum Action {
         /// Why it cannot be changed in place.
         reasons: Vec<String>,
     },
+    /// Add a storage to `storage.cfg` (`POST /storage`).
+    CreateStorage {
+        /// Storage ID.
+        id: String,
+        /// `type` and the parameters.
+        config: BTreeMap<String, String>,
+    },
+    /// Change a storage's parameters in place (`PUT /storage/{id}`).
+    UpdateStorage {
+        /// Storage ID.
+        id: String,
+        /// Each changed parameter.
+        changes: Vec<Change>,
+    },
     /// Take over an existing guest that had no owner marker (`adopt: true`): write the
     /// ownership tag and marker (and any hot-applied difference), never restart.
     Adopt {
@@ -505,6 +530,8 @@ impl Action {
             | Action::UpdateBackupJob { .. } => "change",
             Action::Replace { .. } => "replace",
             Action::Adopt { .. } => "adopt",
+            Action::CreateStorage { .. } => "add",
+            Action::UpdateStorage { .. } => "change",
             Action::DeleteSnippet { .. } => "destroy",
             Action::Delete { .. } | Action::DeleteBackupJob { .. } => "destroy",
         }
@@ -641,6 +668,8 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
     }
     let by_vmid: BTreeMap<u32, &ObservedGuest> =
         observed.guests.iter().map(|g| (g.vmid, g)).collect();
+    // Storages first: guest volumes and backups live on them.
+    actions.extend(super::storages::diff(desired, observed.storages.as_ref())?);
 
     // Clashes with guests we do not own.
     for d in &desired.guests {
@@ -770,10 +799,30 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
                             config.insert("restore".into(), b.volid.clone());
                         }
                         None => {
-                            config.insert(
-                                "restore".into(),
-                                "(no backup of this VMID found: created empty)".into(),
-                            );
+                            // A backup storage this run adds cannot be listed before.
+                            let adding: Vec<&str> = desired
+                                .storages
+                                .iter()
+                                .filter(|s| {
+                                    s.params
+                                        .get("content")
+                                        .is_some_and(|c| c.contains("backup"))
+                                        && observed
+                                            .storages
+                                            .as_ref()
+                                            .is_some_and(|h| !h.contains_key(&s.id))
+                                })
+                                .map(|s| s.id.as_str())
+                                .collect();
+                            let text = if adding.is_empty() {
+                                "(no backup of this VMID found: created empty)".to_string()
+                            } else {
+                                format!(
+                                    "(the newest backup in {}, added by this run; created empty if there is none)",
+                                    adding.join(", ")
+                                )
+                            };
+                            config.insert("restore".into(), text);
                         }
                     }
                 }

@@ -165,6 +165,34 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 }
                 out.push_str("    }\n");
             }
+            Action::CreateStorage { id, config } => {
+                let _ = writeln!(out, "  # storage \"{id}\" will be added");
+                let _ = writeln!(out, "  {} storage \"{id}\" {{", paint("+"));
+                let width = config.keys().map(String::len).max().unwrap_or(0);
+                for (k, v) in config {
+                    let _ = writeln!(out, "      {} {k:width$} = {}", paint("+"), quote(v));
+                }
+                out.push_str("    }\n");
+            }
+            Action::UpdateStorage { id, changes } => {
+                let _ = writeln!(out, "  # storage \"{id}\" will be updated in place");
+                let _ = writeln!(out, "  {} storage \"{id}\" {{", paint("~"));
+                let width = changes.iter().map(|c| c.key.len()).max().unwrap_or(0);
+                for c in changes {
+                    let from = c
+                        .from
+                        .as_deref()
+                        .map_or_else(|| "(unset)".to_string(), quote);
+                    let to = c.to.as_deref().map_or_else(|| "(unset)".to_string(), quote);
+                    let _ = writeln!(
+                        out,
+                        "      {} {:width$} = {from} -> {to}",
+                        paint("~"),
+                        c.key
+                    );
+                }
+                out.push_str("    }\n");
+            }
             Action::Adopt {
                 vmid,
                 name,

@@ -38,6 +38,10 @@ pub struct Config {
     /// in their comment; jobs without it are never touched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<super::backups::BackupJob>,
+    /// Proxmox storages (`storage.cfg`): created when missing and updated where they may
+    /// change; never deleted (a storage no longer declared is left as it is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storages: Vec<super::storages::StorageDecl>,
     /// Cloud images (Debian, Ubuntu, ...) that VMs are built from, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, CloudImage>,

@@ -59,6 +59,8 @@ pub struct Desired {
     /// VMIDs of declared guests that `up` may take over when they carry no owner marker
     /// (`adopt: true`).
     pub adopt: BTreeSet<u32>,
+    /// Declared storages.
+    pub storages: Vec<super::storages::DesiredStorage>,
     /// Per VMID, what a missing guest is restored from (`latest` or a backup volume).
     pub restore: BTreeMap<u32, String>,
     /// The Talos cluster, if any.
@@ -1088,6 +1090,7 @@ pub fn resolve(
             .ok()
     });
     guests.sort_by_key(|g| g.vmid);
+    let storages = super::storages::resolve(l, &mut errs);
     // Backup jobs select guests by name or tag: resolved once every guest is known.
     let refs: Vec<super::backups::GuestRef<'_>> = guests
         .iter()
@@ -1124,6 +1127,7 @@ pub fn resolve(
         guests,
         adopt,
         restore,
+        storages,
         talos,
         backups,
         outputs: OutputPaths {

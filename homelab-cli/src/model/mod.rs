@@ -13,6 +13,7 @@ pub mod import;
 pub mod layers;
 pub mod secrets;
 pub mod spans;
+pub mod storages;
 pub mod vms;
 
 use std::path::{Path, PathBuf};
