@@ -419,23 +419,12 @@ fn volid(cfg: &serde_json::Value, key: &str) -> String {
 /// The adopted lab backed up, the host reinstalled, `up` brings every service back from
 /// its newest archive with its data.
 fn rebuild_from_backups(repo: &Repo) {
-    // The backup directory on the pool (what the admin set up by hand), and data in the
-    // services' volumes.
+    // Data in the services' volumes (the backup directory on the pool is declared under
+    // `storages:` and was added by the first `up`).
     repo.with_lab(async |s| {
         let sim = s.sim.as_ref().unwrap().lab.sim();
-        let _: serde_json::Value = s
-            .pve
-            .post(
-                "/storage",
-                &[
-                    ("storage", "tank-backups".into()),
-                    ("type", "dir".into()),
-                    ("path", "/tank/backups/lxc".into()),
-                    ("content", "backup".into()),
-                ],
-            )
-            .await
-            .unwrap();
+        let cfg: serde_json::Value = s.pve.get("/storage/tank-backups", &[]).await.unwrap();
+        assert_eq!(cfg["path"], "/tank/backups/lxc", "{cfg:#}");
         for (vmid, name, _) in services() {
             let cfg: serde_json::Value = s
                 .pve
@@ -489,53 +478,32 @@ fn rebuild_from_backups(repo: &Repo) {
     assert_eq!(list.as_array().unwrap().len(), 11, "{list:#}");
 
     // Reinstall: guests, the system disk and storage.cfg are gone; the pool keeps its
-    // datasets and the archives. Importing the pool and adding its storages back is the
-    // manual step of docs/recovery.md.
+    // datasets and the archives (`zpool import tank` is the manual step of
+    // docs/recovery.md; `up` adds the storages back).
     repo.with_lab(async |s| {
         s.sim.as_ref().unwrap().lab.sim().reinstall();
     });
     repo.with_lab(async |s| {
         let guests: serde_json::Value = s.pve.get("/nodes/pve/lxc", &[]).await.unwrap();
         assert_eq!(guests, serde_json::json!([]));
-        for (id, ty, extra) in [
-            ("tank", "zfspool", ("pool", "tank")),
-            ("tank-backups", "dir", ("path", "/tank/backups/lxc")),
-        ] {
-            let content = if ty == "dir" {
-                "backup"
-            } else {
-                "images,rootdir"
-            };
-            let _: serde_json::Value = s
-                .pve
-                .post(
-                    "/storage",
-                    &[
-                        ("storage", id.into()),
-                        ("type", ty.into()),
-                        (extra.0, extra.1.into()),
-                        ("content", content.into()),
-                    ],
-                )
-                .await
-                .unwrap();
-        }
+        let storages: serde_json::Value = s.pve.get("/storage", &[]).await.unwrap();
+        assert_eq!(storages.as_array().unwrap().len(), 2, "{storages:#}");
     });
 
-    // The plan names each archive; up restores all eleven.
+    // The backup storage comes back in the same run: the plan says where the archives will
+    // be taken from, and up restores all eleven.
     let plan = repo.plan_text(&[]);
-    for v in &newest {
-        assert!(
-            plan.contains(&format!("+ restore         = \"{v}\"")) || plan.contains(v.as_str()),
-            "{plan}"
-        );
-    }
     assert!(
-        plan.contains("Plan: 12 to add, 0 to change, 0 to replace, 0 to destroy."),
+        plan.contains("+ restore         = \"(the newest backup in tank-backups, added by this run; created empty if there is none)\""),
+        "{plan}"
+    );
+    assert!(plan.contains("# storage \"tank\" will be added"), "{plan}");
+    assert!(
+        plan.contains("Plan: 14 to add, 0 to change, 0 to replace, 0 to destroy."),
         "{plan}"
     );
     let up = repo.up_ok(&[]);
-    assert_eq!(up["steps"].as_array().unwrap().len(), 12, "{up:#}");
+    assert_eq!(up["steps"].as_array().unwrap().len(), 14, "{up:#}");
     repo.with_lab(async |s| {
         let sim = s.sim.as_ref().unwrap().lab.sim();
         for (vmid, name, _) in services() {
@@ -584,7 +552,42 @@ fn rebuild_from_backups(repo: &Repo) {
                 .unwrap()
                 .contains("POSTGRES_PASSWORD=hunter22")
         );
+        // Restored, not created: pve-container's `vzrestore` worker ran for each.
+        let tasks: serde_json::Value = s
+            .pve
+            .get("/nodes/pve/tasks", &[("limit", 500u64.into())])
+            .await
+            .unwrap();
+        let restores = tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["type"] == "vzrestore" && t["status"] == "OK")
+            .count();
+        assert_eq!(restores, 11, "{tasks:#}");
     });
+    repo.assert_converged(&[]);
+
+    // With the backup storage in place, the plan names the archive a lost guest comes back
+    // from: the newest of its VMID.
+    repo.with_lab(async |s| {
+        let wait = WaitOptions::default();
+        let upid: Upid = s
+            .pve
+            .post("/nodes/pve/lxc/107/status/stop", &[])
+            .await
+            .unwrap();
+        s.pve.wait_task(&upid, &wait).await.unwrap();
+        let upid: Upid = s.pve.delete("/nodes/pve/lxc/107", &[]).await.unwrap();
+        s.pve.wait_task(&upid, &wait).await.unwrap();
+    });
+    let grafana = newest.iter().find(|v| v.contains("-lxc-107-")).unwrap();
+    let plan = repo.plan_text(&[]);
+    assert!(
+        plan.contains(&format!("+ restore         = \"{grafana}\"")),
+        "{plan}"
+    );
+    repo.up_ok(&[]);
     repo.assert_converged(&[]);
 
     // A restore from a backup that is not there: refused before anything changes.
