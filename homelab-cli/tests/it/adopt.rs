@@ -658,3 +658,70 @@ fn a_locked_guest_is_not_imported() {
     repo.up_ok(&[]);
     repo.assert_converged(&[]);
 }
+
+/// docs/recovery.md's rehearsal, command by command, on a copy of the services example:
+/// up, backup run, sim reinstall, plan, up, and a converged plan.
+#[test]
+fn recovery_steps_of_the_docs() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/recovery.md"),
+    )
+    .unwrap();
+    let block = doc
+        .split("Rehearse it on the simulated lab")
+        .nth(1)
+        .and_then(|r| r.split("```sh\n").nth(1))
+        .and_then(|r| r.split("```").next())
+        .unwrap();
+    let steps: Vec<Vec<&str>> = block
+        .lines()
+        .filter_map(|l| l.split('#').next()?.trim().strip_prefix("homelab-cli "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(steps.len(), 6, "{block}");
+    let repo = Repo::copy(
+        "services",
+        &[
+            "homelab.yaml",
+            "homelab.schema.json",
+            "demo-age-key.txt",
+            ".sops.yaml",
+            "secrets.enc.yaml",
+        ],
+    );
+    let mut outputs = Vec::new();
+    for args in &steps {
+        let out = repo.cli(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "homelab-cli {args:?}: {}",
+            flat(&out.stderr)
+        );
+        outputs.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    // The plan after the reinstall restores every service from the backup storage it adds.
+    assert_eq!(
+        outputs[3]
+            .matches("(the newest backup in tank-backups, added by this run")
+            .count(),
+        11,
+        "{}",
+        outputs[3]
+    );
+    repo.with_lab(async |s| {
+        let tasks: serde_json::Value = s
+            .pve
+            .get("/nodes/pve/tasks", &[("limit", 500u64.into())])
+            .await
+            .unwrap();
+        let restored: Vec<&str> = tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["type"] == "vzrestore" && t["status"] == "OK")
+            .filter_map(|t| t["id"].as_str())
+            .collect();
+        assert_eq!(restored.len(), 11, "{tasks:#}");
+    });
+}
