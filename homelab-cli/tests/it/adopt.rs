@@ -51,7 +51,10 @@ const TEMPLATE: &str = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst";
 
 /// (vmid, hostname, extra create parameters) of the eleven services, as someone set them
 /// up by hand.
-fn services() -> Vec<(u32, &'static str, Vec<(&'static str, String)>)> {
+/// A service: VMID, hostname and the extra create parameters.
+type Service = (u32, &'static str, Vec<(&'static str, String)>);
+
+fn services() -> Vec<Service> {
     let net =
         |vmid: u32| format!("name=eth0,bridge=vmbr0,ip=10.0.10.{vmid}/24,gw=10.0.10.1,firewall=0");
     let simple_net =
