@@ -140,3 +140,122 @@ pub async fn apply(client: &Client, a: &Action) -> Result<String, String> {
         _ => Ok(String::new()),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::secrets::SecretValues;
+
+    fn desired(storages: &str) -> Desired {
+        let text = format!(
+            "name: lab\nproxmox:\n  endpoint: https://pve:8006\n  token_id: a@pve!b\n  token_secret: ${{secret:t}}\n  node: pve\nstorages:\n{storages}"
+        );
+        let l = crate::model::parse(std::path::Path::new("homelab.yaml"), text).unwrap();
+        let s = SecretValues::from_pairs([("t".to_string(), "x".to_string())]);
+        crate::model::desired::resolve(&l, &s, &crate::engine::image::FactoryNaming::default())
+            .unwrap()
+    }
+
+    fn have(pairs: &[(&str, &[(&str, &str)])]) -> BTreeMap<String, BTreeMap<String, String>> {
+        pairs
+            .iter()
+            .map(|(id, kv)| {
+                (
+                    id.to_string(),
+                    kv.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    const DECL: &str = "  - name: tank\n    type: zfspool\n    pool: tank\n    content: [rootdir, images]\n  - name: bk\n    type: dir\n    path: /tank/bk\n    content: [backup]\n";
+
+    #[test]
+    fn missing_storages_are_added_and_changed_ones_updated() {
+        let d = desired(DECL);
+        assert!(
+            diff(&d, None).unwrap().is_empty(),
+            "not read: nothing planned"
+        );
+        let h = have(&[(
+            "tank",
+            &[
+                ("type", "zfspool"),
+                ("pool", "tank"),
+                ("content", "images,rootdir"),
+            ],
+        )]);
+        let a = diff(&d, Some(&h)).unwrap();
+        assert_eq!(a.len(), 1);
+        let Action::CreateStorage { id, config } = &a[0] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(id, "bk");
+        assert_eq!(config["type"], "dir");
+        assert_eq!(config["path"], "/tank/bk");
+        // Content in another order is the same; a content change is an update.
+        let h = have(&[
+            (
+                "tank",
+                &[
+                    ("type", "zfspool"),
+                    ("pool", "tank"),
+                    ("content", "rootdir,images"),
+                ],
+            ),
+            (
+                "bk",
+                &[
+                    ("type", "dir"),
+                    ("path", "/tank/bk"),
+                    ("content", "backup,iso"),
+                ],
+            ),
+            ("other", &[("type", "dir"), ("path", "/x")]),
+        ]);
+        let a = diff(&d, Some(&h)).unwrap();
+        assert!(
+            matches!(&a[..], [Action::UpdateStorage { id, changes }]
+                if id == "bk" && changes[0].key == "content" && changes[0].to.as_deref() == Some("backup")),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn another_type_or_a_fixed_parameter_is_refused() {
+        let d = desired(DECL);
+        let h = have(&[("bk", &[("type", "nfs"), ("content", "backup")])]);
+        let e = diff(&d, Some(&h)).unwrap_err();
+        assert!(
+            e.to_string().contains("storage bk is a `nfs` storage"),
+            "{e}"
+        );
+        let h = have(&[(
+            "bk",
+            &[("type", "dir"), ("path", "/old"), ("content", "backup")],
+        )]);
+        let e = diff(&d, Some(&h)).unwrap_err();
+        assert!(e.to_string().contains("which Proxmox cannot change"), "{e}");
+    }
+
+    #[test]
+    fn declarations_are_checked_against_the_types() {
+        let text = "name: lab\nproxmox:\n  endpoint: https://pve:8006\n  token_id: a@pve!b\n  token_secret: ${secret:t}\n  node: pve\nstorages:\n  - name: bk\n    type: dir\n    content: [backups]\n    options: { frobnicate: '1' }\n  - name: 9x\n    type: dir\n    path: /x\n";
+        let l = crate::model::parse(std::path::Path::new("homelab.yaml"), text.into()).unwrap();
+        let s = SecretValues::from_pairs([("t".to_string(), "x".to_string())]);
+        let e =
+            crate::model::desired::resolve(&l, &s, &crate::engine::image::FactoryNaming::default())
+                .unwrap_err();
+        let msg = format!("{:?}", e.errors());
+        assert!(msg.contains("unknown content type `backups`"), "{msg}");
+        assert!(
+            msg.contains("`frobnicate` is not a storage parameter"),
+            "{msg}"
+        );
+        assert!(msg.contains("a `dir` storage needs `path`"), "{msg}");
+        assert!(msg.contains("`9x` is not a storage ID"), "{msg}");
+    }
+}

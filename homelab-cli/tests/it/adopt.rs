@@ -649,7 +649,7 @@ fn a_locked_guest_is_not_imported() {
     assert_eq!(std::fs::read_to_string(repo.config()).unwrap(), before);
     // The other one alone imports, and `up` adopts it; settings at Proxmox's defaults are
     // declared as they are (not started on boot).
-    let out = repo.cli(&["import", "--simulate", "--vmid", "121"]);
+    let out = repo.cli(&["import", "--simulate", "--name", "idle"]);
     assert!(out.status.success(), "{}", flat(&out.stderr));
     let text = std::fs::read_to_string(repo.config()).unwrap();
     assert!(

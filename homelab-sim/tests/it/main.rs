@@ -6,3 +6,4 @@ mod passthrough;
 mod pve;
 mod sftp;
 mod talos;
+mod vzdump;
