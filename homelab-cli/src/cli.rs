@@ -47,6 +47,12 @@ pub enum Command {
     /// Encrypt, decrypt and edit SOPS files with age keys (sops-compatible).
     #[command(subcommand)]
     Secrets(commands::secrets::Command),
+    /// Back up declared guests now (vzdump) and list the archives.
+    #[command(subcommand)]
+    Backup(commands::backup::Command),
+    /// Adopt existing containers: add their declarations to homelab.yaml (`up` then takes
+    /// ownership without restarting them).
+    Import(commands::import::Args),
     /// Talos Image Factory: schematic IDs, asset URLs, downloads, extensions.
     #[command(subcommand)]
     Image(commands::image::Command),

@@ -1,11 +1,13 @@
 //! One module per command; each exposes its clap arguments and an async `run`.
 
+pub mod backup;
 pub mod check;
 pub mod config;
 pub mod down;
 pub mod handoff;
 pub mod hooks;
 pub mod image;
+pub mod import;
 pub mod init;
 pub mod plan;
 pub mod proxmox;
@@ -33,6 +35,8 @@ pub async fn dispatch(command: Command, ctx: &Context) -> miette::Result<Exit> {
         Command::Hooks(cmd) => hooks::run(cmd, ctx).await,
         Command::Secrets(cmd) => secrets::run(cmd, ctx).await,
         Command::Image(cmd) => image::run(cmd, ctx).await,
+        Command::Backup(cmd) => backup::run(cmd, ctx).await,
+        Command::Import(args) => import::run(args, ctx).await,
         Command::Talos(cmd) => talos::run(cmd, ctx).await,
         Command::Proxmox(cmd) => proxmox::run(cmd, ctx).await,
         Command::Sim(cmd) => sim::run(cmd, ctx).await,

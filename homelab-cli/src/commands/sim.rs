@@ -17,6 +17,17 @@ pub enum Command {
     /// token (id and secret), the certificate's SHA-256 fingerprint to pin, the Image
     /// Factory URL and, with `--state`, the node's SFTP endpoint for snippets.
     Serve(ServeArgs),
+    /// Reinstall the simulated host of `--simulate` (`.homelab/sim/` beside the config):
+    /// guests, the system disk and storage.cfg are wiped; the ZFS pools keep their datasets
+    /// and the backup archives below them. For rehearsing docs/recovery.md.
+    Reinstall(ReinstallArgs),
+}
+
+/// Flags of `homelab-cli sim reinstall`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReinstallArgs {
+    #[command(flatten)]
+    pub config: crate::workspace::ConfigArg,
 }
 
 /// Flags of `homelab-cli sim serve`.
@@ -65,7 +76,27 @@ struct SftpBanner {
 pub async fn run(cmd: Command, ctx: &Context) -> miette::Result<Exit> {
     match cmd {
         Command::Serve(args) => serve(args, ctx).await,
+        Command::Reinstall(args) => reinstall(args).await,
     }
+}
+
+async fn reinstall(args: ReinstallArgs) -> miette::Result<Exit> {
+    let dir = crate::session::config_dir(&args.config.config);
+    let state = crate::simlab::state_dir(&dir);
+    if !state.join("pve-state.json").exists() {
+        return Err(miette!(
+            "there is no simulated lab in {} yet (run `homelab-cli up --simulate` first)",
+            state.display()
+        ));
+    }
+    let lab = crate::simlab::SimLab::start(&state, &crate::simlab::SimOptions::default()).await?;
+    lab.lab.sim().reinstall();
+    lab.shutdown().await;
+    eprintln!(
+        "The simulated host in {} was reinstalled: guests, the system disk and storage.cfg are gone; the ZFS pool kept its datasets and backups.",
+        state.display()
+    );
+    Ok(Exit::Success)
 }
 
 async fn serve(args: ServeArgs, _ctx: &Context) -> miette::Result<Exit> {

@@ -359,6 +359,41 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                         .boxed(),
                 });
             }
+            Action::CreateStorage { id, .. } | Action::UpdateStorage { id, .. } => {
+                let verb = if matches!(a, Action::CreateStorage { .. }) {
+                    "add"
+                } else {
+                    "update"
+                };
+                let action = a.clone();
+                out.push(Step {
+                    id: format!("storage:{id}"),
+                    label: format!("{verb} storage \"{id}\""),
+                    deps: Vec::new(),
+                    run: async move {
+                        super::storages::apply(&e.pve, &action)
+                            .await
+                            .map_err(StepError::new)
+                    }
+                    .boxed(),
+                });
+            }
+            Action::Adopt {
+                vmid,
+                name,
+                node,
+                kind,
+                changes,
+            } => {
+                // Only the ownership tag, the marker and hot-applied keys: never a restart.
+                out.push(Step {
+                    id: format!("guest:{vmid}"),
+                    label: format!("adopt {} {vmid} \"{name}\"", kind.noun()),
+                    deps: Vec::new(),
+                    run: async move { update(&e, &node, kind, vmid, &changes, false).await }
+                        .boxed(),
+                });
+            }
             Action::Start {
                 vmid,
                 name,
@@ -458,6 +493,15 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             Action::Sdn(_) | Action::ApplySdn { .. } => out.extend(super::sdn::step(e, a, plan)),
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
         }
+    }
+    // Everything else may use a storage being added.
+    let storage_steps: Vec<String> = out
+        .iter()
+        .filter(|s| s.id.starts_with("storage:"))
+        .map(|s| s.id.clone())
+        .collect();
+    for s in out.iter_mut().filter(|s| !s.id.starts_with("storage:")) {
+        s.deps.extend(storage_steps.iter().cloned());
     }
     if !talos_steps.is_empty() || out.iter().any(|s| s.id == "bootstrap") {
         let mut deps: Vec<String> = talos_steps.iter().map(|(_, id)| id.clone()).collect();
@@ -865,6 +909,26 @@ async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
         params.push((k.clone(), ParamValue::Str(v.clone())));
     }
     params.push(("tags".into(), ParamValue::Str(d.tags(&env.desired.lab))));
+    // A missing container with `restore`: the archive instead of the OS template, the
+    // declared settings over the backed-up ones (pve-container `create_vm` with `restore`).
+    // The archives are listed again: a backup storage may have been added by this run.
+    let restoring = env.observed.guest(d.vmid).is_none()
+        && d.kind == GuestKind::Lxc
+        && env.desired.restore.contains_key(&d.vmid);
+    let mut now = Observed::default();
+    if restoring {
+        now.backups = super::restore::list(&env.pve, std::slice::from_ref(&d.node))
+            .await
+            .map_err(|e| StepError::new(format!("list backups: {e}")))?;
+    }
+    if restoring
+        && let Some(b) = super::restore::pick(&env.desired, &now, d.vmid)
+            .map_err(|e| StepError::new(e.to_string()))?
+    {
+        params.retain(|(k, _)| k != "ostemplate");
+        params.push(("ostemplate".into(), ParamValue::Str(b.volid.clone())));
+        params.push(("restore".into(), ParamValue::Bool(true)));
+    }
     let refs: Vec<(&str, ParamValue)> = params
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))

@@ -13,4 +13,6 @@ pub mod props;
 pub mod render;
 pub mod sdn;
 pub mod storage_check;
+pub mod restore;
+pub mod storages;
 pub mod talos;

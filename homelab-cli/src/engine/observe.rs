@@ -99,6 +99,8 @@ pub async fn observe(
     }
     let which = needs_config(desired, &observed);
     read_configs(client, &mut observed, which).await?;
+    super::restore::observe(client, desired, &mut observed).await?;
+    observed.storages = super::storages::observe(client, desired).await?;
     Ok(observed)
 }
 

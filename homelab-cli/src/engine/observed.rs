@@ -78,6 +78,13 @@ pub struct Observed {
     /// the resource list (no extra request).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub storage_types: BTreeMap<String, BTreeMap<String, String>>,
+    /// `storage.cfg` by storage ID (read only when storages are declared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storages: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Backup archives in the backup storages (read only when a guest to restore is
+    /// missing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<super::restore::BackupArchive>,
 }
 
 impl ObservedGuest {

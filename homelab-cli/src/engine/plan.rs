@@ -198,6 +198,31 @@ pub enum PlanError {
         /// The `pct set` that would make them by hand, for an existing container.
         manual: String,
     },
+    /// A declared storage exists with another type or fixed parameter.
+    #[error("storage {id} {what}")]
+    StorageMismatch {
+        /// Storage ID.
+        id: String,
+        /// What differs.
+        what: String,
+    },
+    /// A guest to restore names a backup that is not there.
+    #[error(transparent)]
+    Restore(#[from] super::restore::RestoreError),
+    /// Taking over an existing guest would change more than its ownership.
+    #[error(
+        "adopting {kind} {vmid} \"{name}\" would {what}: the declaration does not match the guest"
+    )]
+    AdoptMismatch {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// `ct` / `vm`.
+        kind: &'static str,
+        /// What it would do (restart for which keys, or re-create and why).
+        what: String,
+    },
     /// A declared backup job's id is taken by a job we do not own.
     #[error(
         "backup job \"{name}\" needs the id {id}, which a backup job this homelab does not manage already has"
@@ -241,6 +266,15 @@ impl PlanError {
             }
             PlanError::BackupJobClash { .. } => {
                 "rename the backup job in homelab.yaml, or remove the other job yourself"
+            }
+            PlanError::StorageMismatch { .. } => {
+                "fix the declaration, or remove the storage by hand (`pvesm remove`; its data stays) so that `up` adds it again"
+            }
+            PlanError::Restore(_) => {
+                "`homelab-cli backup list` shows the archives; write `restore: latest` or one of them"
+            }
+            PlanError::AdoptMismatch { .. } => {
+                "make the declaration match the guest (`homelab-cli import --dry-run` shows what it has), or let `up` adopt it first and change it afterwards"
             }
         }
     }
@@ -390,6 +424,34 @@ pub enum Action {
         /// Why it cannot be changed in place.
         reasons: Vec<String>,
     },
+    /// Add a storage to `storage.cfg` (`POST /storage`).
+    CreateStorage {
+        /// Storage ID.
+        id: String,
+        /// `type` and the parameters.
+        config: BTreeMap<String, String>,
+    },
+    /// Change a storage's parameters in place (`PUT /storage/{id}`).
+    UpdateStorage {
+        /// Storage ID.
+        id: String,
+        /// Each changed parameter.
+        changes: Vec<Change>,
+    },
+    /// Take over an existing guest that had no owner marker (`adopt: true`): write the
+    /// ownership tag and marker (and any hot-applied difference), never restart.
+    Adopt {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// Proxmox node.
+        node: String,
+        /// VM or CT.
+        kind: GuestKind,
+        /// What is written.
+        changes: Vec<Change>,
+    },
     /// Start a stopped guest.
     Start {
         /// VMID.
@@ -498,6 +560,9 @@ impl Action {
             | Action::WriteOutput { .. }
             | Action::UpdateBackupJob { .. } => "change",
             Action::Replace { .. } => "replace",
+            Action::Adopt { .. } => "adopt",
+            Action::CreateStorage { .. } => "add",
+            Action::UpdateStorage { .. } => "change",
             Action::DeleteSnippet { .. } => "destroy",
             Action::Delete { .. } | Action::DeleteBackupJob { .. } => "destroy",
             Action::Sdn(s) => match s.op {
@@ -530,6 +595,13 @@ pub struct Summary {
     pub replace: usize,
     /// Destroyed.
     pub destroy: usize,
+    /// Existing guests taken over.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub adopt: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Plan {
@@ -545,6 +617,7 @@ impl Plan {
                 "add" => s.add += 1,
                 "change" => s.change += 1,
                 "replace" => s.replace += 1,
+                "adopt" => s.adopt += 1,
                 _ => s.destroy += 1,
             }
         }
@@ -568,6 +641,11 @@ pub fn needs_config(desired: &Desired, observed: &Observed) -> Vec<(String, Gues
     let want: BTreeMap<u32, &DesiredGuest> = desired.guests.iter().map(|g| (g.vmid, g)).collect();
     let mut out = Vec::new();
     for g in &observed.guests {
+        if g.config.is_none() && adopting(desired, g) {
+            // A guest to take over: compared in full.
+            out.push((g.node.clone(), g.kind, g.vmid));
+            continue;
+        }
         if g.config.is_some() || !g.tags.contains(&owner_tag(&desired.lab)) {
             continue;
         }
@@ -581,6 +659,19 @@ pub fn needs_config(desired: &Desired, observed: &Observed) -> Vec<(String, Gues
         }
     }
     out
+}
+
+/// Whether `g` is a guest the declaration takes over (`adopt: true`): same VMID, and no
+/// homelab's ownership tag or marker on it.
+pub fn adopting(desired: &Desired, g: &ObservedGuest) -> bool {
+    desired.adopt.contains(&g.vmid)
+        && !is_ours(g, &desired.lab)
+        && !g.tags.iter().any(|t| t.starts_with("homelab-"))
+        && g.config.as_ref().is_none_or(|c| {
+            !c.props
+                .get("description")
+                .is_some_and(|d| d.contains("homelab-cli:owner="))
+        })
 }
 
 /// Whether the resource list alone shows the guest as desired: same spec-hash tag, node and
@@ -615,11 +706,14 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
     super::storage_check::check(desired, observed)?;
     let by_vmid: BTreeMap<u32, &ObservedGuest> =
         observed.guests.iter().map(|g| (g.vmid, g)).collect();
+    // Storages first: guest volumes and backups live on them.
+    actions.extend(super::storages::diff(desired, observed.storages.as_ref())?);
 
     // Clashes with guests we do not own.
     for d in &desired.guests {
         if let Some(g) = by_vmid.get(&d.vmid)
             && !is_ours(g, lab)
+            && !(adopting(desired, g) && g.kind == d.kind)
         {
             return Err(PlanError::VmidClash {
                 vmid: d.vmid,
@@ -732,7 +826,47 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
 
     for d in &desired.guests {
         match by_vmid.get(&d.vmid) {
-            None => actions.push(create(d, lab)),
+            None => {
+                let mut c = create(d, lab);
+                if desired.restore.contains_key(&d.vmid)
+                    && let Action::Create { config, .. } = &mut c
+                {
+                    match super::restore::pick(desired, observed, d.vmid)? {
+                        Some(b) => {
+                            config.remove("ostemplate");
+                            config.insert("restore".into(), b.volid.clone());
+                        }
+                        None => {
+                            // A backup storage this run adds cannot be listed before.
+                            let adding: Vec<&str> = desired
+                                .storages
+                                .iter()
+                                .filter(|s| {
+                                    s.params
+                                        .get("content")
+                                        .is_some_and(|c| c.contains("backup"))
+                                        && observed
+                                            .storages
+                                            .as_ref()
+                                            .is_some_and(|h| !h.contains_key(&s.id))
+                                })
+                                .map(|s| s.id.as_str())
+                                .collect();
+                            let text = if adding.is_empty() {
+                                "(no backup of this VMID found: created empty)".to_string()
+                            } else {
+                                format!(
+                                    "(the newest backup in {}, added by this run; created empty if there is none)",
+                                    adding.join(", ")
+                                )
+                            };
+                            config.insert("restore".into(), text);
+                        }
+                    }
+                }
+                actions.push(c);
+            }
+            Some(g) if !is_ours(g, lab) => actions.extend(adopt_actions(d, g, lab)?),
             Some(g) => actions.extend(guest_actions(d, g, lab)),
         }
     }
@@ -1079,6 +1213,52 @@ fn readable(key: &str, v: &str) -> String {
     }
 }
 
+/// Taking over `g` for `d`: the ownership tag and marker, and differences Proxmox applies
+/// without a restart. Anything that would restart or re-create it is refused.
+fn adopt_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Result<Vec<Action>, PlanError> {
+    let mismatch = |what: String| PlanError::AdoptMismatch {
+        vmid: d.vmid,
+        name: d.name.clone(),
+        kind: d.kind.noun(),
+        what,
+    };
+    if g.config.is_none() {
+        return Err(mismatch(
+            "need its configuration, which was not read".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for a in guest_actions(d, g, lab) {
+        match a {
+            Action::Replace { reasons, .. } => {
+                return Err(mismatch(format!("re-create it ({})", reasons.join("; "))));
+            }
+            Action::Update { changes, .. } => {
+                let restart: Vec<&str> = changes
+                    .iter()
+                    .filter(|c| c.reboot)
+                    .map(|c| c.key.as_str())
+                    .collect();
+                if !restart.is_empty() {
+                    return Err(mismatch(format!(
+                        "restart it to change {}",
+                        restart.join(", ")
+                    )));
+                }
+                out.push(Action::Adopt {
+                    vmid: d.vmid,
+                    name: d.name.clone(),
+                    node: d.node.clone(),
+                    kind: d.kind,
+                    changes,
+                });
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
 fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> {
     let start = || Action::Start {
         vmid: d.vmid,
@@ -1274,10 +1454,11 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
                         });
                     }
                 }
-                let opts_differ = want
-                    .options
-                    .iter()
-                    .any(|(ok, ov)| have.options.get(ok) != Some(ov));
+                let opts_differ = want.options.iter().any(|(ok, ov)| {
+                    // A mount point without `backup` is not backed up.
+                    let absent = (lxc && ok == "backup").then_some("0");
+                    have.options.get(ok).map(String::as_str).or(absent) != Some(ov.as_str())
+                });
                 if opts_differ {
                     let fmt = |o: &BTreeMap<String, String>| {
                         o.iter()

@@ -165,6 +165,59 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 }
                 out.push_str("    }\n");
             }
+            Action::CreateStorage { id, config } => {
+                let _ = writeln!(out, "  # storage \"{id}\" will be added");
+                let _ = writeln!(out, "  {} storage \"{id}\" {{", paint("+"));
+                let width = config.keys().map(String::len).max().unwrap_or(0);
+                for (k, v) in config {
+                    let _ = writeln!(out, "      {} {k:width$} = {}", paint("+"), quote(v));
+                }
+                out.push_str("    }\n");
+            }
+            Action::UpdateStorage { id, changes } => {
+                let _ = writeln!(out, "  # storage \"{id}\" will be updated in place");
+                let _ = writeln!(out, "  {} storage \"{id}\" {{", paint("~"));
+                let width = changes.iter().map(|c| c.key.len()).max().unwrap_or(0);
+                for c in changes {
+                    let from = c
+                        .from
+                        .as_deref()
+                        .map_or_else(|| "(unset)".to_string(), quote);
+                    let to = c.to.as_deref().map_or_else(|| "(unset)".to_string(), quote);
+                    let _ = writeln!(
+                        out,
+                        "      {} {:width$} = {from} -> {to}",
+                        paint("~"),
+                        c.key
+                    );
+                }
+                out.push_str("    }\n");
+            }
+            Action::Adopt {
+                vmid,
+                name,
+                kind,
+                changes,
+                ..
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  # {} {vmid} \"{name}\" will be adopted (ownership tag and marker written; not restarted)",
+                    kind.noun()
+                );
+                let _ = writeln!(out, "  {} {} \"{name}\" {{", paint("~"), kind.noun());
+                let width = changes.iter().map(|c| c.key.len()).max().unwrap_or(0);
+                for c in changes {
+                    let value = match (&c.from, &c.to) {
+                        (None, Some(t)) => quote(t),
+                        (Some(f), None) => format!("{} -> (unset)", quote(f)),
+                        (Some(f), Some(t)) => format!("{} -> {}", quote(f), quote(t)),
+                        (None, None) => continue,
+                    };
+                    let _ = writeln!(out, "      {} {:width$} = {value}", paint("~"), c.key);
+                }
+                out.push_str("    }\n");
+            }
             Action::Replace {
                 vmid,
                 name,
@@ -256,9 +309,14 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
         }
     }
     let s = plan.summary;
+    let adopt = if s.adopt > 0 {
+        format!("{} to adopt, ", s.adopt)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "\nPlan: {} to add, {} to change, {} to replace, {} to destroy.",
+        "\nPlan: {adopt}{} to add, {} to change, {} to replace, {} to destroy.",
         s.add, s.change, s.replace, s.destroy
     );
     out

@@ -38,6 +38,10 @@ pub struct Config {
     /// in their comment; jobs without it are never touched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<super::backups::BackupJob>,
+    /// Proxmox storages (`storage.cfg`): created when missing and updated where they may
+    /// change; never deleted (a storage no longer declared is left as it is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storages: Vec<super::storages::StorageDecl>,
     /// Cloud images (Debian, Ubuntu, ...) that VMs are built from, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, CloudImage>,
@@ -462,6 +466,24 @@ guest_settings! {
         /// A note shown in Proxmox (the ownership marker is appended).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub description: Option<String>,
+        /// Take over an existing container of this VMID that carries no owner marker
+        /// (`homelab-cli import` writes this): `up` adds the ownership tag and marker and
+        /// nothing else, never restarting or re-creating it. Harmless once it is ours.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub adopt: bool,
+        /// Further Proxmox configuration keys, set verbatim (`arch`, `ostype`, `cpulimit`,
+        /// `env`, ...): what `import` found that the fields above do not cover. A key here
+        /// overrides the value the fields above derive (e.g. a full `net0`). Values may
+        /// reference secrets. Keys removed from here are left as they are on Proxmox.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub options: BTreeMap<String, String>,
+        /// When the container does not exist, restore it from a vzdump backup instead of
+        /// creating it empty: `latest` (the newest archive of its VMID in any backup storage;
+        /// created empty when there is none) or a backup volume
+        /// (`backups:backup/vzdump-lxc-103-2026_01_02-03_04_05.tar.zst`). The declared
+        /// settings are applied over the backed-up ones. Never touches an existing container.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub restore: Option<String>,
     }
     shared {
         /// OS template: an `http(s)://` URL (downloaded once into `proxmox.template_storage`

@@ -56,6 +56,13 @@ pub struct Desired {
     pub existing_images: Vec<(String, String, String)>,
     /// Guests, ordered by VMID.
     pub guests: Vec<DesiredGuest>,
+    /// VMIDs of declared guests that `up` may take over when they carry no owner marker
+    /// (`adopt: true`).
+    pub adopt: BTreeSet<u32>,
+    /// Declared storages.
+    pub storages: Vec<super::storages::DesiredStorage>,
+    /// Per VMID, what a missing guest is restored from (`latest` or a backup volume).
+    pub restore: BTreeMap<u32, String>,
     /// The Talos cluster, if any.
     pub talos: Option<TalosCluster>,
     /// Scheduled backup jobs, guests resolved to VMIDs.
@@ -738,6 +745,8 @@ pub fn resolve(
         });
     }
     let mut templates = BTreeSet::new();
+    let mut adopt = BTreeSet::new();
+    let mut restore = BTreeMap::new();
     // Static addresses already given out (Talos nodes first), to report clashes.
     let mut taken: BTreeMap<IpAddr, String> = guests
         .iter()
@@ -937,6 +946,31 @@ pub fn resolve(
                     );
                 }
             }
+            super::import::apply_options(
+                l,
+                &path,
+                ct,
+                secrets,
+                &mut props,
+                &mut sensitive,
+                &mut errs,
+            );
+            if ct.adopt {
+                adopt.insert(vmid);
+            }
+            if let Some(r) = &ct.restore {
+                if r == "latest" || r.contains(":backup/") {
+                    restore.insert(vmid, r.clone());
+                } else {
+                    errs.push(
+                        l.error_at(
+                            &format!("{path}.restore"),
+                            format!("`{r}` is neither `latest` nor a backup volume"),
+                        )
+                        .with_help("e.g. `latest`, or `backups:backup/vzdump-lxc-103-2026_01_02-03_04_05.tar.zst` (`homelab-cli backup list` shows them)"),
+                    );
+                }
+            }
             let storage = s
                 .storage
                 .clone()
@@ -1060,6 +1094,7 @@ pub fn resolve(
             .ok()
     });
     guests.sort_by_key(|g| g.vmid);
+    let storages = super::storages::resolve(l, &mut errs);
     // Backup jobs select guests by name or tag: resolved once every guest is known.
     let refs: Vec<super::backups::GuestRef<'_>> = guests
         .iter()
@@ -1095,6 +1130,9 @@ pub fn resolve(
         pci_mappings: compiled.pci_mappings.into_iter().collect(),
         existing_images: compiled.existing_images.into_iter().collect(),
         guests,
+        adopt,
+        restore,
+        storages,
         talos,
         backups,
         sdn: c.sdn.as_ref().map(|s| super::sdn::resolve(s, &c.name)),

@@ -10,10 +10,12 @@ pub mod backups;
 pub mod config;
 pub mod desired;
 pub mod handoff;
+pub mod import;
 pub mod layers;
 pub mod sdn;
 pub mod secrets;
 pub mod spans;
+pub mod storages;
 pub mod vms;
 
 use std::path::{Path, PathBuf};
@@ -642,6 +644,9 @@ pub fn secret_capable(c: &Config) -> Vec<(String, String)> {
         for (i, ct) in x.containers.iter().enumerate() {
             if let Some(ip) = &ct.ip {
                 v.push((format!("lxc.containers[{i}].ip"), ip.clone()));
+            }
+            for (k, o) in &ct.options {
+                v.push((format!("lxc.containers[{i}].options.{k}"), o.clone()));
             }
         }
         for (name, s) in &x.presets {

@@ -1,5 +1,6 @@
 //! The one integration-test binary of homelab-cli: one module per command family.
 
+mod adopt;
 mod backups;
 mod common;
 mod fidelity;

@@ -29,6 +29,7 @@ fn secrets() -> SecretValues {
                 "11111111-2222-4333-8444-555555555555",
             ),
             ("network.gateway", "10.0.10.1"),
+            ("proxmox.root_password", "root-secret"),
         ]
         .map(|(a, b)| (a.to_string(), b.to_string())),
     )
@@ -132,6 +133,17 @@ fn example_declares_the_service_inventory_as_containers() {
         d.templates[0].volid(),
         "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
     );
+    // The real inventory's VMIDs.
+    let ids: Vec<u32> = d.guests.iter().map(|g| g.vmid).collect();
+    assert_eq!(ids, [100, 102, 103, 105, 106, 107, 108, 111, 114, 115, 117]);
+    assert!(d.restore.values().all(|r| r == "latest") && d.restore.len() == 11);
+    let ow = d.guests.iter().find(|g| g.name == "openwebui").unwrap();
+    assert_eq!(ow.props["dev0"], "/dev/nvidia0");
+    assert_eq!(
+        d.storages.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["tank", "tank-backups"]
+    );
+    assert_eq!(d.backups[0].params["storage"], "tank-backups");
     let pg = d.guests.iter().find(|g| g.name == "postgresql").unwrap();
     assert_eq!(pg.props["memory"], "2048");
     assert_eq!(pg.props["cores"], "2");
@@ -140,14 +152,14 @@ fn example_declares_the_service_inventory_as_containers() {
     assert_eq!(pg.props["startup"], "order=2,up=15");
     assert_eq!(
         pg.props["net0"],
-        "name=eth0,bridge=vmbr0,ip=10.0.10.101/24,gw=10.0.10.1"
+        "name=eth0,bridge=vmbr0,ip=10.0.10.103/24,gw=10.0.10.1"
     );
     // The gateway came from the secrets file.
     // Only the gateway is a secret: the rest of the NIC is shown.
     assert!(pg.sensitive.contains("net0.gw") && !pg.sensitive.contains("net0"));
     assert_eq!(
         pg.redact("net0", &pg.props["net0"]),
-        "name=eth0,bridge=vmbr0,ip=10.0.10.101/24,gw=(sensitive)"
+        "name=eth0,bridge=vmbr0,ip=10.0.10.103/24,gw=(sensitive)"
     );
     assert_eq!(pg.disks["rootfs"].create_value(), "local-lvm:8");
     assert_eq!(
@@ -196,7 +208,7 @@ fn fresh_lab_downloads_the_template_once_then_creates_every_container() {
     let first: String = text.split("\n\n").take(3).collect::<Vec<_>>().join("\n\n");
     insta::assert_snapshot!("services_plan_fresh_first", first);
     assert!(text.contains("+ template \"local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst\""));
-    assert!(text.contains("# ct 101 \"postgresql\" will be created on pve"));
+    assert!(text.contains("# ct 103 \"postgresql\" will be created on pve"));
     assert!(text.contains("ssh-public-keys = \"(1 key(s))\""));
     // The secret-derived NIC is hidden.
     assert!(!text.contains("10.0.10.1,") && !text.contains("gw=10.0.10.1"));
@@ -237,7 +249,7 @@ fn container_changes_are_field_diffs_replacements_and_deletes() {
     }
     assert_eq!(
         plan::needs_config(&more, &listed),
-        vec![("pve".to_string(), GuestKind::Lxc, 101)]
+        vec![("pve".to_string(), GuestKind::Lxc, 103)]
     );
     let p = plan::plan(&more, &o).unwrap();
     assert_eq!(p.actions.len(), 1, "{p:?}");
@@ -251,7 +263,7 @@ fn container_changes_are_field_diffs_replacements_and_deletes() {
     else {
         panic!("{p:?}")
     };
-    assert_eq!((*vmid, *kind, *reboot), (101, GuestKind::Lxc, false));
+    assert_eq!((*vmid, *kind, *reboot), (103, GuestKind::Lxc, false));
     let mem = changes.iter().find(|c| c.key == "memory").unwrap();
     assert_eq!(
         (mem.from.as_deref(), mem.to.as_deref()),
@@ -276,14 +288,14 @@ fn container_changes_are_field_diffs_replacements_and_deletes() {
     let p = plan::plan(&grow, &o).unwrap();
     assert!(matches!(
         &p.actions[..],
-        [Action::Update { vmid: 103, changes, .. }]
+        [Action::Update { vmid: 105, changes, .. }]
             if changes.iter().any(|c| c.key == "mp0" && c.to.as_deref() == Some("size=200GiB"))
     ));
     let shrink = resolve(&example_text().replace("size: 100GiB", "size: 50GiB")).unwrap();
     let p = plan::plan(&shrink, &o).unwrap();
     assert!(matches!(
         &p.actions[..],
-        [Action::Replace { vmid: 103, .. }]
+        [Action::Replace { vmid: 105, .. }]
     ));
     // A mount point dropped from the file is detached (its volume stays as unusedN).
     let dropped = resolve(&example_text().replace(
@@ -295,7 +307,7 @@ fn container_changes_are_field_diffs_replacements_and_deletes() {
     assert!(
         matches!(
             &p.actions[..],
-            [Action::Update { vmid: 103, reboot: true, changes, .. }]
+            [Action::Update { vmid: 105, reboot: true, changes, .. }]
                 if changes.iter().any(|c| c.key == "mp0" && c.to.is_none())
         ),
         "{p:?}"
@@ -307,12 +319,13 @@ fn container_changes_are_field_diffs_replacements_and_deletes() {
     ))
     .unwrap();
     // A privileged container's features (even nesting) are root@pam's alone.
+    let mut privileged = privileged;
+    privileged.proxmox.root_password = None;
     let err = plan::plan(&privileged, &o).unwrap_err();
     assert!(
-        matches!(&err, plan::PlanError::NeedsRoot { vmid: 117, keys, .. } if keys == "features=nesting=1"),
+        matches!(&err, plan::PlanError::NeedsRoot { vmid: 117, keys, .. } if keys.ends_with("features=nesting=1")),
         "{err:?}"
     );
-    let mut privileged = privileged;
     privileged.proxmox.root_password = Some("root-secret".to_string().into());
     let p = plan::plan(&privileged, &o).unwrap();
     let [
@@ -326,7 +339,7 @@ fn container_changes_are_field_diffs_replacements_and_deletes() {
     assert!(reasons[0].contains("unprivileged"), "{reasons:?}");
     // A container removed from the file is destroyed.
     let fewer = resolve(&example_text().replace(
-        "    - name: grafana\n      vmid: 106\n",
+        "    - name: grafana\n      vmid: 107\n",
         "    - name: grafana\n      vmid: 116\n",
     ))
     .unwrap();
@@ -334,7 +347,7 @@ fn container_changes_are_field_diffs_replacements_and_deletes() {
     assert!(p.actions.iter().any(|a| matches!(
         a,
         Action::Delete {
-            vmid: 106,
+            vmid: 107,
             kind: GuestKind::Lxc,
             ..
         }
@@ -408,7 +421,8 @@ fn services_lifecycle_on_the_simulated_lab() {
     // up: one template download, eleven containers, the nightly backup job.
     let up = repo.json(&["up", "--simulate", "--yes", "-o", "json"]);
     let steps = up["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 13, "{up:#}");
+    // ... and the backup storage on the pool.
+    assert_eq!(steps.len(), 14, "{up:#}");
     assert_eq!(up["simulated_requests"]["schema_rejected"], 0, "{up:#}");
     assert!(steps.iter().all(|s| s["outcome"] == "done"), "{up:#}");
     assert_eq!(
@@ -423,9 +437,9 @@ fn services_lifecycle_on_the_simulated_lab() {
     let again = repo.json(&["up", "--simulate", "-o", "json"]);
     assert_eq!(again["plan"]["actions"], serde_json::json!([]), "{again:#}");
     assert_eq!(again["simulated_requests"]["mutating"], 0, "{again:#}");
-    // Constant: the resource list, the template storage listing and the backup-job list,
-    // no per-guest reads.
-    assert_eq!(again["simulated_requests"]["total"], 3, "{again:#}");
+    // Constant: the resource list, the template storage listing, storage.cfg and the
+    // backup-job list, no per-guest reads.
+    assert_eq!(again["simulated_requests"]["total"], 4, "{again:#}");
     let out = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0));
     let status = repo.json(&["status", "--simulate", "-o", "json"]);
@@ -480,11 +494,11 @@ fn services_lifecycle_on_the_simulated_lab() {
         assert_eq!(observed.guests.len(), 11);
         let p = plan::plan(&session.desired, &observed).unwrap();
         assert!(p.is_empty(), "{}", render::plan_text(&p, false));
-        let pg = observed.guest(101).unwrap();
+        let pg = observed.guest(103).unwrap();
         let cfg = &pg.config.as_ref().unwrap().props;
         assert!(cfg["mp0"].contains("mp=/var/lib/postgresql"), "{cfg:?}");
         // The data volume is a dataset on the ZFS pool.
-        assert!(cfg["mp0"].starts_with("tank:subvol-101-disk-"), "{cfg:?}");
+        assert!(cfg["mp0"].starts_with("tank:subvol-103-disk-"), "{cfg:?}");
         assert_eq!(pg.kind, GuestKind::Lxc);
         assert_eq!(pg.status, "running");
         session.close().await;
@@ -501,7 +515,7 @@ fn services_lifecycle_on_the_simulated_lab() {
     assert_eq!(out.status.code(), Some(2));
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(
-        shown.contains("# ct 101 \"postgresql\" will be updated in place"),
+        shown.contains("# ct 103 \"postgresql\" will be updated in place"),
         "{shown}"
     );
     assert!(shown.contains("~ memory = 2048 -> 3072"), "{shown}");
@@ -527,7 +541,16 @@ fn services_lifecycle_on_the_simulated_lab() {
 #[test]
 fn root_only_settings_are_refused_at_plan_without_root_and_applied_with_it() {
     let repo = repo();
-    let text = std::fs::read_to_string(repo.config()).unwrap();
+    // The example without root@pam's password and without openwebui's GPU.
+    let text = std::fs::read_to_string(repo.config())
+        .unwrap()
+        .replace("  root_password: ${secret:proxmox.root_password}\n", "")
+        .replace(
+            "      devices:\n        - { path: /dev/nvidia0 }\n        - { path: /dev/nvidiactl }\n        - { path: /dev/nvidia-uvm }\n",
+            "",
+        );
+    assert!(!text.contains("root_password") && !text.contains("nvidia0"));
+    std::fs::write(repo.config(), &text).unwrap();
     // Only the first container asks for keyctl and a GPU's render node.
     let with_root_only = text.replacen(
         "      startup: { order: 1, up: 10 }\n",

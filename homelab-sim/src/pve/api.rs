@@ -58,6 +58,9 @@ pub async fn dispatch(
     if path.starts_with("/nodes/{node}/storage") || path == "/nodes/{node}/query-url-metadata" {
         return storage::dispatch(sim, caller, m, path, p, upload).await;
     }
+    if path == "/storage" || path.starts_with("/storage/") {
+        return super::storage_cfg::dispatch(sim, m, path, &p);
+    }
     if path.starts_with("/nodes/{node}/hardware") || path.starts_with("/cluster/mapping") {
         return hardware::dispatch(sim, caller, m, path, p);
     }
@@ -94,6 +97,7 @@ pub async fn dispatch(
             Ok(Value::Array(resources(sim, caller, p.get("type"))).into())
         }
         ("GET", "/cluster/nextid") => nextid(sim, &p),
+        ("POST", "/nodes/{node}/vzdump") => super::vzdump::vzdump(sim, caller, &p),
         ("GET", "/cluster/status") => Ok(cluster_status(sim).into()),
         ("GET", "/nodes/{node}/tasks") => task_list(sim, &p),
         ("DELETE", "/nodes/{node}/tasks/{upid}") => task_stop(sim, &p),

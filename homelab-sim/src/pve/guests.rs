@@ -715,6 +715,9 @@ const CREATE_ONLY: &[&str] = &[
 ];
 
 async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<Reply> {
+    // A restore is a create from the archive's configuration (see vzdump.rs).
+    let mut p = p;
+    let restored = super::vzdump::restore_params(&sim.state(), kind, &mut p)?;
     let node = req(&p, "node")?.to_string();
     let vmid = vmid_of(&p, "vmid")?;
     if let Some(k) = p.get("sshkeys") {
@@ -795,10 +798,11 @@ async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<
         st.guests
             .insert(vmid, Guest::reserved(vmid, node.clone(), kind, "create"));
     }
-    let ty = if kind == Kind::Qemu {
-        "qmcreate"
-    } else {
-        "vzcreate"
+    let ty = match (kind, restored.is_some()) {
+        (Kind::Qemu, false) => "qmcreate",
+        (Kind::Qemu, true) => "qmrestore",
+        (Kind::Lxc, false) => "vzcreate",
+        (Kind::Lxc, true) => "vzrestore",
     };
     let upid = sim.spawn_task_cleanup(
         &node.clone(),
@@ -808,7 +812,13 @@ async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<
         Some(guard),
         move |ctx| async move {
             let sim = ctx.sim.clone();
+            if let Some(a) = &restored {
+                ctx.log(format!("restoring '{a}' now.."));
+            }
             let outcome = build_new_config(&ctx, kind, &node, vmid, &p);
+            if let (Ok(()), Some(a)) = (&outcome, &restored) {
+                super::vzdump::restore_data(&mut sim.state(), &node, vmid, a);
+            }
             match outcome {
                 Err(e) => {
                     let mut st = sim.state();

@@ -20,6 +20,8 @@ pub mod server;
 pub mod sim;
 pub mod state;
 pub mod storage;
+pub mod storage_cfg;
+pub mod vzdump;
 
 pub use error::ApiError;
 pub use sim::{Faults, RequestCounts, Timings};

@@ -350,6 +350,8 @@ impl Genesis {
             sdn_vnets: BTreeMap::new(),
             sdn_subnets: BTreeMap::new(),
             pci_mappings: BTreeMap::new(),
+            archives: BTreeMap::new(),
+            volume_data: BTreeMap::new(),
             next_pid: rand::thread_rng().gen_range(0x1000..0x8000),
             auth_key: hex::encode(key),
         }

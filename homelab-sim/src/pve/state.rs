@@ -33,6 +33,12 @@ pub struct State {
     #[serde(default)]
     pub pci_mappings: BTreeMap<String, PciMapping>,
     pub next_pid: u32,
+    /// Backup archives' contents (configuration, data markers, notes) by `<node>/<volid>`.
+    #[serde(default)]
+    pub archives: BTreeMap<String, super::vzdump::Archive>,
+    /// Data markers on volumes by `<node>/<volid>` (what tests write "inside" a disk).
+    #[serde(default)]
+    pub volume_data: BTreeMap<String, String>,
     /// Key signing tickets and CSRF tokens (PVE keeps `authkey.key` on disk too).
     pub auth_key: String,
 }
@@ -172,6 +178,9 @@ pub fn default_dev_nodes() -> Vec<String> {
         "/dev/fuse",
         "/dev/kvm",
         "/dev/net/tun",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia0",
+        "/dev/nvidiactl",
         "/dev/null",
         "/dev/ttyUSB0",
         "/dev/zero",

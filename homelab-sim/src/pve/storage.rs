@@ -137,7 +137,11 @@ fn content(sim: &Sim, p: &Params) -> ApiResult<Reply> {
             p.get("vmid")
                 .is_none_or(|id| v.vmid.map(|x| x.to_string()).as_deref() == Some(id.as_str()))
         })
-        .map(volume_json)
+        .map(|v| {
+            let mut o = volume_json(v);
+            super::vzdump::annotate(&st, v, &mut o);
+            o
+        })
         .collect();
     Ok(Value::Array(list).into())
 }

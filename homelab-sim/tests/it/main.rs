@@ -8,3 +8,4 @@ mod proxmoxer;
 mod pve;
 mod sftp;
 mod talos;
+mod vzdump;

@@ -623,9 +623,9 @@ async fn lxc_devices_are_root_pam_only() {
     let cfg = api.get("/nodes/pve/lxc/400/config").await;
     assert_eq!(cfg.data()["dev0"], "/dev/dri/renderD128,gid=44,mode=0660");
     let nodev = root
-        .put("/nodes/pve/lxc/400/config", &[("dev1", "/dev/nvidia0")])
+        .put("/nodes/pve/lxc/400/config", &[("dev1", "/dev/nvidia7")])
         .await;
-    assert_eq!(nodev.reason, "Device /dev/nvidia0 does not exist");
+    assert_eq!(nodev.reason, "Device /dev/nvidia7 does not exist");
     root.put("/nodes/pve/lxc/400/config", &[("dev1", "/dev/net/tun")])
         .await
         .data();

@@ -1,0 +1,214 @@
+//! Restoring missing guests from vzdump backups (`restore: latest | <volume>`), and the
+//! backup archives `backup list` shows: reading them (one storage list per node plus one
+//! content listing per backup storage) and choosing the archive (pure).
+
+use proxmox_client::Client;
+use serde::Serialize;
+
+use super::observed::Observed;
+use crate::model::desired::{Desired, GuestKind};
+
+/// A vzdump archive in a backup storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupArchive {
+    /// Node whose storage listing showed it.
+    pub node: String,
+    /// Storage.
+    pub storage: String,
+    /// Volume id (`backups:backup/vzdump-lxc-103-2026_12_06-19_40_05.tar.zst`).
+    pub volid: String,
+    /// VMID it was taken of.
+    pub vmid: u32,
+    /// `lxc` / `qemu`.
+    pub kind: String,
+    /// Creation time (epoch seconds).
+    pub ctime: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Notes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    /// Protected from pruning.
+    pub protected: bool,
+}
+
+/// `(kind, vmid, time string)` from a vzdump file name
+/// (`vzdump-<kind>-<vmid>-<YYYY_MM_DD-HH_MM_SS>.<ext>`), as pve-storage's
+/// `archive_info` reads it.
+pub fn parse_name(volid: &str) -> Option<(String, u32, String)> {
+    let file = volid.rsplit('/').next()?;
+    let rest = file.strip_prefix("vzdump-")?;
+    let (kind, rest) = rest.split_once('-')?;
+    if !matches!(kind, "lxc" | "qemu" | "openvz") {
+        return None;
+    }
+    let (vmid, rest) = rest.split_once('-')?;
+    let vmid: u32 = vmid.parse().ok()?;
+    let time = rest.get(..19)?;
+    Some((kind.to_string(), vmid, time.to_string()))
+}
+
+/// Every backup archive in the backup storages of the online nodes.
+pub async fn list(
+    client: &Client,
+    nodes: &[String],
+) -> Result<Vec<BackupArchive>, proxmox_client::Error> {
+    let mut out: Vec<BackupArchive> = Vec::new();
+    for node in nodes {
+        let n = client.node(node);
+        for s in n.storage_list(Some("backup")).await? {
+            if s.enabled == Some(false) || s.active == Some(false) {
+                continue;
+            }
+            for c in n.storage(&s.storage).content(Some("backup"), None).await? {
+                let Some((kind, vmid, _)) = parse_name(&c.volid) else {
+                    continue;
+                };
+                if out.iter().any(|b| b.volid == c.volid) {
+                    continue; // a shared storage seen from another node
+                }
+                out.push(BackupArchive {
+                    node: node.clone(),
+                    storage: s.storage.clone(),
+                    vmid: c.vmid.unwrap_or(vmid),
+                    kind,
+                    ctime: c.ctime.unwrap_or(0),
+                    size: c.size,
+                    notes: c
+                        .extra
+                        .get("notes")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string),
+                    protected: c
+                        .extra
+                        .get("protected")
+                        .is_some_and(|v| v.as_u64() == Some(1) || v.as_bool() == Some(true)),
+                    volid: c.volid,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.vmid, a.ctime, &a.volid).cmp(&(b.vmid, b.ctime, &b.volid)));
+    Ok(out)
+}
+
+/// Read the archives into `observed` when a declared guest to restore is missing.
+pub async fn observe(
+    client: &Client,
+    desired: &Desired,
+    observed: &mut Observed,
+) -> Result<(), proxmox_client::Error> {
+    let missing = desired
+        .restore
+        .keys()
+        .any(|vmid| observed.guest(*vmid).is_none());
+    if !missing {
+        return Ok(());
+    }
+    let nodes: Vec<String> = observed
+        .nodes
+        .iter()
+        .filter(|n| n.status == "online")
+        .map(|n| n.name.clone())
+        .collect();
+    observed.backups = list(client, &nodes).await?;
+    Ok(())
+}
+
+/// Why a restore cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The named backup volume is not in any backup storage, or is of another guest.
+    #[error("{kind} {vmid} \"{name}\" is to be restored from {volume}, which {why}")]
+    NoSuchBackup {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// `ct`.
+        kind: &'static str,
+        /// The volume asked for.
+        volume: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// The archive a missing guest is restored from: `None` when it is created empty
+/// (`restore: latest` without any backup, or no `restore`).
+pub fn pick<'a>(
+    desired: &Desired,
+    observed: &'a Observed,
+    vmid: u32,
+) -> Result<Option<&'a BackupArchive>, RestoreError> {
+    let Some(how) = desired.restore.get(&vmid) else {
+        return Ok(None);
+    };
+    let Some(d) = desired.guests.iter().find(|g| g.vmid == vmid) else {
+        return Ok(None);
+    };
+    let kind = match d.kind {
+        GuestKind::Lxc => "lxc",
+        GuestKind::Qemu => "qemu",
+    };
+    let mine = observed
+        .backups
+        .iter()
+        .filter(|b| b.vmid == vmid && b.kind == kind);
+    if how == "latest" {
+        // The newest by the time in its name, then by creation time.
+        return Ok(mine.max_by(|a, b| {
+            let ta = parse_name(&a.volid).map(|x| x.2).unwrap_or_default();
+            let tb = parse_name(&b.volid).map(|x| x.2).unwrap_or_default();
+            (ta, a.ctime).cmp(&(tb, b.ctime))
+        }));
+    }
+    let err = |why: String| RestoreError::NoSuchBackup {
+        vmid,
+        name: d.name.clone(),
+        kind: d.kind.noun(),
+        volume: how.clone(),
+        why,
+    };
+    match observed.backups.iter().find(|b| b.volid == *how) {
+        Some(b) if b.vmid == vmid && b.kind == kind => Ok(Some(b)),
+        Some(b) => Err(err(format!("is a backup of {} {}", b.kind, b.vmid))),
+        None => {
+            let have: Vec<&str> = observed
+                .backups
+                .iter()
+                .filter(|b| b.vmid == vmid)
+                .map(|b| b.volid.as_str())
+                .collect();
+            Err(err(format!(
+                "is in no backup storage (backups of {vmid}: {})",
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vzdump_names_parse() {
+        assert_eq!(
+            parse_name("b:backup/vzdump-lxc-103-2026_12_06-19_40_05.tar.zst"),
+            Some(("lxc".into(), 103, "2026_12_06-19_40_05".into()))
+        );
+        assert_eq!(
+            parse_name("b:backup/vzdump-qemu-9000-2026_12_06-19_40_05.vma.zst").map(|x| x.1),
+            Some(9000)
+        );
+        assert!(parse_name("local:iso/talos.iso").is_none());
+        assert!(parse_name("b:backup/vzdump-lxc-x-2026.tar").is_none());
+    }
+}
