@@ -154,8 +154,9 @@ fn add_lease(m: &mut Message, cfg: &ServerConfig, host: &Host) {
 fn requested_ip(req: &Message) -> Option<Ipv4Addr> {
     match req.opts().get(OptionCode::RequestedIpAddress) {
         Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
-        _ => Some(req.ciaddr()).filter(|ip| !ip.is_unspecified()),
+        _ => Some(req.ciaddr()),
     }
+    .filter(|ip| !ip.is_unspecified())
 }
 
 fn server_id(req: &Message) -> Option<Ipv4Addr> {
@@ -366,3 +367,146 @@ pub fn decode(bytes: &[u8]) -> Option<Message> {
 
 /// Re-exported packet types for clients (the simulator) built on this crate.
 pub use v4::Message as DhcpMessage;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FullDhcp;
+    use dhcproto::v4::Architecture;
+
+    const MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
+    const OTHER: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
+
+    fn cfg(mode: DhcpMode) -> ServerConfig {
+        ServerConfig::builder(Ipv4Addr::new(10, 9, 0, 1))
+            .mode(mode)
+            .tftp_root("/nonexistent")
+            .host(Host {
+                name: "metal-1".into(),
+                mac: MacAddr(MAC),
+                address: Some(Ipv4Addr::new(10, 9, 0, 21)),
+                arch: Arch::Amd64,
+                kernel: "/k".into(),
+                initramfs: "/i".into(),
+                cmdline: vec![],
+                config: Arc::new(b"secret".to_vec().into()),
+            })
+            .build()
+            .unwrap()
+    }
+
+    fn full() -> ServerConfig {
+        let mut f = FullDhcp::with_prefix(24).unwrap();
+        f.router = Some(Ipv4Addr::new(10, 9, 0, 254));
+        f.dns = vec![Ipv4Addr::new(1, 1, 1, 1)];
+        cfg(DhcpMode::Full(f))
+    }
+
+    fn msg(mac: [u8; 6], kind: MessageType, extra: &[DhcpOption]) -> Message {
+        let z = Ipv4Addr::UNSPECIFIED;
+        let mut m = Message::new_with_id(7, z, z, z, z, &mac);
+        m.opts_mut().insert(DhcpOption::MessageType(kind));
+        for o in extra {
+            m.opts_mut().insert(o.clone());
+        }
+        // Through the wire format, as the server sees it.
+        decode(&encode(&m).unwrap()).unwrap()
+    }
+
+    fn opt(m: &Message, code: OptionCode) -> Option<DhcpOption> {
+        m.opts().get(code).cloned()
+    }
+
+    #[test]
+    fn full_mode_offers_the_fixed_lease_with_router_dns_and_uefi_file() {
+        let c = full();
+        let req = msg(MAC, MessageType::Discover, &[DhcpOption::ClientSystemArchitecture(Architecture::from(7))]);
+        let out = respond(&c, 8080, &req, Port::Dhcp);
+        let r = out.reply.unwrap();
+        assert_eq!(r.opts().msg_type(), Some(MessageType::Offer));
+        assert_eq!(r.yiaddr(), Ipv4Addr::new(10, 9, 0, 21));
+        assert_eq!(r.siaddr(), Ipv4Addr::new(10, 9, 0, 1));
+        assert_eq!(r.xid(), 7);
+        assert_eq!(r.fname_str().unwrap().unwrap(), "ipxe.efi");
+        assert_eq!(opt(&r, OptionCode::SubnetMask), Some(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0))));
+        assert_eq!(opt(&r, OptionCode::Router), Some(DhcpOption::Router(vec![Ipv4Addr::new(10, 9, 0, 254)])));
+        assert_eq!(opt(&r, OptionCode::DomainNameServer), Some(DhcpOption::DomainNameServer(vec![Ipv4Addr::new(1, 1, 1, 1)])));
+        assert_eq!(opt(&r, OptionCode::ServerIdentifier), Some(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 9, 0, 1))));
+        assert!(matches!(&out.events[..], [Event::Offered { address: Some(_), .. }]));
+    }
+
+    #[test]
+    fn option_93_and_user_class_pick_the_boot_file() {
+        let c = full();
+        let file = |extra: &[DhcpOption]| {
+            let r = respond(&c, 8080, &msg(MAC, MessageType::Discover, extra), Port::Dhcp).reply.unwrap();
+            r.fname_str().unwrap().unwrap().to_owned()
+        };
+        assert_eq!(file(&[]), "undionly.kpxe");
+        assert_eq!(file(&[DhcpOption::ClientSystemArchitecture(Architecture::from(0))]), "undionly.kpxe");
+        assert_eq!(file(&[DhcpOption::ClientSystemArchitecture(Architecture::from(9))]), "ipxe.efi");
+        assert_eq!(file(&[DhcpOption::ClientSystemArchitecture(Architecture::from(11))]), "ipxe-arm64.efi");
+        assert_eq!(
+            file(&[DhcpOption::UserClass(b"iPXE".to_vec()), DhcpOption::ClientSystemArchitecture(Architecture::from(7))]),
+            "http://10.9.0.1:8080/boot/52-54-00-00-00-01/script.ipxe"
+        );
+        // RFC 3004 encoding of the same user class.
+        assert_eq!(
+            file(&[DhcpOption::UserClass(b"\x04iPXE".to_vec())]),
+            "http://10.9.0.1:8080/boot/52-54-00-00-00-01/script.ipxe"
+        );
+    }
+
+    #[test]
+    fn undeclared_macs_get_nothing_in_either_mode() {
+        for c in [full(), cfg(DhcpMode::Proxy)] {
+            let pxe = DhcpOption::ClassIdentifier(b"PXEClient:Arch:00007".to_vec());
+            let out = respond(&c, 80, &msg(OTHER, MessageType::Discover, &[pxe]), Port::Dhcp);
+            assert!(out.reply.is_none());
+            assert_eq!(out.events, vec![Event::IgnoredMac { mac: MacAddr(OTHER) }]);
+        }
+    }
+
+    #[test]
+    fn full_mode_request_ack_nak_and_other_server() {
+        let c = full();
+        let ours = DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 9, 0, 1));
+        let ok = respond(&c, 80, &msg(MAC, MessageType::Request, &[ours.clone(), DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 0, 21))]), Port::Dhcp);
+        let r = ok.reply.unwrap();
+        assert_eq!(r.opts().msg_type(), Some(MessageType::Ack));
+        assert_eq!(r.yiaddr(), Ipv4Addr::new(10, 9, 0, 21));
+        assert_eq!(opt(&r, OptionCode::AddressLeaseTime), Some(DhcpOption::AddressLeaseTime(3600)));
+        let wrong = respond(&c, 80, &msg(MAC, MessageType::Request, &[ours, DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 0, 99))]), Port::Dhcp);
+        assert_eq!(wrong.reply.unwrap().opts().msg_type(), Some(MessageType::Nak));
+        let theirs = respond(&c, 80, &msg(MAC, MessageType::Request, &[DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 9, 0, 2)), DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 0, 21))]), Port::Dhcp);
+        assert!(theirs.reply.is_none());
+    }
+
+    #[test]
+    fn proxy_mode_answers_pxe_clients_without_an_address_and_learns_it() {
+        let c = cfg(DhcpMode::Proxy);
+        let plain = respond(&c, 80, &msg(MAC, MessageType::Discover, &[]), Port::Dhcp);
+        assert!(plain.reply.is_none(), "non-PXE clients are the site server's business");
+        let pxe = DhcpOption::ClassIdentifier(b"PXEClient:Arch:00007:UNDI:003016".to_vec());
+        let out = respond(&c, 80, &msg(MAC, MessageType::Discover, &[pxe.clone(), DhcpOption::ClientSystemArchitecture(Architecture::from(7)), DhcpOption::ClientMachineIdentifier(vec![0, 1, 2])]), Port::Dhcp);
+        let r = out.reply.unwrap();
+        assert_eq!(r.opts().msg_type(), Some(MessageType::Offer));
+        assert!(r.yiaddr().is_unspecified());
+        assert_eq!(r.fname_str().unwrap().unwrap(), "ipxe.efi");
+        assert_eq!(opt(&r, OptionCode::ClassIdentifier), Some(DhcpOption::ClassIdentifier(b"PXEClient".to_vec())));
+        assert_eq!(opt(&r, OptionCode::VendorExtensions), Some(DhcpOption::VendorExtensions(vec![6, 1, 8, 255])));
+        assert_eq!(opt(&r, OptionCode::ClientMachineIdentifier), Some(DhcpOption::ClientMachineIdentifier(vec![0, 1, 2])));
+        assert_eq!(opt(&r, OptionCode::AddressLeaseTime), None);
+        assert_eq!(opt(&r, OptionCode::SubnetMask), None);
+        // The REQUEST to the site's server tells us the address.
+        let seen = respond(&c, 80, &msg(MAC, MessageType::Request, &[DhcpOption::RequestedIpAddress(Ipv4Addr::new(192, 168, 1, 50))]), Port::Dhcp);
+        assert!(seen.reply.is_none());
+        assert_eq!(seen.events, vec![Event::AddressLearned { mac: MacAddr(MAC), address: Ipv4Addr::new(192, 168, 1, 50) }]);
+        // Port 4011: ACK with the boot file.
+        let mut req = msg(MAC, MessageType::Request, &[pxe]);
+        req.set_ciaddr(Ipv4Addr::new(192, 168, 1, 50));
+        let ack = respond(&c, 80, &req, Port::Proxy).reply.unwrap();
+        assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
+        assert_eq!(ack.fname_str().unwrap().unwrap(), "undionly.kpxe");
+    }
+}

@@ -1,0 +1,1 @@
+//! QEMU network-boots from the server (filled in below).
