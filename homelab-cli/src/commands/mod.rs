@@ -8,6 +8,7 @@ pub mod image;
 pub mod init;
 pub mod plan;
 pub mod proxmox;
+pub mod pxe;
 pub mod schema;
 pub mod secrets;
 pub mod sim;
@@ -34,6 +35,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> miette::Result<Exit> {
         Command::Image(cmd) => image::run(cmd, ctx).await,
         Command::Talos(cmd) => talos::run(cmd, ctx).await,
         Command::Proxmox(cmd) => proxmox::run(cmd, ctx).await,
+        Command::Pxe(cmd) => pxe::run(cmd, ctx).await,
         Command::Sim(cmd) => sim::run(cmd, ctx).await,
     }
 }

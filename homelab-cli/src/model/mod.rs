@@ -10,6 +10,7 @@ pub mod backups;
 pub mod config;
 pub mod desired;
 pub mod layers;
+pub mod metal;
 pub mod secrets;
 pub mod spans;
 pub mod vms;
