@@ -222,10 +222,11 @@ impl Tracker {
                 Event::ConfigFetched { mac, .. } => touch(mac, &mut |p| p.config = true),
                 _ => {}
             }
+            tracing::debug!(?event, "netboot event");
+            // The event goes out before the progress that it causes, so whoever waits for
+            // the progress finds the event already queued. No subscriber is fine.
+            let _ = self.events.send(event);
             self.snapshot.send_replace(map.clone());
         }
-        tracing::debug!(?event, "netboot event");
-        // No subscriber is fine.
-        let _ = self.events.send(event);
     }
 }

@@ -6,6 +6,7 @@ mod image;
 mod lab;
 mod layers;
 mod proxmox;
+mod pxe;
 mod secrets;
 mod services;
 mod sim;
