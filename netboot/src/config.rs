@@ -391,6 +391,7 @@ impl ServerConfigBuilder {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -401,15 +402,30 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.to_string(), "52:54:00:ab:cd:01");
         assert_eq!(a.dashed(), "52-54-00-ab-cd-01");
-        for bad in ["", "52:54:00:ab:cd", "52:54:00:ab:cd:01:02", "5:54:00:ab:cd:01", "zz:54:00:ab:cd:01"] {
-            assert!(bad.parse::<MacAddr>().unwrap_err().is_invalid_config(), "{bad}");
+        for bad in [
+            "",
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:01:02",
+            "5:54:00:ab:cd:01",
+            "zz:54:00:ab:cd:01",
+        ] {
+            assert!(
+                bad.parse::<MacAddr>().unwrap_err().is_invalid_config(),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn prefix_to_mask() {
-        assert_eq!(FullDhcp::with_prefix(24).unwrap().subnet_mask, Ipv4Addr::new(255, 255, 255, 0));
-        assert_eq!(FullDhcp::with_prefix(0).unwrap().subnet_mask, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(
+            FullDhcp::with_prefix(24).unwrap().subnet_mask,
+            Ipv4Addr::new(255, 255, 255, 0)
+        );
+        assert_eq!(
+            FullDhcp::with_prefix(0).unwrap().subnet_mask,
+            Ipv4Addr::UNSPECIFIED
+        );
         assert!(FullDhcp::with_prefix(33).is_err());
     }
 }

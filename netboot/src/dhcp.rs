@@ -107,16 +107,22 @@ fn base_reply(req: &Message, kind: MessageType, server_ip: Ipv4Addr) -> Message 
         .set_chaddr(req.chaddr())
         .set_siaddr(server_ip);
     m.opts_mut().insert(DhcpOption::MessageType(kind));
-    m.opts_mut()
-        .insert(DhcpOption::ServerIdentifier(server_ip));
+    m.opts_mut().insert(DhcpOption::ServerIdentifier(server_ip));
     m
 }
 
-fn add_boot(m: &mut Message, cfg: &ServerConfig, host: &Host, req: &Message, http_port: u16) -> String {
+fn add_boot(
+    m: &mut Message,
+    cfg: &ServerConfig,
+    host: &Host,
+    req: &Message,
+    http_port: u16,
+) -> String {
     let file = boot_file(cfg, host, req, http_port);
     m.set_fname_str(&file);
-    m.opts_mut()
-        .insert(DhcpOption::TFTPServerName(cfg.server_ip.to_string().into_bytes()));
+    m.opts_mut().insert(DhcpOption::TFTPServerName(
+        cfg.server_ip.to_string().into_bytes(),
+    ));
     m.opts_mut()
         .insert(DhcpOption::BootfileName(file.clone().into_bytes()));
     file
@@ -283,7 +289,10 @@ pub(crate) fn respond(cfg: &ServerConfig, http_port: u16, req: &Message, port: P
 fn destination(cfg: &ServerConfig, src: SocketAddr) -> SocketAddr {
     match src {
         SocketAddr::V4(v4) if !v4.ip().is_unspecified() => src,
-        _ => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, cfg.ports.dhcp_client)),
+        _ => SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::BROADCAST,
+            cfg.ports.dhcp_client,
+        )),
     }
 }
 
@@ -369,6 +378,7 @@ pub fn decode(bytes: &[u8]) -> Option<Message> {
 pub use v4::Message as DhcpMessage;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::config::FullDhcp;
@@ -420,7 +430,11 @@ mod tests {
     #[test]
     fn full_mode_offers_the_fixed_lease_with_router_dns_and_uefi_file() {
         let c = full();
-        let req = msg(MAC, MessageType::Discover, &[DhcpOption::ClientSystemArchitecture(Architecture::from(7))]);
+        let req = msg(
+            MAC,
+            MessageType::Discover,
+            &[DhcpOption::ClientSystemArchitecture(Architecture::from(7))],
+        );
         let out = respond(&c, 8080, &req, Port::Dhcp);
         let r = out.reply.unwrap();
         assert_eq!(r.opts().msg_type(), Some(MessageType::Offer));
@@ -428,26 +442,65 @@ mod tests {
         assert_eq!(r.siaddr(), Ipv4Addr::new(10, 9, 0, 1));
         assert_eq!(r.xid(), 7);
         assert_eq!(r.fname_str().unwrap().unwrap(), "ipxe.efi");
-        assert_eq!(opt(&r, OptionCode::SubnetMask), Some(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0))));
-        assert_eq!(opt(&r, OptionCode::Router), Some(DhcpOption::Router(vec![Ipv4Addr::new(10, 9, 0, 254)])));
-        assert_eq!(opt(&r, OptionCode::DomainNameServer), Some(DhcpOption::DomainNameServer(vec![Ipv4Addr::new(1, 1, 1, 1)])));
-        assert_eq!(opt(&r, OptionCode::ServerIdentifier), Some(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 9, 0, 1))));
-        assert!(matches!(&out.events[..], [Event::Offered { address: Some(_), .. }]));
+        assert_eq!(
+            opt(&r, OptionCode::SubnetMask),
+            Some(DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)))
+        );
+        assert_eq!(
+            opt(&r, OptionCode::Router),
+            Some(DhcpOption::Router(vec![Ipv4Addr::new(10, 9, 0, 254)]))
+        );
+        assert_eq!(
+            opt(&r, OptionCode::DomainNameServer),
+            Some(DhcpOption::DomainNameServer(vec![Ipv4Addr::new(
+                1, 1, 1, 1
+            )]))
+        );
+        assert_eq!(
+            opt(&r, OptionCode::ServerIdentifier),
+            Some(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 9, 0, 1)))
+        );
+        assert!(matches!(
+            &out.events[..],
+            [Event::Offered {
+                address: Some(_),
+                ..
+            }]
+        ));
     }
 
     #[test]
     fn option_93_and_user_class_pick_the_boot_file() {
         let c = full();
         let file = |extra: &[DhcpOption]| {
-            let r = respond(&c, 8080, &msg(MAC, MessageType::Discover, extra), Port::Dhcp).reply.unwrap();
+            let r = respond(
+                &c,
+                8080,
+                &msg(MAC, MessageType::Discover, extra),
+                Port::Dhcp,
+            )
+            .reply
+            .unwrap();
             r.fname_str().unwrap().unwrap().to_owned()
         };
         assert_eq!(file(&[]), "undionly.kpxe");
-        assert_eq!(file(&[DhcpOption::ClientSystemArchitecture(Architecture::from(0))]), "undionly.kpxe");
-        assert_eq!(file(&[DhcpOption::ClientSystemArchitecture(Architecture::from(9))]), "ipxe.efi");
-        assert_eq!(file(&[DhcpOption::ClientSystemArchitecture(Architecture::from(11))]), "ipxe-arm64.efi");
         assert_eq!(
-            file(&[DhcpOption::UserClass(b"iPXE".to_vec()), DhcpOption::ClientSystemArchitecture(Architecture::from(7))]),
+            file(&[DhcpOption::ClientSystemArchitecture(Architecture::from(0))]),
+            "undionly.kpxe"
+        );
+        assert_eq!(
+            file(&[DhcpOption::ClientSystemArchitecture(Architecture::from(9))]),
+            "ipxe.efi"
+        );
+        assert_eq!(
+            file(&[DhcpOption::ClientSystemArchitecture(Architecture::from(11))]),
+            "ipxe-arm64.efi"
+        );
+        assert_eq!(
+            file(&[
+                DhcpOption::UserClass(b"iPXE".to_vec()),
+                DhcpOption::ClientSystemArchitecture(Architecture::from(7))
+            ]),
             "http://10.9.0.1:8080/boot/52-54-00-00-00-01/script.ipxe"
         );
         // RFC 3004 encoding of the same user class.
@@ -461,9 +514,19 @@ mod tests {
     fn undeclared_macs_get_nothing_in_either_mode() {
         for c in [full(), cfg(DhcpMode::Proxy)] {
             let pxe = DhcpOption::ClassIdentifier(b"PXEClient:Arch:00007".to_vec());
-            let out = respond(&c, 80, &msg(OTHER, MessageType::Discover, &[pxe]), Port::Dhcp);
+            let out = respond(
+                &c,
+                80,
+                &msg(OTHER, MessageType::Discover, &[pxe]),
+                Port::Dhcp,
+            );
             assert!(out.reply.is_none());
-            assert_eq!(out.events, vec![Event::IgnoredMac { mac: MacAddr(OTHER) }]);
+            assert_eq!(
+                out.events,
+                vec![Event::IgnoredMac {
+                    mac: MacAddr(OTHER)
+                }]
+            );
         }
     }
 
@@ -471,14 +534,56 @@ mod tests {
     fn full_mode_request_ack_nak_and_other_server() {
         let c = full();
         let ours = DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 9, 0, 1));
-        let ok = respond(&c, 80, &msg(MAC, MessageType::Request, &[ours.clone(), DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 0, 21))]), Port::Dhcp);
+        let ok = respond(
+            &c,
+            80,
+            &msg(
+                MAC,
+                MessageType::Request,
+                &[
+                    ours.clone(),
+                    DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 0, 21)),
+                ],
+            ),
+            Port::Dhcp,
+        );
         let r = ok.reply.unwrap();
         assert_eq!(r.opts().msg_type(), Some(MessageType::Ack));
         assert_eq!(r.yiaddr(), Ipv4Addr::new(10, 9, 0, 21));
-        assert_eq!(opt(&r, OptionCode::AddressLeaseTime), Some(DhcpOption::AddressLeaseTime(3600)));
-        let wrong = respond(&c, 80, &msg(MAC, MessageType::Request, &[ours, DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 0, 99))]), Port::Dhcp);
-        assert_eq!(wrong.reply.unwrap().opts().msg_type(), Some(MessageType::Nak));
-        let theirs = respond(&c, 80, &msg(MAC, MessageType::Request, &[DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 9, 0, 2)), DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 0, 21))]), Port::Dhcp);
+        assert_eq!(
+            opt(&r, OptionCode::AddressLeaseTime),
+            Some(DhcpOption::AddressLeaseTime(3600))
+        );
+        let wrong = respond(
+            &c,
+            80,
+            &msg(
+                MAC,
+                MessageType::Request,
+                &[
+                    ours,
+                    DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 0, 99)),
+                ],
+            ),
+            Port::Dhcp,
+        );
+        assert_eq!(
+            wrong.reply.unwrap().opts().msg_type(),
+            Some(MessageType::Nak)
+        );
+        let theirs = respond(
+            &c,
+            80,
+            &msg(
+                MAC,
+                MessageType::Request,
+                &[
+                    DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 9, 0, 2)),
+                    DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 0, 21)),
+                ],
+            ),
+            Port::Dhcp,
+        );
         assert!(theirs.reply.is_none());
     }
 
@@ -486,22 +591,64 @@ mod tests {
     fn proxy_mode_answers_pxe_clients_without_an_address_and_learns_it() {
         let c = cfg(DhcpMode::Proxy);
         let plain = respond(&c, 80, &msg(MAC, MessageType::Discover, &[]), Port::Dhcp);
-        assert!(plain.reply.is_none(), "non-PXE clients are the site server's business");
+        assert!(
+            plain.reply.is_none(),
+            "non-PXE clients are the site server's business"
+        );
         let pxe = DhcpOption::ClassIdentifier(b"PXEClient:Arch:00007:UNDI:003016".to_vec());
-        let out = respond(&c, 80, &msg(MAC, MessageType::Discover, &[pxe.clone(), DhcpOption::ClientSystemArchitecture(Architecture::from(7)), DhcpOption::ClientMachineIdentifier(vec![0, 1, 2])]), Port::Dhcp);
+        let out = respond(
+            &c,
+            80,
+            &msg(
+                MAC,
+                MessageType::Discover,
+                &[
+                    pxe.clone(),
+                    DhcpOption::ClientSystemArchitecture(Architecture::from(7)),
+                    DhcpOption::ClientMachineIdentifier(vec![0, 1, 2]),
+                ],
+            ),
+            Port::Dhcp,
+        );
         let r = out.reply.unwrap();
         assert_eq!(r.opts().msg_type(), Some(MessageType::Offer));
         assert!(r.yiaddr().is_unspecified());
         assert_eq!(r.fname_str().unwrap().unwrap(), "ipxe.efi");
-        assert_eq!(opt(&r, OptionCode::ClassIdentifier), Some(DhcpOption::ClassIdentifier(b"PXEClient".to_vec())));
-        assert_eq!(opt(&r, OptionCode::VendorExtensions), Some(DhcpOption::VendorExtensions(vec![6, 1, 8, 255])));
-        assert_eq!(opt(&r, OptionCode::ClientMachineIdentifier), Some(DhcpOption::ClientMachineIdentifier(vec![0, 1, 2])));
+        assert_eq!(
+            opt(&r, OptionCode::ClassIdentifier),
+            Some(DhcpOption::ClassIdentifier(b"PXEClient".to_vec()))
+        );
+        assert_eq!(
+            opt(&r, OptionCode::VendorExtensions),
+            Some(DhcpOption::VendorExtensions(vec![6, 1, 8, 255]))
+        );
+        assert_eq!(
+            opt(&r, OptionCode::ClientMachineIdentifier),
+            Some(DhcpOption::ClientMachineIdentifier(vec![0, 1, 2]))
+        );
         assert_eq!(opt(&r, OptionCode::AddressLeaseTime), None);
         assert_eq!(opt(&r, OptionCode::SubnetMask), None);
         // The REQUEST to the site's server tells us the address.
-        let seen = respond(&c, 80, &msg(MAC, MessageType::Request, &[DhcpOption::RequestedIpAddress(Ipv4Addr::new(192, 168, 1, 50))]), Port::Dhcp);
+        let seen = respond(
+            &c,
+            80,
+            &msg(
+                MAC,
+                MessageType::Request,
+                &[DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                    192, 168, 1, 50,
+                ))],
+            ),
+            Port::Dhcp,
+        );
         assert!(seen.reply.is_none());
-        assert_eq!(seen.events, vec![Event::AddressLearned { mac: MacAddr(MAC), address: Ipv4Addr::new(192, 168, 1, 50) }]);
+        assert_eq!(
+            seen.events,
+            vec![Event::AddressLearned {
+                mac: MacAddr(MAC),
+                address: Ipv4Addr::new(192, 168, 1, 50)
+            }]
+        );
         // Port 4011: ACK with the boot file.
         let mut req = msg(MAC, MessageType::Request, &[pxe]);
         req.set_ciaddr(Ipv4Addr::new(192, 168, 1, 50));

@@ -87,7 +87,9 @@ async fn file(path: &std::path::Path) -> Response {
     };
     let len = match file.metadata().await {
         Ok(m) => m.len(),
-        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "boot file unreadable\n").into_response(),
+        Err(_) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "boot file unreadable\n").into_response();
+        }
     };
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     (
@@ -112,7 +114,8 @@ async fn initramfs(State(app): State<App>, Path(mac): Path<String>) -> Response 
     let Some(host) = declared(&app, &mac) else {
         return not_found();
     };
-    app.tracker.record(Event::InitramfsFetched { mac: host.mac });
+    app.tracker
+        .record(Event::InitramfsFetched { mac: host.mac });
     file(&host.initramfs).await
 }
 

@@ -83,18 +83,18 @@ pub(crate) fn parse_request(packet: &[u8]) -> Result<ReadRequest, Refusal> {
         match name.to_ascii_lowercase().as_str() {
             // RFC 2348: 8..=65464 octets. Unknown or bad options are ignored (RFC 2347).
             "blksize" => {
-                if let Ok(n) = value.parse::<u32>() {
-                    if n >= 8 {
-                        req.blksize = Some(u16::try_from(n.min(65464)).unwrap_or(65464));
-                    }
+                if let Ok(n) = value.parse::<u32>()
+                    && n >= 8
+                {
+                    req.blksize = Some(u16::try_from(n.min(65464)).unwrap_or(65464));
                 }
             }
             "tsize" => req.tsize = true,
             "timeout" => {
-                if let Ok(n) = value.parse::<u8>() {
-                    if n >= 1 {
-                        req.timeout = Some(n);
-                    }
+                if let Ok(n) = value.parse::<u8>()
+                    && n >= 1
+                {
+                    req.timeout = Some(n);
                 }
             }
             _ => {}
@@ -155,7 +155,13 @@ pub(crate) async fn serve(root: PathBuf, sock: UdpSocket, local_ip: IpAddr, trac
     }
 }
 
-async fn transfer(root: &Path, packet: &[u8], peer: SocketAddr, local_ip: IpAddr, tracker: &Tracker) {
+async fn transfer(
+    root: &Path,
+    packet: &[u8],
+    peer: SocketAddr,
+    local_ip: IpAddr,
+    tracker: &Tracker,
+) {
     let Ok(sock) = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await else {
         tracing::warn!(%peer, "TFTP: no socket for a transfer");
         return;
@@ -173,7 +179,9 @@ async fn transfer(root: &Path, packet: &[u8], peer: SocketAddr, local_ip: IpAddr
     }) {
         Ok(x) => x,
         Err(refusal) => {
-            let _ = sock.send(&error_packet(refusal.code, &refusal.message)).await;
+            let _ = sock
+                .send(&error_packet(refusal.code, &refusal.message))
+                .await;
             tracker.record(Event::TftpFailed {
                 peer,
                 file: String::from_utf8_lossy(packet.get(2..).unwrap_or_default())
@@ -207,7 +215,12 @@ async fn transfer(root: &Path, packet: &[u8], peer: SocketAddr, local_ip: IpAddr
 }
 
 /// Send one packet and wait for the ACK of `block`, retransmitting on timeout.
-async fn send_and_wait(sock: &UdpSocket, packet: &[u8], block: u16, timeout: Duration) -> Result<(), String> {
+async fn send_and_wait(
+    sock: &UdpSocket,
+    packet: &[u8],
+    block: u16,
+    timeout: Duration,
+) -> Result<(), String> {
     let mut buf = [0u8; 516];
     for _ in 0..RETRIES {
         sock.send(packet).await.map_err(|e| e.to_string())?;
@@ -240,7 +253,9 @@ async fn send_and_wait(sock: &UdpSocket, packet: &[u8], block: u16, timeout: Dur
 }
 
 async fn send_file(sock: &UdpSocket, req: &ReadRequest, path: &Path) -> Result<u64, String> {
-    let mut file = tokio::fs::File::open(path).await.map_err(|e| e.to_string())?;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| e.to_string())?;
     let size = file.metadata().await.map_err(|e| e.to_string())?.len();
     let blksize = usize::from(req.blksize.unwrap_or(512));
     let timeout = Duration::from_secs(u64::from(req.timeout.unwrap_or(1)));
@@ -265,7 +280,10 @@ async fn send_file(sock: &UdpSocket, req: &ReadRequest, path: &Path) -> Result<u
     loop {
         let mut filled = 0;
         while filled < blksize {
-            let n = file.read(&mut data[filled..]).await.map_err(|e| e.to_string())?;
+            let n = file
+                .read(&mut data[filled..])
+                .await
+                .map_err(|e| e.to_string())?;
             if n == 0 {
                 break;
             }
@@ -285,8 +303,8 @@ async fn send_file(sock: &UdpSocket, req: &ReadRequest, path: &Path) -> Result<u
     }
 }
 
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -301,7 +319,10 @@ mod tests {
 
     #[test]
     fn parses_options_case_insensitively() {
-        let req = parse_request(&rrq(&["ipxe.efi", "OCTET", "BLKSIZE", "1432", "tsize", "0", "timeout", "3"])).unwrap();
+        let req = parse_request(&rrq(&[
+            "ipxe.efi", "OCTET", "BLKSIZE", "1432", "tsize", "0", "timeout", "3",
+        ]))
+        .unwrap();
         assert_eq!(req.file, "ipxe.efi");
         assert_eq!(req.blksize, Some(1432));
         assert!(req.tsize);
@@ -318,7 +339,10 @@ mod tests {
         wrq[1] = 2;
         assert_eq!(parse_request(&wrq).unwrap_err().code, ERR_ACCESS);
         assert_eq!(parse_request(&[0, 1]).unwrap_err().code, ERR_ILLEGAL);
-        assert_eq!(parse_request(&rrq(&["f", "mail"])).unwrap_err().code, ERR_ILLEGAL);
+        assert_eq!(
+            parse_request(&rrq(&["f", "mail"])).unwrap_err().code,
+            ERR_ILLEGAL
+        );
         let mut unterminated = rrq(&["f", "octet"]);
         unterminated.pop();
         assert_eq!(parse_request(&unterminated).unwrap_err().code, ERR_ILLEGAL);
@@ -335,7 +359,10 @@ mod tests {
         assert!(resolve(&root, "ipxe.efi").is_ok());
         assert!(resolve(&root, "/ipxe.efi").is_ok());
         assert_eq!(resolve(&root, "../secret").unwrap_err().code, ERR_ACCESS);
-        assert_eq!(resolve(&root, "a/../../secret").unwrap_err().code, ERR_ACCESS);
+        assert_eq!(
+            resolve(&root, "a/../../secret").unwrap_err().code,
+            ERR_ACCESS
+        );
         assert_eq!(resolve(&root, "..\\secret").unwrap_err().code, ERR_ACCESS);
         // The operator's symlinks are followed; a client's `..` never is.
         assert!(resolve(&root, "link").is_ok());

@@ -120,7 +120,13 @@ pub fn metal_machine_config(
         .install_disk(disk)
         .install_image(installer)
         .allow_scheduling_on_control_planes(cluster.allow_scheduling_on_control_planes)
-        .cert_sans(cluster.vip.iter().map(ToString::to_string).collect::<Vec<_>>());
+        .cert_sans(
+            cluster
+                .vip
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+        );
     if let Some(k) = &cluster.kubernetes_version {
         input = input.kubernetes_version(k);
     }
@@ -176,8 +182,8 @@ async fn serve(a: ServeArgs, ctx: &Context) -> miette::Result<Exit> {
     let factory = session.factory()?;
     let id = SchematicId::from_str(&cluster.schematic_id)
         .map_err(|e| miette!("schematic {}: {e}", cluster.schematic_id))?;
-    let version = TalosVersion::from_str(&cluster.version)
-        .map_err(|e| miette!("talos.version: {e}"))?;
+    let version =
+        TalosVersion::from_str(&cluster.version).map_err(|e| miette!("talos.version: {e}"))?;
     let installer = factory
         .urls()
         .installer(&id, &version, &Platform::metal(), false)
@@ -227,7 +233,12 @@ async fn serve(a: ServeArgs, ctx: &Context) -> miette::Result<Exit> {
             let got = factory
                 .download_to_cache(&cache, &id, &version, &asset, |_| {})
                 .await
-                .map_err(|e| miette!("cannot download {} from the Image Factory: {e}", asset.file_name()))?;
+                .map_err(|e| {
+                    miette!(
+                        "cannot download {} from the Image Factory: {e}",
+                        asset.file_name()
+                    )
+                })?;
             paths.push(got.path);
         }
         let cmdline_asset = Asset::Cmdline {
@@ -287,32 +298,32 @@ async fn serve(a: ServeArgs, ctx: &Context) -> miette::Result<Exit> {
         .map(|h| (h.mac, h.name.clone()))
         .collect();
     {
-    let done = server.all_configs_fetched();
-    tokio::pin!(done);
-    let mut finished = false;
-    loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                Ok(ev) => report(&a.output, &names, &ev),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => break,
-            },
-            () = &mut done, if !finished => {
-                finished = true;
-                // Let the last events print.
-                while let Ok(ev) = events.try_recv() {
-                    report(&a.output, &names, &ev);
-                }
-                if a.output == OutputFormat::Text {
-                    eprintln!("every machine has fetched its config{}", if a.keep { "; still serving (--keep)" } else { "" });
-                }
-                if !a.keep {
-                    break;
-                }
-            },
-            _ = tokio::signal::ctrl_c() => break,
+        let done = server.all_configs_fetched();
+        tokio::pin!(done);
+        let mut finished = false;
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(ev) => report(&a.output, &names, &ev),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                },
+                () = &mut done, if !finished => {
+                    finished = true;
+                    // Let the last events print.
+                    while let Ok(ev) = events.try_recv() {
+                        report(&a.output, &names, &ev);
+                    }
+                    if a.output == OutputFormat::Text {
+                        eprintln!("every machine has fetched its config{}", if a.keep { "; still serving (--keep)" } else { "" });
+                    }
+                    if !a.keep {
+                        break;
+                    }
+                },
+                _ = tokio::signal::ctrl_c() => break,
+            }
         }
-    }
     }
     server.shutdown();
     Ok(Exit::Success)
@@ -330,14 +341,13 @@ fn report(
         return;
     }
     use netboot::Event as E;
-    let who = |mac: &netboot::MacAddr| {
-        names
-            .get(mac)
-            .cloned()
-            .unwrap_or_else(|| mac.to_string())
-    };
+    let who = |mac: &netboot::MacAddr| names.get(mac).cloned().unwrap_or_else(|| mac.to_string());
     let line = match ev {
-        E::Offered { mac, address, boot_file } => format!(
+        E::Offered {
+            mac,
+            address,
+            boot_file,
+        } => format!(
             "{:<16} DHCP offer{} boot {boot_file}",
             who(mac),
             address.map(|a| format!(" {a}")).unwrap_or_default()
@@ -347,11 +357,20 @@ fn report(
             who(mac),
             address.map(|a| format!(" {a}")).unwrap_or_default()
         ),
-        E::AddressLearned { mac, address } => format!("{:<16} address {address} (site DHCP)", who(mac)),
-        E::Nacked { mac, requested } => format!("{:<16} DHCP nak (asked for {requested:?})", who(mac)),
+        E::AddressLearned { mac, address } => {
+            format!("{:<16} address {address} (site DHCP)", who(mac))
+        }
+        E::Nacked { mac, requested } => {
+            format!("{:<16} DHCP nak (asked for {requested:?})", who(mac))
+        }
         E::IgnoredMac { mac } => format!("{mac:<16} ignored (not in talos.metal)"),
         E::TftpStarted { peer, file, .. } => format!("{peer:<16} TFTP {file} ..."),
-        E::TftpCompleted { mac, peer, file, bytes } => format!(
+        E::TftpCompleted {
+            mac,
+            peer,
+            file,
+            bytes,
+        } => format!(
             "{:<16} TFTP {file} done ({bytes} bytes)",
             mac.as_ref().map(who).unwrap_or_else(|| peer.to_string())
         ),
@@ -359,8 +378,12 @@ fn report(
         E::ScriptFetched { mac, .. } => format!("{:<16} iPXE script", who(mac)),
         E::KernelFetched { mac } => format!("{:<16} kernel", who(mac)),
         E::InitramfsFetched { mac } => format!("{:<16} initramfs", who(mac)),
-        E::ConfigFetched { mac, peer } => format!("{:<16} machine config fetched from {}", who(mac), peer.ip()),
-        E::ConfigRefused { mac, peer, status } => format!("{mac:<16} config refused to {} ({status})", peer.ip()),
+        E::ConfigFetched { mac, peer } => {
+            format!("{:<16} machine config fetched from {}", who(mac), peer.ip())
+        }
+        E::ConfigRefused { mac, peer, status } => {
+            format!("{mac:<16} config refused to {} ({status})", peer.ip())
+        }
         _ => format!("{ev:?}"),
     };
     eprintln!("{line}");

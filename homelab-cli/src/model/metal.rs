@@ -60,7 +60,10 @@ pub fn validate(talos: &Talos) -> Vec<MetalProblem> {
         let at = |field: &str| format!("talos.metal[{i}].{field}");
         if m.name.is_empty()
             || m.name.len() > 63
-            || !m.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || !m
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             || m.name.starts_with('-')
             || m.name.ends_with('-')
         {
@@ -105,6 +108,7 @@ pub fn validate(talos: &Talos) -> Vec<MetalProblem> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -117,7 +121,9 @@ mod tests {
 
     #[test]
     fn good_metal_nodes_pass() {
-        let t = talos("  - {name: m1, mac: '52:54:00:00:00:01', role: worker, ip: 10.0.0.21}\n  - {name: m2, mac: 52-54-00-00-00-02, role: worker, arch: arm64}\n");
+        let t = talos(
+            "  - {name: m1, mac: '52:54:00:00:00:01', role: worker, ip: 10.0.0.21}\n  - {name: m2, mac: 52-54-00-00-00-02, role: worker, arch: arm64}\n",
+        );
         assert_eq!(validate(&t), vec![]);
         assert_eq!(t.metal[1].arch, MetalArch::Arm64);
         assert_eq!(t.metal[0].arch, MetalArch::Amd64);
@@ -125,7 +131,9 @@ mod tests {
 
     #[test]
     fn each_problem_names_its_field() {
-        let t = talos("  - {name: cp1, mac: 'zz', role: worker}\n  - {name: m2, mac: '01:00:5e:00:00:01', role: worker, ip: 10.0.0.9}\n  - {name: m3, mac: '52:54:00:00:00:03', role: worker, ip: 10.0.0.9}\n  - {name: m4, mac: '52:54:00:00:00:03', role: worker}\n");
+        let t = talos(
+            "  - {name: cp1, mac: 'zz', role: worker}\n  - {name: m2, mac: '01:00:5e:00:00:01', role: worker, ip: 10.0.0.9}\n  - {name: m3, mac: '52:54:00:00:00:03', role: worker, ip: 10.0.0.9}\n  - {name: m4, mac: '52:54:00:00:00:03', role: worker}\n",
+        );
         let got: Vec<(String, bool)> = validate(&t)
             .into_iter()
             .map(|p| (p.path, !p.message.is_empty()))

@@ -1,6 +1,7 @@
 //! `pxe serve` end to end on the simulated lab: a metal worker declared beside the VM control
 //! plane gets its fixed lease, script and machine config from the command, which then exits;
 //! the config never reaches the disk in plaintext.
+#![allow(clippy::unwrap_used)]
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
@@ -54,7 +55,10 @@ fn get(from: Ipv4Addr, port: u16, path: &str) -> (u16, String) {
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let code = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (code, body)
 }
 
@@ -76,12 +80,12 @@ fn files_containing(
         };
         if meta.is_dir() && !skip.contains(&path) {
             files_containing(&path, needle, skip, hits);
-        } else if meta.is_file() && meta.len() < 64 << 20 {
-            if let Ok(data) = std::fs::read(&path) {
-                if data.windows(needle.len()).any(|w| w == needle) {
-                    hits.push(path);
-                }
-            }
+        } else if meta.is_file()
+            && meta.len() < 64 << 20
+            && let Ok(data) = std::fs::read(&path)
+            && data.windows(needle.len()).any(|w| w == needle)
+        {
+            hits.push(path);
         }
     }
 }
@@ -101,11 +105,34 @@ fn pxe_serve_boots_a_metal_worker_and_keeps_its_config_off_disk() {
     let tftp_root = repo.dir.path().join("ipxe");
     std::fs::create_dir(&tftp_root).unwrap();
     std::fs::write(tftp_root.join("ipxe.efi"), b"not really ipxe").unwrap();
-    let (dhcp, client, tftp, http) = (free_udp_port(), free_udp_port(), free_udp_port(), free_port());
+    let (dhcp, client, tftp, http) = (
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+        free_port(),
+    );
     let child = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
-        .args(["pxe", "serve", "--simulate", "--mode", "full", "--address", "127.0.0.1"])
-        .args(["--dhcp-port", &dhcp.to_string(), "--dhcp-client-port", &client.to_string()])
-        .args(["--tftp-port", &tftp.to_string(), "--http-port", &http.to_string()])
+        .args([
+            "pxe",
+            "serve",
+            "--simulate",
+            "--mode",
+            "full",
+            "--address",
+            "127.0.0.1",
+        ])
+        .args([
+            "--dhcp-port",
+            &dhcp.to_string(),
+            "--dhcp-client-port",
+            &client.to_string(),
+        ])
+        .args([
+            "--tftp-port",
+            &tftp.to_string(),
+            "--http-port",
+            &http.to_string(),
+        ])
         .arg("--ipxe-dir")
         .arg(&tftp_root)
         .args(["-o", "json", "-c"])
@@ -134,30 +161,50 @@ fn pxe_serve_boots_a_metal_worker_and_keeps_its_config_off_disk() {
     while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
         if let Ok(Some(status)) = child.0.as_mut().unwrap().try_wait() {
             let out = child.0.take().unwrap().wait_with_output().unwrap();
-            panic!("pxe serve exited {status}: {}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "pxe serve exited {status}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "pxe serve did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "pxe serve did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
     // DHCP from the machine's address (on loopback the reply comes back to the sender).
     let udp = UdpSocket::bind((METAL_IP, client)).unwrap();
     udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    udp.send_to(&discover(0x1234_5678), ("127.0.0.1", dhcp)).unwrap();
+    udp.send_to(&discover(0x1234_5678), ("127.0.0.1", dhcp))
+        .unwrap();
     let mut buf = [0u8; 1500];
     let (n, _) = udp.recv_from(&mut buf).unwrap();
     let reply = &buf[..n];
     assert_eq!(reply[0], 2, "not a BOOTREPLY");
     assert_eq!(&reply[4..8], &0x1234_5678u32.to_be_bytes());
-    assert_eq!(Ipv4Addr::new(reply[16], reply[17], reply[18], reply[19]), METAL_IP);
-    let file = String::from_utf8_lossy(&reply[108..236]).trim_end_matches('\0').to_owned();
-    assert_eq!(file, format!("http://127.0.0.1:{http}/boot/52-54-00-aa-00-01/script.ipxe"));
+    assert_eq!(
+        Ipv4Addr::new(reply[16], reply[17], reply[18], reply[19]),
+        METAL_IP
+    );
+    let file = String::from_utf8_lossy(&reply[108..236])
+        .trim_end_matches('\0')
+        .to_owned();
+    assert_eq!(
+        file,
+        format!("http://127.0.0.1:{http}/boot/52-54-00-aa-00-01/script.ipxe")
+    );
 
     // Script and config; the config only to the machine's address.
     let (code, script) = get(METAL_IP, http, "/boot/52-54-00-aa-00-01/script.ipxe");
     assert_eq!(code, 200);
     assert!(script.contains("talos.platform=metal"), "{script}");
-    assert!(script.contains(&format!("talos.config=http://127.0.0.1:{http}/config/52-54-00-aa-00-01")), "{script}");
+    assert!(
+        script.contains(&format!(
+            "talos.config=http://127.0.0.1:{http}/config/52-54-00-aa-00-01"
+        )),
+        "{script}"
+    );
     let (code, _) = get(Ipv4Addr::LOCALHOST, http, "/config/52-54-00-aa-00-01");
     assert_eq!(code, 403);
     let (code, _) = get(METAL_IP, http, "/config/52-54-00-aa-00-02");
@@ -168,8 +215,17 @@ fn pxe_serve_boots_a_metal_worker_and_keeps_its_config_off_disk() {
     mc.validate().unwrap();
     let v1 = mc.v1alpha1().unwrap();
     assert_eq!(v1["machine"]["type"].as_str(), Some("worker"));
-    assert_eq!(v1["machine"]["install"]["disk"].as_str(), Some("/dev/nvme0n1"));
-    assert!(v1["machine"]["install"]["image"].as_str().unwrap().contains("/metal-installer/"), "{config}");
+    assert_eq!(
+        v1["machine"]["install"]["disk"].as_str(),
+        Some("/dev/nvme0n1")
+    );
+    assert!(
+        v1["machine"]["install"]["image"]
+            .as_str()
+            .unwrap()
+            .contains("/metal-installer/"),
+        "{config}"
+    );
     assert_eq!(v1["cluster"]["clusterName"].as_str(), Some("homelab"));
     let token = v1["machine"]["token"].as_str().unwrap().to_owned();
 
@@ -179,7 +235,10 @@ fn pxe_serve_boots_a_metal_worker_and_keeps_its_config_off_disk() {
         if let Some(s) = child.0.as_mut().unwrap().try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "pxe serve did not stop after the last config");
+        assert!(
+            Instant::now() < deadline,
+            "pxe serve did not stop after the last config"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let out = child.0.take().unwrap().wait_with_output().unwrap();
@@ -188,8 +247,16 @@ fn pxe_serve_boots_a_metal_worker_and_keeps_its_config_off_disk() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    for kind in ["offered", "script-fetched", "config-refused", "config-fetched"] {
-        assert!(events.iter().any(|e| e["event"] == kind), "no {kind} in {events:?}");
+    for kind in [
+        "offered",
+        "script-fetched",
+        "config-refused",
+        "config-fetched",
+    ] {
+        assert!(
+            events.iter().any(|e| e["event"] == kind),
+            "no {kind} in {events:?}"
+        );
     }
 
     // No plaintext machine config on disk: neither its token nor its text, anywhere in the
@@ -202,5 +269,8 @@ fn pxe_serve_boots_a_metal_worker_and_keeps_its_config_off_disk() {
     files_containing(repo.dir.path(), token.as_bytes(), &skip, &mut hits);
     files_containing(repo.dir.path(), b"machine:\n", &skip, &mut hits);
     files_containing(&std::env::temp_dir(), config.as_bytes(), &skip, &mut hits);
-    assert!(hits.is_empty(), "plaintext machine config on disk: {hits:?}");
+    assert!(
+        hits.is_empty(),
+        "plaintext machine config on disk: {hits:?}"
+    );
 }

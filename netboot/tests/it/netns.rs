@@ -37,16 +37,17 @@ pub fn require(tools: &[&str]) -> bool {
     if std::env::var_os("CI").is_some() {
         panic!("CI is set but this test cannot run: {why} (.ci/run installs them)");
     }
-    eprintln!("SKIPPED (loudly): {why}; install busybox tftp-hpa curl iproute2 ipxe qemu-system-x86 and run as root");
+    eprintln!(
+        "SKIPPED (loudly): {why}; install busybox tftp-hpa curl iproute2 ipxe qemu-system-x86 and run as root"
+    );
     false
 }
 
 pub fn sh(args: &[&str]) -> std::process::Output {
-    let out = Command::new(args[0])
+    Command::new(args[0])
         .args(&args[1..])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    out
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
 }
 
 pub fn run(args: &[&str]) {
@@ -79,9 +80,26 @@ impl Link {
             subnet: [10, 213, u8::try_from((pid * 8 + n) % 250).unwrap() + 1],
         };
         run(&["ip", "netns", "add", &link.ns]);
-        run(&["ip", "link", "add", &link.host_if, "type", "veth", "peer", "name", &link.client_if]);
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &link.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &link.client_if,
+        ]);
         run(&["ip", "link", "set", &link.client_if, "netns", &link.ns]);
-        run(&["ip", "addr", "add", &format!("{}/24", link.ip(1)), "dev", &link.host_if]);
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", link.ip(1)),
+            "dev",
+            &link.host_if,
+        ]);
         run(&["ip", "link", "set", &link.host_if, "up"]);
         link.exec_ok(&["ip", "link", "set", "lo", "up"]);
         link.exec_ok(&["ip", "link", "set", &link.client_if, "up"]);
@@ -125,7 +143,14 @@ impl Link {
     /// Set the client's only address.
     pub fn set_addr(&self, ip: Ipv4Addr) {
         self.exec_ok(&["ip", "addr", "flush", "dev", &self.client_if]);
-        self.exec_ok(&["ip", "addr", "add", &format!("{ip}/24"), "dev", &self.client_if]);
+        self.exec_ok(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            &self.client_if,
+        ]);
     }
 }
 
@@ -133,6 +158,8 @@ impl Drop for Link {
     fn drop(&mut self) {
         // Deleting the namespace destroys the client end, which destroys the pair.
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
     }
 }

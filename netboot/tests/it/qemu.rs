@@ -113,8 +113,19 @@ async fn qemu_ipxe_boots_from_the_server_and_the_kernel_fetches_its_config() {
     let dir = tempfile::tempdir().unwrap();
     let serial = dir.path().join("serial.log");
     let mut args: Vec<String> = vec![
-        "ip", "netns", "exec", &link.ns, "qemu-system-x86_64", "-m", "512", "-nographic",
-        "-no-reboot", "-monitor", "none", "-boot", "n",
+        "ip",
+        "netns",
+        "exec",
+        &link.ns,
+        "qemu-system-x86_64",
+        "-m",
+        "512",
+        "-nographic",
+        "-no-reboot",
+        "-monitor",
+        "none",
+        "-boot",
+        "n",
     ]
     .into_iter()
     .map(String::from)
@@ -154,27 +165,42 @@ async fn qemu_ipxe_boots_from_the_server_and_the_kernel_fetches_its_config() {
                 use std::io::Read;
                 let _ = e.read_to_string(&mut err);
             }
-            break Err(format!("QEMU exited ({status}) early: {err}\nserial:\n{log}"));
+            break Err(format!(
+                "QEMU exited ({status}) early: {err}\nserial:\n{log}"
+            ));
         }
         if started.elapsed() > limit {
-            break Err(format!("no config fetch within {limit:?}; serial tail:\n{}", &log[log.len().saturating_sub(3000)..]));
+            break Err(format!(
+                "no config fetch within {limit:?}; serial tail:\n{}",
+                &log[log.len().saturating_sub(3000)..]
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let log = outcome.unwrap_or_else(|e| panic!("{e}\nevents: {seen:?}"));
-    assert!(log.contains(&want), "the booted kernel did not get the config: {log}");
+    assert!(
+        log.contains(&want),
+        "the booted kernel did not get the config: {log}"
+    );
     eprintln!("QEMU network boot to config fetch: {:?}", started.elapsed());
     tokio::time::sleep(Duration::from_millis(200)).await;
     while let Ok(e) = events.try_recv() {
         seen.push(e);
     }
     // The firmware's iPXE asked as iPXE and was handed the script URL directly.
-    let script_url = format!("http://{}/boot/{}/script.ipxe", server.http_addr(), mac.dashed());
+    let script_url = format!(
+        "http://{}/boot/{}/script.ipxe",
+        server.http_addr(),
+        mac.dashed()
+    );
     assert!(
         seen.iter().any(|e| matches!(e, Event::Offered { mac: m, boot_file, .. } if *m == mac && *boot_file == script_url)),
         "{seen:?}"
     );
     let p = server.progress().borrow().clone()[&mac].clone();
-    assert!(p.offered && p.acked && p.script && p.kernel && p.initramfs && p.config, "{p:?}");
+    assert!(
+        p.offered && p.acked && p.script && p.kernel && p.initramfs && p.config,
+        "{p:?}"
+    );
     assert_eq!(p.address, Some(link.ip(42)));
 }
