@@ -296,3 +296,29 @@ fn pxe_serve_boots_a_metal_worker_and_keeps_its_config_off_disk() {
         "plaintext machine config on disk: {hits:?}"
     );
 }
+
+#[test]
+fn check_points_at_a_bad_metal_entry() {
+    let repo = Repo::copy(
+        "single-node",
+        &["homelab.yaml", "secrets.enc.yaml", "demo-age-key.txt"],
+    );
+    repo.edit(
+        "      ip: ${secret:network.node_ip}\n",
+        "      ip: ${secret:network.node_ip}\n  metal:\n    - name: metal-1\n      mac: \"52:54:00:aa:00\"\n      role: worker\n",
+    );
+    let line = std::fs::read_to_string(repo.config())
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("52:54:00:aa:00"))
+        .unwrap()
+        + 1;
+    let out = repo.cli(&["check", "--offline"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = crate::common::flat(&out.stderr);
+    assert!(
+        text.contains("invalid MAC address `52:54:00:aa:00`"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("homelab.yaml:{line}:")), "{text}");
+}
