@@ -127,7 +127,8 @@ pub enum Arch {
     Arm64,
 }
 
-/// The first-stage binaries served over TFTP, relative to [`ServerConfig::tftp_root`].
+/// The first-stage binaries served over TFTP, relative to the TFTP root
+/// ([`ServerConfigBuilder::tftp_root`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootFiles {
     /// For legacy BIOS PXE (option 93 = 0), e.g. Debian's `undionly.kpxe`.
