@@ -62,6 +62,9 @@ pub enum Command {
     /// Proxmox VE administration (API tokens for provisioning).
     #[command(subcommand)]
     Proxmox(commands::proxmox::Command),
+    /// Network-boot the `talos.metal` machines (DHCP, TFTP, HTTP).
+    #[command(subcommand)]
+    Pxe(commands::pxe::Command),
     /// The simulated lab (Proxmox VE, Image Factory, Talos nodes) on loopback.
     #[command(subcommand)]
     Sim(commands::sim::Command),

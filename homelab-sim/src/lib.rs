@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 pub mod factory;
 pub mod lab;
+pub mod metal;
 pub mod pve;
 pub mod runtime;
 pub mod sftp;

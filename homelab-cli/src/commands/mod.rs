@@ -11,6 +11,7 @@ pub mod import;
 pub mod init;
 pub mod plan;
 pub mod proxmox;
+pub mod pxe;
 pub mod schema;
 pub mod secrets;
 pub mod sim;
@@ -39,6 +40,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> miette::Result<Exit> {
         Command::Import(args) => import::run(args, ctx).await,
         Command::Talos(cmd) => talos::run(cmd, ctx).await,
         Command::Proxmox(cmd) => proxmox::run(cmd, ctx).await,
+        Command::Pxe(cmd) => pxe::run(cmd, ctx).await,
         Command::Sim(cmd) => sim::run(cmd, ctx).await,
         Command::Handoff(cmd) => handoff::run(cmd, ctx).await,
     }

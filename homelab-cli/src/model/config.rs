@@ -201,6 +201,9 @@ pub struct Talos {
     pub defaults: NodeDefaults,
     /// The cluster's nodes (Proxmox VMs).
     pub nodes: Vec<TalosNode>,
+    /// Bare-metal nodes of the same cluster, network-booted by `homelab-cli pxe serve`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metal: Vec<super::metal::MetalNode>,
 }
 
 fn default_factory() -> String {

@@ -499,6 +499,9 @@ pub fn resolve(
     let mut isos = Vec::new();
     let mut talos = None;
     if let Some(t) = &c.talos {
+        for p in super::metal::validate(t) {
+            errs.push(l.error_at(&p.path, p.message));
+        }
         let schematic_id = naming.schematic_id(&t.extensions, &t.extra_kernel_args);
         let iso = DesiredIso {
             node: c.proxmox.node.clone(),

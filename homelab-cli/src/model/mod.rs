@@ -13,6 +13,7 @@ pub mod handoff;
 pub mod import;
 pub mod layers;
 pub mod sdn;
+pub mod metal;
 pub mod secrets;
 pub mod spans;
 pub mod storages;

@@ -10,6 +10,7 @@ mod lab;
 mod layers;
 mod proxmox;
 mod sdn;
+mod pxe;
 mod secrets;
 mod services;
 mod sim;
