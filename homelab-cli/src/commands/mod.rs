@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod config;
+pub mod config_node;
 pub mod down;
 pub mod hooks;
 pub mod image;

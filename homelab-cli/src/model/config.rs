@@ -189,6 +189,9 @@ pub struct Talos {
     pub defaults: NodeDefaults,
     /// The cluster's nodes (Proxmox VMs).
     pub nodes: Vec<TalosNode>,
+    /// Machine-config patches for every node and per role (see `docs/day2.md`).
+    #[serde(default, skip_serializing_if = "super::patches::ClusterPatches::is_empty")]
+    pub patches: super::patches::ClusterPatches,
 }
 
 fn default_factory() -> String {
@@ -297,6 +300,9 @@ pub struct TalosNode {
     /// The disk Talos installs to (default `/dev/sda`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install_disk: Option<String>,
+    /// Machine-config patches of this node only (applied last).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<super::patches::PatchSpec>,
 }
 
 /// LXC containers and the values they inherit.

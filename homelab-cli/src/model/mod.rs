@@ -10,6 +10,7 @@ pub mod backups;
 pub mod config;
 pub mod desired;
 pub mod layers;
+pub mod patches;
 pub mod secrets;
 pub mod spans;
 pub mod vms;
@@ -520,6 +521,7 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
         }
     }
     vms::validate(l, &mut errs);
+    patches::validate(l, &mut errs);
     errs.extend(backups::validate(l));
     errs
 }

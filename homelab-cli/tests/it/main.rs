@@ -2,6 +2,7 @@
 
 mod backups;
 mod common;
+mod day2;
 mod image;
 mod lab;
 mod layers;

@@ -41,6 +41,8 @@ pub struct NodeSnapshot {
     pub machine_type: String,
     /// Hostname.
     pub hostname: String,
+    /// The running machine config (what `talosctl get machineconfig` shows), if any.
+    pub config: Option<String>,
 }
 
 /// What is persisted per node.
@@ -378,6 +380,7 @@ impl Node {
             bootstrapped: s.bootstrapped,
             machine_type: self.facts().map(|f| f.machine_type).unwrap_or_default(),
             hostname: self.hostname(),
+            config: s.config.clone(),
         }
     }
 
