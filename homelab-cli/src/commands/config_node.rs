@@ -52,8 +52,12 @@ pub fn print_machine_config(
                 "note: {} does not exist yet; key material below comes from a throw-away bundle",
                 cluster.secrets_file.display()
             );
-            talos_api::secrets::SecretsBundle::generate()
-                .map_err(|e| miette!("cannot generate a secrets bundle: {e}"))?
+            // An ECDSA service-account key: RSA-4096 takes long and is not shown anyway.
+            use talos_api::secrets::{SecretsBundle, SecretsOptions, ServiceAccountKeyKind};
+            SecretsBundle::generate_with(
+                &SecretsOptions::default().service_account(ServiceAccountKeyKind::EcdsaP256),
+            )
+            .map_err(|e| miette!("cannot generate a secrets bundle: {e}"))?
         }
     };
     let config = talos::machine_config(cluster, guest, &bundle).map_err(|e| {

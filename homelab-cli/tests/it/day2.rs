@@ -101,7 +101,8 @@ fn patches_apply_in_the_documented_order_with_secrets_redacted() {
     let text = serde_json::to_string(&w1).unwrap();
     assert_eq!(v1alpha1(&w1)["machine"]["env"]["GATEWAY"], "(sensitive)");
     assert_eq!(v1alpha1(&w1)["machine"]["token"], "(sensitive)");
-    assert_eq!(v1alpha1(&w1)["machine"]["ca"]["key"], "(sensitive)");
+    assert_eq!(v1alpha1(&cp1)["machine"]["ca"]["key"], "(sensitive)");
+    assert_eq!(v1alpha1(&cp1)["cluster"]["secretboxEncryptionSecret"], "(sensitive)");
     assert!(!text.contains("PRIVATE KEY"), "{text}");
 
     // The text form names the patches in the order they were applied.
