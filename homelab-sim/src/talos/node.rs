@@ -43,6 +43,10 @@ pub struct NodeSnapshot {
     pub hostname: String,
     /// The running machine config (what `talosctl get machineconfig` shows), if any.
     pub config: Option<String>,
+    /// The installed Talos version (`v1.12.0`), once installed.
+    pub version: Option<String>,
+    /// The installed schematic ID, once installed.
+    pub schematic: Option<String>,
 }
 
 /// What is persisted per node.
@@ -54,6 +58,15 @@ pub(crate) struct NodeState {
     /// The applied machine config (the simulated STATE partition).
     pub config: Option<String>,
     pub bootstrapped: bool,
+    /// Installed Talos version (from the installer image), once installed.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Installed schematic ID.
+    #[serde(default)]
+    pub schematic: Option<String>,
+    /// A config applied in staged mode, taken on the next boot.
+    #[serde(default)]
+    pub staged: Option<String>,
 }
 
 impl NodeState {
@@ -381,6 +394,8 @@ impl Node {
             machine_type: self.facts().map(|f| f.machine_type).unwrap_or_default(),
             hostname: self.hostname(),
             config: s.config.clone(),
+            version: s.version.clone(),
+            schematic: s.schematic.clone(),
         }
     }
 
@@ -400,21 +415,75 @@ impl Node {
         }
     }
 
+    /// Append to the lab's event log.
+    pub(crate) fn record(&self, kind: super::day2::EventKind) {
+        let Some(rt) = self.runtime.upgrade() else {
+            return;
+        };
+        let control_plane = self
+            .facts()
+            .is_some_and(|f| f.machine_type == "controlplane");
+        if let Ok(mut e) = rt.events.lock() {
+            e.push(super::day2::Event {
+                at: std::time::Instant::now(),
+                vmid: self.key.1,
+                hostname: self.hostname(),
+                control_plane,
+                kind,
+            });
+        }
+    }
+
+    /// The lab's knobs.
+    pub(crate) fn knobs(&self) -> super::day2::Knobs {
+        self.runtime
+            .upgrade()
+            .and_then(|rt| rt.knobs.lock().ok().map(|k| k.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Stop the servers (the node goes down), if they run. Returns whether they did.
+    pub(crate) async fn go_down(&self) -> bool {
+        let (apid, kube) = match self.servers.lock() {
+            Ok(mut s) => (s.apid.take(), s.kube.take()),
+            Err(_) => return false,
+        };
+        let was_up = apid.is_some();
+        for h in [apid, kube].into_iter().flatten() {
+            let _ = h.stop().await;
+        }
+        if was_up {
+            self.record(super::day2::EventKind::Down);
+        }
+        was_up
+    }
+
     /// Stop the servers and start them again according to the state.
     pub(crate) async fn reboot(self: &Arc<Self>) {
         let _guard = self.boot_lock.lock().await;
         let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
-        let (apid, kube) = match self.servers.lock() {
-            Ok(mut s) => (s.apid.take(), s.kube.take()),
-            Err(_) => return,
-        };
-        for h in [apid, kube].into_iter().flatten() {
-            let _ = h.stop().await;
+        let was_up = self.go_down().await;
+        let knobs = self.knobs();
+        if was_up {
+            tokio::time::sleep(knobs.reboot_time).await;
         }
         if self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
             return; // powered off meanwhile
         }
+        if knobs.stuck.contains(&self.key.1) {
+            tracing::warn!(ip = %self.ip, "talos node stuck: does not come back");
+            return;
+        }
+        // A staged config becomes the running one on boot.
+        if self.state().staged.is_some() {
+            let _ = self.update(|s| {
+                if let Some(c) = s.staged.take() {
+                    s.config = Some(c);
+                }
+            });
+        }
         let st = self.state();
+        let mut up = false;
         let res = if st.installed {
             super::apid::start_normal(self).await
         } else {
@@ -425,11 +494,15 @@ impl Node {
                 if let Ok(mut s) = self.servers.lock() {
                     s.apid = Some(h);
                 }
+                up = true;
             }
             Err(e) => tracing::error!(ip = %self.ip, error = %e, "talos node failed to start apid"),
         }
         if st.installed && st.bootstrapped {
             self.start_kube().await;
+        }
+        if up {
+            self.record(super::day2::EventKind::Up);
         }
         tracing::info!(ip = %self.ip, installed = st.installed, port = APID_PORT, "talos node up");
     }
