@@ -97,13 +97,15 @@ pub fn reboot_paths(current: &Value, new: &Value) -> Vec<String> {
                 .and_then(|m| m.get("features"))
                 .is_some_and(Value::is_mapping);
         if both_features {
-            copy_keys(&mut masked, current, &["machine", "features"], LIVE_FEATURES);
+            copy_keys(
+                &mut masked,
+                current,
+                &["machine", "features"],
+                LIVE_FEATURES,
+            );
         }
     }
-    diff(current, &masked)
-        .into_iter()
-        .map(|c| c.path)
-        .collect()
+    diff(current, &masked).into_iter().map(|c| c.path).collect()
 }
 
 /// Set `keys` of the mapping at `at` in `dst` to what `src` has there (removing them when
@@ -142,8 +144,14 @@ fn normalized(docs: &[Value]) -> Vec<Value> {
     let mut v: Vec<Value> = docs.iter().map(prune).collect();
     v.sort_by_key(|d| {
         (
-            d.get("kind").and_then(Value::as_str).unwrap_or("").to_string(),
-            d.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+            d.get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            d.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
         )
     });
     v
@@ -205,8 +213,7 @@ fn join(prefix: &str, key: &Value) -> String {
             .to_string(),
     };
     let plain = !k.is_empty()
-        && k
-            .chars()
+        && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     match (prefix.is_empty(), plain) {
         (true, true) => k,
@@ -290,8 +297,14 @@ mod tests {
         let cur = y(BASE);
         for (patch, path) in [
             ("machine: { env: { HTTP_PROXY: x } }", "machine.env"),
-            ("machine: { features: { rbac: false } }", "machine.features.rbac"),
-            ("machine: { files: [ { path: /var/f, content: x, op: create } ] }", "machine.files"),
+            (
+                "machine: { features: { rbac: false } }",
+                "machine.features.rbac",
+            ),
+            (
+                "machine: { files: [ { path: /var/f, content: x, op: create } ] }",
+                "machine.files",
+            ),
             ("machine: { token: u }", "machine.token"),
         ] {
             let mut new = cur.clone();
@@ -305,7 +318,9 @@ mod tests {
     #[test]
     fn extra_documents_and_no_change() {
         let cur = y(BASE);
-        let extra = y("apiVersion: v1alpha1\nkind: ResolverConfig\nnameservers: [ { address: 9.9.9.9 } ]\n");
+        let extra = y(
+            "apiVersion: v1alpha1\nkind: ResolverConfig\nnameservers: [ { address: 9.9.9.9 } ]\n",
+        );
         assert_eq!(
             decide(std::slice::from_ref(&cur), &[cur.clone(), extra]).0,
             NeededMode::NoReboot
@@ -317,7 +332,10 @@ mod tests {
         // Empty values are absent values.
         let mut same = cur.clone();
         crate::patch::merge(&mut same, &y("machine: { sysctls: {} }"));
-        assert_eq!(decide(std::slice::from_ref(&cur), &[same]).0, NeededMode::Unchanged);
+        assert_eq!(
+            decide(std::slice::from_ref(&cur), &[same]).0,
+            NeededMode::Unchanged
+        );
     }
 
     #[test]
@@ -326,7 +344,10 @@ mod tests {
         let b = y("machine: { sysctls: { a: '2', net.core.x: '3' }, type: worker }");
         let d = diff(&a, &b);
         let paths: Vec<&str> = d.iter().map(|c| c.path.as_str()).collect();
-        assert_eq!(paths, ["machine.sysctls.a", "machine.sysctls[\"net.core.x\"]"]);
+        assert_eq!(
+            paths,
+            ["machine.sysctls.a", "machine.sysctls[\"net.core.x\"]"]
+        );
         assert_eq!(d[1].from, None);
     }
 }

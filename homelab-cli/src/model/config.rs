@@ -190,7 +190,10 @@ pub struct Talos {
     /// The cluster's nodes (Proxmox VMs).
     pub nodes: Vec<TalosNode>,
     /// Machine-config patches for every node and per role (see `docs/day2.md`).
-    #[serde(default, skip_serializing_if = "super::patches::ClusterPatches::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "super::patches::ClusterPatches::is_empty"
+    )]
     pub patches: super::patches::ClusterPatches,
 }
 

@@ -370,7 +370,8 @@ fn doc_start_lines(text: &str) -> Vec<usize> {
 
 /// 1-based line of a byte offset.
 pub fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset).map_or(1, |b| b.matches('\n').count() + 1)
+    text.get(..offset)
+        .map_or(1, |b| b.matches('\n').count() + 1)
 }
 
 /// The span of `needle` in `text` (after `from` if given).
@@ -492,7 +493,14 @@ mod tests {
             .into_iter()
             .map(|(p, _)| p)
             .collect();
-        assert_eq!(paths, ["talos.patches.all[0]", "talos.patches.all[1]", "talos.patches.worker[0]"]);
+        assert_eq!(
+            paths,
+            [
+                "talos.patches.all[0]",
+                "talos.patches.all[1]",
+                "talos.patches.worker[0]"
+            ]
+        );
     }
 
     fn parts_of(text: &str, secrets: &SecretValues) -> PartsResult {
@@ -511,7 +519,10 @@ mod tests {
         let text = "machine:\n  sysctls: { a: \"1\" }\n---\nmachine:\n  sysctls: { a: \"2\" }\n---\napiVersion: v1alpha1\nkind: HostnameConfig\nhostname: x\n";
         let parts = parts_of(text, &SecretValues::default()).unwrap();
         let at: Vec<&str> = parts.iter().map(|p| p.at.as_str()).collect();
-        assert_eq!(at, ["patches/x.yaml:1", "patches/x.yaml:4", "patches/x.yaml:7"]);
+        assert_eq!(
+            at,
+            ["patches/x.yaml:1", "patches/x.yaml:4", "patches/x.yaml:7"]
+        );
         let np = NodePatches {
             parts,
             secret_values: vec![],
@@ -532,14 +543,17 @@ mod tests {
             parts,
             secret_values: vec![],
         };
-        let mut docs = vec![serde_yaml_ng::from_str::<Value>("machine: { network: {} }\ncluster: {}").unwrap()];
+        let mut docs = vec![
+            serde_yaml_ng::from_str::<Value>("machine: { network: {} }\ncluster: {}").unwrap(),
+        ];
         let e = np.apply(&mut docs).unwrap_err().to_string();
         assert!(e.contains("patches/x.yaml:4"), "{e}");
     }
 
     #[test]
     fn secrets_are_substituted_remembered_and_redacted() {
-        let secrets = SecretValues::from_pairs([("mirror.pass".to_string(), "hunter2".to_string())]);
+        let secrets =
+            SecretValues::from_pairs([("mirror.pass".to_string(), "hunter2".to_string())]);
         let text = "machine:\n  registries:\n    config:\n      r.example:\n        auth: { password: \"${secret:mirror.pass}\", user: \"u-${secret:mirror.pass}\" }\n";
         let mut used = Vec::new();
         let src = Source {

@@ -87,9 +87,11 @@ fn patches_apply_in_the_documented_order_with_secrets_redacted() {
         v1alpha1(&w1)["machine"]["kubelet"]["extraArgs"]["max-pods"],
         "150"
     );
-    assert!(v1alpha1(&cp1)["machine"]["kubelet"]["extraArgs"]
-        .get("max-pods")
-        .is_none());
+    assert!(
+        v1alpha1(&cp1)["machine"]["kubelet"]["extraArgs"]
+            .get("max-pods")
+            .is_none()
+    );
     // The second document of the multi-document patch is a config document of its own.
     let docs = w1.as_array().unwrap();
     assert!(
@@ -102,7 +104,10 @@ fn patches_apply_in_the_documented_order_with_secrets_redacted() {
     assert_eq!(v1alpha1(&w1)["machine"]["env"]["GATEWAY"], "(sensitive)");
     assert_eq!(v1alpha1(&w1)["machine"]["token"], "(sensitive)");
     assert_eq!(v1alpha1(&cp1)["machine"]["ca"]["key"], "(sensitive)");
-    assert_eq!(v1alpha1(&cp1)["cluster"]["secretboxEncryptionSecret"], "(sensitive)");
+    assert_eq!(
+        v1alpha1(&cp1)["cluster"]["secretboxEncryptionSecret"],
+        "(sensitive)"
+    );
     assert!(!text.contains("PRIVATE KEY"), "{text}");
 
     // The text form names the patches in the order they were applied.
@@ -110,9 +115,19 @@ fn patches_apply_in_the_documented_order_with_secrets_redacted() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     let header = text.lines().next().unwrap();
-    let pos = |s: &str| header.find(s).unwrap_or_else(|| panic!("{s} not in {header}"));
-    assert!(pos("patches/common.yaml:2") < pos("patches/common.yaml:8"), "{header}");
-    assert!(pos("patches/common.yaml:8") < pos("homelab.yaml:"), "{header}");
+    let pos = |s: &str| {
+        header
+            .find(s)
+            .unwrap_or_else(|| panic!("{s} not in {header}"))
+    };
+    assert!(
+        pos("patches/common.yaml:2") < pos("patches/common.yaml:8"),
+        "{header}"
+    );
+    assert!(
+        pos("patches/common.yaml:8") < pos("homelab.yaml:"),
+        "{header}"
+    );
 }
 
 #[test]

@@ -517,7 +517,11 @@ impl MachineService for Apid {
             messages: vec![Version {
                 metadata: meta(),
                 version: Some(VersionInfo {
-                    tag: self.node.state().version.unwrap_or_else(|| TALOS_TAG.into()),
+                    tag: self
+                        .node
+                        .state()
+                        .version
+                        .unwrap_or_else(|| TALOS_TAG.into()),
                     sha: "2e80771b".into(),
                     built: String::new(),
                     go_version: "go1.25.5".into(),

@@ -249,9 +249,15 @@ mod tests {
 
     #[test]
     fn immediate_changes_and_the_refusal_text() {
-        let live = CUR.replace("  type: worker\n", "  type: worker\n  sysctls: { a: '1' }\n");
+        let live = CUR.replace(
+            "  type: worker\n",
+            "  type: worker\n  sysctls: { a: '1' }\n",
+        );
         assert_eq!(can_apply_immediate(CUR, &live), Ok(()));
-        let live = CUR.replace("clusterName: c", "clusterName: c\n  proxy: { disabled: true }");
+        let live = CUR.replace(
+            "clusterName: c",
+            "clusterName: c\n  proxy: { disabled: true }",
+        );
         assert_eq!(can_apply_immediate(CUR, &live), Ok(()));
         let reboot = CUR.replace("  type: worker\n", "  type: worker\n  env: { A: b }\n");
         let e = can_apply_immediate(CUR, &reboot).unwrap_err();

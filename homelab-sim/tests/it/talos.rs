@@ -352,7 +352,9 @@ async fn apply_modes_and_upgrade_change_what_the_node_runs() {
     .unwrap();
     let cluster = ClusterInput::new("simlab", &format!("https://{ip}:6443"))
         .unwrap()
-        .install_image("factory.talos.dev/nocloud-installer/".to_string() + &"a".repeat(64) + ":v1.12.0");
+        .install_image(
+            "factory.talos.dev/nocloud-installer/".to_string() + &"a".repeat(64) + ":v1.12.0",
+        );
     let config_with = |patch: &str| {
         let mut c = MachineConfig::generate(
             &cluster,
@@ -397,7 +399,13 @@ async fn apply_modes_and_upgrade_change_what_the_node_runs() {
         .await
         .unwrap();
     assert_eq!(r[0].mode, ApplyMode::NoReboot as i32);
-    assert!(rt.node("pve", 120).unwrap().config.unwrap().contains("somaxconn"));
+    assert!(
+        rt.node("pve", 120)
+            .unwrap()
+            .config
+            .unwrap()
+            .contains("somaxconn")
+    );
     let env = config_with("machine: { sysctls: { net.core.somaxconn: '1024' }, env: { A: b } }");
     let e = c
         .apply_configuration(env.as_bytes(), ApplyMode::NoReboot, false)
@@ -418,7 +426,13 @@ async fn apply_modes_and_upgrade_change_what_the_node_runs() {
 
     // Wait for the reboot to go through (down, then up again).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while rt.events().iter().filter(|e| e.kind == EventKind::Up).count() < 3 {
+    while rt
+        .events()
+        .iter()
+        .filter(|e| e.kind == EventKind::Up)
+        .count()
+        < 3
+    {
         assert!(std::time::Instant::now() < deadline, "{:?}", rt.events());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -434,7 +448,13 @@ async fn apply_modes_and_upgrade_change_what_the_node_runs() {
         r[0].mode_details,
         "Staged configuration to be applied after the next reboot"
     );
-    assert!(!rt.node("pve", 120).unwrap().config.unwrap().contains("2048"));
+    assert!(
+        !rt.node("pve", 120)
+            .unwrap()
+            .config
+            .unwrap()
+            .contains("2048")
+    );
 
     // Upgrade: acked, the node goes down, comes back with the new version and schematic
     // (and the staged config).
@@ -489,5 +509,8 @@ async fn apply_modes_and_upgrade_change_what_the_node_runs() {
         })
         .await
         .unwrap_err();
-    assert!(bad.to_string().contains("error validating installer image"), "{bad}");
+    assert!(
+        bad.to_string().contains("error validating installer image"),
+        "{bad}"
+    );
 }
