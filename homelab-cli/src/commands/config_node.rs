@@ -62,7 +62,7 @@ pub fn print_machine_config(
     };
     let config = talos::machine_config(cluster, guest, &bundle).map_err(|e| {
         miette!(
-            help = "the patch file and line are named above; `homelab-cli config resolve --node` re-checks",
+            help = "fix the patch at the file and line named here, then run `homelab-cli config resolve --node NAME` again",
             "machine config of {node}: {e}"
         )
     })?;

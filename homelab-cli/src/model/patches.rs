@@ -127,8 +127,22 @@ impl NodePatches {
         &self,
         config: &mut talos_api::config::MachineConfig,
     ) -> Result<(), talos_api::Error> {
-        let patches: Vec<Patch> = self.parts.iter().map(|p| p.patch.clone()).collect();
-        config.apply_patches(&patches)
+        for p in &self.parts {
+            config
+                .apply_patches(std::slice::from_ref(&p.patch))
+                .map_err(|e| match e {
+                    // Each part holds one operation: its number says nothing.
+                    talos_api::Error::Patch { patch, message } => talos_api::Error::Patch {
+                        patch,
+                        message: message
+                            .strip_prefix("operation 0: ")
+                            .map(str::to_string)
+                            .unwrap_or(message),
+                    },
+                    other => other,
+                })?;
+        }
+        Ok(())
     }
 
     /// Apply every part to the config documents, in order. An error names the patch file
