@@ -484,8 +484,12 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             | Action::UpdateBackupJob { .. }
             | Action::DeleteBackupJob { .. } => out.extend(super::backups::step(e, a)),
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
+            // Rolled below, one after the other.
+            Action::TalosUpgrade { .. } => {}
         }
     }
+    let upgrades = super::day2::upgrade_steps(env, &plan.actions, &out);
+    out.extend(upgrades);
     if !talos_steps.is_empty() || out.iter().any(|s| s.id == "bootstrap") {
         let mut deps: Vec<String> = talos_steps.iter().map(|(_, id)| id.clone()).collect();
         deps.push("bootstrap".into());

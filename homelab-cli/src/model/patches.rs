@@ -457,13 +457,12 @@ pub fn redact(v: &mut Value, secret_values: &[SecretString]) {
             }
         }
         Value::Sequence(items) => items.iter_mut().for_each(|i| redact(i, secret_values)),
-        Value::String(s) => {
+        Value::String(s)
             if secret_values
                 .iter()
-                .any(|sv| !sv.expose_secret().is_empty() && s.contains(sv.expose_secret()))
-            {
-                *s = REDACTED.into();
-            }
+                .any(|sv| !sv.expose_secret().is_empty() && s.contains(sv.expose_secret())) =>
+        {
+            *s = REDACTED.into();
         }
         Value::Tagged(t) => redact(&mut t.value, secret_values),
         _ => {}

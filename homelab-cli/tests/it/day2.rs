@@ -211,9 +211,51 @@ fn running_configs(r: &Repo) -> std::collections::BTreeMap<String, String> {
     })
 }
 
+/// Steer the simulated Talos nodes of the lab the CLI starts (short upgrades; nodes that
+/// never come back).
+fn knobs(r: &Repo, stuck: &[u32]) {
+    let dir = r.dir.path().join(".homelab/sim/talos");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("knobs.json"),
+        serde_json::json!({"upgrade_ms": 300, "reboot_ms": 50, "stuck": stuck}).to_string(),
+    )
+    .unwrap();
+}
+
+/// Versions the simulated nodes run, by hostname.
+fn versions(r: &Repo) -> std::collections::BTreeMap<String, String> {
+    r.with_lab(async |s| {
+        s.sim
+            .as_ref()
+            .unwrap()
+            .talos
+            .nodes()
+            .into_iter()
+            .map(|n| (n.hostname.clone(), n.version.clone().unwrap_or_default()))
+            .collect()
+    })
+}
+
+fn upgrades_in(report: &serde_json::Value) -> Vec<String> {
+    report["plan"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "talos_upgrade")
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The 3 + 3 cluster end to end: patches reach the nodes; a Talos version bump is planned
+/// as six upgrades that reboot, rolled one node at a time (the new ISO downloaded before
+/// any CD-ROM switches to it); a node that never comes back stops the roll, naming it, with
+/// the rest untouched; once it is back `up` resumes; at most one control plane was ever
+/// down; then everything runs the new version and the plan is empty.
 #[test]
-fn patches_reach_the_nodes_and_a_version_bump_downloads_before_switching_the_cdrom() {
+fn patches_reach_the_nodes_then_a_version_bump_rolls_node_by_node_and_resumes() {
     let r = patched_repo();
+    knobs(&r, &[]);
     r.up_ok(&[]);
     let configs = running_configs(&r);
     assert_eq!(configs.len(), 6, "{configs:?}");
@@ -232,12 +274,55 @@ fn patches_reach_the_nodes_and_a_version_bump_downloads_before_switching_the_cdr
     }
     r.assert_converged(&[]);
 
-    // A version bump changes each VM's CD-ROM to an ISO that must be downloaded first
-    // (the update used to run beside the download and fail with "volume ... does not
-    // exist").
+    // A version bump: six upgrades, each named as a reboot, control planes first.
     r.edit("version: v1.12.0", "version: v1.12.11");
-    let up = r.up_ok(&[]);
+    let plan = r.plan_text(&[]);
+    assert_eq!(plan.matches("talos_upgrade").count(), 6, "{plan}");
+    assert_eq!(plan.matches("the node REBOOTS").count(), 6, "{plan}");
+    assert!(
+        plan.contains("version = \"v1.12.0\" -> \"v1.12.11\""),
+        "{plan}"
+    );
+    let pos = |n: &str| plan.find(&format!("talos_upgrade \"{n}\"")).unwrap();
+    assert!(
+        pos("cp-1") < pos("cp-2") && pos("cp-3") < pos("worker-1"),
+        "{plan}"
+    );
+
+    // cp-2 never comes back: the roll stops there, naming it.
+    knobs(&r, &[302]);
+    let out = r.cli(&[
+        "up",
+        "--simulate",
+        "--yes",
+        "-o",
+        "json",
+        "--talos-timeout",
+        "4",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let up: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(upgrades_in(&up).len(), 6, "{up:#}");
     let steps = up["steps"].as_array().unwrap();
+    let step = |id: &str| {
+        steps
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no step {id} in {up:#}"))
+    };
+    assert_eq!(step("upgrade:301")["outcome"], "done", "{up:#}");
+    let failed = &step("upgrade:302")["error"]["message"];
+    assert!(
+        failed
+            .as_str()
+            .unwrap()
+            .contains("cp-2 did not come back on v1.12.11"),
+        "{failed}"
+    );
+    for later in ["upgrade:303", "upgrade:311", "upgrade:312", "upgrade:313"] {
+        assert_eq!(step(later)["outcome"], "skipped", "{up:#}");
+    }
+    // The update switching each CD-ROM waited for the new ISO's download.
     let index = |pred: &dyn Fn(&str) -> bool| {
         steps
             .iter()
@@ -255,5 +340,40 @@ fn patches_reach_the_nodes_and_a_version_bump_downloads_before_switching_the_cdr
         .collect();
     assert!(deps.contains(&iso_step), "{up:#}");
     assert!(download < update, "{up:#}");
+    knobs(&r, &[]);
+    let v = versions(&r);
+    assert_eq!(v["cp-1"], "v1.12.11");
+    for untouched in ["cp-3", "worker-1", "worker-2", "worker-3"] {
+        assert_eq!(v[untouched], "v1.12.0", "{v:?}");
+    }
+
+    // Fixed (the node booted again): `up` resumes with the nodes still on the old version.
+    let up = r.up_ok(&["--talos-timeout", "60"]);
+    assert_eq!(
+        upgrades_in(&up),
+        ["cp-3", "worker-1", "worker-2", "worker-3"],
+        "{up:#}"
+    );
+    let v = versions(&r);
+    assert!(v.values().all(|x| x == "v1.12.11"), "{v:?}");
+
+    // The event log: never two control planes down at once.
+    let log = homelab_sim::talos::day2::read_event_log(&r.dir.path().join(".homelab/sim"));
+    let mut down = std::collections::BTreeSet::new();
+    let mut upgrades = 0;
+    for e in &log {
+        match e.kind.as_str() {
+            "down" if e.control_plane => {
+                down.insert(e.vmid);
+                assert!(down.len() <= 1, "{down:?} down at once: {log:#?}");
+            }
+            "up" => {
+                down.remove(&e.vmid);
+            }
+            k if k.starts_with("upgrade:") => upgrades += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(upgrades, 6, "{log:#?}");
     r.assert_converged(&[]);
 }

@@ -204,7 +204,9 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// Timing and fault knobs of the simulated nodes.
+/// Timing and fault knobs of the simulated nodes. A lab whose state directory holds
+/// `talos/knobs.json` (`{"upgrade_ms": 300, "reboot_ms": 50, "stuck": [302]}`) reads them
+/// from there, so that tests can steer a lab running in another process.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Knobs {
@@ -214,6 +216,74 @@ pub struct Knobs {
     pub reboot_time: Duration,
     /// VMIDs of nodes that do not come back after their next reboot.
     pub stuck: Vec<u32>,
+}
+
+/// The file form of [`Knobs`].
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KnobsFile {
+    #[serde(default)]
+    upgrade_ms: Option<u64>,
+    #[serde(default)]
+    reboot_ms: Option<u64>,
+    #[serde(default)]
+    stuck: Vec<u32>,
+}
+
+impl Knobs {
+    /// Read `path` (JSON) if it exists; defaults otherwise.
+    pub fn load(path: &std::path::Path) -> Result<Knobs, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Knobs::default()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let f: KnobsFile =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let d = Knobs::default();
+        Ok(Knobs {
+            upgrade_time: f.upgrade_ms.map_or(d.upgrade_time, Duration::from_millis),
+            reboot_time: f.reboot_ms.map_or(d.reboot_time, Duration::from_millis),
+            stuck: f.stuck,
+        })
+    }
+}
+
+/// One line of `talos/events.jsonl` in the lab's state directory (the event log kept for
+/// other processes).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct EventLine {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u128,
+    /// VMID.
+    pub vmid: u32,
+    /// Hostname.
+    pub hostname: String,
+    /// Control plane or not.
+    pub control_plane: bool,
+    /// `down`, `up`, `applied:<mode>`, `upgrade:<image>`.
+    pub kind: String,
+}
+
+impl EventKind {
+    /// The kind as written in `events.jsonl`.
+    pub fn as_line(&self) -> String {
+        match self {
+            EventKind::Down => "down".into(),
+            EventKind::Up => "up".into(),
+            EventKind::Applied(m) => format!("applied:{m}"),
+            EventKind::Upgrade(i) => format!("upgrade:{i}"),
+        }
+    }
+}
+
+/// Read the event log a lab wrote under `state_dir`.
+pub fn read_event_log(state_dir: &std::path::Path) -> Vec<EventLine> {
+    std::fs::read_to_string(state_dir.join("talos").join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 impl Default for Knobs {

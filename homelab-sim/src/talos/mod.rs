@@ -84,10 +84,15 @@ impl TalosRuntime {
         })?;
         Ok(TalosRuntime {
             inner: Arc::new(Inner {
-                dir,
                 nodes: Mutex::new(HashMap::new()),
                 events: Mutex::new(Vec::new()),
-                knobs: Mutex::new(day2::Knobs::default()),
+                knobs: Mutex::new(day2::Knobs::load(&dir.join("knobs.json")).map_err(|e| {
+                    TalosSimError::Io {
+                        path: dir.join("knobs.json"),
+                        source: std::io::Error::other(e),
+                    }
+                })?),
+                dir,
             }),
         })
     }
@@ -147,6 +152,11 @@ impl Inner {
             .lock()
             .map(|n| n.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The event log other processes read (`talos/events.jsonl`).
+    pub(crate) fn events_file(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
     }
 
     fn state_file(&self, pve_node: &str, vmid: u32) -> PathBuf {

@@ -423,6 +423,16 @@ impl Node {
         let control_plane = self
             .facts()
             .is_some_and(|f| f.machine_type == "controlplane");
+        let line = super::day2::EventLine {
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or_default(),
+            vmid: self.key.1,
+            hostname: self.hostname(),
+            control_plane,
+            kind: kind.as_line(),
+        };
         if let Ok(mut e) = rt.events.lock() {
             e.push(super::day2::Event {
                 at: std::time::Instant::now(),
@@ -431,6 +441,15 @@ impl Node {
                 control_plane,
                 kind,
             });
+            // Appended under the lock, so lines keep the order of the events.
+            if let Ok(json) = serde_json::to_string(&line) {
+                use std::io::Write as _;
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(rt.events_file())
+                    .and_then(|mut f| writeln!(f, "{json}"));
+            }
         }
     }
 
