@@ -194,6 +194,33 @@ async fn upgrade_node(env: &Env, vmid: u32, to: &str, image: &str) -> Result<Str
         talos_api::health::wait_etcd_healthy(&client, &opts)
             .await
             .map_err(|e| stuck(format!("etcd: {e}")))?;
+        // Every control plane is an etcd member again.
+        let want = env
+            .desired
+            .guests
+            .iter()
+            .filter(|g| g.is_control_plane())
+            .count();
+        talos_api::health::wait_for("every etcd member", &opts, || {
+            let c = client.clone();
+            async move {
+                let n: usize = c
+                    .etcd_member_list(false)
+                    .await?
+                    .iter()
+                    .map(|m| m.members.len())
+                    .sum();
+                if n >= want {
+                    Ok(())
+                } else {
+                    Err(talos_api::Error::InvalidConfig(format!(
+                        "{n} of {want} etcd members"
+                    )))
+                }
+            }
+        })
+        .await
+        .map_err(|e| stuck(format!("etcd: {e}")))?;
     }
     Ok(format!("{} runs {to}", d.name))
 }

@@ -224,6 +224,26 @@ impl Apid {
         });
     }
 
+    /// Whether this control plane's etcd runs: it was bootstrapped here, or another control
+    /// plane of the same cluster was (Talos starts etcd on the other control planes once
+    /// they can join an existing member: `internal/app/machined/pkg/system/services/etcd.go`,
+    /// which waits for the cluster to be bootstrapped before joining).
+    fn etcd_joined(&self) -> bool {
+        let st = self.node.state();
+        if st.bootstrapped {
+            return true;
+        }
+        let Some(me) = self.node.facts() else {
+            return false;
+        };
+        self.peers().iter().any(|p| {
+            p.state().bootstrapped
+                && p.facts().is_some_and(|f| {
+                    f.cluster_id == me.cluster_id && f.machine_type == "controlplane"
+                })
+        })
+    }
+
     /// Every simulated node of this lab (none once the lab is gone).
     fn peers(&self) -> Vec<Arc<Node>> {
         self.node
@@ -575,7 +595,7 @@ impl MachineService for Apid {
             svc("kubelet", true),
         ];
         if cp {
-            services.push(svc("etcd", st.bootstrapped));
+            services.push(svc("etcd", self.etcd_joined()));
             services.push(svc("trustd", true));
         }
         services.sort_by(|a, b| a.id.cmp(&b.id));
@@ -606,21 +626,44 @@ impl MachineService for Apid {
                 })
                 .await;
         }
-        if !self.node.state().bootstrapped {
+        if !self.etcd_joined() {
             return Err(Status::unavailable("etcd is not running"));
         }
-        let ip = self.node.ip;
+        // Every control plane of this cluster that has joined is a member (etcd lists
+        // members whether or not they answer right now).
+        let cluster_id = self.node.facts().map(|f| f.cluster_id).unwrap_or_default();
+        let mut nodes: Vec<Arc<Node>> = self
+            .peers()
+            .into_iter()
+            .filter(|p| {
+                p.state().installed
+                    && p.facts().is_some_and(|f| {
+                        f.cluster_id == cluster_id && f.machine_type == "controlplane"
+                    })
+            })
+            .collect();
+        if !nodes.iter().any(|p| p.key == self.node.key) {
+            nodes.push(self.node.clone());
+        }
+        nodes.sort_by_key(|p| p.key.1);
+        let members = nodes
+            .iter()
+            .map(|p| {
+                let ip = p.ip;
+                EtcdMember {
+                    id: u64::from(u32::from(ip)) << 16 | u64::from(p.key.1),
+                    hostname: p.hostname(),
+                    peer_urls: vec![format!("https://{ip}:2380")],
+                    client_urls: vec![format!("https://{ip}:2379")],
+                    is_learner: false,
+                }
+            })
+            .collect();
         Ok(Response::new(EtcdMemberListResponse {
             messages: vec![EtcdMembers {
                 metadata: meta(),
                 legacy_members: vec![],
-                members: vec![EtcdMember {
-                    id: u64::from(u32::from(ip)) << 16 | u64::from(self.node.key.1),
-                    hostname: self.node.hostname(),
-                    peer_urls: vec![format!("https://{ip}:2380")],
-                    client_urls: vec![format!("https://{ip}:2379")],
-                    is_learner: false,
-                }],
+                members,
             }],
         }))
     }

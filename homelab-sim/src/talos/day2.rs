@@ -214,7 +214,7 @@ pub struct Knobs {
     pub upgrade_time: Duration,
     /// How long a reboot keeps the node down.
     pub reboot_time: Duration,
-    /// VMIDs of nodes that do not come back after their next reboot.
+    /// VMIDs of nodes that do not come back from a reboot (their first boot still works).
     pub stuck: Vec<u32>,
 }
 

@@ -285,6 +285,9 @@ pub(crate) struct Node {
     file: PathBuf,
     /// Incremented on every boot so stale tasks can tell they are outdated.
     pub generation: std::sync::atomic::AtomicU64,
+    /// The node has answered since this process started it (a "stuck" knob applies to
+    /// reboots after that, not to the first boot).
+    pub ever_up: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Node {
@@ -336,6 +339,7 @@ impl Node {
             runtime,
             file,
             generation: std::sync::atomic::AtomicU64::new(0),
+            ever_up: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -489,7 +493,9 @@ impl Node {
         if self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
             return; // powered off meanwhile
         }
-        if knobs.stuck.contains(&self.key.1) {
+        if knobs.stuck.contains(&self.key.1)
+            && self.ever_up.load(std::sync::atomic::Ordering::SeqCst)
+        {
             tracing::warn!(ip = %self.ip, "talos node stuck: does not come back");
             return;
         }
@@ -514,6 +520,8 @@ impl Node {
                     s.apid = Some(h);
                 }
                 up = true;
+                self.ever_up
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
             }
             Err(e) => tracing::error!(ip = %self.ip, error = %e, "talos node failed to start apid"),
         }
