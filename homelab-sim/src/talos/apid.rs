@@ -573,7 +573,6 @@ impl MachineService for Apid {
                 })
                 .await;
         }
-        let st = self.node.state();
         let cp = self
             .node
             .facts()

@@ -350,7 +350,7 @@ async fn apply_modes_and_upgrade_change_what_the_node_runs() {
         &SecretsOptions::default().service_account(ServiceAccountKeyKind::EcdsaP256),
     )
     .unwrap();
-    let cluster = ClusterInput::new("simlab", &format!("https://{ip}:6443"))
+    let cluster = ClusterInput::new("simlab", format!("https://{ip}:6443"))
         .unwrap()
         .install_image(
             "factory.talos.dev/nocloud-installer/".to_string() + &"a".repeat(64) + ":v1.12.0",
