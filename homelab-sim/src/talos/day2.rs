@@ -249,7 +249,7 @@ impl Knobs {
     }
 }
 
-/// One line of `talos/events.jsonl` in the lab's state directory (the event log kept for
+/// One line of `talos-events.jsonl` in the lab's state directory (the event log kept for
 /// other processes).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct EventLine {
@@ -266,7 +266,7 @@ pub struct EventLine {
 }
 
 impl EventKind {
-    /// The kind as written in `events.jsonl`.
+    /// The kind as written in `talos-events.jsonl`.
     pub fn as_line(&self) -> String {
         match self {
             EventKind::Down => "down".into(),
@@ -279,7 +279,7 @@ impl EventKind {
 
 /// Read the event log a lab wrote under `state_dir`.
 pub fn read_event_log(state_dir: &std::path::Path) -> Vec<EventLine> {
-    std::fs::read_to_string(state_dir.join("talos").join("events.jsonl"))
+    std::fs::read_to_string(state_dir.join("talos-events.jsonl"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

@@ -154,9 +154,13 @@ impl Inner {
             .unwrap_or_default()
     }
 
-    /// The event log other processes read (`talos/events.jsonl`).
+    /// The event log other processes read (`<state_dir>/talos-events.jsonl`, beside the
+    /// node files so that destroying every node still leaves `talos/` empty).
     pub(crate) fn events_file(&self) -> PathBuf {
-        self.dir.join("events.jsonl")
+        self.dir.parent().map_or_else(
+            || self.dir.join("events.jsonl"),
+            |p| p.join("talos-events.jsonl"),
+        )
     }
 
     fn state_file(&self, pve_node: &str, vmid: u32) -> PathBuf {
