@@ -43,6 +43,8 @@ pub struct Session {
     pub factory_base: Option<url::Url>,
     /// The simulated lab, when `--simulate`.
     pub sim: Option<SimLab>,
+    /// How long `up` waits for each Talos node (`--talos-timeout`); the default otherwise.
+    pub talos_timeout: Option<std::time::Duration>,
 }
 
 impl Session {
@@ -127,6 +129,7 @@ impl Session {
             pve_root,
             factory_base: naming.base,
             sim: lab,
+            talos_timeout: None,
         })
     }
 
@@ -255,6 +258,12 @@ impl Session {
                     break;
                 }
             }
+            let running: Vec<(u32, std::net::IpAddr)> = results
+                .iter()
+                .filter(|(_, _, _, s)| *s == NodeState::Configured)
+                .map(|(vmid, _, ip, _)| (*vmid, *ip))
+                .collect();
+            out.versions = crate::engine::day2::observe_versions(cluster, b, &running).await;
             let cps = talos::control_plane_ips(&self.desired);
             if let Ok(Some(t)) = self.ws.decrypt(&self.desired.outputs.talosconfig) {
                 out.talosconfig_current = std::str::from_utf8(&t)

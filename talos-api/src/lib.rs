@@ -46,6 +46,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod apply_mode;
 pub mod client;
 pub mod config;
 pub mod crypto;

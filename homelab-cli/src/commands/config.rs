@@ -34,6 +34,11 @@ pub struct ResolveArgs {
     /// file and line that set it: homelab.yaml or the `--env` file.
     #[arg(long)]
     pub show_layers: bool,
+    /// Instead of the desired state, print the effective machine configuration of this
+    /// Talos node (generated, then patched in order), key material and secret values
+    /// redacted.
+    #[arg(long, value_name = "NAME", conflicts_with = "show_layers")]
+    pub node: Option<String>,
 }
 
 /// Flags of `config use`.
@@ -64,6 +69,9 @@ fn resolve(args: ResolveArgs) -> miette::Result<Exit> {
     }
     let secrets = ws.secrets()?;
     let mut d = desired::resolve(&ws.loaded, &secrets, &FactoryNaming::default())?;
+    if let Some(node) = &args.node {
+        return super::config_node::print_machine_config(&ws, &d, node, args.output);
+    }
     for g in &mut d.guests {
         let redacted: Vec<(String, String)> = g
             .props

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod check;
 pub mod config;
+pub mod config_node;
 pub mod down;
 pub mod handoff;
 pub mod hooks;

@@ -30,6 +30,10 @@ pub struct Args {
     /// Output format of the summary.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// How long to wait for each Talos node (to install, reboot, come back from an
+    /// upgrade), in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub talos_timeout: u64,
 }
 
 /// What `up` did, for `--output json`.
@@ -45,7 +49,8 @@ struct Report<'a> {
 
 /// Run `homelab-cli up`.
 pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
-    let session = Session::open_env(&args.config.config, args.config.env(), &args.sim).await?;
+    let mut session = Session::open_env(&args.config.config, args.config.env(), &args.sim).await?;
+    session.talos_timeout = Some(std::time::Duration::from_secs(args.talos_timeout));
     let result = run_session(&session, &args, ctx).await;
     session.close().await;
     result
@@ -201,7 +206,12 @@ pub async fn apply_plan(
         observed: planned.observed.clone(),
         bundle: bundle_cell.clone(),
         bundle_store,
-        timeouts: Timeouts::default(),
+        timeouts: Timeouts {
+            talos: session
+                .talos_timeout
+                .unwrap_or_else(|| Timeouts::default().talos),
+            ..Timeouts::default()
+        },
     });
     let steps = apply::steps(&env, plan);
     let finished = graph::run(steps, parallelism, observer).await;

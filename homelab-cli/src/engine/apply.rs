@@ -112,6 +112,31 @@ fn create_step(
     }
 }
 
+/// The ISO download steps on `node` an update must wait for: those whose file one of its
+/// changes points at (`ide2: local:iso/<file>,media=cdrom`). Download step ids are
+/// `iso:<node>:<storage>:<filename>`.
+fn iso_deps_of_update(
+    node: &str,
+    changes: &[Change],
+    iso_steps: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let Some(step) = iso_steps.get(node) else {
+        return Vec::new();
+    };
+    let Some((storage, filename)) = step
+        .strip_prefix(&format!("iso:{node}:"))
+        .and_then(|rest| rest.split_once(':'))
+    else {
+        return Vec::new();
+    };
+    let volid = format!("{storage}:iso/{filename}");
+    let uses = changes.iter().any(|c| {
+        c.to.as_deref()
+            .is_some_and(|v| v.split(',').next() == Some(volid.as_str()))
+    });
+    if uses { vec![step.clone()] } else { Vec::new() }
+}
+
 /// Build the steps for `plan`. Talos steps follow the guests they configure.
 pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     let mut out = Vec::new();
@@ -350,7 +375,10 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 reboot,
             } => {
                 // A PCI mapping or snippet it starts using is set up first.
-                let deps = cloud_deps(vmid, &volume_steps);
+                let mut deps = cloud_deps(vmid, &volume_steps);
+                // So is an ISO it switches its CD-ROM to (a new Talos version or schematic):
+                // Proxmox refuses a volume that does not exist yet.
+                deps.extend(iso_deps_of_update(&node, &changes, &iso_step_of_node));
                 out.push(Step {
                     id: format!("guest:{vmid}"),
                     label: format!("update {} {vmid} \"{name}\"", kind.noun()),
@@ -492,6 +520,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             | Action::DeleteBackupJob { .. } => out.extend(super::backups::step(e, a)),
             Action::Sdn(_) | Action::ApplySdn { .. } => out.extend(super::sdn::step(e, a, plan)),
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
+            // Rolled below, one after the other.
+            Action::TalosUpgrade { .. } => {}
         }
     }
     // Everything else may use a storage being added.
@@ -503,6 +533,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     for s in out.iter_mut().filter(|s| !s.id.starts_with("storage:")) {
         s.deps.extend(storage_steps.iter().cloned());
     }
+    let upgrades = super::day2::upgrade_steps(env, &plan.actions, &out);
+    out.extend(upgrades);
     if !talos_steps.is_empty() || out.iter().any(|s| s.id == "bootstrap") {
         let mut deps: Vec<String> = talos_steps.iter().map(|(_, id)| id.clone()).collect();
         deps.push("bootstrap".into());

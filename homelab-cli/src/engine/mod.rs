@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod backups;
+pub mod day2;
 pub mod graph;
 pub mod image;
 pub mod observe;

@@ -124,4 +124,6 @@ pub struct TalosObserved {
     pub talosconfig_current: bool,
     /// The encrypted kubeconfig exists and matches the cluster.
     pub kubeconfig_current: bool,
+    /// The Talos version each configured node reports, by VMID.
+    pub versions: std::collections::BTreeMap<u32, String>,
 }

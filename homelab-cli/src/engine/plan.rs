@@ -488,6 +488,22 @@ pub enum Action {
         /// controlplane / worker.
         role: String,
     },
+    /// Upgrade Talos on a running node: the Upgrade RPC with the factory installer image;
+    /// the node reboots. Rolled one node at a time, control planes first.
+    TalosUpgrade {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// controlplane / worker.
+        role: String,
+        /// The version it runs.
+        from: String,
+        /// The version it will run.
+        to: String,
+        /// The installer image.
+        image: String,
+    },
     /// Bootstrap etcd on the first control plane (once per cluster).
     TalosBootstrap {
         /// VMID.
@@ -557,6 +573,7 @@ impl Action {
             | Action::Start { .. }
             | Action::TalosApplyConfig { .. }
             | Action::TalosBootstrap { .. }
+            | Action::TalosUpgrade { .. }
             | Action::WriteOutput { .. }
             | Action::UpdateBackupJob { .. } => "change",
             Action::Replace { .. } => "replace",
@@ -1034,6 +1051,11 @@ pub fn plan_talos(desired: &Desired, talos: &TalosObserved, mut plan: Plan) -> P
             name: cp.name.clone(),
         });
     }
+    plan.actions.extend(super::day2::plan_upgrades(
+        desired,
+        &talos.versions,
+        &recreated,
+    ));
     let fresh = any_apply || !talos.secrets_present;
     if fresh || !talos.talosconfig_current {
         plan.actions.push(Action::WriteOutput {

@@ -287,6 +287,23 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 );
                 let _ = writeln!(out, "  {} talos_machine_config \"{name}\"", paint("~"));
             }
+            Action::TalosUpgrade {
+                name,
+                role,
+                from,
+                to,
+                image,
+                ..
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  # Talos on {role} \"{name}\" will be upgraded; the node REBOOTS (one node at a time)"
+                );
+                let _ = writeln!(out, "  {} talos_upgrade \"{name}\" {{", paint("~"));
+                let _ = writeln!(out, "      {} version = \"{from}\" -> \"{to}\"", paint("~"));
+                let _ = writeln!(out, "        installer = \"{image}\"");
+                out.push_str("    }\n");
+            }
             Action::TalosBootstrap { name, .. } => {
                 let _ = writeln!(
                     out,

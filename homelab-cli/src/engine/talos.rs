@@ -54,7 +54,9 @@ pub fn machine_config(
         Role::Controlplane => MachineType::ControlPlane,
         Role::Worker => MachineType::Worker,
     };
-    MachineConfig::generate(&input, bundle, kind, &node)
+    let mut config = MachineConfig::generate(&input, bundle, kind, &node)?;
+    member.patches.apply_to(&mut config)?;
+    Ok(config)
 }
 
 /// SANs: the VIP so that clients may use it.

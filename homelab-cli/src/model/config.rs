@@ -204,6 +204,12 @@ pub struct Talos {
     /// Bare-metal nodes of the same cluster, network-booted by `homelab-cli pxe serve`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metal: Vec<super::metal::MetalNode>,
+    /// Machine-config patches for every node and per role (see `docs/day2.md`).
+    #[serde(
+        default,
+        skip_serializing_if = "super::patches::ClusterPatches::is_empty"
+    )]
+    pub patches: super::patches::ClusterPatches,
 }
 
 fn default_factory() -> String {
@@ -312,6 +318,9 @@ pub struct TalosNode {
     /// The disk Talos installs to (default `/dev/sda`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub install_disk: Option<String>,
+    /// Machine-config patches of this node only (applied last).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<super::patches::PatchSpec>,
 }
 
 /// LXC containers and the values they inherit.

@@ -379,6 +379,9 @@ pub struct TalosMember {
     pub ip: Option<IpAddr>,
     /// The disk Talos installs to.
     pub install_disk: String,
+    /// Machine-config patches in application order (secrets substituted; not shown).
+    #[serde(skip)]
+    pub patches: super::patches::NodePatches,
 }
 
 /// The Talos cluster as it should run.
@@ -688,6 +691,7 @@ pub fn resolve(
                         .clone()
                         .or_else(|| t.defaults.install_disk.clone())
                         .unwrap_or_else(|| "/dev/sda".into()),
+                    patches: super::patches::resolve_node(l, secrets, i, &mut errs),
                 }),
                 iso: Some(iso_volid),
                 template: None,

@@ -14,6 +14,7 @@ pub mod import;
 pub mod layers;
 pub mod sdn;
 pub mod metal;
+pub mod patches;
 pub mod secrets;
 pub mod spans;
 pub mod storages;
@@ -525,6 +526,7 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
         }
     }
     vms::validate(l, &mut errs);
+    patches::validate(l, &mut errs);
     errs.extend(backups::validate(l));
     errs.extend(sdn::validate(l));
     errs.extend(handoff::validate(l));

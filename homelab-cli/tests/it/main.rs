@@ -5,6 +5,7 @@ mod backups;
 mod common;
 mod fidelity;
 mod handoff;
+mod day2;
 mod image;
 mod lab;
 mod layers;

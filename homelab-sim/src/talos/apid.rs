@@ -224,6 +224,26 @@ impl Apid {
         });
     }
 
+    /// Whether this control plane's etcd runs: it was bootstrapped here, or another control
+    /// plane of the same cluster was (Talos starts etcd on the other control planes once
+    /// they can join an existing member: `internal/app/machined/pkg/system/services/etcd.go`,
+    /// which waits for the cluster to be bootstrapped before joining).
+    fn etcd_joined(&self) -> bool {
+        let st = self.node.state();
+        if st.bootstrapped {
+            return true;
+        }
+        let Some(me) = self.node.facts() else {
+            return false;
+        };
+        self.peers().iter().any(|p| {
+            p.state().bootstrapped
+                && p.facts().is_some_and(|f| {
+                    f.cluster_id == me.cluster_id && f.machine_type == "controlplane"
+                })
+        })
+    }
+
     /// Every simulated node of this lab (none once the lab is gone).
     fn peers(&self) -> Vec<Arc<Node>> {
         self.node
@@ -310,11 +330,20 @@ impl MachineService for Apid {
         }
         if self.maintenance {
             // Install to disk and reboot into normal mode, after this reply is sent.
+            // The installer writes the image it was given: that version and schematic run
+            // from now on (the ISO only carried maintenance mode).
+            let installed = super::day2::install_image(&text)
+                .as_deref()
+                .and_then(super::day2::image_version);
             self.node
                 .update(|s| {
                     s.config = Some(text);
                     s.installed = true;
                     s.bootstrapped = false;
+                    if let Some((v, id)) = installed {
+                        s.version = Some(v);
+                        s.schematic = Some(id);
+                    }
                 })
                 .map_err(|e| Status::internal(e.to_string()))?;
             self.reboot_soon();
@@ -332,20 +361,46 @@ impl MachineService for Apid {
                 }],
             }));
         }
+        // Talos 1.12 `ApplyConfiguration` (see `day2.rs`): NO_REBOOT/TRY refuse a change
+        // `CanApplyImmediate` rejects; AUTO reboots for it; STAGED waits for the next boot.
+        let current = self.node.state().config.unwrap_or_default();
+        let immediate = super::day2::can_apply_immediate(&current, &text);
         let (used, details) = match mode {
             Mode::Staged => (
                 Mode::Staged,
-                "Staged configuration to be applied after a reboot",
+                "Staged configuration to be applied after the next reboot",
             ),
             Mode::Reboot => (Mode::Reboot, "Applied configuration with a reboot"),
-            Mode::Try => (Mode::Try, "Applied configuration in try mode"),
-            _ => (Mode::NoReboot, "Applied configuration without a reboot"),
+            Mode::NoReboot | Mode::Try => {
+                if let Err(e) = immediate {
+                    return Err(Status::invalid_argument(e));
+                }
+                if mode == Mode::Try {
+                    (Mode::Try, "Applied configuration without a reboot")
+                } else {
+                    (Mode::NoReboot, "Applied configuration without a reboot")
+                }
+            }
+            _ => match immediate {
+                Ok(()) => (Mode::NoReboot, "Applied configuration without a reboot"),
+                Err(_) => (Mode::Reboot, "Applied configuration with a reboot"),
+            },
         };
-        if used != Mode::Staged {
+        if used == Mode::Staged {
             self.node
-                .update(|s| s.config = Some(text))
+                .update(|s| s.staged = Some(text))
+                .map_err(|e| Status::internal(e.to_string()))?;
+        } else {
+            self.node
+                .update(|s| {
+                    s.config = Some(text);
+                    s.staged = None;
+                })
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
+        self.node.record(super::day2::EventKind::Applied(
+            used.as_str_name().to_lowercase(),
+        ));
         if used == Mode::Reboot {
             self.reboot_soon();
         }
@@ -482,7 +537,11 @@ impl MachineService for Apid {
             messages: vec![Version {
                 metadata: meta(),
                 version: Some(VersionInfo {
-                    tag: TALOS_TAG.into(),
+                    tag: self
+                        .node
+                        .state()
+                        .version
+                        .unwrap_or_else(|| TALOS_TAG.into()),
                     sha: "2e80771b".into(),
                     built: String::new(),
                     go_version: "go1.25.5".into(),
@@ -514,7 +573,6 @@ impl MachineService for Apid {
                 })
                 .await;
         }
-        let st = self.node.state();
         let cp = self
             .node
             .facts()
@@ -536,7 +594,7 @@ impl MachineService for Apid {
             svc("kubelet", true),
         ];
         if cp {
-            services.push(svc("etcd", st.bootstrapped));
+            services.push(svc("etcd", self.etcd_joined()));
             services.push(svc("trustd", true));
         }
         services.sort_by(|a, b| a.id.cmp(&b.id));
@@ -567,21 +625,44 @@ impl MachineService for Apid {
                 })
                 .await;
         }
-        if !self.node.state().bootstrapped {
+        if !self.etcd_joined() {
             return Err(Status::unavailable("etcd is not running"));
         }
-        let ip = self.node.ip;
+        // Every control plane of this cluster that has joined is a member (etcd lists
+        // members whether or not they answer right now).
+        let cluster_id = self.node.facts().map(|f| f.cluster_id).unwrap_or_default();
+        let mut nodes: Vec<Arc<Node>> = self
+            .peers()
+            .into_iter()
+            .filter(|p| {
+                p.state().installed
+                    && p.facts().is_some_and(|f| {
+                        f.cluster_id == cluster_id && f.machine_type == "controlplane"
+                    })
+            })
+            .collect();
+        if !nodes.iter().any(|p| p.key == self.node.key) {
+            nodes.push(self.node.clone());
+        }
+        nodes.sort_by_key(|p| p.key.1);
+        let members = nodes
+            .iter()
+            .map(|p| {
+                let ip = p.ip;
+                EtcdMember {
+                    id: u64::from(u32::from(ip)) << 16 | u64::from(p.key.1),
+                    hostname: p.hostname(),
+                    peer_urls: vec![format!("https://{ip}:2380")],
+                    client_urls: vec![format!("https://{ip}:2379")],
+                    is_learner: false,
+                }
+            })
+            .collect();
         Ok(Response::new(EtcdMemberListResponse {
             messages: vec![EtcdMembers {
                 metadata: meta(),
                 legacy_members: vec![],
-                members: vec![EtcdMember {
-                    id: u64::from(u32::from(ip)) << 16 | u64::from(self.node.key.1),
-                    hostname: self.node.hostname(),
-                    peer_urls: vec![format!("https://{ip}:2380")],
-                    client_urls: vec![format!("https://{ip}:2379")],
-                    is_learner: false,
-                }],
+                members,
             }],
         }))
     }
@@ -642,6 +723,29 @@ impl MachineService for Apid {
                 .proxy(t, req, |a, r| Box::pin(async move { a.upgrade(r).await }))
                 .await;
         }
+        // Talos 1.12 `Upgrade` (v1alpha1_server.go): validate the installer image, ack, then
+        // install it and reboot in the background.
+        let image = req.into_inner().image;
+        let Some((version, schematic)) = super::day2::image_version(&image) else {
+            return Err(Status::unknown(format!(
+                "error validating installer image {image:?}: not an installer image reference"
+            )));
+        };
+        self.node
+            .record(super::day2::EventKind::Upgrade(image.clone()));
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let guard = node.boot_lock.lock().await;
+            node.go_down().await;
+            tokio::time::sleep(node.knobs().upgrade_time).await;
+            let _ = node.update(|s| {
+                s.version = Some(version);
+                s.schematic = Some(schematic);
+            });
+            drop(guard);
+            node.reboot().await;
+        });
         Ok(Response::new(UpgradeResponse {
             messages: vec![Upgrade {
                 metadata: meta(),

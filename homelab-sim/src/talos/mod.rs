@@ -25,6 +25,7 @@
 //! with the same state directory sees the same nodes.
 
 mod apid;
+pub mod day2;
 mod kube;
 mod node;
 
@@ -52,6 +53,10 @@ pub struct TalosRuntime {
 pub(crate) struct Inner {
     dir: PathBuf,
     nodes: Mutex<HashMap<(String, u32), Arc<node::Node>>>,
+    /// What happened to the nodes, in order.
+    pub(crate) events: Mutex<Vec<day2::Event>>,
+    /// Timing and fault knobs.
+    pub(crate) knobs: Mutex<day2::Knobs>,
 }
 
 /// Errors of the Talos runtime.
@@ -79,8 +84,15 @@ impl TalosRuntime {
         })?;
         Ok(TalosRuntime {
             inner: Arc::new(Inner {
-                dir,
                 nodes: Mutex::new(HashMap::new()),
+                events: Mutex::new(Vec::new()),
+                knobs: Mutex::new(day2::Knobs::load(&dir.join("knobs.json")).map_err(|e| {
+                    TalosSimError::Io {
+                        path: dir.join("knobs.json"),
+                        source: std::io::Error::other(e),
+                    }
+                })?),
+                dir,
             }),
         })
     }
@@ -96,6 +108,31 @@ impl TalosRuntime {
         let mut out: Vec<_> = nodes.iter().map(|n| n.snapshot()).collect();
         out.sort_by_key(|s| (s.pve_node.clone(), s.vmid));
         out
+    }
+
+    /// The event log: nodes going down and up, configs applied, upgrades accepted.
+    pub fn events(&self) -> Vec<day2::Event> {
+        self.inner
+            .events
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
+    }
+
+    /// Set the timing and fault knobs (upgrade and reboot times, nodes that stay down).
+    pub fn set_knobs(&self, knobs: day2::Knobs) {
+        if let Ok(mut k) = self.inner.knobs.lock() {
+            *k = knobs;
+        }
+    }
+
+    /// The current knobs.
+    pub fn knobs(&self) -> day2::Knobs {
+        self.inner
+            .knobs
+            .lock()
+            .map(|k| k.clone())
+            .unwrap_or_default()
     }
 
     /// The node of a guest, if running.
@@ -115,6 +152,15 @@ impl Inner {
             .lock()
             .map(|n| n.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The event log other processes read (`<state_dir>/talos-events.jsonl`, beside the
+    /// node files so that destroying every node still leaves `talos/` empty).
+    pub(crate) fn events_file(&self) -> PathBuf {
+        self.dir.parent().map_or_else(
+            || self.dir.join("events.jsonl"),
+            |p| p.join("talos-events.jsonl"),
+        )
     }
 
     fn state_file(&self, pve_node: &str, vmid: u32) -> PathBuf {

@@ -41,6 +41,12 @@ pub struct NodeSnapshot {
     pub machine_type: String,
     /// Hostname.
     pub hostname: String,
+    /// The running machine config (what `talosctl get machineconfig` shows), if any.
+    pub config: Option<String>,
+    /// The installed Talos version (`v1.12.0`), once installed.
+    pub version: Option<String>,
+    /// The installed schematic ID, once installed.
+    pub schematic: Option<String>,
 }
 
 /// What is persisted per node.
@@ -52,6 +58,15 @@ pub(crate) struct NodeState {
     /// The applied machine config (the simulated STATE partition).
     pub config: Option<String>,
     pub bootstrapped: bool,
+    /// Installed Talos version (from the installer image), once installed.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Installed schematic ID.
+    #[serde(default)]
+    pub schematic: Option<String>,
+    /// A config applied in staged mode, taken on the next boot.
+    #[serde(default)]
+    pub staged: Option<String>,
 }
 
 impl NodeState {
@@ -270,6 +285,9 @@ pub(crate) struct Node {
     file: PathBuf,
     /// Incremented on every boot so stale tasks can tell they are outdated.
     pub generation: std::sync::atomic::AtomicU64,
+    /// The node has answered since this process started it (a "stuck" knob applies to
+    /// reboots after that, not to the first boot).
+    pub ever_up: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Node {
@@ -321,6 +339,7 @@ impl Node {
             runtime,
             file,
             generation: std::sync::atomic::AtomicU64::new(0),
+            ever_up: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -378,6 +397,9 @@ impl Node {
             bootstrapped: s.bootstrapped,
             machine_type: self.facts().map(|f| f.machine_type).unwrap_or_default(),
             hostname: self.hostname(),
+            config: s.config.clone(),
+            version: s.version.clone(),
+            schematic: s.schematic.clone(),
         }
     }
 
@@ -397,21 +419,96 @@ impl Node {
         }
     }
 
+    /// Append to the lab's event log.
+    pub(crate) fn record(&self, kind: super::day2::EventKind) {
+        let Some(rt) = self.runtime.upgrade() else {
+            return;
+        };
+        let control_plane = self
+            .facts()
+            .is_some_and(|f| f.machine_type == "controlplane");
+        let line = super::day2::EventLine {
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or_default(),
+            vmid: self.key.1,
+            hostname: self.hostname(),
+            control_plane,
+            kind: kind.as_line(),
+        };
+        if let Ok(mut e) = rt.events.lock() {
+            e.push(super::day2::Event {
+                at: std::time::Instant::now(),
+                vmid: self.key.1,
+                hostname: self.hostname(),
+                control_plane,
+                kind,
+            });
+            // Appended under the lock, so lines keep the order of the events.
+            if let Ok(json) = serde_json::to_string(&line) {
+                use std::io::Write as _;
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(rt.events_file())
+                    .and_then(|mut f| writeln!(f, "{json}"));
+            }
+        }
+    }
+
+    /// The lab's knobs.
+    pub(crate) fn knobs(&self) -> super::day2::Knobs {
+        self.runtime
+            .upgrade()
+            .and_then(|rt| rt.knobs.lock().ok().map(|k| k.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Stop the servers (the node goes down), if they run. Returns whether they did.
+    pub(crate) async fn go_down(&self) -> bool {
+        let (apid, kube) = match self.servers.lock() {
+            Ok(mut s) => (s.apid.take(), s.kube.take()),
+            Err(_) => return false,
+        };
+        let was_up = apid.is_some();
+        for h in [apid, kube].into_iter().flatten() {
+            let _ = h.stop().await;
+        }
+        if was_up {
+            self.record(super::day2::EventKind::Down);
+        }
+        was_up
+    }
+
     /// Stop the servers and start them again according to the state.
     pub(crate) async fn reboot(self: &Arc<Self>) {
         let _guard = self.boot_lock.lock().await;
         let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
-        let (apid, kube) = match self.servers.lock() {
-            Ok(mut s) => (s.apid.take(), s.kube.take()),
-            Err(_) => return,
-        };
-        for h in [apid, kube].into_iter().flatten() {
-            let _ = h.stop().await;
+        let was_up = self.go_down().await;
+        let knobs = self.knobs();
+        if was_up {
+            tokio::time::sleep(knobs.reboot_time).await;
         }
         if self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
             return; // powered off meanwhile
         }
+        if knobs.stuck.contains(&self.key.1)
+            && self.ever_up.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::warn!(ip = %self.ip, "talos node stuck: does not come back");
+            return;
+        }
+        // A staged config becomes the running one on boot.
+        if self.state().staged.is_some() {
+            let _ = self.update(|s| {
+                if let Some(c) = s.staged.take() {
+                    s.config = Some(c);
+                }
+            });
+        }
         let st = self.state();
+        let mut up = false;
         let res = if st.installed {
             super::apid::start_normal(self).await
         } else {
@@ -422,11 +519,17 @@ impl Node {
                 if let Ok(mut s) = self.servers.lock() {
                     s.apid = Some(h);
                 }
+                up = true;
+                self.ever_up
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
             }
             Err(e) => tracing::error!(ip = %self.ip, error = %e, "talos node failed to start apid"),
         }
         if st.installed && st.bootstrapped {
             self.start_kube().await;
+        }
+        if up {
+            self.record(super::day2::EventKind::Up);
         }
         tracing::info!(ip = %self.ip, installed = st.installed, port = APID_PORT, "talos node up");
     }

@@ -326,3 +326,191 @@ async fn non_talos_guests_are_not_managed() {
     assert!(rt.started(&g).unwrap().is_empty());
     assert!(rt.nodes().is_empty());
 }
+
+/// Day 2 on one node: the version and schematic the installer image carried, apply modes
+/// with Talos 1.12's semantics, a staged config taken on reboot, and an upgrade that takes
+/// the node down, then reports the new version and schematic; all in the event log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_modes_and_upgrade_change_what_the_node_runs() {
+    use homelab_sim::talos::day2::{EventKind, Knobs, VANILLA_SCHEMATIC};
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt = TalosRuntime::new(dir.path()).unwrap();
+    let mut knobs = Knobs::default();
+    knobs.upgrade_time = Duration::from_millis(300);
+    knobs.reboot_time = Duration::from_millis(50);
+    rt.set_knobs(knobs);
+    let ip = random_loopback();
+    rt.started(&guest(ip, 120)).unwrap();
+    let m = ClientBuilder::maintenance(&ip.to_string()).build().unwrap();
+    health::wait_for("maintenance Disks", &opts(), || m.disks())
+        .await
+        .unwrap();
+    let secrets = SecretsBundle::generate_with(
+        &SecretsOptions::default().service_account(ServiceAccountKeyKind::EcdsaP256),
+    )
+    .unwrap();
+    let cluster = ClusterInput::new("simlab", format!("https://{ip}:6443"))
+        .unwrap()
+        .install_image(
+            "factory.talos.dev/nocloud-installer/".to_string() + &"a".repeat(64) + ":v1.12.0",
+        );
+    let config_with = |patch: &str| {
+        let mut c = MachineConfig::generate(
+            &cluster,
+            &secrets,
+            MachineType::ControlPlane,
+            &NodeInput::default().hostname("w-1"),
+        )
+        .unwrap();
+        if !patch.is_empty() {
+            c.apply_patches(&[talos_api::patch::Patch::parse(patch, "p").unwrap()])
+                .unwrap();
+        }
+        c.to_yaml().to_string()
+    };
+    m.apply_configuration(config_with("").as_bytes(), ApplyMode::Auto, false)
+        .await
+        .unwrap();
+    let tc =
+        talos_api::config::admin_talosconfig("simlab", &secrets, &[ip.to_string()], &[]).unwrap();
+    let builder = ClientBuilder::from_talosconfig(&tc, None).unwrap();
+    let c = match health::wait_mtls_ready(&builder, &opts()).await {
+        Ok(c) => c,
+        Err(e) => panic!("{e}: {:?} {:?}", rt.events(), rt.node("pve", 120)),
+    };
+    let tag = |c: talos_api::client::Client| async move {
+        c.version().await.unwrap()[0]
+            .version
+            .as_ref()
+            .unwrap()
+            .tag
+            .clone()
+    };
+    assert_eq!(tag(c.clone()).await, "v1.12.0");
+    let snap = rt.node("pve", 120).unwrap();
+    assert_eq!(snap.schematic.as_deref(), Some("a".repeat(64).as_str()));
+
+    // A sysctl applies live; an environment variable needs a reboot: refused in
+    // no-reboot mode with Talos's text, a reboot in auto mode.
+    let sysctl = config_with("machine: { sysctls: { net.core.somaxconn: '1024' } }");
+    let r = c
+        .apply_configuration(sysctl.as_bytes(), ApplyMode::NoReboot, false)
+        .await
+        .unwrap();
+    assert_eq!(r[0].mode, ApplyMode::NoReboot as i32);
+    assert!(
+        rt.node("pve", 120)
+            .unwrap()
+            .config
+            .unwrap()
+            .contains("somaxconn")
+    );
+    let env = config_with("machine: { sysctls: { net.core.somaxconn: '1024' }, env: { A: b } }");
+    let e = c
+        .apply_configuration(env.as_bytes(), ApplyMode::NoReboot, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.grpc_code(), Some(tonic::Code::InvalidArgument));
+    assert!(
+        e.to_string()
+            .contains("this config change can't be applied in immediate mode"),
+        "{e}"
+    );
+    let r = c
+        .apply_configuration(env.as_bytes(), ApplyMode::Auto, false)
+        .await
+        .unwrap();
+    assert_eq!(r[0].mode, ApplyMode::Reboot as i32);
+    assert_eq!(r[0].mode_details, "Applied configuration with a reboot");
+
+    // Wait for the reboot to go through (down, then up again).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while rt
+        .events()
+        .iter()
+        .filter(|e| e.kind == EventKind::Up)
+        .count()
+        < 3
+    {
+        assert!(std::time::Instant::now() < deadline, "{:?}", rt.events());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Staged: kept for the next boot, the running config is unchanged until then.
+    let c = health::wait_mtls_ready(&builder, &opts()).await.unwrap();
+    let staged = config_with("machine: { sysctls: { net.core.somaxconn: '2048' }, env: { A: b } }");
+    let r = c
+        .apply_configuration(staged.as_bytes(), ApplyMode::Staged, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        r[0].mode_details,
+        "Staged configuration to be applied after the next reboot"
+    );
+    assert!(
+        !rt.node("pve", 120)
+            .unwrap()
+            .config
+            .unwrap()
+            .contains("2048")
+    );
+
+    // Upgrade: acked, the node goes down, comes back with the new version and schematic
+    // (and the staged config).
+    let r = c
+        .upgrade(talos_api::proto::machine::UpgradeRequest {
+            image: "ghcr.io/siderolabs/installer:v1.12.11".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(r[0].ack, "Upgrade request received");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = rt.node("pve", 120).unwrap();
+        if s.version.as_deref() == Some("v1.12.11") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never upgraded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = health::wait_mtls_ready(&builder, &opts()).await.unwrap();
+    assert_eq!(tag(c).await, "v1.12.11");
+    let snap = rt.node("pve", 120).unwrap();
+    assert_eq!(snap.schematic.as_deref(), Some(VANILLA_SCHEMATIC));
+    assert!(snap.config.unwrap().contains("2048"));
+
+    // The log: applied live, applied with reboot (down, up), upgrade (down, up).
+    let kinds: Vec<EventKind> = rt.events().into_iter().map(|e| e.kind).collect();
+    let after_install = kinds
+        .iter()
+        .position(|k| *k == EventKind::Applied("no_reboot".into()))
+        .unwrap();
+    assert_eq!(
+        kinds[after_install..],
+        [
+            EventKind::Applied("no_reboot".into()),
+            EventKind::Applied("reboot".into()),
+            EventKind::Down,
+            EventKind::Up,
+            EventKind::Applied("staged".into()),
+            EventKind::Upgrade("ghcr.io/siderolabs/installer:v1.12.11".into()),
+            EventKind::Down,
+            EventKind::Up,
+        ]
+    );
+    let bad = health::wait_mtls_ready(&builder, &opts())
+        .await
+        .unwrap()
+        .upgrade(talos_api::proto::machine::UpgradeRequest {
+            image: "not-an-image".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        bad.to_string().contains("error validating installer image"),
+        "{bad}"
+    );
+}

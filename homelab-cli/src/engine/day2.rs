@@ -1,0 +1,226 @@
+//! Talos day 2: what each running node reports (its Talos version), the upgrades the plan
+//! needs, and the rolling upgrade `up` runs: control planes one at a time, then workers one
+//! at a time, each gated on the node answering with the new version and, for control
+//! planes, etcd healthy, before the next one starts. The first failure stops the roll (the
+//! steps after it depend on it), naming the node; a re-run observes again and resumes with
+//! the nodes still on the old version.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use talos_api::secrets::SecretsBundle;
+
+use super::apply::Env;
+use super::graph::{Step, StepError};
+use super::plan::Action;
+use super::talos;
+use crate::model::config::Role;
+use crate::model::desired::{Desired, TalosCluster};
+
+/// The Talos version each reachable configured node reports (one Version call per node,
+/// all at once).
+pub async fn observe_versions(
+    cluster: &TalosCluster,
+    bundle: &SecretsBundle,
+    nodes: &[(u32, IpAddr)],
+) -> BTreeMap<u32, String> {
+    let calls = nodes.iter().map(|&(vmid, ip)| async move {
+        let client = talos::admin_client(cluster, bundle, ip)
+            .ok()?
+            .build()
+            .ok()?;
+        let v = client.version().await.ok()?;
+        let tag = v.first()?.version.as_ref()?.tag.clone();
+        Some((vmid, tag))
+    });
+    futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Upgrades for the configured nodes whose reported version differs from the desired one:
+/// control planes first, then workers, each in declaration order (the order `up` rolls
+/// them in).
+pub fn plan_upgrades(
+    desired: &Desired,
+    versions: &BTreeMap<u32, String>,
+    skip: &std::collections::BTreeSet<u32>,
+) -> Vec<Action> {
+    let Some(cluster) = &desired.talos else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for role in [Role::Controlplane, Role::Worker] {
+        for vmid in &cluster.nodes {
+            let Some(g) = desired.guests.iter().find(|g| g.vmid == *vmid) else {
+                continue;
+            };
+            let Some(member) = &g.talos else { continue };
+            if member.role != role || skip.contains(vmid) {
+                continue;
+            }
+            let Some(running) = versions.get(vmid) else {
+                continue;
+            };
+            if *running == cluster.version {
+                continue;
+            }
+            out.push(Action::TalosUpgrade {
+                vmid: *vmid,
+                name: g.name.clone(),
+                role: role.to_string(),
+                from: running.clone(),
+                to: cluster.version.clone(),
+                image: cluster.installer_image.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The rolling-upgrade steps: each waits for the previous one (and for its own VM's
+/// update, e.g. the CD-ROM switched to the new ISO).
+pub fn upgrade_steps(env: &Arc<Env>, actions: &[Action], existing: &[Step]) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut previous: Option<String> = None;
+    for a in actions {
+        let Action::TalosUpgrade {
+            vmid,
+            name,
+            role,
+            from,
+            to,
+            image,
+        } = a.clone()
+        else {
+            continue;
+        };
+        let id = format!("upgrade:{vmid}");
+        let mut deps: Vec<String> = previous.iter().cloned().collect();
+        let own = format!("guest:{vmid}");
+        if existing.iter().any(|s| s.id == own) {
+            deps.push(own);
+        }
+        let e = env.clone();
+        out.push(Step {
+            id: id.clone(),
+            label: format!("upgrade Talos on {role} \"{name}\": {from} -> {to} (reboots)"),
+            deps,
+            run: async move { upgrade_node(&e, vmid, &to, &image).await }.boxed(),
+        });
+        previous = Some(id);
+    }
+    out
+}
+
+/// Upgrade one node and wait until it is healthy on the new version.
+async fn upgrade_node(env: &Env, vmid: u32, to: &str, image: &str) -> Result<String, StepError> {
+    let cluster = env
+        .desired
+        .talos
+        .as_ref()
+        .ok_or_else(|| StepError::new("no Talos cluster"))?;
+    let bundle = env
+        .bundle
+        .get()
+        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
+    let d = env
+        .desired
+        .guests
+        .iter()
+        .find(|g| g.vmid == vmid)
+        .ok_or_else(|| StepError::new(format!("no guest {vmid}")))?;
+    let ip = d
+        .talos
+        .as_ref()
+        .and_then(|t| t.ip)
+        .ok_or_else(|| StepError::new(format!("{} has no static address", d.name)))?;
+    let builder =
+        talos::admin_client(cluster, bundle, ip).map_err(|e| StepError::new(e.to_string()))?;
+    let client = builder
+        .clone()
+        .build()
+        .map_err(|e| StepError::new(format!("Talos client: {e}")))?;
+    let current = client
+        .version()
+        .await
+        .ok()
+        .and_then(|v| v.first()?.version.as_ref().map(|x| x.tag.clone()));
+    // A re-run after the node already took the upgrade only waits for health.
+    if current.as_deref() != Some(to) {
+        client
+            .upgrade(talos_api::proto::machine::UpgradeRequest {
+                image: image.to_string(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StepError::new(format!("{}: upgrade refused: {e}", d.name)))?;
+    }
+    let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
+    let stuck = |what: String| {
+        StepError::new(format!(
+            "{} did not come back on {to}: {what}; the roll stopped here and the nodes after it are untouched",
+            d.name
+        ))
+        .hint(format!(
+            "look at \"{}\" in the Proxmox console; once it answers, re-run `homelab-cli up` to resume the roll",
+            d.name
+        ))
+    };
+    let client = talos_api::health::wait_for("the new Talos version", &opts, || {
+        let b = builder.clone();
+        async move {
+            let c = b.build()?;
+            let v = c.version().await?;
+            let tag = v
+                .first()
+                .and_then(|x| x.version.as_ref())
+                .map(|x| x.tag.clone())
+                .unwrap_or_default();
+            if tag == to {
+                Ok(c)
+            } else {
+                Err(talos_api::Error::InvalidConfig(format!("still on {tag}")))
+            }
+        }
+    })
+    .await
+    .map_err(|e| stuck(e.to_string()))?;
+    if d.is_control_plane() {
+        talos_api::health::wait_etcd_healthy(&client, &opts)
+            .await
+            .map_err(|e| stuck(format!("etcd: {e}")))?;
+        // Every control plane is an etcd member again.
+        let want = env
+            .desired
+            .guests
+            .iter()
+            .filter(|g| g.is_control_plane())
+            .count();
+        talos_api::health::wait_for("every etcd member", &opts, || {
+            let c = client.clone();
+            async move {
+                let n: usize = c
+                    .etcd_member_list(false)
+                    .await?
+                    .iter()
+                    .map(|m| m.members.len())
+                    .sum();
+                if n >= want {
+                    Ok(())
+                } else {
+                    Err(talos_api::Error::InvalidConfig(format!(
+                        "{n} of {want} etcd members"
+                    )))
+                }
+            }
+        })
+        .await
+        .map_err(|e| stuck(format!("etcd: {e}")))?;
+    }
+    Ok(format!("{} runs {to}", d.name))
+}
