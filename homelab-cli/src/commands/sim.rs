@@ -17,6 +17,21 @@ pub enum Command {
     /// token (id and secret), the certificate's SHA-256 fingerprint to pin, the Image
     /// Factory URL and, with `--state`, the node's SFTP endpoint for snippets.
     Serve(ServeArgs),
+    /// On the simulated node, what `qm unlock` / `pct unlock` does on a real one: remove a
+    /// guest's lock (say, the `lock: create` a killed `--simulate` run left). Run it while no
+    /// process uses the lab.
+    Unlock(UnlockArgs),
+}
+
+/// Flags of `homelab-cli sim unlock`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UnlockArgs {
+    /// The guest's VMID.
+    pub vmid: u32,
+    /// The lab's state directory (`sim serve --state`, or `.homelab/sim` beside homelab.yaml
+    /// for `--simulate`).
+    #[arg(long, default_value = ".homelab/sim")]
+    pub state: PathBuf,
 }
 
 /// Flags of `homelab-cli sim serve`.
@@ -65,6 +80,15 @@ struct SftpBanner {
 pub async fn run(cmd: Command, ctx: &Context) -> miette::Result<Exit> {
     match cmd {
         Command::Serve(args) => serve(args, ctx).await,
+        Command::Unlock(args) => {
+            match homelab_sim::lab::unlock_guest(&args.state, args.vmid)
+                .map_err(|e| miette!("cannot unlock guest {}: {e}", args.vmid))?
+            {
+                Some(lock) => println!("Removed lock `{lock}` from guest {}.", args.vmid),
+                None => println!("Guest {} was not locked.", args.vmid),
+            }
+            Ok(Exit::Success)
+        }
     }
 }
 

@@ -165,12 +165,15 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     };
     // Volumes (cloud images, snippets) created by a step, by (node, volid).
     let mut volume_steps: BTreeMap<(String, String), String> = BTreeMap::new();
-    // Guests created in this run (a clone waits for its template).
+    // Guests created or changed in this run (a clone waits for its template, whatever
+    // changes it: its creation, conversion or an update of its configuration).
     let created: std::collections::BTreeSet<u32> = plan
         .actions
         .iter()
         .filter_map(|a| match a {
-            Action::Create { vmid, .. } | Action::Replace { vmid, .. } => Some(*vmid),
+            Action::Create { vmid, .. }
+            | Action::Replace { vmid, .. }
+            | Action::Update { vmid, .. } => Some(*vmid),
             _ => None,
         })
         .collect();
@@ -796,6 +799,11 @@ async fn create_clone(
         ("name", ParamValue::Str(d.name.clone())),
         ("full", ParamValue::Bool(full)),
     ];
+    // The owner marker travels with the clone request (`clone_vm` takes `description`): a
+    // clone interrupted before its configuration is set is still recognisably ours.
+    if let Some(desc) = d.props.get("description") {
+        params.push(("description", ParamValue::Str(desc.clone())));
+    }
     let storage = d.disks.get("scsi0").map(|s| s.storage.clone());
     if full && let Some(st) = storage {
         params.push(("storage", ParamValue::Str(st)));
@@ -933,15 +941,25 @@ async fn destroy(env: &Env, node: &str, kind: GuestKind, vmid: u32) -> Result<()
             Err(e) => return Err(StepError::new(format!("stop: {e}"))),
         }
     }
-    let upid: Upid = env
-        .pve
-        .delete(
-            &path,
-            &[
-                ("purge", ParamValue::Bool(true)),
-                ("destroy-unreferenced-disks", ParamValue::Bool(true)),
-            ],
-        )
+    // The placeholder of an interrupted create is locked; only root@pam may skip the lock.
+    let placeholder = env.observed.guest(vmid).is_some_and(|g| {
+        let vols = env.observed.abandoned_volumes.get(&vmid);
+        super::recover::abandoned_create(g, vols.map_or(&[][..], Vec::as_slice)).is_some()
+            && super::recover::is_locked(g)
+    });
+    let mut params = vec![
+        ("purge", ParamValue::Bool(true)),
+        ("destroy-unreferenced-disks", ParamValue::Bool(true)),
+    ];
+    let client = match (&env.pve_root, placeholder) {
+        (Some(root), true) => {
+            params.push(("skiplock", ParamValue::Bool(true)));
+            root
+        }
+        _ => &env.pve,
+    };
+    let upid: Upid = client
+        .delete(&path, &params)
         .await
         .map_err(|e| StepError::new(format!("destroy: {e}")))?;
     wait(env, upid, "destroy").await

@@ -10,5 +10,6 @@ pub mod observed;
 pub mod pci;
 pub mod plan;
 pub mod props;
+pub mod recover;
 pub mod render;
 pub mod talos;

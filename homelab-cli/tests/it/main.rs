@@ -2,6 +2,7 @@
 
 mod backups;
 mod common;
+mod crash;
 mod image;
 mod lab;
 mod layers;
@@ -10,4 +11,5 @@ mod secrets;
 mod services;
 mod sim;
 mod talos;
+mod validation;
 mod vms;
