@@ -35,6 +35,7 @@ mod client;
 mod error;
 pub mod models;
 pub mod property;
+mod recovery;
 mod request;
 pub mod requests;
 pub mod tls;

@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// Proxmox node names of a new lab.
     #[arg(long = "node", value_name = "NAME")]
     pub nodes: Vec<String>,
+    /// Fault profile: `resets=0.1,drops=0.1,latency=50ms,spikes=0.05:2s,lock-timeouts=3,
+    /// fail=/status/start:0.2,fail-tasks=qmstart:1,offline=pve2`, or a named profile
+    /// (`flaky`, `slow`, `locks`). See docs/crash-safety.md.
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<String>,
 }
 
 /// What `sim serve` prints (one line of JSON).
@@ -110,6 +115,11 @@ async fn serve(args: ServeArgs, _ctx: &Context) -> miette::Result<Exit> {
         .start()
         .await
         .map_err(|e| miette!("cannot start the simulated Proxmox VE: {e}"))?;
+    if let Some(spec) = &args.faults {
+        lab.faults()
+            .apply_spec(spec)
+            .map_err(|e| miette!(help = "see docs/crash-safety.md", "--faults: {e}"))?;
+    }
     let factory = homelab_sim::factory::FactorySim::start(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         args.state.as_ref().map(|d| d.join("factory")),

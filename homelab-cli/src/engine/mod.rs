@@ -13,3 +13,4 @@ pub mod props;
 pub mod recover;
 pub mod render;
 pub mod talos;
+pub mod waits;

@@ -84,7 +84,9 @@ pub async fn observe(
     let stopped: Vec<(String, GuestKind, u32)> = observed
         .guests
         .iter()
-        .filter(|g| g.status == "stopped" && !g.template && declared.contains(&g.vmid))
+        // `unknown` too: pvestatd has not reported a new guest yet (up to 10 s), and a start
+        // that failed right after its creation must still be planned.
+        .filter(|g| g.status != "running" && !g.template && declared.contains(&g.vmid))
         .map(|g| (g.node.clone(), g.kind, g.vmid))
         .collect();
     for (node, kind, vmid) in stopped {
