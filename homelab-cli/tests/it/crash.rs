@@ -212,3 +212,48 @@ fn a_leftover_temp_file_is_removed_by_the_next_run() {
     assert!(out.status.success(), "{out:?}");
     assert!(!stray.exists(), "the stray temporary file is still there");
 }
+
+/// `up` under injected faults: answers lost after the work was done and connections reset
+/// before it, on every kind of write, then a config lock timeout; the first run succeeds and
+/// the plan after it is empty.
+#[test]
+fn up_succeeds_in_one_run_under_lost_answers_and_resets() {
+    let repo = Repo::copy("services", SERVICES);
+    let faults = "drop-next=/nodes/pve/lxc:3,reset-next=/nodes/pve/lxc:3,\
+drop-next=/status/start:2,reset-next=/cluster/backup:1,drop-next=/cluster/backup:1,\
+drop-next=/download-url:1,drop-next=/cluster/resources:1,lock-timeouts=1";
+    let up = repo.run(
+        &["up", "--simulate", "--yes"],
+        repo.config().to_str().unwrap(),
+        &[("HOMELAB_SIM_FAULTS", faults)],
+    );
+    let err = String::from_utf8_lossy(&up.stderr);
+    assert!(up.status.success(), "{err}");
+    assert!(err.contains("the answer was lost"), "{err}");
+    assert!(err.contains("sending the request again"), "{err}");
+    let plan = repo.cli(&["plan", "--simulate", "--detailed-exitcode"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+    let mut vmids: Vec<u64> = guests(&repo).iter().map(|g| g.0).collect();
+    let n = vmids.len();
+    vmids.dedup();
+    assert_eq!(vmids.len(), n);
+}
+
+#[test]
+fn a_bad_fault_profile_is_refused_with_the_grammar() {
+    let repo = Repo::copy("services", SERVICES);
+    let out = repo.run(
+        &["plan", "--simulate"],
+        repo.config().to_str().unwrap(),
+        &[("HOMELAB_SIM_FAULTS", "resets=2")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("HOMELAB_SIM_FAULTS"), "{err}");
+    assert!(err.contains("between 0 and 1"), "{err}");
+}

@@ -82,7 +82,7 @@ async fn handle_with_faults(
     sim: Sim,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-    if sim.faults().take_reset() {
+    if sim.faults().take_reset(req.uri().path()) {
         tracing::info!(path = %req.uri().path(), "fault: connection reset before processing");
         return Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionReset,
@@ -94,7 +94,7 @@ async fn handle_with_faults(
     if let Some(d) = sim.faults().take_spike() {
         tokio::time::sleep(d).await;
     }
-    if sim.faults().take_drop() {
+    if sim.faults().take_drop(&path) {
         tracing::info!(%path, "fault: answer dropped after processing");
         return Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionAborted,

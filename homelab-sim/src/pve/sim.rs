@@ -110,6 +110,9 @@ struct FaultState {
     reset_rate: f64,
     drop_rate: f64,
     spikes: Option<(f64, Duration)>,
+    /// (path part, count): the next answers to drop, deterministically.
+    drop_next: Vec<(String, u32)>,
+    reset_next: Vec<(String, u32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -187,12 +190,35 @@ impl Faults {
     pub fn set_latency_spikes(&self, rate: f64, spike: Duration) {
         self.lock().spikes = Some((rate.clamp(0.0, 1.0), spike));
     }
-    pub(crate) fn take_reset(&self) -> bool {
-        let r = self.lock().reset_rate;
+    /// Drop the answers of the next `n` requests whose path contains `contains` (after
+    /// processing them).
+    pub fn drop_next(&self, contains: &str, n: u32) {
+        self.lock().drop_next.push((contains.to_string(), n));
+    }
+    /// Reset the next `n` requests whose path contains `contains` (before processing).
+    pub fn reset_next(&self, contains: &str, n: u32) {
+        self.lock().reset_next.push((contains.to_string(), n));
+    }
+    fn take_next(list: &mut [(String, u32)], path: &str) -> bool {
+        list.iter_mut()
+            .find(|(c, n)| *n > 0 && path.contains(c.as_str()))
+            .map(|e| e.1 -= 1)
+            .is_some()
+    }
+    pub(crate) fn take_reset(&self, path: &str) -> bool {
+        let mut f = self.lock();
+        if Self::take_next(&mut f.reset_next, path) {
+            return true;
+        }
+        let r = f.reset_rate;
         r > 0.0 && rand::thread_rng().gen_bool(r)
     }
-    pub(crate) fn take_drop(&self) -> bool {
-        let r = self.lock().drop_rate;
+    pub(crate) fn take_drop(&self, path: &str) -> bool {
+        let mut f = self.lock();
+        if Self::take_next(&mut f.drop_next, path) {
+            return true;
+        }
+        let r = f.drop_rate;
         r > 0.0 && rand::thread_rng().gen_bool(r)
     }
     pub(crate) fn take_spike(&self) -> Option<Duration> {
@@ -210,7 +236,9 @@ impl Faults {
     /// - `fail=<path part>:<rate>[:<status>]`: fail that fraction of matching requests
     ///   (status 500 by default, PVE's `got no worker upid` text);
     /// - `fail-tasks=<type>:<n>`: the next n tasks of that type (`qmstart`, `*`) fail;
-    /// - `offline=<node>`: requests for the node answer 595.
+    /// - `offline=<node>`: requests for the node answer 595;
+    /// - `drop-next=<path part>:<n>`, `reset-next=<path part>:<n>`: the same faults for the
+    ///   next n matching requests, deterministically.
     ///
     /// Named: `flaky` (`resets=0.1,drops=0.1`), `slow` (`latency=200ms,spikes=0.1:3s`),
     /// `locks` (`lock-timeouts=3,storage-lock-timeouts=2`).
@@ -286,6 +314,16 @@ impl Faults {
                     self.fail_tasks(ty, count(n)?, "injected task failure");
                 }
                 "offline" => self.set_node_offline(value, true),
+                "drop-next" | "reset-next" => {
+                    let (path, n) = value
+                        .rsplit_once(':')
+                        .ok_or_else(|| format!("`{item}`: write `{key}=<path part>:<n>`"))?;
+                    if key == "drop-next" {
+                        self.drop_next(path, count(n)?);
+                    } else {
+                        self.reset_next(path, count(n)?);
+                    }
+                }
                 _ => {
                     return Err(format!(
                         "unknown fault `{key}` (resets, drops, latency, spikes, lock-timeouts, storage-lock-timeouts, fail, fail-tasks, offline)"
@@ -905,6 +943,11 @@ mod fault_spec_tests {
                 .contains("named profile")
         );
         f.set_resets(1.0);
-        assert!(f.take_reset());
+        assert!(f.take_reset("/nodes"));
+        f.set_resets(0.0);
+        f.drop_next("/qemu", 1);
+        assert!(!f.take_drop("/lxc"));
+        assert!(f.take_drop("/nodes/pve/qemu"));
+        assert!(!f.take_drop("/nodes/pve/qemu"));
     }
 }
