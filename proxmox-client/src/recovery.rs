@@ -126,6 +126,7 @@ pub(crate) fn newest_since(rows: &[TaskRow], since: u64) -> Option<&str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -131,6 +131,7 @@ pub async fn mtls_ready(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -123,6 +123,7 @@ fn component(text: &str, what: &str, lo: u32, hi: u32) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::check;
 

@@ -917,6 +917,7 @@ fn parse_duration(v: &str) -> Result<Duration, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod fault_spec_tests {
     use super::*;
 
