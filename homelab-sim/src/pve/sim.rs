@@ -946,6 +946,7 @@ mod fault_spec_tests {
         f.set_resets(1.0);
         assert!(f.take_reset("/nodes"));
         f.set_resets(0.0);
+        f.set_drops(0.0);
         f.drop_next("/qemu", 1);
         assert!(!f.take_drop("/lxc"));
         assert!(f.take_drop("/nodes/pve/qemu"));
