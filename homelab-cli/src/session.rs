@@ -121,7 +121,16 @@ impl Session {
             ));
         }
         let pve = connect(&desired)?;
-        let pve_root = connect_root(&desired)?;
+        let mut pve_root = connect_root(&desired)?;
+        if pve_root.is_none()
+            && let Some(s) = &lab
+        {
+            // The simulated host is the user's own: its root login repairs what a killed
+            // `--simulate` run left locked (`skiplock`), as `qm unlock` on a real node would.
+            let mut d = desired.clone();
+            d.proxmox.root_password = Some(s.lab.root_password().to_string().into());
+            pve_root = connect_root(&d)?;
+        }
         Ok(Session {
             ws,
             desired,
@@ -163,9 +172,13 @@ impl Session {
 
     /// Observe Proxmox and the Talos nodes, and plan.
     pub async fn plan(&self) -> miette::Result<Planned> {
-        let observed = observe::observe(&self.pve, &self.desired)
+        let mut observed = observe::observe(&self.pve, &self.desired)
             .await
             .map_err(|e| pve_error(&self.desired.proxmox.endpoint, e))?;
+        observed.root_access = self.pve_root.is_some();
+        if self.sim.is_some() {
+            observed.sim_state = Some(crate::simlab::state_dir(&self.ws.loaded.dir));
+        }
         let guest_plan =
             plan::plan(&self.desired, &observed).map_err(|e| miette!(help = e.help(), "{e}"))?;
         let jobs = crate::engine::backups::observe_for(&self.pve, !self.desired.backups.is_empty())
@@ -180,6 +193,8 @@ impl Session {
         let (guest_plan, observed) = self.plan_sdn(guest_plan, observed).await?;
         let bundle = self.bundle()?;
         let talos_obs = self.observe_talos(&observed, bundle.as_ref()).await?;
+        crate::engine::recover::check_bundle(&self.desired, &talos_obs, &guest_plan)
+            .map_err(|e| miette!(help = e.help(), "{e}"))?;
         let plan = plan::plan_talos(&self.desired, &talos_obs, guest_plan);
         Ok(Planned {
             plan,

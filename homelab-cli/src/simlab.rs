@@ -112,6 +112,10 @@ pub struct SimOptions {
     pub task_duration: Option<Duration>,
 }
 
+/// The environment variable holding a fault profile for `--simulate`
+/// ([`homelab_sim::pve::sim::Faults::apply_spec`]).
+pub const FAULTS_ENV: &str = "HOMELAB_SIM_FAULTS";
+
 impl SimLab {
     /// Start (or resume) the lab kept in `dir`.
     pub async fn start(dir: &Path, opts: &SimOptions) -> miette::Result<SimLab> {
@@ -133,6 +137,18 @@ impl SimLab {
             .start()
             .await
             .map_err(|e| miette!("cannot start the simulated Proxmox VE: {e}"))?;
+        // A fault profile for `--simulate` (the same grammar as `sim serve --faults`).
+        if let Ok(spec) = std::env::var(FAULTS_ENV)
+            && !spec.trim().is_empty()
+        {
+            lab.faults().apply_spec(&spec).map_err(|e| {
+                miette!(
+                    help = "e.g. `HOMELAB_SIM_FAULTS=resets=0.1,drops=0.1` or a named profile: flaky, slow, locks",
+                    "{FAULTS_ENV}: {e}"
+                )
+            })?;
+            eprintln!("Simulated lab with faults: {spec}");
+        }
         let factory = FactorySim::start(
             std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             Some(dir.join("factory")),

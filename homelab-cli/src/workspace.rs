@@ -90,6 +90,27 @@ impl Workspace {
                 )
             })?;
         }
+        // Temporary files of a run that was killed mid-write: the repository and the
+        // directories of the files we write.
+        let mut dirs = vec![loaded.dir.clone()];
+        if let Some(s) = &loaded.config.secrets {
+            dirs.push(loaded.relative(&s.file));
+        }
+        dirs.push(loaded.relative(&loaded.config.outputs.talosconfig));
+        dirs.push(loaded.relative(&loaded.config.outputs.kubeconfig));
+        if let Some(t) = &loaded.config.talos {
+            dirs.push(loaded.relative(&t.secrets_file));
+        }
+        for (i, d) in dirs.iter_mut().enumerate() {
+            if i > 0 {
+                *d = d.parent().map(Path::to_path_buf).unwrap_or_default();
+            }
+        }
+        dirs.sort();
+        dirs.dedup();
+        for d in &dirs {
+            clean_temp_files(d);
+        }
         Ok(Workspace { loaded, identities })
     }
 
@@ -211,6 +232,31 @@ pub fn absolute(path: &Path) -> PathBuf {
     }
 }
 
+/// How the temporary files of [`write_atomic`] start (covered by the `.gitignore` that
+/// `init` writes; [`clean_temp_files`] removes those a killed run left behind).
+pub const TMP_PREFIX: &str = ".homelab-tmp.";
+
+/// Remove the temporary files an interrupted [`write_atomic`] left in `dir` (a kill between
+/// writing and renaming). Returns what it removed.
+pub fn clean_temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let ours = name.to_str().is_some_and(|n| n.starts_with(TMP_PREFIX));
+        if ours
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            tracing::info!(path = %e.path().display(), "removed a temporary file left by an interrupted run");
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
 /// Write a file atomically: a temp file in the same directory, then rename. `mode` applies
 /// on Unix (0600 for anything holding plaintext secrets).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> miette::Result<()> {
@@ -220,7 +266,9 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> miette::Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| miette!("cannot create {}: {e}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TMP_PREFIX)
+        .tempfile_in(dir)
         .map_err(|e| miette!("cannot create a temporary file in {}: {e}", dir.display()))?;
     #[cfg(unix)]
     {

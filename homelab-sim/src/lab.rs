@@ -241,6 +241,15 @@ impl LabBuilder {
             }
             state.storages.insert(id.clone(), cfg.clone());
         }
+        // Workers of an earlier process died with it. pve-common `PVE::RESTEnvironment`
+        // `active_workers` drops a worker whose process is gone from the active list, and
+        // `PVE::Tools::upid_read_status` reports "unexpected status" for a task log that has
+        // no final `TASK ...` line. Whatever the task had prepared (a `lock: create`
+        // placeholder, a clone target holding `lock: clone`) stays, as on a real host.
+        for t in state.tasks.values_mut().filter(|t| t.endtime.is_none()) {
+            t.endtime = Some(crate::pve::sim::now());
+            t.exitstatus = Some("unexpected status".into());
+        }
         for (node, devices) in &self.pci_devices {
             if let Some(n) = state.nodes.get_mut(node) {
                 n.pci = devices.clone();
@@ -458,4 +467,33 @@ impl Drop for LabHandle {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
+}
+
+/// What `qm unlock <vmid>` / `pct unlock <vmid>` does on a node's shell, for a lab kept in
+/// `state_dir` that is not running: remove the guest's `lock` (qemu-server `PVE/CLI/qm.pm`
+/// and pve-container `PVE/CLI/pct.pm` `unlock`: `remove_lock` without checking its kind).
+/// Returns the lock it removed, `None` when the guest was not locked. The API offers no such
+/// call to a token, and none at all for containers.
+pub fn unlock_guest(state_dir: &std::path::Path, vmid: u32) -> Result<Option<String>, Error> {
+    let file = state_dir.join(STATE_FILE);
+    let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    let mut state = serde_json::from_slice::<State>(&bytes).map_err(|e| Error::State {
+        path: file.clone(),
+        message: e.to_string(),
+    })?;
+    let Some(g) = state.guests.get_mut(&vmid) else {
+        return Err(Error::State {
+            path: file,
+            message: format!("no guest {vmid} in this lab"),
+        });
+    };
+    let removed = g.config.remove("lock");
+    if removed.is_some() {
+        let data = serde_json::to_vec_pretty(&state).map_err(|e| Error::State {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
+        crate::pve::sim::write_atomic(&file, &data)?;
+    }
+    Ok(removed)
 }

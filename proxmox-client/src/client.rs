@@ -410,6 +410,7 @@ impl ClientBuilder {
                 retry: self.retry,
                 rejected,
                 calls: std::sync::atomic::AtomicU64::new(0),
+                connect_timeout: self.connect_timeout,
             }),
         })
     }
@@ -466,6 +467,7 @@ struct Inner {
     retry: RetryPolicy,
     rejected: RejectedCert,
     calls: std::sync::atomic::AtomicU64,
+    connect_timeout: Duration,
 }
 
 /// A cloneable Proxmox VE API client (cheap to clone; clones share connections and the
@@ -575,12 +577,86 @@ impl Client {
         let policy = &self.inner.retry;
         let mut attempt: u32 = 0;
         let mut relogged = false;
+        // Tasks this request may have started begin at or after this (clocks within a few
+        // seconds of each other, as NTP keeps a cluster and its clients).
+        let sent_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_sub(5);
         loop {
             let result = self.send_once(req).await;
             let err = match result {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
+            // No answer within the connect timeout: the endpoint is blackholed (host down,
+            // firewall drop); retrying only multiplies the wait.
+            if is_connect_timeout(&err) {
+                return Err(Error::Transport {
+                    url: self.inner.base.to_string(),
+                    message: format!(
+                        "no answer from {} within the {}s connect timeout: the host is down, a firewall drops the traffic, or the address is wrong",
+                        self.inner.host,
+                        self.inner.connect_timeout.as_secs()
+                    ),
+                    source: None,
+                });
+            }
+            // A write whose connection closed without an answer: find out whether it ran.
+            if req.method != Method::Get
+                && matches!(err, Error::Transport { .. })
+                && !is_connect_error(&err)
+                && attempt + 1 < policy.max_attempts
+            {
+                if let Some(task) = crate::recovery::expected_task(req) {
+                    match self.find_started_task(&task, sent_at).await {
+                        Ok(Some(upid)) => {
+                            tracing::warn!(error = %err, %upid, path = %req.path, "the answer was lost; the request had started its task");
+                            let body = serde_json::to_vec(&serde_json::json!({ "data": upid }))
+                                .map_err(|e| Error::Config(e.to_string()))?;
+                            return Ok(RawResponse {
+                                status: 200,
+                                body: Bytes::from(body),
+                            });
+                        }
+                        Ok(None) => {
+                            attempt += 1;
+                            let delay = policy.delay(attempt - 1);
+                            tracing::warn!(error = %err, attempt, path = %req.path, "no answer and no task started: sending the request again");
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                        Err(_) => return Err(err),
+                    }
+                }
+                if let Some(path) = crate::recovery::created_object(req) {
+                    let read = ApiRequest::new(Method::Get, &[]);
+                    let read = ApiRequest { path, ..read };
+                    match Box::pin(self.execute_with_retries(&read)).await {
+                        Ok(_) => {
+                            tracing::warn!(error = %err, path = %req.path, "the answer was lost; the object exists: the create had run");
+                            return Ok(RawResponse {
+                                status: 200,
+                                body: Bytes::from_static(b"{\"data\":null}"),
+                            });
+                        }
+                        Err(Error::NotFound { .. }) => {
+                            attempt += 1;
+                            tracing::warn!(error = %err, attempt, path = %req.path, "no answer and nothing created: sending the request again");
+                            tokio::time::sleep(policy.delay(attempt - 1)).await;
+                            continue;
+                        }
+                        Err(_) => return Err(err),
+                    }
+                }
+                if crate::recovery::idempotent_write(req) {
+                    attempt += 1;
+                    let delay = policy.delay(attempt - 1);
+                    tracing::warn!(error = %err, attempt, path = %req.path, "no answer to a configuration write: setting the same values again");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            }
             // An expired or revoked ticket: log in again once.
             if matches!(err, Error::Auth { .. })
                 && !relogged
@@ -591,7 +667,10 @@ impl Client {
                 *t.current.lock().await = None;
                 continue;
             }
-            let retry = err.is_retryable() || (req.method == Method::Get && transient_read(&err));
+            // A connection that was refused never carried the request: safe for any method.
+            let retry = err.is_retryable()
+                || (req.method == Method::Get && transient_read(&err))
+                || is_connect_error(&err);
             attempt += 1;
             if !retry || attempt >= policy.max_attempts {
                 return Err(err);
@@ -600,6 +679,37 @@ impl Client {
             tracing::warn!(error = %err, attempt, ?delay, "retrying Proxmox VE request");
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// The newest task of `task`'s type and id on its node started since `since` (running or
+    /// finished), if any: what a write whose answer was lost had started.
+    async fn find_started_task(
+        &self,
+        task: &crate::recovery::ExpectedTask,
+        since: u64,
+    ) -> Result<Option<String>> {
+        let mut req = ApiRequest::new(Method::Get, &["nodes", &task.node, "tasks"]);
+        req.params = vec![
+            ("source".into(), ParamValue::Str("all".into())),
+            ("typefilter".into(), ParamValue::Str(task.ty.clone())),
+            (
+                "since".into(),
+                ParamValue::Int(i64::try_from(since).unwrap_or(0)),
+            ),
+            ("limit".into(), ParamValue::Int(50)),
+        ];
+        if task.id.bytes().all(|b| b.is_ascii_digit()) && !task.id.is_empty() {
+            req.params
+                .push(("vmid".into(), ParamValue::Str(task.id.clone())));
+        }
+        let raw = Box::pin(self.execute_with_retries(&req)).await?;
+        let rows: Vec<crate::recovery::TaskRow> =
+            decode_envelope(&req.path, raw.status, &raw.body)?;
+        let rows: Vec<crate::recovery::TaskRow> = rows
+            .into_iter()
+            .filter(|r| r.upid.split(':').nth(6).is_some_and(|id| id == task.id))
+            .collect();
+        Ok(crate::recovery::newest_since(&rows, since).map(str::to_string))
     }
 
     /// Current auth headers, logging in or renewing the ticket if needed.
@@ -798,6 +908,9 @@ const STATE_ANSWERS: &[&str] = &["No QEMU guest agent configured", "does not exi
 /// 5xx (except the proxy's node-unreachable codes and answers that describe a state) and
 /// transport errors: safe to retry for reads only.
 fn transient_read(err: &Error) -> bool {
+    if is_connect_timeout(err) {
+        return false;
+    }
     match err {
         Error::Transport { .. } => true,
         Error::NodeUnreachable { .. } => false,
@@ -829,6 +942,23 @@ pub fn decode_envelope<T: DeserializeOwned>(path: &str, status: u16, body: &[u8]
                 String::from_utf8_lossy(&body[..body.len().min(200)])
             ),
         })
+}
+
+/// Whether the connection itself failed (the request was never sent).
+fn is_connect_error(err: &Error) -> bool {
+    matches!(err, Error::Transport { source: Some(e), .. } if e.is_connect())
+}
+
+/// Whether the connection attempt timed out (nothing answered at all).
+fn is_connect_timeout(err: &Error) -> bool {
+    match err {
+        Error::Transport {
+            source: Some(e),
+            message,
+            ..
+        } => e.is_connect() && (e.is_timeout() || message.contains("timed out")),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

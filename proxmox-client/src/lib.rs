@@ -36,6 +36,7 @@ mod error;
 pub mod models;
 pub mod plugins;
 pub mod property;
+mod recovery;
 mod request;
 pub mod requests;
 pub mod sdn;

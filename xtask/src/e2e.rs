@@ -72,7 +72,7 @@ fn example_run(bin: &Path, example: &str) -> Result {
     outcome
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"))
@@ -96,7 +96,7 @@ fn step(bin: &Path, dir: &Path, args: &[&str], config: &Path, want: Option<i32>)
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result {
+pub(crate) fn copy_dir(from: &Path, to: &Path) -> Result {
     std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
     let entries = std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))?;
     for e in entries.flatten() {

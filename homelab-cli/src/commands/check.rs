@@ -93,7 +93,11 @@ pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
         // Structure and secret-free rules: errors render with file, line and caret.
         let ws = args.config.open()?;
         match ws.secrets() {
-            Err(e) => report.warnings.push(format!("secrets not checked: {e}")),
+            // Every command but `check` needs them: a file that is missing or that no key
+            // here decrypts is a problem, not a note.
+            Err(e) => report
+                .problems
+                .push(format!("the secrets cannot be read: {e:#}")),
             Ok(secrets) => {
                 let d = desired::resolve(&ws.loaded, &secrets, &FactoryNaming::default())?;
                 report.totals = Some(Totals {

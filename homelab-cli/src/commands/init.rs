@@ -100,7 +100,7 @@ pub async fn run(args: Args, _ctx: &Context) -> miette::Result<Exit> {
         format!("{schema}\n").as_bytes(),
         0o644,
     )?;
-    let gitignore = "# homelab-cli\n/.homelab/\n# Decrypted files must never be committed.\n*.dec.yaml\n*.agekey\nkeys.txt\n";
+    let gitignore = "# homelab-cli\n/.homelab/\n# Decrypted files must never be committed.\n*.dec.yaml\n*.agekey\nkeys.txt\n# Temporary files of an interrupted write (removed by the next run).\n.homelab-tmp.*\n";
     write_atomic(&dir.join(".gitignore"), gitignore.as_bytes(), 0o644)?;
     print_text(&format!(
         "Created homelab.yaml, homelab.schema.json, .sops.yaml, secrets.enc.yaml and .gitignore in {}.\nNew age key in {} (public key {recipient}); back it up: without it the secrets are lost.\nNext: `homelab-cli secrets edit secrets.enc.yaml`, `homelab-cli hooks install`, `homelab-cli plan`.\n",

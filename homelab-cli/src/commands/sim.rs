@@ -21,6 +21,10 @@ pub enum Command {
     /// guests, the system disk and storage.cfg are wiped; the ZFS pools keep their datasets
     /// and the backup archives below them. For rehearsing docs/recovery.md.
     Reinstall(ReinstallArgs),
+    /// On the simulated node, what `qm unlock` / `pct unlock` does on a real one: remove a
+    /// guest's lock (say, the `lock: create` a killed `--simulate` run left). Run it while no
+    /// process uses the lab.
+    Unlock(UnlockArgs),
 }
 
 /// Flags of `homelab-cli sim reinstall`.
@@ -28,6 +32,17 @@ pub enum Command {
 pub struct ReinstallArgs {
     #[command(flatten)]
     pub config: crate::workspace::ConfigArg,
+}
+
+/// Flags of `homelab-cli sim unlock`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UnlockArgs {
+    /// The guest's VMID.
+    pub vmid: u32,
+    /// The lab's state directory (`sim serve --state`, or `.homelab/sim` beside homelab.yaml
+    /// for `--simulate`).
+    #[arg(long, default_value = ".homelab/sim")]
+    pub state: PathBuf,
 }
 
 /// Flags of `homelab-cli sim serve`.
@@ -43,6 +58,11 @@ pub struct ServeArgs {
     /// Proxmox node names of a new lab.
     #[arg(long = "node", value_name = "NAME")]
     pub nodes: Vec<String>,
+    /// Fault profile: `resets=0.1,drops=0.1,latency=50ms,spikes=0.05:2s,lock-timeouts=3,
+    /// fail=/status/start:0.2,fail-tasks=qmstart:1,offline=pve2`, or a named profile
+    /// (`flaky`, `slow`, `locks`). See docs/crash-safety.md.
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<String>,
 }
 
 /// What `sim serve` prints (one line of JSON).
@@ -77,6 +97,15 @@ pub async fn run(cmd: Command, ctx: &Context) -> miette::Result<Exit> {
     match cmd {
         Command::Serve(args) => serve(args, ctx).await,
         Command::Reinstall(args) => reinstall(args).await,
+        Command::Unlock(args) => {
+            match homelab_sim::lab::unlock_guest(&args.state, args.vmid)
+                .map_err(|e| miette!("cannot unlock guest {}: {e}", args.vmid))?
+            {
+                Some(lock) => println!("Removed lock `{lock}` from guest {}.", args.vmid),
+                None => println!("Guest {} was not locked.", args.vmid),
+            }
+            Ok(Exit::Success)
+        }
     }
 }
 
@@ -117,6 +146,11 @@ async fn serve(args: ServeArgs, _ctx: &Context) -> miette::Result<Exit> {
         .start()
         .await
         .map_err(|e| miette!("cannot start the simulated Proxmox VE: {e}"))?;
+    if let Some(spec) = &args.faults {
+        lab.faults()
+            .apply_spec(spec)
+            .map_err(|e| miette!(help = "see docs/crash-safety.md", "--faults: {e}"))?;
+    }
     let factory = homelab_sim::factory::FactorySim::start(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         args.state.as_ref().map(|d| d.join("factory")),

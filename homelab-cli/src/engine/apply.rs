@@ -190,12 +190,15 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     };
     // Volumes (cloud images, snippets) created by a step, by (node, volid).
     let mut volume_steps: BTreeMap<(String, String), String> = BTreeMap::new();
-    // Guests created in this run (a clone waits for its template).
+    // Guests created or changed in this run (a clone waits for its template, whatever
+    // changes it: its creation, conversion or an update of its configuration).
     let created: std::collections::BTreeSet<u32> = plan
         .actions
         .iter()
         .filter_map(|a| match a {
-            Action::Create { vmid, .. } | Action::Replace { vmid, .. } => Some(*vmid),
+            Action::Create { vmid, .. }
+            | Action::Replace { vmid, .. }
+            | Action::Update { vmid, .. } => Some(*vmid),
             _ => None,
         })
         .collect();
@@ -889,19 +892,38 @@ async fn create_clone(
         ("name", ParamValue::Str(d.name.clone())),
         ("full", ParamValue::Bool(full)),
     ];
+    // The owner marker travels with the clone request (`clone_vm` takes `description`): a
+    // clone interrupted before its configuration is set is still recognisably ours.
+    if let Some(desc) = d.props.get("description") {
+        params.push(("description", ParamValue::Str(desc.clone())));
+    }
     let storage = d.disks.get("scsi0").map(|s| s.storage.clone());
     if full && let Some(st) = storage {
         params.push(("storage", ParamValue::Str(st)));
     }
-    let upid: Upid = env
-        .pve
-        .post(
-            &format!("{}/clone", guest_path(&d.node, GuestKind::Qemu, template)),
-            &params,
-        )
-        .await
-        .map_err(|e| StepError::new(format!("clone of {template}: {e}")))?;
-    wait(env, upid, "clone").await?;
+    let path = format!("{}/clone", guest_path(&d.node, GuestKind::Qemu, template));
+    let mut sent = 0;
+    loop {
+        sent += 1;
+        match env.pve.post::<Upid>(&path, &params).await {
+            Ok(upid) => {
+                wait(env, upid, "clone").await?;
+                break;
+            }
+            // The answer was lost: read the new VMID back before sending the clone again.
+            Err(e @ proxmox_client::Error::Transport { .. }) => {
+                if clone_target_done(env, d).await? {
+                    tracing::warn!(error = %e, vmid = d.vmid, "the clone's answer was lost; the clone exists");
+                    break;
+                }
+                if sent >= 3 {
+                    return Err(StepError::new(format!("clone of {template}: {e}")));
+                }
+                tracing::warn!(error = %e, vmid = d.vmid, "the clone's answer was lost and no clone exists: sending it again");
+            }
+            Err(e) => return Err(StepError::new(format!("clone of {template}: {e}"))),
+        }
+    }
     let mut set: Vec<(String, ParamValue)> = d
         .props
         .iter()
@@ -921,6 +943,29 @@ async fn create_clone(
         wait(env, u, "configure").await?;
     }
     Ok(())
+}
+
+/// After a clone request whose answer was lost: whether the clone exists, waiting (up to
+/// the task deadline) while it still holds `lock: clone`.
+async fn clone_target_done(env: &Env, d: &DesiredGuest) -> Result<bool, StepError> {
+    let vm = env.pve.node(&d.node).qemu(d.vmid);
+    let start = std::time::Instant::now();
+    loop {
+        match vm.config().await {
+            Ok(cfg) if cfg.get_str("lock").as_deref() == Some("clone") => {}
+            Ok(_) => return Ok(true),
+            Err(proxmox_client::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(StepError::new(format!("read back clone {}: {e}", d.vmid))),
+        }
+        if start.elapsed() >= env.timeouts.task {
+            return Err(StepError::new(format!(
+                "clone {} still holds `lock: clone` after {}s",
+                d.vmid,
+                env.timeouts.task.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Create a guest from its desired configuration, then start it.
@@ -1046,15 +1091,25 @@ async fn destroy(env: &Env, node: &str, kind: GuestKind, vmid: u32) -> Result<()
             Err(e) => return Err(StepError::new(format!("stop: {e}"))),
         }
     }
-    let upid: Upid = env
-        .pve
-        .delete(
-            &path,
-            &[
-                ("purge", ParamValue::Bool(true)),
-                ("destroy-unreferenced-disks", ParamValue::Bool(true)),
-            ],
-        )
+    // The placeholder of an interrupted create is locked; only root@pam may skip the lock.
+    let placeholder = env.observed.guest(vmid).is_some_and(|g| {
+        let vols = env.observed.abandoned_volumes.get(&vmid);
+        super::recover::abandoned_create(g, vols.map_or(&[][..], Vec::as_slice)).is_some()
+            && super::recover::is_locked(g)
+    });
+    let mut params = vec![
+        ("purge", ParamValue::Bool(true)),
+        ("destroy-unreferenced-disks", ParamValue::Bool(true)),
+    ];
+    let client = match (&env.pve_root, placeholder) {
+        (Some(root), true) => {
+            params.push(("skiplock", ParamValue::Bool(true)));
+            root
+        }
+        _ => &env.pve,
+    };
+    let upid: Upid = client
+        .delete(&path, &params)
         .await
         .map_err(|e| StepError::new(format!("destroy: {e}")))?;
     wait(env, upid, "destroy").await
@@ -1222,15 +1277,30 @@ fn cluster_and_bundle(env: &Env) -> Result<(&TalosCluster, &SecretsBundle), Step
 
 /// How long and how often Talos steps poll.
 fn talos_opts(env: &Env) -> talos_api::health::WaitOptions<'static> {
-    talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll)
+    talos_api::health::WaitOptions::new(env.timeouts.talos)
+        .interval(env.timeouts.poll)
+        .progress(&super::waits::report)
 }
 
 /// Apply the machine configuration in maintenance mode and wait for the node to run it.
 async fn configure_node(env: &Env, vmid: u32) -> Result<String, StepError> {
     let d = desired_guest(env, vmid)?;
+    // Nothing inside a stopped VM answers: stop waiting as soon as it is seen stopped.
+    let poll = env.timeouts.poll.max(Duration::from_secs(1)) * 3;
+    tokio::select! {
+        r = configure_running_node(env, d) => r,
+        e = super::waits::vm_stops(&env.pve, &d.node, d.vmid, poll) => Err(e),
+    }
+}
+
+async fn configure_running_node(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
     let (cluster, bundle) = cluster_and_bundle(env)?;
     let ip = node_ip(env, d).await?;
     let opts = talos_opts(env);
+    super::waits::announce(
+        &format!("the Talos API of {} at {ip}", d.name),
+        opts.deadline,
+    );
     let state = talos_api::health::wait_for("the Talos API", &opts, || async move {
         match talos::probe(ip).await {
             NodeState::Unreachable => Err(talos_api::Error::InvalidConfig("no answer yet".into())),
@@ -1256,12 +1326,19 @@ async fn configure_node(env: &Env, vmid: u32) -> Result<String, StepError> {
     }
     let builder =
         talos::admin_client(cluster, bundle, ip).map_err(|e| StepError::new(e.to_string()))?;
-    talos_api::health::wait_mtls_ready(&builder, &opts)
+    super::waits::announce(
+        &format!("{} to run its configuration (mTLS)", d.name),
+        opts.deadline,
+    );
+    super::waits::mtls_ready(&builder, &opts, &d.name)
         .await
         .map_err(|e| {
+            if e.hint.is_some() {
+                return e;
+            }
             StepError::new(format!(
-                "{} did not come up with its configuration: {e}",
-                d.name
+                "{} did not come up with its configuration: {}",
+                d.name, e.message
             ))
             .hint("look at the node's console in Proxmox; re-running `homelab-cli up` resumes here")
         })?;
@@ -1288,9 +1365,16 @@ async fn bootstrap(env: &Env, vmid: u32) -> Result<String, StepError> {
     let opts = talos_opts(env);
     let builder =
         talos::admin_client(cluster, bundle, ip).map_err(|e| StepError::new(e.to_string()))?;
-    let client = talos_api::health::wait_mtls_ready(&builder, &opts)
+    super::waits::announce(&format!("the control plane at {ip}"), opts.deadline);
+    let client = super::waits::mtls_ready(&builder, &opts, &ip.to_string())
         .await
-        .map_err(|e| StepError::new(format!("control plane not ready: {e}")))?;
+        .map_err(|e| {
+            if e.hint.is_some() {
+                e
+            } else {
+                StepError::new(format!("control plane not ready: {}", e.message))
+            }
+        })?;
     let detail = if talos::etcd_running(cluster, bundle, ip).await {
         "already bootstrapped"
     } else {
@@ -1316,6 +1400,7 @@ async fn health(env: &Env) -> Result<String, StepError> {
     let kubeconfig = talos::direct_kubeconfig(&env.desired, cluster, bundle)
         .map_err(|e| StepError::new(e.to_string()))?;
     let opts = talos_opts(env);
+    super::waits::announce("Kubernetes to be ready", opts.deadline);
     talos_api::health::wait_kubernetes_ready(&kubeconfig, &opts)
         .await
         .map_err(|e| {

@@ -84,7 +84,9 @@ pub async fn observe(
     let stopped: Vec<(String, GuestKind, u32)> = observed
         .guests
         .iter()
-        .filter(|g| g.status == "stopped" && !g.template && declared.contains(&g.vmid))
+        // `unknown` too: pvestatd has not reported a new guest yet (up to 10 s), and a start
+        // that failed right after its creation must still be planned.
+        .filter(|g| g.status != "running" && !g.template && declared.contains(&g.vmid))
         .map(|g| (g.node.clone(), g.kind, g.vmid))
         .collect();
     for (node, kind, vmid) in stopped {
@@ -97,10 +99,32 @@ pub async fn observe(
             g.status = s.status;
         }
     }
-    let which = needs_config(desired, &observed);
+    // A create or clone still running on the host: wait for it (its guest holds only a lock
+    // and no markers until it ends), then read the list again.
+    let locked = super::recover::locked_declared(desired, &observed);
+    if await_in_flight(client, &locked).await? {
+        let fresh = list(client).await?;
+        observed.guests = fresh.guests;
+    }
+    let mut which = needs_config(desired, &observed);
+    for l in super::recover::locked_declared(desired, &observed) {
+        if !which.iter().any(|w| w.2 == l.2) {
+            which.push(l);
+        }
+    }
     read_configs(client, &mut observed, which).await?;
     super::restore::observe(client, desired, &mut observed).await?;
     observed.storages = super::storages::observe(client, desired).await?;
+    let placeholders: Vec<(String, u32)> = observed
+        .guests
+        .iter()
+        .filter(|g| super::recover::abandoned_create(g, &[]).is_some())
+        .map(|g| (g.node.clone(), g.vmid))
+        .collect();
+    for (node, vmid) in placeholders {
+        let vols = super::recover::guest_volumes(client, &node, vmid).await?;
+        observed.abandoned_volumes.insert(vmid, vols);
+    }
     Ok(observed)
 }
 
@@ -204,4 +228,38 @@ pub fn agent_addresses(
         .iter()
         .filter(|i| i.name != "lo")
         .flat_map(|i| &i.ip_addresses)
+}
+
+/// How long `observe` waits for a create or clone that is still running on the host.
+pub const IN_FLIGHT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Wait for the tasks still running on the host for `guests`, saying which (UPID) and until
+/// when. Whether there was any.
+async fn await_in_flight(
+    client: &Client,
+    guests: &[(String, GuestKind, u32)],
+) -> Result<bool, proxmox_client::Error> {
+    let mut waited = false;
+    for (node, _, vmid) in guests {
+        for upid in super::recover::active_tasks(client, node, *vmid).await? {
+            let Ok(parsed) = upid.parse::<proxmox_client::Upid>() else {
+                continue;
+            };
+            let deadline = IN_FLIGHT_DEADLINE;
+            eprintln!(
+                "  waiting for task {upid} (guest {vmid} on {node}, still running from an earlier run; deadline {}s)",
+                deadline.as_secs()
+            );
+            let opts = proxmox_client::WaitOptions {
+                deadline,
+                ..proxmox_client::WaitOptions::default()
+            };
+            // Its outcome does not matter here: the guest is read again afterwards.
+            if let Err(e) = client.wait_task(&parsed, &opts).await {
+                tracing::warn!(%upid, error = %e, "in-flight task did not finish cleanly");
+            }
+            waited = true;
+        }
+    }
+    Ok(waited)
 }

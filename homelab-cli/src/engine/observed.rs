@@ -85,6 +85,16 @@ pub struct Observed {
     /// missing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<super::restore::BackupArchive>,
+    /// Volumes of guests at declared VMIDs that hold only `lock: create` (an interrupted
+    /// create), by VMID: the evidence the plan shows before cleaning them up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub abandoned_volumes: BTreeMap<u32, Vec<String>>,
+    /// Whether `root@pam` may act (needed to remove a locked guest: `skiplock`).
+    #[serde(skip)]
+    pub root_access: bool,
+    /// The simulated lab's state directory, under `--simulate`.
+    #[serde(skip)]
+    pub sim_state: Option<std::path::PathBuf>,
 }
 
 impl ObservedGuest {

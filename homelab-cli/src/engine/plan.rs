@@ -74,6 +74,35 @@ pub enum PlanError {
         /// Their node.
         node: String,
     },
+    /// An interrupted create left a placeholder at a declared VMID, and only root@pam may
+    /// remove a locked guest.
+    #[error(
+        "VMID {vmid} ({name}) holds the remains of an interrupted create ({kind} on node {node}): {evidence}"
+    )]
+    AbandonedCreate {
+        /// The VMID.
+        vmid: u32,
+        /// Our guest's name.
+        name: String,
+        /// Its kind.
+        kind: &'static str,
+        /// Its node.
+        node: String,
+        /// What shows it.
+        evidence: String,
+        /// What to do.
+        repair: String,
+    },
+    /// The Talos secrets bundle is missing while nodes run a configuration made from it.
+    #[error(
+        "the Talos secrets bundle {path} is missing, but node(s) {nodes} already run a configuration made from it; a new bundle would lock `up` out of the running cluster"
+    )]
+    SecretsLost {
+        /// The bundle's path.
+        path: String,
+        /// The configured nodes (`vmid "name"`).
+        nodes: String,
+    },
     /// A desired name is used by a guest we do not own.
     #[error(
         "name \"{name}\" (VMID {vmid}) is already used by {kind} {other_vmid} on node {node}, which this homelab does not manage"
@@ -237,8 +266,19 @@ pub enum PlanError {
 
 impl PlanError {
     /// What to do about it.
-    pub fn help(&self) -> &'static str {
+    pub fn help(&self) -> std::borrow::Cow<'static, str> {
+        if let PlanError::AbandonedCreate { repair, .. } = self {
+            return repair.clone().into();
+        }
+        self.static_help().into()
+    }
+
+    fn static_help(&self) -> &'static str {
         match self {
+            PlanError::AbandonedCreate { .. } => "",
+            PlanError::SecretsLost { .. } => {
+                "restore the file from git history or a backup (`git checkout -- <path>`), or, to start the cluster over, destroy its nodes (`homelab-cli down`) and run `up` again: that makes a new bundle"
+            }
             PlanError::VmidClash { .. } | PlanError::NameClash { .. } => {
                 "change the VMID or name in homelab.yaml, or remove the other guest yourself"
             }
@@ -727,7 +767,36 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
     actions.extend(super::storages::diff(desired, observed.storages.as_ref())?);
 
     // Clashes with guests we do not own.
+    let mut abandoned: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for d in &desired.guests {
+        // The remains of a create that died with its host: ours to clean up (see `recover`).
+        if let Some(g) = by_vmid.get(&d.vmid)
+            && let Some(evidence) = super::recover::abandoned_create(
+                g,
+                observed
+                    .abandoned_volumes
+                    .get(&d.vmid)
+                    .map_or(&[][..], Vec::as_slice),
+            )
+        {
+            if !super::recover::can_remove(g, observed.root_access) {
+                return Err(PlanError::AbandonedCreate {
+                    vmid: d.vmid,
+                    name: d.name.clone(),
+                    kind: g.kind.noun(),
+                    node: g.node.clone(),
+                    evidence: evidence.join("; "),
+                    repair: super::recover::manual_repair(
+                        g.kind,
+                        d.vmid,
+                        &g.node,
+                        observed.sim_state.as_deref(),
+                    ),
+                });
+            }
+            abandoned.insert(d.vmid, evidence);
+            continue;
+        }
         if let Some(g) = by_vmid.get(&d.vmid)
             && !is_ours(g, lab)
             && !(adopting(desired, g) && g.kind == d.kind)
@@ -842,6 +911,17 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
     actions.extend(super::pci::plan(desired, observed)?);
 
     for d in &desired.guests {
+        if let (Some(reasons), Some(g)) = (abandoned.remove(&d.vmid), by_vmid.get(&d.vmid)) {
+            actions.push(Action::Replace {
+                vmid: d.vmid,
+                name: d.name.clone(),
+                node: d.node.clone(),
+                current_node: g.node.clone(),
+                kind: d.kind,
+                reasons,
+            });
+            continue;
+        }
         match by_vmid.get(&d.vmid) {
             None => {
                 let mut c = create(d, lab);

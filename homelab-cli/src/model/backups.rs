@@ -373,6 +373,14 @@ pub fn validate(l: &Loaded) -> Vec<ConfigError> {
                 )
                 .with_help("a calendar event such as `02:30`, `sat 03:00` or `mon..fri 22:00`"),
             );
+        } else if let Err(e) = super::calendar::check(schedule) {
+            errs.push(
+                l.error_at(
+                    &format!("{p}.schedule"),
+                    format!("`{schedule}` is not a Proxmox calendar event: {e}"),
+                )
+                .with_help("a calendar event such as `02:30`, `sat 03:00` or `mon..fri 22:00`"),
+            );
         }
         if !is_storage_id(&b.storage) {
             errs.push(l.error_at(

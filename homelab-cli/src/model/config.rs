@@ -903,16 +903,41 @@ impl Serialize for Size {
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Num(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Num(n) => Ok(Size::from_mib(n)),
-            Raw::Text(t) => Size::parse(&t).map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(SizeVisitor)
+    }
+}
+
+/// Sizes from YAML numbers or strings, with one clear message for everything else (an
+/// untagged enum would only say "did not match any variant").
+struct SizeVisitor;
+
+impl serde::de::Visitor<'_> for SizeVisitor {
+    type Value = Size;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a size such as `16GiB`, `512M` or a whole number of MiB")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Size, E> {
+        Ok(Size::from_mib(n))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Size, E> {
+        u64::try_from(n).map(Size::from_mib).map_err(|_| {
+            E::custom(format!(
+                "a size cannot be negative ({n}); write e.g. `2GiB` or `512` (MiB)"
+            ))
+        })
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Size, E> {
+        Err(E::custom(format!(
+            "a size is a whole number of MiB or has a unit (`1.5G` → `1536M`), not {n}"
+        )))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<Size, E> {
+        Size::parse(t).map_err(E::custom)
     }
 }
 
@@ -965,6 +990,26 @@ mod tests {
         assert!(Size::parse("GB").is_err());
         assert_eq!(Size::from_gib(100).to_string(), "100GiB");
         assert_eq!(Size::from_mib(1536).to_string(), "1536MiB");
+    }
+
+    #[test]
+    fn negative_and_fractional_sizes_say_so() {
+        let e = serde_yaml_ng::from_str::<Size>("-1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot be negative"), "{e}");
+        let e = serde_yaml_ng::from_str::<Size>("1.5")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("whole number"), "{e}");
+        assert_eq!(
+            serde_yaml_ng::from_str::<Size>("\"2G\"").unwrap(),
+            Size::from_gib(2)
+        );
+        assert_eq!(
+            serde_yaml_ng::from_str::<Size>("512").unwrap(),
+            Size::from_mib(512)
+        );
     }
 
     #[test]

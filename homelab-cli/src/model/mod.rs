@@ -7,6 +7,7 @@
 //! guest configurations.
 
 pub mod backups;
+pub mod calendar;
 pub mod config;
 pub mod desired;
 pub mod handoff;
@@ -409,6 +410,7 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
             vmids.insert(n.vmid, format!("talos.nodes[{i}]"));
             names.insert(n.name.clone(), format!("talos.nodes[{i}]"));
         }
+        let mut disk_reported = std::collections::BTreeSet::new();
         for (i, ct) in x.containers.iter().enumerate() {
             let p = format!("lxc.containers[{i}]");
             let Some(vmid) = x.vmid_of(i) else {
@@ -455,6 +457,26 @@ fn validate(l: &Loaded) -> Vec<ConfigError> {
                 && m.mib() < 16
             {
                 errs.push(l.error_at(&format!("{p}.memory"), format!("{m} is below 16MiB")));
+            }
+            if let Some(d) = s.disk
+                && d.mib() < 1024
+            {
+                // Reported once, where the value is written (the container, its preset or
+                // the defaults).
+                let at = setting_path(
+                    &p,
+                    ct.disk.is_some(),
+                    "lxc",
+                    ct.preset
+                        .as_ref()
+                        .filter(|n| x.presets.get(*n).is_some_and(|s| s.disk.is_some())),
+                    "disk",
+                );
+                if disk_reported.insert(at.clone()) {
+                    errs.push(l.error_at(&at, format!("{d} is below 1GiB")).with_help(
+                        "Proxmox sizes container root disks in whole GiB: write e.g. `8GiB`",
+                    ));
+                }
             }
             let key_path = setting_path(
                 &p,

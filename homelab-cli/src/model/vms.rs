@@ -442,6 +442,14 @@ fn check_settings(l: &Loaded, errs: &mut Vec<ConfigError>, p: &str, s: &VmSettin
     {
         errs.push(l.error_at(&format!("{p}.memory"), format!("{m} is below 64MiB")));
     }
+    if let Some(d) = s.disk
+        && d.mib() < 1024
+    {
+        errs.push(
+            l.error_at(&format!("{p}.disk"), format!("{d} is below 1GiB"))
+                .with_help("Proxmox sizes VM disks in whole GiB: write e.g. `20GiB`"),
+        );
+    }
     if let Some(u) = &s.user
         && (u == "root" || !is_label(u, 32) || u.starts_with(|c: char| c.is_ascii_digit()))
     {

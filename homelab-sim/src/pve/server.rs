@@ -2,7 +2,6 @@
 //! parameter decoding (query, form, JSON, multipart upload), authentication, the
 //! `{"data": ...}` envelope and PVE's error shapes with reason phrases.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -56,7 +55,7 @@ pub async fn serve(
             };
             let svc = hyper::service::service_fn(move |req| {
                 let sim = sim.clone();
-                async move { Ok::<_, Infallible>(handle(sim, req).await) }
+                async move { handle_with_faults(sim, req).await }
             });
             let conn =
                 hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
@@ -74,6 +73,35 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// [`handle`] under the connection faults of the fault profile: a reset closes the
+/// connection before the request is processed, a drop after (its effect stays), a spike
+/// delays the answer. hyper closes the connection when the service fails.
+async fn handle_with_faults(
+    sim: Sim,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    if sim.faults().take_reset(req.uri().path()) {
+        tracing::info!(path = %req.uri().path(), "fault: connection reset before processing");
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected connection reset",
+        ));
+    }
+    let path = req.uri().path().to_string();
+    let r = handle(sim.clone(), req).await;
+    if let Some(d) = sim.faults().take_spike() {
+        tokio::time::sleep(d).await;
+    }
+    if sim.faults().take_drop(&path) {
+        tracing::info!(%path, "fault: answer dropped after processing");
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "injected dropped answer",
+        ));
+    }
+    Ok(r)
 }
 
 async fn handle(sim: Sim, req: Request<Incoming>) -> Response<Full<Bytes>> {

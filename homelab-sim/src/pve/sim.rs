@@ -107,6 +107,12 @@ struct FaultState {
     storage_lock_timeouts: u32,
     failing_tasks: Vec<(Option<String>, u32, String)>,
     offline: BTreeSet<String>,
+    reset_rate: f64,
+    drop_rate: f64,
+    spikes: Option<(f64, Duration)>,
+    /// (path part, count): the next answers to drop, deterministically.
+    drop_next: Vec<(String, u32)>,
+    reset_next: Vec<(String, u32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +176,164 @@ impl Faults {
     pub fn is_offline(&self, node: &str) -> bool {
         self.lock().offline.contains(node)
     }
+    /// Reset a fraction (`0.0..=1.0`) of connections before the request is processed (the
+    /// client sees the connection closed without an answer; nothing happened).
+    pub fn set_resets(&self, rate: f64) {
+        self.lock().reset_rate = rate.clamp(0.0, 1.0);
+    }
+    /// Drop a fraction of answers: the request is processed (a POST takes effect), then
+    /// the connection closes without the answer, as when a proxy or the network loses it.
+    pub fn set_drops(&self, rate: f64) {
+        self.lock().drop_rate = rate.clamp(0.0, 1.0);
+    }
+    /// Delay a fraction of answers by `spike` on top of the constant latency.
+    pub fn set_latency_spikes(&self, rate: f64, spike: Duration) {
+        self.lock().spikes = Some((rate.clamp(0.0, 1.0), spike));
+    }
+    /// Drop the answers of the next `n` requests whose path contains `contains` (after
+    /// processing them).
+    pub fn drop_next(&self, contains: &str, n: u32) {
+        self.lock().drop_next.push((contains.to_string(), n));
+    }
+    /// Reset the next `n` requests whose path contains `contains` (before processing).
+    pub fn reset_next(&self, contains: &str, n: u32) {
+        self.lock().reset_next.push((contains.to_string(), n));
+    }
+    fn take_next(list: &mut [(String, u32)], path: &str) -> bool {
+        list.iter_mut()
+            .find(|(c, n)| *n > 0 && path.contains(c.as_str()))
+            .map(|e| e.1 -= 1)
+            .is_some()
+    }
+    pub(crate) fn take_reset(&self, path: &str) -> bool {
+        let mut f = self.lock();
+        if Self::take_next(&mut f.reset_next, path) {
+            return true;
+        }
+        let r = f.reset_rate;
+        r > 0.0 && rand::thread_rng().gen_bool(r)
+    }
+    pub(crate) fn take_drop(&self, path: &str) -> bool {
+        let mut f = self.lock();
+        if Self::take_next(&mut f.drop_next, path) {
+            return true;
+        }
+        let r = f.drop_rate;
+        r > 0.0 && rand::thread_rng().gen_bool(r)
+    }
+    pub(crate) fn take_spike(&self) -> Option<Duration> {
+        let (rate, d) = self.lock().spikes?;
+        (rate > 0.0 && rand::thread_rng().gen_bool(rate)).then_some(d)
+    }
+
+    /// Apply a fault profile: comma-separated `key=value` items, or a named profile.
+    ///
+    /// - `resets=0.1`: reset 10% of connections before processing;
+    /// - `drops=0.1`: process 10% of requests, then drop the answer;
+    /// - `latency=50ms`: constant added latency; `spikes=0.05:2s`: 5% of answers 2 s later;
+    /// - `lock-timeouts=3`: the next 3 guest config locks time out;
+    ///   `storage-lock-timeouts=2`: the same for storage allocations;
+    /// - `fail=<path part>:<rate>[:<status>]`: fail that fraction of matching requests
+    ///   (status 500 by default, PVE's `got no worker upid` text);
+    /// - `fail-tasks=<type>:<n>`: the next n tasks of that type (`qmstart`, `*`) fail;
+    /// - `offline=<node>`: requests for the node answer 595;
+    /// - `drop-next=<path part>:<n>`, `reset-next=<path part>:<n>`: the same faults for the
+    ///   next n matching requests, deterministically.
+    ///
+    /// Named: `flaky` (`resets=0.1,drops=0.1`), `slow` (`latency=200ms,spikes=0.1:3s`),
+    /// `locks` (`lock-timeouts=3,storage-lock-timeouts=2`).
+    pub fn apply_spec(&self, spec: &str) -> Result<(), String> {
+        for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match item {
+                "flaky" => {
+                    self.apply_spec("resets=0.1,drops=0.1")?;
+                    continue;
+                }
+                "slow" => {
+                    self.apply_spec("latency=200ms,spikes=0.1:3s")?;
+                    continue;
+                }
+                "locks" => {
+                    self.apply_spec("lock-timeouts=3,storage-lock-timeouts=2")?;
+                    continue;
+                }
+                _ => {}
+            }
+            let (key, value) = item.split_once('=').ok_or_else(|| {
+                format!("`{item}` is not `key=value` nor a named profile (flaky, slow, locks)")
+            })?;
+            let rate = |v: &str| -> Result<f64, String> {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| format!("`{v}` in `{item}` is not a rate between 0 and 1"))
+            };
+            let count = |v: &str| -> Result<u32, String> {
+                v.parse::<u32>()
+                    .map_err(|_| format!("`{v}` in `{item}` is not a count"))
+            };
+            match key {
+                "resets" => self.set_resets(rate(value)?),
+                "drops" => self.set_drops(rate(value)?),
+                "latency" => self.set_latency(parse_duration(value)?),
+                "spikes" => {
+                    let (r, d) = value
+                        .split_once(':')
+                        .ok_or_else(|| format!("`{item}`: write `spikes=<rate>:<duration>`"))?;
+                    self.set_latency_spikes(rate(r)?, parse_duration(d)?);
+                }
+                "lock-timeouts" => self.lock_timeouts(count(value)?),
+                "storage-lock-timeouts" => self.storage_lock_timeouts(count(value)?),
+                "fail" => {
+                    let mut parts = value.rsplitn(3, ':').collect::<Vec<_>>();
+                    parts.reverse();
+                    let (path, r, status) = match parts.as_slice() {
+                        [p, r] => (*p, rate(r)?, 500),
+                        [p, r, s] => match s.parse::<u16>() {
+                            Ok(st) => (*p, rate(r)?, st),
+                            // `<path>:<rate>` where the path itself has a colon.
+                            Err(_) => {
+                                return Err(format!(
+                                    "`{item}`: write `fail=<path part>:<rate>[:<status>]`"
+                                ));
+                            }
+                        },
+                        _ => {
+                            return Err(format!(
+                                "`{item}`: write `fail=<path part>:<rate>[:<status>]`"
+                            ));
+                        }
+                    };
+                    self.fail_paths(path, r, status, "got no worker upid - start worker failed");
+                }
+                "fail-tasks" => {
+                    let (ty, n) = value
+                        .split_once(':')
+                        .ok_or_else(|| format!("`{item}`: write `fail-tasks=<type>:<n>`"))?;
+                    let ty = (ty != "*").then_some(ty);
+                    self.fail_tasks(ty, count(n)?, "injected task failure");
+                }
+                "offline" => self.set_node_offline(value, true),
+                "drop-next" | "reset-next" => {
+                    let (path, n) = value
+                        .rsplit_once(':')
+                        .ok_or_else(|| format!("`{item}`: write `{key}=<path part>:<n>`"))?;
+                    if key == "drop-next" {
+                        self.drop_next(path, count(n)?);
+                    } else {
+                        self.reset_next(path, count(n)?);
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown fault `{key}` (resets, drops, latency, spikes, lock-timeouts, storage-lock-timeouts, fail, fail-tasks, offline)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Remove every fault.
     pub fn clear(&self) {
         *self.lock() = FaultState::default();
@@ -733,5 +897,61 @@ impl Sim {
     /// Delay applied to failed authentications.
     pub fn auth_failure_delay(&self) -> Duration {
         self.0.auth_failure_delay
+    }
+}
+
+/// `250ms`, `2s`, `1m`, or a bare number of milliseconds.
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    let (num, mult) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (v, 1)
+    };
+    num.trim()
+        .parse::<u64>()
+        .map(|n| Duration::from_millis(n.saturating_mul(mult)))
+        .map_err(|_| format!("`{v}` is not a duration (e.g. `250ms`, `2s`)"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod fault_spec_tests {
+    use super::*;
+
+    #[test]
+    fn profiles_parse_and_bad_items_say_why() {
+        let f = Faults::default();
+        f.apply_spec("flaky,latency=5ms,spikes=0.5:1s,fail=/status/start:0.2:503,fail-tasks=qmstart:1,lock-timeouts=2")
+            .unwrap();
+        assert_eq!(f.latency(), Duration::from_millis(5));
+        assert_eq!(f.lock().reset_rate, 0.1);
+        assert_eq!(f.lock().drop_rate, 0.1);
+        assert_eq!(f.lock().spikes, Some((0.5, Duration::from_secs(1))));
+        assert_eq!(f.lock().path_failures[0].status, 503);
+        assert_eq!(f.lock().lock_timeouts, 2);
+        assert!(f.apply_spec("resets=2").unwrap_err().contains("rate"));
+        assert!(
+            f.apply_spec("bogus=1")
+                .unwrap_err()
+                .contains("unknown fault")
+        );
+        assert!(
+            f.apply_spec("noequals")
+                .unwrap_err()
+                .contains("named profile")
+        );
+        f.set_resets(1.0);
+        assert!(f.take_reset("/nodes"));
+        f.set_resets(0.0);
+        f.set_drops(0.0);
+        f.drop_next("/qemu", 1);
+        assert!(!f.take_drop("/lxc"));
+        assert!(f.take_drop("/nodes/pve/qemu"));
+        assert!(!f.take_drop("/nodes/pve/qemu"));
     }
 }

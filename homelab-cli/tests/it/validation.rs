@@ -1,0 +1,74 @@
+//! Bad input caught by `check --offline` before anything reaches Proxmox (issue 18): sizes,
+//! calendar events, negative numbers, and secrets that cannot be read.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use crate::common::Repo;
+
+const SERVICES: &[&str] = &[
+    "homelab.yaml",
+    "demo-age-key.txt",
+    ".sops.yaml",
+    "secrets.enc.yaml",
+];
+
+/// `check --offline`: exit code and everything it printed.
+fn check(repo: &Repo) -> (Option<i32>, String) {
+    let out = repo.cli(&["check", "--offline"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn the_example_passes() {
+    let repo = Repo::copy("services", SERVICES);
+    let (code, text) = check(&repo);
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn a_zero_disk_is_refused_once_at_its_own_line() {
+    let repo = Repo::copy("services", SERVICES);
+    repo.edit("    disk: 8GiB", "    disk: 0");
+    let (code, text) = check(&repo);
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.matches("is below 1GiB").count(), 1, "{text}");
+    assert!(text.contains("homelab.yaml:36"), "{text}");
+}
+
+#[test]
+fn an_impossible_time_is_not_a_calendar_event() {
+    let repo = Repo::copy("services", SERVICES);
+    repo.edit("schedule: \"02:30\"", "schedule: \"25:99\"");
+    let (code, text) = check(&repo);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("hour 25 is out of range"), "{text}");
+}
+
+#[test]
+fn a_negative_memory_says_so() {
+    let repo = Repo::copy("services", SERVICES);
+    repo.edit("    memory: 512MiB", "    memory: -1");
+    let (code, text) = check(&repo);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("cannot be negative"), "{text}");
+    assert!(!text.contains("untagged enum"), "{text}");
+}
+
+#[test]
+fn check_fails_when_the_secrets_cannot_be_read() {
+    let repo = Repo::copy("services", SERVICES);
+    std::fs::remove_file(repo.dir.path().join("secrets.enc.yaml")).unwrap();
+    let (code, text) = check(&repo);
+    assert_eq!(code, Some(1), "missing: {text}");
+    assert!(text.contains("secrets cannot be read"), "{text}");
+
+    let repo = Repo::copy("services", SERVICES);
+    std::fs::remove_file(repo.dir.path().join("demo-age-key.txt")).unwrap();
+    let (code, text) = check(&repo);
+    assert_eq!(code, Some(1), "no key: {text}");
+}
