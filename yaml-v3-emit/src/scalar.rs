@@ -54,8 +54,8 @@ pub enum Reason {
     ResolvesToNonString,
     /// A YAML 1.1 boolean, sexagesimal or `<<`: v3 and v4 quote these differently.
     Yaml11Compat,
-    /// A multi-line string that needs an indentation or keep indicator, or that yaml/v4's
-    /// `shouldUseLiteralStyle` refuses (whitespace only): v3 and v4 may differ.
+    /// A multi-line string that needs an indentation or keep indicator, has a line starting
+    /// with a tab, or that yaml/v4's `shouldUseLiteralStyle` refuses (whitespace only).
     LiteralHint,
 }
 
@@ -127,9 +127,13 @@ fn v4_literal_ok(s: &str) -> bool {
 }
 
 /// A literal block whose text starts with a space or break needs an indentation indicator;
-/// one ending in more than one break needs `+`.
+/// one ending in more than one break needs `+`. A line starting with a tab is written as Go
+/// writes it, but libyaml-based readers reject it in some positions.
 fn needs_hint(s: &str) -> bool {
-    s.starts_with([' ', '\n']) || s.ends_with("\n\n") || s == "\n"
+    s.starts_with([' ', '\n'])
+        || s.ends_with("\n\n")
+        || s == "\n"
+        || s.split('\n').any(|l| l.starts_with('\t'))
 }
 
 /// Write `s` in `style`. Literal lines go to column `block_indent`; `best_indent` is the
