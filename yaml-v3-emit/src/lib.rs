@@ -16,6 +16,8 @@ use std::iter::Peekable;
 
 mod keys;
 pub mod scalar;
+#[cfg(feature = "serde_yaml_ng")]
+mod serde_value;
 
 pub use keys::go_key_cmp;
 pub use scalar::{Quoting, Reason, Style, string_style, style_with_reason, write_string};
