@@ -40,6 +40,7 @@ mod error;
 mod file;
 mod keys;
 mod metadata;
+pub mod resolve;
 mod rules;
 mod shamir;
 mod store;
@@ -51,6 +52,7 @@ pub use file::{
     DecryptOptions, Decrypted, EncryptOptions, EncryptedFile, decrypt, encrypt, file_status,
 };
 pub use keys::{Identities, Recipient, recipients_from_env};
+pub use resolve::{ConfigSource, Resolve, Source, encrypt_options_for};
 pub use metadata::{AgeKey, KeyGroup, Metadata, SOPS_VERSION};
 pub use rules::{DEFAULT_UNENCRYPTED_SUFFIX, SelectionRule};
 pub use store::{Format, StoreOptions};
