@@ -3,6 +3,7 @@
 //! Tasks: `ci` (what CI runs), `fmt`, `lint`, `test`, `doc`.
 
 mod e2e;
+mod fuzz;
 mod pve_schema;
 
 use std::env;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         "doc" => doc(),
         "codegen" => pve_schema::run(&root(), rest.iter().any(|a| a == "--check")),
         "e2e" => e2e::e2e(rest),
+        "fuzz" => fuzz::fuzz(rest),
         "help" | "-h" | "--help" => {
             print_help();
             Ok(())
@@ -46,7 +48,8 @@ fn print_help() {
          lint  cargo clippy on every target, warnings denied\n\
          test  cargo test on the whole workspace (extra args go to cargo test)\n\
          doc   cargo doc with warnings denied\n\
-         codegen  regenerate homelab-sim/src/pve/schema_table.json (--check: fail if stale)"
+         codegen  regenerate homelab-sim/src/pve/schema_table.json (--check: fail if stale)\n\
+         fuzz  run the cargo-fuzz targets (nightly; --list, --time S, --runs N, --minimize)"
     );
 }
 
