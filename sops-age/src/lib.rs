@@ -52,8 +52,8 @@ pub use file::{
     DecryptOptions, Decrypted, EncryptOptions, EncryptedFile, decrypt, encrypt, file_status,
 };
 pub use keys::{Identities, Recipient, recipients_from_env};
-pub use resolve::{ConfigSource, Resolve, Source, encrypt_options_for};
 pub use metadata::{AgeKey, KeyGroup, Metadata, SOPS_VERSION};
+pub use resolve::{ConfigSource, Resolve, Source, encrypt_options_for};
 pub use rules::{DEFAULT_UNENCRYPTED_SUFFIX, SelectionRule};
 pub use store::{Format, StoreOptions};
 pub use typed::{from_slice, from_slice_with_format, parse_json_value, to_vec};

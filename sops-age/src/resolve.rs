@@ -152,7 +152,10 @@ mod tests {
         .unwrap();
         assert_eq!(src, Source::Flags);
         assert_eq!(recipients(&o), [B, A]);
-        assert_eq!(o.store.yaml_indent, 2, "the config's stores apply to flags too");
+        assert_eq!(
+            o.store.yaml_indent, 2,
+            "the config's stores apply to flags too"
+        );
 
         let (o, src) = encrypt_options_for(&file, &Resolve::default())
             .unwrap()

@@ -808,8 +808,9 @@ mod tests {
             s.offline_id().exact().map(|id| id.to_string()).as_deref(),
             Some("de3de71abf5a50551986885ddf49ce25e86459a502da360255704ecffdec2e35")
         );
-        let s = Schematic::parse("customization:\n  extraKernelArgs: [' lead', 'key: val', 'true']\n")
-            .unwrap();
+        let s =
+            Schematic::parse("customization:\n  extraKernelArgs: [' lead', 'key: val', 'true']\n")
+                .unwrap();
         assert_eq!(
             s.canonical_yaml(),
             "customization:\n    extraKernelArgs:\n        - ' lead'\n        - 'key: val'\n        - \"true\"\n"
@@ -827,7 +828,10 @@ mod tests {
             let mut s = Schematic::default();
             s.customization.extra_kernel_args = vec![value.to_owned()];
             assert!(s.offline_id().exact().is_none(), "{value}");
-            assert!(s.canonical_yaml().contains(&format!("- {yaml_v4}\n")), "{value}");
+            assert!(
+                s.canonical_yaml().contains(&format!("- {yaml_v4}\n")),
+                "{value}"
+            );
         }
         let mut s = Schematic::default();
         for text in ["  indented\nx\n", "a\n\tb\n", " \n"] {

@@ -62,7 +62,9 @@ fn parse(rest: &[String]) -> Result<Args> {
     }
     for t in &a.targets {
         if !TARGETS.iter().any(|(_, name)| name == t) {
-            return Err(format!("unknown fuzz target `{t}`; `cargo xtask fuzz --list`"));
+            return Err(format!(
+                "unknown fuzz target `{t}`; `cargo xtask fuzz --list`"
+            ));
         }
     }
     Ok(a)
@@ -153,7 +155,10 @@ fn run_logged(mut cmd: Command, crate_dir: &Path) -> Result<(bool, String)> {
             Err(_) => break,
         }
     }
-    eprintln!("{}", log.lines().rev().take(5).collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{}",
+        log.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
     Ok((out.status.success(), log))
 }
 
@@ -179,7 +184,8 @@ mod tests {
 
     #[test]
     fn options_and_unknown_targets() {
-        let a = parse(&["upid".into(), "--time".into(), "5".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let a =
+            parse(&["upid".into(), "--time".into(), "5".into()]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.targets, ["upid"]);
         assert_eq!(a.time, 5);
         assert!(parse(&["nope".into()]).is_err());

@@ -330,12 +330,14 @@ impl Tree for Node {
         std::slice::Iter<'a, (String, Node)>,
         fn(&'a (String, Node)) -> MapItem<'a, Node>,
     >;
-    type Items<'a> =
-        std::iter::Map<std::slice::Iter<'a, Node>, fn(&'a Node) -> SeqItem<'a, Node>>;
+    type Items<'a> = std::iter::Map<std::slice::Iter<'a, Node>, fn(&'a Node) -> SeqItem<'a, Node>>;
 
     fn view(&self) -> View<'_, Self> {
         match self {
-            Node::Map(m) => View::Map(m.iter().map(node_entry as fn(&(String, Node)) -> MapItem<'_, Node>)),
+            Node::Map(m) => View::Map(
+                m.iter()
+                    .map(node_entry as fn(&(String, Node)) -> MapItem<'_, Node>),
+            ),
             Node::Seq(s) => View::Seq(s.iter().map(node_item as fn(&Node) -> SeqItem<'_, Node>)),
             Node::Str(s) => View::Str(s),
             Node::Raw(r) => View::Raw(Cow::Borrowed(r)),

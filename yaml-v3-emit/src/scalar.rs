@@ -68,10 +68,30 @@ pub fn string_style(s: &str, simple_key: bool, quoting: Quoting) -> Style {
 pub fn style_with_reason(s: &str, simple_key: bool, quoting: Quoting) -> (Style, Reason) {
     // Fast path: short printable ASCII with no indicator anywhere is plain unless it resolves.
     let b = s.as_bytes();
-    if !b.is_empty() && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'/' | b'=' | b'.' | b'+' | b'-'))
+    if !b.is_empty()
+        && b.iter().all(|&c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'_' | b'/' | b'=' | b'.' | b'+' | b'-')
+        })
     {
         let first = b[0];
-        let may_resolve = matches!(first, b'0'..=b'9' | b'+' | b'-' | b'.' | b'~' | b'n' | b'N' | b't' | b'T' | b'f' | b'F' | b'y' | b'Y' | b'o' | b'O');
+        let may_resolve = matches!(
+            first,
+            b'0'..=b'9'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'~'
+                | b'n'
+                | b'N'
+                | b't'
+                | b'T'
+                | b'f'
+                | b'F'
+                | b'y'
+                | b'Y'
+                | b'o'
+                | b'O'
+        );
         let dashes = b.starts_with(b"---") || b.starts_with(b"...");
         let lone_dash = first == b'-' && b.len() == 1;
         if !may_resolve && !dashes && !lone_dash {
@@ -138,7 +158,13 @@ fn needs_hint(s: &str) -> bool {
 
 /// Write `s` in `style`. Literal lines go to column `block_indent`; `best_indent` is the
 /// indentation indicator a literal block that starts with a space or break carries.
-pub fn write_string(out: &mut String, s: &str, style: Style, block_indent: usize, best_indent: usize) {
+pub fn write_string(
+    out: &mut String,
+    s: &str,
+    style: Style,
+    block_indent: usize,
+    best_indent: usize,
+) {
     match style {
         Style::Plain => out.push_str(s),
         Style::SingleQuoted => {
@@ -328,8 +354,21 @@ fn analyze(value: &str) -> Analysis {
 pub fn is_old_bool(s: &str) -> bool {
     matches!(
         s,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "on" | "On" | "ON"
-            | "off" | "Off" | "OFF"
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
     )
 }
 
@@ -348,10 +387,7 @@ pub fn is_base60_float(s: &str) -> bool {
     while b.get(i) == Some(&b':') {
         i += 1;
         match (b.get(i), b.get(i + 1)) {
-            (Some(d0 @ b'0'..=b'5'), Some(d1)) if d1.is_ascii_digit() => {
-                let _ = d0;
-                i += 2;
-            }
+            (Some(b'0'..=b'5'), Some(d1)) if d1.is_ascii_digit() => i += 2,
             (Some(d), _) if d.is_ascii_digit() => i += 1,
             _ => return false,
         }
@@ -374,9 +410,28 @@ pub fn is_base60_float(s: &str) -> bool {
 pub fn resolves_to_non_string(s: &str) -> bool {
     if matches!(
         s,
-        "" | "~" | "null" | "Null" | "NULL" | "true" | "True" | "TRUE" | "false" | "False"
-            | "FALSE" | ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf"
-            | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
+        "" | "~"
+            | "null"
+            | "Null"
+            | "NULL"
+            | "true"
+            | "True"
+            | "TRUE"
+            | "false"
+            | "False"
+            | "FALSE"
+            | ".nan"
+            | ".NaN"
+            | ".NAN"
+            | ".inf"
+            | ".Inf"
+            | ".INF"
+            | "+.inf"
+            | "+.Inf"
+            | "+.INF"
+            | "-.inf"
+            | "-.Inf"
+            | "-.INF"
     ) {
         return true;
     }
@@ -498,7 +553,7 @@ fn is_timestamp(s: &str) -> bool {
         s[start..*p].parse().ok()
     };
     let Some(day) = two(&mut p) else { return false };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
     let days = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
@@ -517,7 +572,9 @@ fn is_timestamp(s: &str) -> bool {
         return false;
     }
     p += 1;
-    let Some(hour) = two(&mut p) else { return false };
+    let Some(hour) = two(&mut p) else {
+        return false;
+    };
     if !sep_at(p, b':') {
         return false;
     }
@@ -585,14 +642,32 @@ mod tests {
             assert_eq!(st(plain), Style::Plain, "{plain:?}");
         }
         for dq in [
-            "true", "false", "null", "~", "1", "0x10", "1.5", "1e3", "2001-01-01", ".inf", "",
-            "a\tb", "yes", "no", "on", "off", "y", "n", "12:30", "1_000",
+            "true",
+            "false",
+            "null",
+            "~",
+            "1",
+            "0x10",
+            "1.5",
+            "1e3",
+            "2001-01-01",
+            ".inf",
+            "",
+            "a\tb",
+            "yes",
+            "no",
+            "on",
+            "off",
+            "y",
+            "n",
+            "12:30",
+            "1_000",
         ] {
             assert_eq!(st(dq), Style::DoubleQuoted, "{dq:?}");
         }
         for sq in [
-            " lead", "trail ", "@x", "`x", "!x", "&x", "*x", "%x", "|x", ">x", "'sq", "\"dq",
-            "[x", "]x", "{}", "}x", ",x", "key: val", "a #b", "- x", "? x", "---x", "-", ":",
+            " lead", "trail ", "@x", "`x", "!x", "&x", "*x", "%x", "|x", ">x", "'sq", "\"dq", "[x",
+            "]x", "{}", "}x", ",x", "key: val", "a #b", "- x", "? x", "---x", "-", ":",
         ] {
             assert_eq!(st(sq), Style::SingleQuoted, "{sq:?}");
         }
@@ -631,7 +706,10 @@ mod tests {
             o
         };
         assert_eq!(w("'sq", Style::SingleQuoted), "'''sq'");
-        assert_eq!(w("a\tb\u{7}\u{1F600}", Style::DoubleQuoted), "\"a\\tb\\a\\U0001F600\"");
+        assert_eq!(
+            w("a\tb\u{7}\u{1F600}", Style::DoubleQuoted),
+            "\"a\\tb\\a\\U0001F600\""
+        );
         assert_eq!(w("a\n\nb\n", Style::Literal), "|\n        a\n\n        b");
         assert_eq!(w(" a\nb", Style::Literal), "|4-\n         a\n        b");
         assert_eq!(w("a\n\n", Style::Literal), "|+\n        a\n");

@@ -967,8 +967,9 @@ fn recipients(output: &Path, age: &[String]) -> miette::Result<EncryptOptions> {
         environment: true,
         ..Default::default()
     };
-    if let Some((opts, _)) = sops_age::encrypt_options_for(&workspace::absolute(output), &request)
-        .map_err(|e| miette!("no age recipients for {}: {e}", output.display()))?
+    if let Some((opts, _)) =
+        sops_age::encrypt_options_for(&workspace::absolute(output), &request)
+            .map_err(|e| miette!("no age recipients for {}: {e}", output.display()))?
     {
         return Ok(opts);
     }

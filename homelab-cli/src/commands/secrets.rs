@@ -428,9 +428,10 @@ fn encrypt_options(
     let flags: Vec<String> = keys.age.iter().cloned().collect();
     let request = sops_age::Resolve {
         flags: &flags,
-        config: config
-            .as_ref()
-            .map_or(sops_age::ConfigSource::Ignore, sops_age::ConfigSource::Loaded),
+        config: config.as_ref().map_or(
+            sops_age::ConfigSource::Ignore,
+            sops_age::ConfigSource::Loaded,
+        ),
         require_rule: true,
         // `--age` reads SOPS_AGE_RECIPIENTS itself (clap `env`).
         environment: false,

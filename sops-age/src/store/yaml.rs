@@ -7,9 +7,9 @@ use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
-use yaml_v3_emit::{Emitter, Key, MapItem, Options, Quoting, SeqItem, Tree, View};
 #[cfg(test)]
 use yaml_v3_emit::Style;
+use yaml_v3_emit::{Emitter, Key, MapItem, Options, Quoting, SeqItem, Tree, View};
 
 use crate::error::{Error, Result};
 use crate::value::{

@@ -11,13 +11,7 @@ use std::path::Path;
 use yaml_v3_emit::{Emitter, Options, Quoting};
 
 fn emit(v: &serde_yaml_ng::Value, quoting: Quoting) -> String {
-    let mut e = Emitter::new(
-        Options {
-            indent: 4,
-            quoting,
-        },
-        1024,
-    );
+    let mut e = Emitter::new(Options { indent: 4, quoting }, 1024);
     e.document(v);
     e.finish()
 }
