@@ -94,7 +94,21 @@ pub fn style_with_reason(s: &str, simple_key: bool, quoting: Quoting) -> (Style,
         );
         let dashes = b.starts_with(b"---") || b.starts_with(b"...");
         let lone_dash = first == b'-' && b.len() == 1;
-        if !may_resolve && !dashes && !lone_dash {
+        if !dashes && !lone_dash {
+            // Nothing in these bytes makes the emitter's analysis refuse plain or single
+            // quotes, so the encoder's request stands.
+            if !may_resolve {
+                return (Style::Plain, Reason::Natural);
+            }
+            if is_old_bool(s) || is_base60_float(s) {
+                return match quoting {
+                    Quoting::V3 => (Style::DoubleQuoted, Reason::Yaml11Compat),
+                    Quoting::V4 => (Style::SingleQuoted, Reason::Yaml11Compat),
+                };
+            }
+            if resolves_to_non_string(s) {
+                return (Style::DoubleQuoted, Reason::ResolvesToNonString);
+            }
             return (Style::Plain, Reason::Natural);
         }
     }
