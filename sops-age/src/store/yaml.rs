@@ -590,6 +590,9 @@ impl Tree for Value {
             {
                 View::Raw(Cow::Borrowed(s))
             }
+            // sops 3.11 writes the text `<<` as a tagged merge key even as a value
+            // (checked against `sops decrypt`); yaml.v3's Marshal of a Go string would not.
+            Value::String(s) if s == "<<" => View::Raw(Cow::Borrowed("!!merge <<")),
             Value::Comment(c) | Value::String(c) => View::Str(c),
             Value::Bytes(b) => match std::str::from_utf8(b) {
                 Ok(s) => View::Str(s),
@@ -686,6 +689,15 @@ mod tests {
         assert_eq!(style("a: b"), Style::SingleQuoted);
         assert_eq!(style("ENC[AES256_GCM,data:x,iv:y]"), Style::Plain);
         assert_eq!(style("tab\there"), Style::DoubleQuoted);
+    }
+
+    /// Outputs of `sops decrypt` (sops 3.11.0) for these values, byte for byte.
+    #[test]
+    fn edge_scalars_match_sops() {
+        let src = "a: \"<<\"\nb: \"---x\"\nc: \"2001-02-30\"\nd: \"0xFFFFFFFFFFFFFFFF\"\ne: \"-0x8000000000000001\"\nf: \"? x\"\ng: \" lead\\nnext\\n\"\nh: \"2001-12-14 21:59:43.10\"\nj: \"1_000\"\nk: \"0o17\"\nl: \"08\"\nm: \"...\"\nn: \"x\\n\\n\"\no: \"12:30:00\"\n";
+        let sops = "a: !!merge <<\nb: '---x'\nc: 2001-02-30\nd: \"0xFFFFFFFFFFFFFFFF\"\ne: -0x8000000000000001\nf: '? x'\ng: |4\n     lead\n    next\nh: \"2001-12-14 21:59:43.10\"\nj: \"1_000\"\nk: \"0o17\"\nl: \"08\"\nm: '...'\n\"n\": |+\n    x\n\no: \"12:30:00\"\n";
+        assert_eq!(rt(src), sops);
+        assert_eq!(rt(sops), sops);
     }
 
     #[test]
