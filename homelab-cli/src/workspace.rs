@@ -158,16 +158,11 @@ impl Workspace {
     /// The recipients new encrypted files get: the `.sops.yaml` rule for `target`, else the
     /// recipients of the secrets file.
     pub fn recipients_for(&self, target: &Path) -> miette::Result<sops_age::EncryptOptions> {
-        let abs = absolute(target);
-        let start = abs.parent().unwrap_or(Path::new("/"));
-        if let Some(cfg_path) = sops_age::config::Config::find(start) {
-            let cfg = sops_age::config::Config::load(&cfg_path)
-                .map_err(|e| miette!("cannot read {}: {e}", cfg_path.display()))?;
-            if let Ok(rule) = cfg.rule_for(&abs) {
-                return rule
-                    .encrypt_options(cfg.stores)
-                    .map_err(|e| miette!("bad creation rule in {}: {e}", cfg_path.display()));
-            }
+        if let Some((opts, _)) =
+            sops_age::encrypt_options_for(&absolute(target), &sops_age::Resolve::default())
+                .map_err(|e| miette!("no recipients for {}: {e}", target.display()))?
+        {
+            return Ok(opts);
         }
         if let Some(s) = &self.loaded.config.secrets {
             let path = self.loaded.relative(&s.file);

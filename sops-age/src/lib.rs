@@ -40,6 +40,7 @@ mod error;
 mod file;
 mod keys;
 mod metadata;
+pub mod resolve;
 mod rules;
 mod shamir;
 mod store;
@@ -52,6 +53,7 @@ pub use file::{
 };
 pub use keys::{Identities, Recipient, recipients_from_env};
 pub use metadata::{AgeKey, KeyGroup, Metadata, SOPS_VERSION};
+pub use resolve::{ConfigSource, Resolve, Source, encrypt_options_for};
 pub use rules::{DEFAULT_UNENCRYPTED_SUFFIX, SelectionRule};
 pub use store::{Format, StoreOptions};
 pub use typed::{from_slice, from_slice_with_format, parse_json_value, to_vec};

@@ -632,7 +632,7 @@ fn value_map_node(m: &serde_yaml_ng::Mapping) -> Node {
             (key, value_node(v))
         })
         .collect();
-    entries.sort_by(|a, b| yaml::go_key_cmp(&a.0, &b.0));
+    entries.sort_by(|a, b| yaml_v3_emit::go_key_cmp(&a.0, &b.0));
     Node::Map(entries)
 }
 
@@ -789,6 +789,57 @@ mod tests {
         assert!(s.canonical_yaml().contains("- 'yes'\n"));
     }
 
+    /// Strings the emitter's analysis forces into quotes are written the same way by yaml.v3
+    /// and yaml/v4 (libyaml `yaml_emitter_analyze_scalar`/`select_scalar_style`: a leading
+    /// flow indicator forbids plain, so `{}` is single-quoted), and so are strings that
+    /// resolve to another type (double-quoted): their IDs are computed offline. The layout is
+    /// vector 4's (`meta` with `key: 10`, factory unit test), only the value differs; the IDs
+    /// are SHA-256 of the bytes shown.
+    #[test]
+    fn emitter_quoted_strings_have_offline_ids() {
+        let s = Schematic::parse("customization:\n  meta:\n    - key: 0xa\n      value: '{}'\n")
+            .unwrap();
+        let c = s.canonicalize();
+        assert_eq!(
+            c.yaml,
+            "customization:\n    meta:\n        - key: 10\n          value: '{}'\n"
+        );
+        assert_eq!(
+            s.offline_id().exact().map(|id| id.to_string()).as_deref(),
+            Some("de3de71abf5a50551986885ddf49ce25e86459a502da360255704ecffdec2e35")
+        );
+        let s =
+            Schematic::parse("customization:\n  extraKernelArgs: [' lead', 'key: val', 'true']\n")
+                .unwrap();
+        assert_eq!(
+            s.canonical_yaml(),
+            "customization:\n    extraKernelArgs:\n        - ' lead'\n        - 'key: val'\n        - \"true\"\n"
+        );
+        assert_eq!(
+            s.offline_id().exact().map(|id| id.to_string()).as_deref(),
+            Some("01b3b8d7c0462aadcc68e82d5024c6dd721eec38fbed5793d42f270232faab87")
+        );
+    }
+
+    /// Where the libraries the factory has used disagree, the refusal stays.
+    #[test]
+    fn version_dependent_strings_still_need_the_factory() {
+        for (value, yaml_v4) in [("off", "'off'"), ("12:30", "'12:30'"), ("<<", "'<<'")] {
+            let mut s = Schematic::default();
+            s.customization.extra_kernel_args = vec![value.to_owned()];
+            assert!(s.offline_id().exact().is_none(), "{value}");
+            assert!(
+                s.canonical_yaml().contains(&format!("- {yaml_v4}\n")),
+                "{value}"
+            );
+        }
+        let mut s = Schematic::default();
+        for text in ["  indented\nx\n", "a\n\tb\n", " \n"] {
+            s.customization.embedded_machine_configuration = text.to_owned();
+            assert!(s.offline_id().exact().is_none(), "{text:?}");
+        }
+    }
+
     #[test]
     fn ids_parse_strictly() {
         assert!("ABC".parse::<SchematicId>().is_err());
@@ -878,6 +929,11 @@ mod tests {
             /// parse → emit → parse is stable, and the canonical YAML is a fixed point.
             #[test]
             fn canonicalisation_is_stable(s in schematic()) {
+                // Literal blocks with indicators or tab-led lines are written as Go writes
+                // them, which libyaml-based readers (serde_yaml_ng) cannot always read back
+                // (an indentation indicator inside a sequence item); such IDs are reported
+                // uncertain (`version_dependent_strings_still_need_the_factory`).
+                prop_assume!(s.canonicalize().uncertain.iter().all(|u| !u.value.contains('\n')));
                 let c1 = s.canonicalize();
                 let back = Schematic::parse(&c1.yaml)
                     .map_err(|e| TestCaseError::fail(format!("{e}\n{}", c1.yaml)))?;
@@ -888,16 +944,13 @@ mod tests {
                 prop_assert!(c1.yaml.ends_with('\n') && !c1.yaml.ends_with("\n\n") || c1.yaml.ends_with("|\n"));
             }
 
-            /// Only plain or literal strings give an exact offline ID.
+            /// Only strings whose Go output is certain give an exact offline ID.
             #[test]
             fn exact_ids_only_for_plain_strings(args in prop::collection::vec(text(), 1..4)) {
                 let mut s = Schematic::default();
                 s.customization.extra_kernel_args = args.clone();
-                let all_plain = args.iter().all(|a| matches!(
-                    crate::yaml::string_style(a, false),
-                    crate::yaml::Style::Plain | crate::yaml::Style::Literal { .. }
-                ));
-                prop_assert_eq!(s.offline_id().exact().is_some(), all_plain);
+                let all_known = args.iter().all(|a| crate::yaml::uncertainty(a, false).is_none());
+                prop_assert_eq!(s.offline_id().exact().is_some(), all_known);
             }
         }
     }

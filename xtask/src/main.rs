@@ -4,6 +4,7 @@
 
 mod crashtest;
 mod e2e;
+mod fuzz;
 mod pve_schema;
 
 use std::env;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         "codegen" => pve_schema::run(&root(), rest.iter().any(|a| a == "--check")),
         "e2e" => e2e::e2e(rest),
         "crashtest" => crashtest::crashtest(rest),
+        "fuzz" => fuzz::fuzz(rest),
         "help" | "-h" | "--help" => {
             print_help();
             Ok(())
@@ -50,7 +52,8 @@ fn print_help() {
          doc   cargo doc with warnings denied\n\
          codegen  regenerate homelab-sim/src/pve/schema_table.json (--check: fail if stale)\n\
          crashtest  SIGKILL `up --simulate` at every step boundary and timed points, check the re-run converges\n\
-                    (--examples a,b  --timed N  --boundaries N)"
+                    (--examples a,b  --timed N  --boundaries N)\n\
+         fuzz  run the cargo-fuzz targets (nightly; --list, --time S, --runs N, --minimize)"
     );
 }
 

@@ -17,7 +17,7 @@ use proxmox_client::requests::{AclUpdate, UserCreate};
 use proxmox_client::{Client, ClientBuilder, ParamValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
-use sops_age::{EncryptOptions, Format, Identities, Recipient};
+use sops_age::{EncryptOptions, Format, Identities};
 use zeroize::Zeroizing;
 
 use crate::context::{self, Context, Exit, OutputFormat};
@@ -1108,33 +1108,16 @@ fn stored_token_id(file: &[u8]) -> Option<String> {
 /// Encryption options for a new output file: `--age`, else `.sops.yaml`, else
 /// `SOPS_AGE_RECIPIENTS`.
 fn recipients(output: &Path, age: &[String]) -> miette::Result<EncryptOptions> {
-    let given: Vec<&str> = age
-        .iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if !given.is_empty() {
-        let rs = given
-            .iter()
-            .map(|r| Recipient::parse(r).map_err(|e| miette!("--age {r}: {e}")))
-            .collect::<miette::Result<Vec<_>>>()?;
-        return Ok(EncryptOptions::new(rs));
-    }
-    let abs = workspace::absolute(output);
-    let start = abs.parent().unwrap_or(Path::new("/"));
-    if let Some(cfg_path) = sops_age::config::Config::find(start) {
-        let cfg = sops_age::config::Config::load(&cfg_path)
-            .map_err(|e| miette!("cannot read {}: {e}", cfg_path.display()))?;
-        if let Ok(rule) = cfg.rule_for(&abs) {
-            return rule
-                .encrypt_options(cfg.stores)
-                .map_err(|e| miette!("bad creation rule in {}: {e}", cfg_path.display()));
-        }
-    }
-    if let Some(rs) = sops_age::recipients_from_env().map_err(|e| miette!("{e}"))?
-        && !rs.is_empty()
+    let request = sops_age::Resolve {
+        flags: age,
+        environment: true,
+        ..Default::default()
+    };
+    if let Some((opts, _)) =
+        sops_age::encrypt_options_for(&workspace::absolute(output), &request)
+            .map_err(|e| miette!("no age recipients for {}: {e}", output.display()))?
     {
-        return Ok(EncryptOptions::new(rs));
+        return Ok(opts);
     }
     Err(miette!(
         help = "pass --age age1..., or add a creation rule to .sops.yaml (see `homelab-cli init`)",

@@ -425,24 +425,31 @@ fn encrypt_options(
     target: Option<&Path>,
 ) -> miette::Result<EncryptOptions> {
     let config = load_config(types)?;
-    let stores = config.as_ref().map(|c| c.stores).unwrap_or_default();
-    let mut opts = match (&keys.age, &config, target) {
-        (Some(list), _, _) => {
-            let mut o = EncryptOptions::new(recipients(list)?);
-            o.store = stores;
-            o
+    let flags: Vec<String> = keys.age.iter().cloned().collect();
+    let request = sops_age::Resolve {
+        flags: &flags,
+        config: config.as_ref().map_or(
+            sops_age::ConfigSource::Ignore,
+            sops_age::ConfigSource::Loaded,
+        ),
+        require_rule: true,
+        // `--age` reads SOPS_AGE_RECIPIENTS itself (clap `env`).
+        environment: false,
+    };
+    // Without a file (stdin) only the flags count: a rule needs a path to match, and flags
+    // win before any rule is looked at.
+    let resolved = match target {
+        Some(t) => sops_age::encrypt_options_for(t, &request).into_diagnostic()?,
+        None if !flags.is_empty() => {
+            sops_age::encrypt_options_for(Path::new("-"), &request).into_diagnostic()?
         }
-        (None, Some(cfg), Some(t)) => cfg
-            .rule_for(t)
-            .into_diagnostic()?
-            .encrypt_options(stores)
-            .into_diagnostic()?,
-        (None, _, _) => {
-            return Err(miette!(
-                "no recipients: pass --age (or SOPS_AGE_RECIPIENTS), or add a creation rule to \
-                 .sops.yaml"
-            ));
-        }
+        None => None,
+    };
+    let Some((mut opts, _)) = resolved else {
+        return Err(miette!(
+            "no recipients: pass --age (or SOPS_AGE_RECIPIENTS), or add a creation rule to \
+             .sops.yaml"
+        ));
     };
     if let Some(rule) = rules.rule()? {
         opts.rule = Some(rule);

@@ -250,29 +250,16 @@ fn refuse_existing(path: &Path, force: bool) -> miette::Result<()> {
 }
 
 fn encrypt_options(args: &EncryptArgs, output: &Path) -> miette::Result<sops_age::EncryptOptions> {
-    if !args.age.is_empty() {
-        let rs = args
-            .age
-            .iter()
-            .map(|r| sops_age::Recipient::parse(r.trim()).map_err(|e| miette!("--age {r}: {e}")))
-            .collect::<miette::Result<Vec<_>>>()?;
-        return Ok(sops_age::EncryptOptions::new(rs));
-    }
     let abs = std::path::absolute(output).into_diagnostic()?;
-    let start = abs.parent().unwrap_or(Path::new("/"));
-    if let Some(cfg_path) = sops_age::config::Config::find(start) {
-        let cfg = sops_age::config::Config::load(&cfg_path)
-            .map_err(|e| miette!("cannot read {}: {e}", cfg_path.display()))?;
-        if let Ok(rule) = cfg.rule_for(&abs) {
-            return rule
-                .encrypt_options(cfg.stores)
-                .map_err(|e| miette!("bad creation rule in {}: {e}", cfg_path.display()));
-        }
-    }
-    if let Some(rs) = sops_age::recipients_from_env().map_err(|e| miette!("{e}"))?
-        && !rs.is_empty()
+    let request = sops_age::Resolve {
+        flags: &args.age,
+        environment: true,
+        ..Default::default()
+    };
+    if let Some((opts, _)) = sops_age::encrypt_options_for(&abs, &request)
+        .map_err(|e| miette!("no age recipients for {}: {e}", output.display()))?
     {
-        return Ok(sops_age::EncryptOptions::new(rs));
+        return Ok(opts);
     }
     Err(miette!(
         help = "pass --age age1..., or add a creation rule to .sops.yaml",

@@ -7,6 +7,9 @@ use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
+#[cfg(test)]
+use yaml_v3_emit::Style;
+use yaml_v3_emit::{Emitter, Key, MapItem, Options, Quoting, SeqItem, Tree, View};
 
 use crate::error::{Error, Result};
 use crate::value::{
@@ -545,397 +548,90 @@ fn plain_typed(s: &str) -> Option<Value> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Emitter
+// Emitter: the shared yaml.v3 emitter (`yaml-v3-emit`) walks the tree through this view.
 
-const SPACES: &str = "                                                                ";
+type EntryFn = for<'a> fn(&'a Item) -> MapItem<'a, Value>;
+type ItemFn = for<'a> fn(&'a Value) -> SeqItem<'a, Value>;
 
-struct Emitter {
-    out: String,
-    best: usize,
+fn map_item(i: &Item) -> MapItem<'_, Value> {
+    match i {
+        // A merge key parsed from the input keeps its explicit tag, as sops writes it.
+        Item::Entry(k, v) if k == "<<" => MapItem::Entry(Key::Raw(Cow::Borrowed("!!merge <<")), v),
+        Item::Entry(k, v) => MapItem::Entry(Key::Str(k), v),
+        Item::Comment(c) => MapItem::Comment(c),
+    }
 }
 
-impl Emitter {
-    fn pad(&mut self, n: usize) {
-        let mut n = n;
-        while n > 0 {
-            let k = n.min(SPACES.len());
-            self.out.push_str(&SPACES[..k]);
-            n -= k;
-        }
+fn seq_item(v: &Value) -> SeqItem<'_, Value> {
+    match v {
+        // An encrypted comment is a sequence item in sops' output.
+        Value::Comment(c) if crate::cipher::is_enc(c) => SeqItem::Raw(c),
+        Value::Comment(c) => SeqItem::Comment(c),
+        other => SeqItem::Node(other),
     }
+}
 
-    fn next_indent(&self, cur: usize) -> usize {
-        self.best * ((cur + self.best) / self.best)
-    }
+impl Tree for Value {
+    type Entries<'a> = std::iter::Map<std::slice::Iter<'a, Item>, EntryFn>;
+    type Items<'a> = std::iter::Map<std::slice::Iter<'a, Value>, ItemFn>;
 
-    fn map(
-        &mut self,
-        items: &[Item],
-        extra: Option<(&str, &Value)>,
-        indent: usize,
-        inline_first: bool,
-    ) {
-        let mut first = inline_first;
-        let extra_item = extra;
-        let iter = items
-            .iter()
-            .map(|i| match i {
-                Item::Entry(k, v) => (Some(k.as_str()), Some(v), None),
-                Item::Comment(c) => (None, None, Some(c.as_str())),
-            })
-            .chain(extra_item.map(|(k, v)| (Some(k), Some(v), None)));
-        for (k, v, c) in iter {
-            if first {
-                first = false;
-            } else {
-                self.pad(indent);
+    fn view(&self) -> View<'_, Self> {
+        match self {
+            Value::Map(m) => View::Map(m.items.iter().map(map_item as EntryFn)),
+            Value::Seq(s) => View::Seq(s.iter().map(seq_item as ItemFn)),
+            Value::Null => View::Raw(Cow::Borrowed("null")),
+            Value::Bool(b) => View::Raw(Cow::Borrowed(if *b { "true" } else { "false" })),
+            Value::Int(i) => View::Raw(Cow::Owned(i.to_string())),
+            Value::Float(f) => View::Raw(Cow::Owned(yaml_float(*f))),
+            Value::Time(t) => View::Raw(Cow::Borrowed(t)),
+            // Ciphertexts are printable ASCII without `: ` or ` #`: always plain.
+            Value::String(s)
+                if s.starts_with("ENC[AES256_GCM,data:") && s.ends_with(']') && s.is_ascii() =>
+            {
+                View::Raw(Cow::Borrowed(s))
             }
-            if let Some(c) = c {
-                self.out.push('#');
-                self.out.push_str(c);
-                self.out.push('\n');
-                continue;
-            }
-            let (Some(k), Some(v)) = (k, v) else { continue };
-            if k == "<<" {
-                self.out.push_str("!!merge <<");
-            } else {
-                self.key(k);
-            }
-            self.out.push(':');
-            self.value_after_key(v, indent);
-        }
-    }
-
-    fn value_after_key(&mut self, v: &Value, indent: usize) {
-        match v {
-            Value::Map(m) if !m.items.is_empty() => {
-                self.out.push('\n');
-                let ni = self.next_indent(indent);
-                self.pad(ni);
-                self.map(&m.items, None, ni, true);
-            }
-            Value::Seq(s) if !s.is_empty() => {
-                self.out.push('\n');
-                let ni = self.next_indent(indent);
-                self.pad(ni);
-                self.seq(s, ni, true);
-            }
-            _ => {
-                self.out.push(' ');
-                let ni = self.next_indent(indent);
-                self.scalar(v, ni);
-            }
-        }
-    }
-
-    fn seq(&mut self, items: &[Value], indent: usize, inline_first: bool) {
-        let mut first = inline_first;
-        for v in items {
-            if first {
-                first = false;
-            } else {
-                self.pad(indent);
-            }
-            match v {
-                Value::Comment(c) if crate::cipher::is_enc(c) => {
-                    self.out.push_str("- ");
-                    self.out.push_str(c);
-                    self.out.push('\n');
-                }
-                Value::Comment(c) => {
-                    self.out.push('#');
-                    self.out.push_str(c);
-                    self.out.push('\n');
-                }
-                Value::Map(m) if matches!(m.items.first(), Some(Item::Comment(_))) => {
-                    // keep leading comments inside the mapping: start it on the next line
-                    self.out.push_str("-\n");
-                    self.pad(indent + 2);
-                    self.map(&m.items, None, indent + 2, true);
-                }
-                Value::Map(m) if !m.items.is_empty() => {
-                    self.out.push_str("- ");
-                    self.map(&m.items, None, indent + 2, true);
-                }
-                Value::Seq(s) if !s.is_empty() => {
-                    self.out.push_str("- ");
-                    self.seq(s, indent + 2, true);
-                }
-                other => {
-                    self.out.push_str("- ");
-                    self.scalar(other, indent + 2);
-                }
-            }
-        }
-    }
-
-    fn key(&mut self, k: &str) {
-        match string_style(k, true) {
-            Style::Plain => self.out.push_str(k),
-            Style::Single => single_quoted(&mut self.out, k),
-            Style::Double | Style::Literal => double_quoted(&mut self.out, k),
-        }
-    }
-
-    /// Write a scalar and its newline. `block_indent` is where literal content goes.
-    fn scalar(&mut self, v: &Value, block_indent: usize) {
-        match v {
-            Value::Null => self.out.push_str("null"),
-            Value::Bool(b) => self.out.push_str(if *b { "true" } else { "false" }),
-            Value::Int(i) => self.out.push_str(&i.to_string()),
-            Value::Float(f) => self.out.push_str(&yaml_float(*f)),
-            Value::Time(t) => self.out.push_str(t),
-            Value::Map(_) => self.out.push_str("{}"),
-            Value::Seq(_) => self.out.push_str("[]"),
-            Value::Comment(c) => self.string(c, block_indent),
-            Value::String(s) => self.string(s, block_indent),
+            // sops 3.11 writes the text `<<` as a tagged merge key even as a value
+            // (checked against `sops decrypt`); yaml.v3's Marshal of a Go string would not.
+            Value::String(s) if s == "<<" => View::Raw(Cow::Borrowed("!!merge <<")),
+            Value::Comment(c) | Value::String(c) => View::Str(c),
             Value::Bytes(b) => match std::str::from_utf8(b) {
-                Ok(s) => self.string(s, block_indent),
-                Err(_) => {
-                    self.out.push_str("!!binary ");
-                    base64::engine::general_purpose::STANDARD.encode_string(b, &mut self.out);
-                }
+                Ok(s) => View::Str(s),
+                Err(_) => View::Raw(Cow::Owned(format!(
+                    "!!binary {}",
+                    base64::engine::general_purpose::STANDARD.encode(b)
+                ))),
             },
         }
-        self.out.push('\n');
-    }
-
-    fn string(&mut self, s: &str, block_indent: usize) {
-        // Ciphertexts are printable ASCII without `: ` or ` #`: always plain.
-        if s.starts_with("ENC[AES256_GCM,data:") && s.ends_with(']') && s.is_ascii() {
-            self.out.push_str(s);
-            return;
-        }
-        match string_style(s, false) {
-            Style::Plain => self.out.push_str(s),
-            Style::Single => single_quoted(&mut self.out, s),
-            Style::Double => double_quoted(&mut self.out, s),
-            Style::Literal => {
-                self.out.push('|');
-                if s.starts_with(' ') || s.starts_with('\n') {
-                    self.out.push_str(&self.best.to_string());
-                }
-                let body = if !s.ends_with('\n') {
-                    self.out.push('-');
-                    s
-                } else if s.ends_with("\n\n") || s == "\n" {
-                    self.out.push('+');
-                    &s[..s.len() - 1]
-                } else {
-                    &s[..s.len() - 1]
-                };
-                for line in body.split('\n') {
-                    self.out.push('\n');
-                    if !line.is_empty() {
-                        self.pad(block_indent);
-                        self.out.push_str(line);
-                    }
-                }
-            }
-        }
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Style {
-    Plain,
-    Single,
-    Double,
-    Literal,
-}
-
-/// yaml.v3's `is_printable`: note that it excludes U+0085 and everything beyond the BMP,
-/// so emoji are written as `\U` escapes in double quotes, exactly as sops does.
-fn is_printable(c: char) -> bool {
-    matches!(c as u32, 0x0A | 0x20..=0x7E | 0xA0..=0xD7FF | 0xE000..=0xFFFD) && c != '\u{feff}'
-}
-
-fn is_old_bool(s: &str) -> bool {
-    matches!(
-        s,
-        "y" | "Y"
-            | "yes"
-            | "Yes"
-            | "YES"
-            | "n"
-            | "N"
-            | "no"
-            | "No"
-            | "NO"
-            | "on"
-            | "On"
-            | "ON"
-            | "off"
-            | "Off"
-            | "OFF"
-    )
-}
-
-fn is_base60_float(s: &str) -> bool {
-    // ^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$
-    let b = s.strip_prefix(['-', '+']).unwrap_or(s);
-    let (int_part, _) = b.split_once('.').unwrap_or((b, ""));
-    let mut parts = int_part.split(':');
-    let Some(head) = parts.next() else {
-        return false;
-    };
-    if !head.starts_with(|c: char| c.is_ascii_digit())
-        || !head.chars().all(|c| c.is_ascii_digit() || c == '_')
-    {
-        return false;
+fn options(indent: usize) -> Options {
+    Options {
+        indent,
+        quoting: Quoting::V3,
     }
-    let rest: Vec<&str> = parts.collect();
-    !rest.is_empty()
-        && rest.iter().all(|p| {
-            (1..=2).contains(&p.len())
-                && p.chars().all(|c| c.is_ascii_digit())
-                && (p.len() == 1 || p.as_bytes()[0] <= b'5')
-        })
-        && b.split_once('.')
-            .is_none_or(|(_, f)| f.chars().all(|c| c.is_ascii_digit() || c == '_'))
-}
-
-fn string_style(s: &str, is_key: bool) -> Style {
-    if s.contains('\n') {
-        let block_ok =
-            !is_key && s.chars().all(is_printable) && !s.contains(" \n") && !s.ends_with(' ');
-        return if block_ok {
-            Style::Literal
-        } else {
-            Style::Double
-        };
-    }
-    // Only these first characters can resolve to a non-string; skip the work otherwise.
-    let maybe_typed = s.is_empty()
-        || matches!(
-            s.as_bytes()[0],
-            b'0'..=b'9'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'~'
-                | b'n'
-                | b'N'
-                | b't'
-                | b'T'
-                | b'f'
-                | b'F'
-                | b'<'
-        );
-    let must_quote = (maybe_typed && plain_typed(s).is_some())
-        || is_old_bool(s)
-        || is_base60_float(s)
-        || s == "<<";
-    let special = if s.is_ascii() {
-        !s.bytes().all(|b| (0x20..0x7f).contains(&b))
-    } else {
-        !s.chars().all(is_printable)
-    };
-    if special {
-        return Style::Double;
-    }
-    if must_quote {
-        return Style::Double;
-    }
-    if plain_allowed(s) {
-        Style::Plain
-    } else {
-        Style::Single
-    }
-}
-
-fn plain_allowed(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.is_empty() || b[0] == b' ' || b[b.len() - 1] == b' ' {
-        return false;
-    }
-    if (s.starts_with("---") || s.starts_with("...")) && matches!(b.get(3), None | Some(b' ')) {
-        return false;
-    }
-    let blank_after = |i: usize| matches!(b.get(i + 1), None | Some(b' '));
-    match b[0] {
-        b'#' | b',' | b'[' | b']' | b'{' | b'}' | b'&' | b'*' | b'!' | b'|' | b'>' | b'\''
-        | b'"' | b'%' | b'@' | b'`' => return false,
-        b'?' | b':' | b'-' if blank_after(0) => return false,
-        _ => {}
-    }
-    for i in 1..b.len() {
-        match b[i] {
-            b':' if blank_after(i) => return false,
-            b'#' if b[i - 1] == b' ' => return false,
-            _ => {}
-        }
-    }
-    true
-}
-
-fn single_quoted(out: &mut String, s: &str) {
-    out.push('\'');
-    out.push_str(&s.replace('\'', "''"));
-    out.push('\'');
-}
-
-fn double_quoted(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\0' => out.push_str("\\0"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\u{b}' => out.push_str("\\v"),
-            '\u{c}' => out.push_str("\\f"),
-            '\r' => out.push_str("\\r"),
-            '\u{1b}' => out.push_str("\\e"),
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{85}' => out.push_str("\\N"),
-            '\u{a0}' => out.push_str("\\_"),
-            '\u{2028}' => out.push_str("\\L"),
-            '\u{2029}' => out.push_str("\\P"),
-            c if is_printable(c) => out.push(c),
-            c if (c as u32) <= 0xFF => out.push_str(&format!("\\x{:02X}", c as u32)),
-            c if (c as u32) <= 0xFFFF => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push_str(&format!("\\U{:08X}", c as u32)),
-        }
-    }
-    out.push('"');
 }
 
 /// Emit documents; with metadata, each document gets its own `sops:` block.
 pub(crate) fn emit(docs: &[Map], metadata: Option<&Map>, indent: usize) -> String {
-    let mut e = Emitter {
-        out: String::with_capacity(docs.iter().map(|d| d.items.len() * 64).sum::<usize>() + 4096),
-        best: indent.clamp(2, 9),
-    };
+    let capacity = docs.iter().map(|d| d.items.len() * 64).sum::<usize>() + 4096;
+    let mut e = Emitter::new(options(indent), capacity);
     let md = metadata.map(|m| Value::Map(m.clone()));
     for (i, doc) in docs.iter().enumerate() {
         if i > 0 {
-            e.out.push_str("---\n");
+            e.document_separator();
         }
-        if doc.items.is_empty() && md.is_none() {
-            e.out.push_str("{}\n");
-            continue;
-        }
-        e.map(&doc.items, md.as_ref().map(|v| ("sops", v)), 0, false);
+        let sops = md.as_ref().map(|v| MapItem::Entry(Key::Str("sops"), v));
+        e.root_mapping(doc.items.iter().map(map_item).chain(sops));
     }
-    e.out
+    e.finish()
 }
 
 /// Emit a single value as a YAML document (for `--extract` of a subtree).
 pub(crate) fn emit_value(v: &Value, indent: usize) -> String {
-    let mut e = Emitter {
-        out: String::new(),
-        best: indent.clamp(2, 9),
-    };
-    match v {
-        Value::Map(m) if !m.items.is_empty() => e.map(&m.items, None, 0, false),
-        Value::Seq(s) if !s.is_empty() => e.seq(s, 0, false),
-        other => e.scalar(other, indent),
-    }
-    e.out
+    let mut e = Emitter::new(options(indent), 256);
+    e.document(v);
+    e.finish()
 }
 
 #[cfg(test)]
@@ -988,13 +684,20 @@ mod tests {
         assert_eq!(resolve_plain("yes"), Value::String("yes".into()));
         assert_eq!(resolve_plain("~"), Value::Null);
         assert!(matches!(resolve_plain(".inf"), Value::Float(f) if f.is_infinite()));
-        assert_eq!(string_style("123", false), Style::Double);
-        assert_eq!(string_style("a: b", false), Style::Single);
-        assert_eq!(
-            string_style("ENC[AES256_GCM,data:x,iv:y]", false),
-            Style::Plain
-        );
-        assert_eq!(string_style("tab\there", false), Style::Double);
+        let style = |s| yaml_v3_emit::string_style(s, false, Quoting::V3);
+        assert_eq!(style("123"), Style::DoubleQuoted);
+        assert_eq!(style("a: b"), Style::SingleQuoted);
+        assert_eq!(style("ENC[AES256_GCM,data:x,iv:y]"), Style::Plain);
+        assert_eq!(style("tab\there"), Style::DoubleQuoted);
+    }
+
+    /// Outputs of `sops decrypt` (sops 3.11.0) for these values, byte for byte.
+    #[test]
+    fn edge_scalars_match_sops() {
+        let src = "a: \"<<\"\nb: \"---x\"\nc: \"2001-02-30\"\nd: \"0xFFFFFFFFFFFFFFFF\"\ne: \"-0x8000000000000001\"\nf: \"? x\"\ng: \" lead\\nnext\\n\"\nh: \"2001-12-14 21:59:43.10\"\nj: \"1_000\"\nk: \"0o17\"\nl: \"08\"\nm: \"...\"\nn: \"x\\n\\n\"\no: \"12:30:00\"\n";
+        let sops = "a: !!merge <<\nb: '---x'\nc: 2001-02-30\nd: \"0xFFFFFFFFFFFFFFFF\"\ne: -0x8000000000000001\nf: '? x'\ng: |4\n     lead\n    next\nh: \"2001-12-14 21:59:43.10\"\nj: \"1_000\"\nk: \"0o17\"\nl: \"08\"\nm: '...'\n\"n\": |+\n    x\n\no: \"12:30:00\"\n";
+        assert_eq!(rt(src), sops);
+        assert_eq!(rt(sops), sops);
     }
 
     #[test]
