@@ -298,11 +298,11 @@ pub fn connect(desired: &Desired) -> miette::Result<proxmox_client::Client> {
 /// A Proxmox error with advice.
 pub fn pve_error(endpoint: &str, e: proxmox_client::Error) -> miette::Report {
     let text = e.to_string();
-    let help = if text.contains("401") || text.contains("authentication") {
+    let help = if e.is_auth() {
         "the API token was refused: check `proxmox.token_id`/`token_secret` in the secrets file"
-    } else if text.contains("403") || text.contains("Permission") {
+    } else if e.is_permission_denied() {
         "the token lacks a privilege; `homelab-cli proxmox token create` makes one with the right role"
-    } else if text.contains("certificate") || text.contains("fingerprint") {
+    } else if e.is_untrusted_certificate() {
         "pin the node certificate with `proxmox.fingerprint` (Proxmox UI: node → System → Certificates)"
     } else {
         "is Proxmox reachable at `proxmox.endpoint`?"

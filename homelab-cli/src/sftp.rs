@@ -218,7 +218,8 @@ pub fn snippet_path(storage_path: &str, filename: &str) -> Result<String, SftpEr
 /// The PVE volume id of a snippet: `<storage>:snippets/<filename>` (what `cicustom`
 /// references, e.g. `cicustom: user=local:snippets/web-1.yaml`).
 pub fn snippet_volid(storage: &str, filename: &str) -> String {
-    format!("{storage}:snippets/{filename}")
+    proxmox_client::VolumeId::new(storage, proxmox_client::ContentKind::Snippets, filename)
+        .to_string()
 }
 
 /// What [`SnippetUploader::upload`] did.

@@ -9,6 +9,5 @@ pub mod observe;
 pub mod observed;
 pub mod pci;
 pub mod plan;
-pub mod props;
 pub mod render;
 pub mod talos;

@@ -135,7 +135,12 @@ pub struct DesiredIso {
 impl DesiredIso {
     /// `storage:iso/filename`.
     pub fn volid(&self) -> String {
-        format!("{}:iso/{}", self.storage, self.filename)
+        proxmox_client::VolumeId::new(
+            self.storage.as_str(),
+            proxmox_client::ContentKind::Iso,
+            self.filename.as_str(),
+        )
+        .to_string()
     }
 }
 
@@ -155,7 +160,12 @@ pub struct DesiredTemplate {
 impl DesiredTemplate {
     /// `storage:vztmpl/filename`.
     pub fn volid(&self) -> String {
-        format!("{}:vztmpl/{}", self.storage, self.filename)
+        proxmox_client::VolumeId::new(
+            self.storage.as_str(),
+            proxmox_client::ContentKind::Vztmpl,
+            self.filename.as_str(),
+        )
+        .to_string()
     }
 }
 
@@ -182,6 +192,15 @@ impl GuestKind {
         match self {
             GuestKind::Qemu => "vm",
             GuestKind::Lxc => "ct",
+        }
+    }
+}
+
+impl From<GuestKind> for proxmox_client::GuestKind {
+    fn from(k: GuestKind) -> Self {
+        match k {
+            GuestKind::Qemu => proxmox_client::GuestKind::Qemu,
+            GuestKind::Lxc => proxmox_client::GuestKind::Lxc,
         }
     }
 }
