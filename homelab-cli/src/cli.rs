@@ -38,6 +38,8 @@ pub enum Command {
     Status(commands::status::Args),
     /// Print the JSON Schema of homelab.yaml.
     Schema(commands::schema::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(commands::completions::Args),
     /// Resolve the configuration, or install generated talosconfig/kubeconfig.
     #[command(subcommand)]
     Config(commands::config::Command),
@@ -57,6 +59,7 @@ pub enum Command {
     #[command(subcommand)]
     Proxmox(commands::proxmox::Command),
     /// The simulated lab (Proxmox VE, Image Factory, Talos nodes) on loopback.
+    #[cfg(feature = "sim")]
     #[command(subcommand)]
     Sim(commands::sim::Command),
 }

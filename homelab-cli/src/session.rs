@@ -14,17 +14,24 @@ use crate::engine::observed::{Observed, TalosObserved};
 use crate::engine::plan::{self, Plan};
 use crate::engine::talos::{self, NodeState};
 use crate::model::desired::{self, Desired};
-use crate::simlab::{SimLab, SimOptions, state_dir};
+use crate::simlab::SimLab;
+#[cfg(feature = "sim")]
+use crate::simlab::{SimOptions, state_dir};
 use crate::workspace::Workspace;
 
 /// `--simulate` and its knobs, shared by plan/up/down/status.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SimArgs {
     /// Run against the simulated lab kept in `.homelab/sim/` beside the config.
-    #[arg(long)]
+    #[cfg_attr(feature = "sim", arg(long))]
+    #[cfg_attr(not(feature = "sim"), arg(skip))]
     pub simulate: bool,
     /// With --simulate: latency added to every Proxmox API answer, in milliseconds.
-    #[arg(long, value_name = "MS", requires = "simulate", hide = true)]
+    #[cfg_attr(
+        feature = "sim",
+        arg(long, value_name = "MS", requires = "simulate", hide = true)
+    )]
+    #[cfg_attr(not(feature = "sim"), arg(skip))]
     pub sim_latency_ms: Option<u64>,
 }
 
@@ -59,8 +66,13 @@ impl Session {
     ) -> miette::Result<Session> {
         let ws = Workspace::open_env(config, env)?;
         let secrets = ws.secrets()?;
+        #[cfg_attr(not(feature = "sim"), allow(unused_mut))]
         let mut lab = None;
+        #[cfg(not(feature = "sim"))]
+        let _ = sim;
+        #[cfg_attr(not(feature = "sim"), allow(unused_mut))]
         let mut naming = FactoryNaming::default();
+        #[cfg(feature = "sim")]
         if sim.simulate {
             // Every node a guest is placed on exists in the simulated cluster.
             let c = &ws.loaded.config;
@@ -91,6 +103,7 @@ impl Session {
         }
         let mut desired = desired::resolve(&ws.loaded, &secrets, &naming)?;
         drop(secrets);
+        #[cfg(feature = "sim")]
         if let Some(s) = &lab {
             // The simulated lab has its own address, token and certificate.
             desired.proxmox.endpoint = s.lab.pve_url();

@@ -43,6 +43,8 @@ mod predicates;
 pub mod property;
 mod request;
 pub mod requests;
+#[cfg(feature = "snippets")]
+pub mod snippets;
 mod task;
 pub mod tls;
 mod upid;

@@ -1,6 +1,7 @@
 //! One module per command; each exposes its clap arguments and an async `run`.
 
 pub mod check;
+pub mod completions;
 pub mod config;
 pub mod down;
 pub mod hooks;
@@ -10,6 +11,7 @@ pub mod plan;
 pub mod proxmox;
 pub mod schema;
 pub mod secrets;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
 pub mod talos;
@@ -28,12 +30,14 @@ pub async fn dispatch(command: Command, ctx: &Context) -> miette::Result<Exit> {
         Command::Down(args) => down::run(args, ctx).await,
         Command::Status(args) => status::run(args, ctx).await,
         Command::Schema(args) => schema::run(args, ctx).await,
+        Command::Completions(args) => completions::run(args, ctx).await,
         Command::Config(cmd) => config::run(cmd, ctx).await,
         Command::Hooks(cmd) => hooks::run(cmd, ctx).await,
         Command::Secrets(cmd) => secrets::run(cmd, ctx).await,
         Command::Image(cmd) => image::run(cmd, ctx).await,
         Command::Talos(cmd) => talos::run(cmd, ctx).await,
         Command::Proxmox(cmd) => proxmox::run(cmd, ctx).await,
+        #[cfg(feature = "sim")]
         Command::Sim(cmd) => sim::run(cmd, ctx).await,
     }
 }

@@ -532,7 +532,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> miette::Result<Exit> {
 }
 
 async fn ssh_fingerprint(args: &SshFingerprintArgs) -> miette::Result<Exit> {
-    let fp = crate::sftp::scan_host_key(&args.target.host, args.target.port)
+    let fp = proxmox_client::snippets::scan_host_key(&args.target.host, args.target.port)
         .await
         .map_err(|e| miette!("{e}"))?;
     match args.output {
@@ -555,7 +555,7 @@ struct UploadedOut {
 }
 
 async fn snippet_upload(args: SnippetUploadArgs) -> miette::Result<Exit> {
-    use crate::sftp::{HostKeyPin, SnippetUploader, UploadOutcome};
+    use proxmox_client::snippets::{HostKeyPin, SnippetUploader, UploadOutcome};
     let pin: HostKeyPin = args
         .host_key
         .parse()
@@ -568,12 +568,13 @@ async fn snippet_upload(args: SnippetUploadArgs) -> miette::Result<Exit> {
             .and_then(|n| n.to_str())
             .ok_or_else(|| miette!("{}: not a file name", f.display()))?
             .to_string();
-        let path = crate::sftp::snippet_path(&args.storage_path, &name)
+        let path = proxmox_client::snippets::snippet_path(&args.storage_path, &name)
             .map_err(|e| miette!("{}: {e}", f.display()))?;
         let data = std::fs::read(f).map_err(|e| miette!("cannot read {}: {e}", f.display()))?;
         files.push((f.display().to_string(), name, path, data));
     }
-    let key = crate::sftp::load_private_key(&args.identity, None).map_err(|e| miette!("{e}"))?;
+    let key = proxmox_client::snippets::load_private_key(&args.identity, None)
+        .map_err(|e| miette!("{e}"))?;
     let up = SnippetUploader::connect(&args.target.host, args.target.port, &args.user, key, &pin)
         .await
         .map_err(|e| miette!("{e}"))?;
@@ -589,7 +590,7 @@ async fn snippet_upload(args: SnippetUploadArgs) -> miette::Result<Exit> {
         };
         out.push(UploadedOut {
             file,
-            volid: crate::sftp::snippet_volid(&args.storage, &name),
+            volid: proxmox_client::snippets::snippet_volid(&args.storage, &name),
             path,
             changed: outcome != UploadOutcome::Unchanged,
         });

@@ -639,24 +639,25 @@ fn checksum_algorithm(name: &str) -> Option<proxmox_client::requests::ChecksumAl
 async fn sftp_session(
     env: &Env,
     node: &str,
-) -> Result<(crate::sftp::SnippetUploader, String), StepError> {
+) -> Result<(proxmox_client::snippets::SnippetUploader, String), StepError> {
     let ssh = env.desired.proxmox.ssh.as_ref().ok_or_else(|| {
         StepError::new("cloud-init snippets need SSH access to the node, and `proxmox.ssh` is not set")
             .hint("Proxmox cannot upload snippets through its API; add `proxmox.ssh` (private key as a secret, pinned host key)")
     })?;
     let (host, pin) = ssh.target(node);
-    let pin: crate::sftp::HostKeyPin = pin
+    let pin: proxmox_client::snippets::HostKeyPin = pin
         .parse()
         .map_err(|e| StepError::new(format!("proxmox.ssh host key of {node}: {e}")))?;
-    let key = crate::sftp::decode_private_key(
+    let key = proxmox_client::snippets::decode_private_key(
         secrecy::ExposeSecret::expose_secret(&ssh.private_key),
         None,
         "proxmox.ssh.private_key",
     )
     .map_err(|e| StepError::new(e.to_string()))?;
-    let up = crate::sftp::SnippetUploader::connect(host, ssh.port, &ssh.user, key, &pin)
-        .await
-        .map_err(|e| StepError::new(e.to_string()))?;
+    let up =
+        proxmox_client::snippets::SnippetUploader::connect(host, ssh.port, &ssh.user, key, &pin)
+            .await
+            .map_err(|e| StepError::new(e.to_string()))?;
     Ok((up, host.to_string()))
 }
 
@@ -674,8 +675,8 @@ async fn delete_snippet(
         .find(|s| s.node == node && s.storage == storage)
         .map(|s| s.dir.clone())
         .ok_or_else(|| StepError::new(format!("no snippet directory known for {storage}")))?;
-    let path =
-        crate::sftp::snippet_path(&dir, filename).map_err(|e| StepError::new(e.to_string()))?;
+    let path = proxmox_client::snippets::snippet_path(&dir, filename)
+        .map_err(|e| StepError::new(e.to_string()))?;
     let (up, _) = sftp_session(env, node).await?;
     let marker = crate::model::vms::snippet_marker(&env.desired.lab);
     let result = match up.read(&path).await {
@@ -700,13 +701,13 @@ async fn upload_snippet(env: &Env, node: &str, volid: &str) -> Result<String, St
         .iter()
         .find(|s| s.node == node && s.volid() == volid)
         .ok_or_else(|| StepError::new(format!("snippet {volid} is not declared")))?;
-    let path = crate::sftp::snippet_path(&sn.dir, &sn.filename)
+    let path = proxmox_client::snippets::snippet_path(&sn.dir, &sn.filename)
         .map_err(|e| StepError::new(e.to_string()))?;
     let (up, host) = sftp_session(env, node).await?;
     let r = up.upload(&path, sn.content.as_bytes()).await;
     up.close().await;
     match r.map_err(|e| StepError::new(e.to_string()))? {
-        crate::sftp::UploadOutcome::Unchanged => Ok("already there".into()),
+        proxmox_client::snippets::UploadOutcome::Unchanged => Ok("already there".into()),
         _ => Ok(format!("written to {host}:{path}")),
     }
 }

@@ -1030,7 +1030,7 @@ pub fn resolve(
                 .and_then(|u| u.host_str().map(str::to_string))?,
         };
         let host_key = text("proxmox.ssh.host_key", &s.host_key, &mut errs)?.0;
-        if let Err(e) = host_key.parse::<crate::sftp::HostKeyPin>() {
+        if let Err(e) = host_key.parse::<proxmox_client::snippets::HostKeyPin>() {
             errs.push(
                 l.error_at("proxmox.ssh.host_key", e.to_string())
                     .with_help("`homelab-cli proxmox ssh-fingerprint HOST` prints it"),
@@ -1045,7 +1045,7 @@ pub fn resolve(
             }
         };
         // Checked now rather than at the first upload; the message never quotes the key.
-        if crate::sftp::decode_private_key(private_key.expose_secret(), None, "the secret").is_err() {
+        if proxmox_client::snippets::decode_private_key(private_key.expose_secret(), None, "the secret").is_err() {
             errs.push(
                 l.error_at("proxmox.ssh.private_key", "the secret is not an unencrypted OpenSSH private key")
                     .with_help("store the text of an `ssh-keygen -t ed25519 -N ''` private key in the SOPS file"),
@@ -1053,7 +1053,7 @@ pub fn resolve(
             return None;
         }
         for (node, pin) in &s.host_keys {
-            if let Err(e) = pin.parse::<crate::sftp::HostKeyPin>() {
+            if let Err(e) = pin.parse::<proxmox_client::snippets::HostKeyPin>() {
                 errs.push(l.error_at(&format!("proxmox.ssh.host_keys.{node}"), e.to_string()));
             }
         }

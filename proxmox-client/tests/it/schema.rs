@@ -24,9 +24,9 @@ fn load_schema() -> Option<Vec<Endpoint>> {
     let text = match std::fs::read_to_string(SCHEMA) {
         Ok(t) => t,
         Err(_) => {
-            eprintln!(
-                "SKIPPED: PVE API schema not found at {SCHEMA}; schema conformance NOT checked"
-            );
+            crate::common::skip_or_fail(&format!(
+                "PVE API schema not found at {SCHEMA}; schema conformance NOT checked"
+            ));
             return None;
         }
     };

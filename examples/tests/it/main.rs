@@ -1,0 +1,3 @@
+//! The runnable examples' shared code, run against the simulator.
+
+mod lifecycle;
