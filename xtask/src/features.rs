@@ -1,6 +1,6 @@
 //! `cargo xtask features [--build]`: the crate boundaries hold.
 //!
-//! - No library links a CLI crate: `cargo tree -e normal -p <lib>` names none of
+//! - No library links a CLI crate: `cargo tree -e normal,no-proc-macro -p <lib>` names none of
 //!   homelab-cli, clap, miette, anyhow, indicatif.
 //! - `homelab-cli --no-default-features` (no `sim`) does not depend on homelab-sim.
 //! - With `--build`: that binary is built and has neither `sim serve` nor `--simulate`.
@@ -38,8 +38,15 @@ pub fn tree_packages(tree: &str) -> Vec<String> {
 
 fn tree(args: &[&str]) -> Result<Vec<String>, String> {
     let mut cmd = super::cargo();
-    cmd.args(["tree", "--locked", "-e", "normal", "--prefix", "none"])
-        .args(args);
+    cmd.args([
+        "tree",
+        "--locked",
+        "-e",
+        "normal,no-proc-macro",
+        "--prefix",
+        "none",
+    ])
+    .args(args);
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;

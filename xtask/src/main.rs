@@ -174,6 +174,21 @@ impl TestTotals {
     }
 }
 
+fn doc() -> Result {
+    let mut cmd = cargo();
+    cmd.args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run(cmd)
+}
+
+fn ci() -> Result {
+    fmt_check()?;
+    features::run(&[])?;
+    lint()?;
+    test(&[])?;
+    doc()
+}
+
 #[cfg(test)]
 mod totals_tests {
     use super::TestTotals;
@@ -193,19 +208,4 @@ mod totals_tests {
             }
         );
     }
-}
-
-fn doc() -> Result {
-    let mut cmd = cargo();
-    cmd.args(["doc", "--workspace", "--no-deps", "--locked"])
-        .env("RUSTDOCFLAGS", "-D warnings");
-    run(cmd)
-}
-
-fn ci() -> Result {
-    fmt_check()?;
-    features::run(&[])?;
-    lint()?;
-    test(&[])?;
-    doc()
 }

@@ -38,8 +38,8 @@ mod tests {
     #[test]
     fn scripts_name_the_binary_and_its_commands() {
         let bash = script(Shell::Bash).unwrap();
-        assert!(bash.contains("_homelab-cli()"), "{bash}");
-        assert!(bash.contains("complete -F _homelab-cli"));
+        assert!(bash.contains("_homelab__cli()"), "{bash}");
+        assert!(bash.contains("complete -F _homelab__cli"));
         for cmd in ["plan", "up", "down", "completions", "secrets"] {
             assert!(bash.contains(cmd), "{cmd} missing");
         }

@@ -2,6 +2,7 @@
 
 mod backups;
 mod common;
+mod completions;
 mod image;
 mod lab;
 mod layers;
