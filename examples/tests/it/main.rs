@@ -1,3 +1,4 @@
 //! The runnable examples' shared code, run against the simulator.
+#![allow(clippy::unwrap_used)]
 
 mod lifecycle;

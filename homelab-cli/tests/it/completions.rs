@@ -1,4 +1,5 @@
 //! `homelab-cli completions <shell>` as a user runs it.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 
