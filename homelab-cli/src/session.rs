@@ -3,7 +3,6 @@
 //! plan.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use miette::miette;
 use talos_api::secrets::SecretsBundle;
@@ -93,7 +92,7 @@ impl Session {
                 &state_dir(&ws.loaded.dir),
                 &SimOptions {
                     nodes,
-                    latency: Duration::from_millis(sim.sim_latency_ms.unwrap_or(0)),
+                    latency: std::time::Duration::from_millis(sim.sim_latency_ms.unwrap_or(0)),
                     task_duration: None,
                 },
             )
@@ -101,6 +100,7 @@ impl Session {
             naming.base = url::Url::parse(&s.factory.base_url()).ok();
             lab = Some(s);
         }
+        #[cfg_attr(not(feature = "sim"), allow(unused_mut))]
         let mut desired = desired::resolve(&ws.loaded, &secrets, &naming)?;
         drop(secrets);
         #[cfg(feature = "sim")]

@@ -28,12 +28,16 @@ const CLI_CRATES: &[&str] = &[
     "indicatif",
 ];
 
-/// The package names in `cargo tree -e normal` of `args` (pure parse of its output).
+/// The distinct package names in `cargo tree --prefix none` output (pure), sorted.
 pub fn tree_packages(tree: &str) -> Vec<String> {
-    tree.lines()
+    let mut v: Vec<String> = tree
+        .lines()
         .filter_map(|l| l.split_whitespace().next())
         .map(str::to_string)
-        .collect()
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 fn tree(args: &[&str]) -> Result<Vec<String>, String> {
@@ -135,7 +139,7 @@ mod tests {
 
     #[test]
     fn tree_lines_are_package_names() {
-        let t = "proxmox-client v0.1.0 (/x)\nreqwest v0.13.5\nserde v1.0.0 (*)\n";
+        let t = "proxmox-client v0.1.0 (/x)\nserde v1.0.0\nreqwest v0.13.5\nserde v1.0.0 (*)\n";
         assert_eq!(tree_packages(t), vec!["proxmox-client", "reqwest", "serde"]);
     }
 }
