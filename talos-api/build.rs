@@ -1,6 +1,7 @@
 //! Compiles the Talos protos in `proto/` with protox (pure Rust, no `protoc` needed) and
-//! generates prost messages plus tonic clients and servers. Generating at build time means the
-//! Rust code can never drift from the `.proto` files.
+//! generates prost messages plus tonic clients, and servers with the `server` feature (the
+//! simulator and test mocks). Generating at build time means the Rust code can never drift
+//! from the `.proto` files.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
@@ -12,10 +13,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }
+    println!("cargo:rerun-if-env-changed=CARGO_FEATURE_SERVER");
+    let server = std::env::var_os("CARGO_FEATURE_SERVER").is_some();
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
         .build_client(true)
-        .build_server(true)
+        .build_server(server)
         // Servers (the simulator, test mocks) implement only what they serve.
         .generate_default_stubs(true)
         .compile_fds(fds)?;

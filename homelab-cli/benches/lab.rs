@@ -72,7 +72,7 @@ async fn vm_fleet_at_scale() {
     let session = Session::open(&config, &sim).await.unwrap();
     let planned = session.plan().await.unwrap();
     let t = Instant::now();
-    let applied = homelab_cli::commands::up::apply_plan(&session, &planned, 8, &Quiet)
+    let applied = homelab_cli::apply_plan(&session, &planned, 8, &Quiet)
         .await
         .unwrap();
     let wall = t.elapsed();
@@ -242,7 +242,7 @@ async fn up_against_critical_path() {
         .unwrap();
     let planned = session.plan().await.unwrap();
     let t = Instant::now();
-    let applied = homelab_cli::commands::up::apply_plan(&session, &planned, 8, &Quiet)
+    let applied = homelab_cli::apply_plan(&session, &planned, 8, &Quiet)
         .await
         .unwrap();
     let wall = t.elapsed();

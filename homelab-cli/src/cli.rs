@@ -38,6 +38,8 @@ pub enum Command {
     Status(commands::status::Args),
     /// Print the JSON Schema of homelab.yaml.
     Schema(commands::schema::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(commands::completions::Args),
     /// Resolve the configuration, or install generated talosconfig/kubeconfig.
     #[command(subcommand)]
     Config(commands::config::Command),
@@ -66,6 +68,7 @@ pub enum Command {
     #[command(subcommand)]
     Pxe(commands::pxe::Command),
     /// The simulated lab (Proxmox VE, Image Factory, Talos nodes) on loopback.
+    #[cfg(feature = "sim")]
     #[command(subcommand)]
     Sim(commands::sim::Command),
     /// First-boot handoff: serve VMs their spec against their provisioning token.

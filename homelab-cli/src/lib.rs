@@ -3,16 +3,38 @@
 //! Exit codes: 0 success, 1 failure, 2 usage error (or, for `plan --detailed-exitcode`,
 //! "there are changes"). A closed stdout (broken pipe) is not an error.
 
-pub mod cli;
-pub mod commands;
-pub mod context;
+//!
+//! # Public surface
+//!
+//! Deliberately small: the pieces an embedding tool, the benchmarks and the integration
+//! tests drive, none of the command plumbing.
+//!
+//! - [`main`] / [`command`]: the CLI itself (the grammar, for completions and
+//!   man pages).
+//! - [`model`]: homelab.yaml, its environment layers and the resolved desired state.
+//! - [`engine`]: observe the lab, plan (pure), render, apply.
+//! - [`session`]: open a repository and connect (or start the simulated lab) as `plan` and
+//!   `up` do; [`workspace`]: the repository on disk (encrypted reads and writes).
+//! - [`simlab`] (feature `sim`): the in-process simulated lab behind `--simulate`.
+//! - [`apply_plan`], [`privileges`], [`privileges_for`]: what `up` applies and the
+//!   provisioning role `proxmox token create` grants.
+//!
+//! The command modules, the clap grammar, output plumbing and the secret scanner are
+//! private (`pub(crate)`).
+
+pub(crate) mod cli;
+pub(crate) mod commands;
+pub(crate) mod context;
 pub mod engine;
 pub mod handoff;
 pub mod model;
-pub mod progress;
-pub mod scan;
+pub(crate) mod progress;
+pub(crate) mod scan;
 pub mod session;
-pub mod sftp;
+#[cfg(feature = "sim")]
+pub mod simlab;
+#[cfg(not(feature = "sim"))]
+#[path = "nosim.rs"]
 pub mod simlab;
 pub mod workspace;
 
@@ -20,7 +42,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+pub use commands::proxmox::{STORAGE_ROLE, privileges, privileges_for};
+pub use commands::up::apply_plan;
 pub use context::{Context, Exit, OutputFormat};
+
+/// The whole command-line grammar (for completions, man pages and documentation tools).
+pub fn command() -> clap::Command {
+    <cli::Cli as clap::CommandFactory>::command()
+}
 
 /// Parse the process arguments, run the command, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
@@ -36,7 +65,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Run an already parsed command line.
-pub fn run(cli: cli::Cli) -> ExitCode {
+pub(crate) fn run(cli: cli::Cli) -> ExitCode {
     let ctx = Context::from_global(&cli.global);
     ctx.init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

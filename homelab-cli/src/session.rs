@@ -3,7 +3,6 @@
 //! plan.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use miette::miette;
 use talos_api::secrets::SecretsBundle;
@@ -14,17 +13,24 @@ use crate::engine::observed::{Observed, TalosObserved};
 use crate::engine::plan::{self, Plan};
 use crate::engine::talos::{self, NodeState};
 use crate::model::desired::{self, Desired};
-use crate::simlab::{SimLab, SimOptions, state_dir};
+use crate::simlab::SimLab;
+#[cfg(feature = "sim")]
+use crate::simlab::{SimOptions, state_dir};
 use crate::workspace::Workspace;
 
 /// `--simulate` and its knobs, shared by plan/up/down/status.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SimArgs {
     /// Run against the simulated lab kept in `.homelab/sim/` beside the config.
-    #[arg(long)]
+    #[cfg_attr(feature = "sim", arg(long))]
+    #[cfg_attr(not(feature = "sim"), arg(skip))]
     pub simulate: bool,
     /// With --simulate: latency added to every Proxmox API answer, in milliseconds.
-    #[arg(long, value_name = "MS", requires = "simulate", hide = true)]
+    #[cfg_attr(
+        feature = "sim",
+        arg(long, value_name = "MS", requires = "simulate", hide = true)
+    )]
+    #[cfg_attr(not(feature = "sim"), arg(skip))]
     pub sim_latency_ms: Option<u64>,
 }
 
@@ -61,8 +67,13 @@ impl Session {
     ) -> miette::Result<Session> {
         let ws = Workspace::open_env(config, env)?;
         let secrets = ws.secrets()?;
+        #[cfg_attr(not(feature = "sim"), allow(unused_mut))]
         let mut lab = None;
+        #[cfg(not(feature = "sim"))]
+        let _ = sim;
+        #[cfg_attr(not(feature = "sim"), allow(unused_mut))]
         let mut naming = FactoryNaming::default();
+        #[cfg(feature = "sim")]
         if sim.simulate {
             // Every node a guest is placed on exists in the simulated cluster.
             let c = &ws.loaded.config;
@@ -83,7 +94,7 @@ impl Session {
                 &state_dir(&ws.loaded.dir),
                 &SimOptions {
                     nodes,
-                    latency: Duration::from_millis(sim.sim_latency_ms.unwrap_or(0)),
+                    latency: std::time::Duration::from_millis(sim.sim_latency_ms.unwrap_or(0)),
                     task_duration: None,
                 },
             )
@@ -91,8 +102,10 @@ impl Session {
             naming.base = url::Url::parse(&s.factory.base_url()).ok();
             lab = Some(s);
         }
+        #[cfg_attr(not(feature = "sim"), allow(unused_mut))]
         let mut desired = desired::resolve(&ws.loaded, &secrets, &naming)?;
         drop(secrets);
+        #[cfg(feature = "sim")]
         if let Some(s) = &lab {
             // The simulated lab has its own address, token and certificate.
             desired.proxmox.endpoint = s.lab.pve_url();
@@ -356,11 +369,11 @@ pub fn connect(desired: &Desired) -> miette::Result<proxmox_client::Client> {
 /// A Proxmox error with advice.
 pub fn pve_error(endpoint: &str, e: proxmox_client::Error) -> miette::Report {
     let text = e.to_string();
-    let help = if text.contains("401") || text.contains("authentication") {
+    let help = if e.is_auth() {
         "the API token was refused: check `proxmox.token_id`/`token_secret` in the secrets file"
-    } else if text.contains("403") || text.contains("Permission") {
+    } else if e.is_permission_denied() {
         "the token lacks a privilege; `homelab-cli proxmox token create` makes one with the right role"
-    } else if text.contains("certificate") || text.contains("fingerprint") {
+    } else if e.is_untrusted_certificate() {
         "pin the node certificate with `proxmox.fingerprint` (Proxmox UI: node → System → Certificates)"
     } else {
         "is Proxmox reachable at `proxmox.endpoint`?"

@@ -182,8 +182,8 @@ async fn upid_of(client: &Client, req: &crate::request::ApiRequest) -> Result<Up
 /// A node.
 #[derive(Debug, Clone)]
 pub struct Node {
-    client: Client,
-    node: String,
+    pub(crate) client: Client,
+    pub(crate) node: String,
 }
 
 impl Node {

@@ -1198,6 +1198,242 @@ pub fn is_configid(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+// ---------------------------------------------------------------- canonical forms
+
+/// The canonical form of a configuration value, so that what a client sends and what PVE
+/// reports back compare equal when they mean the same: keys sorted after the positional
+/// part, booleans as `0`/`1`, generated values dropped (a NIC's MAC, a container NIC's
+/// `hwaddr`, a CD-ROM's `size`), tags normalised, `x=0` features dropped.
+///
+/// ```
+/// use proxmox_client::property::canonical;
+/// assert_eq!(
+///     canonical("net0", "virtio=BC:24:11:AA:BB:CC,firewall=0,bridge=vmbr0"),
+///     canonical("net0", "virtio,bridge=vmbr0,firewall=0"),
+/// );
+/// assert_eq!(canonical("agent", "1"), canonical("agent", "enabled=1"));
+/// ```
+pub fn canonical(key: &str, value: &str) -> String {
+    let value = value.trim();
+    match key {
+        "tags" => canon_tags(value).into_iter().collect::<Vec<_>>().join(";"),
+        "description" => value.trim_end().to_string(),
+        "agent" => {
+            let mut parts = split_lenient(value);
+            if let Some((k, v)) = parts.first_mut()
+                && v.is_none()
+            {
+                *v = Some(k.clone());
+                *k = "enabled".into();
+            }
+            normalize_bool_keys(&mut parts, &["enabled", "fstrim_cloned_disks"]);
+            join_sorted(parts, 0)
+        }
+        "ide2" | "ide0" | "ide1" | "ide3" | "sata0" => {
+            // A CD-ROM: drop the size PVE adds.
+            let parts: Vec<_> = split_lenient(value)
+                .into_iter()
+                .filter(|(k, _)| k != "size")
+                .collect();
+            join_sorted(parts, 1)
+        }
+        k if k.starts_with("net") && is_lxc_net(value) => {
+            // A container NIC: the generated MAC and the default type do not count.
+            let parts: Vec<_> = split_lenient(value)
+                .into_iter()
+                .filter(|(k, v)| k != "hwaddr" && !(k == "type" && v.as_deref() == Some("veth")))
+                .collect();
+            join_sorted(parts, 0)
+        }
+        "features" => {
+            let mut parts = split_lenient(value);
+            normalize_bool_keys(
+                &mut parts,
+                &["nesting", "keyctl", "fuse", "mknod", "force_rw_sys"],
+            );
+            // `x=0` is the same as not setting it.
+            parts.retain(|(_, v)| v.as_deref() != Some("0"));
+            join_sorted(parts, 0)
+        }
+        "startup" => join_sorted(split_lenient(value), 0),
+        k if is_numbered(k, "dev") => join_sorted(split_lenient(value), 1),
+        "unprivileged" => match value {
+            "true" | "on" | "yes" => "1".into(),
+            "false" | "off" | "no" => "0".into(),
+            v => v.to_string(),
+        },
+        k if k.starts_with("net") => {
+            let mut parts = split_lenient(value);
+            if let Some((m, mac)) = parts.first_mut()
+                && QEMU_NIC_MODELS.contains(&m.as_str())
+            {
+                *mac = None;
+            }
+            join_sorted(parts, 1)
+        }
+        k if k.starts_with("ipconfig") => join_sorted(split_lenient(value), 0),
+        k if k.starts_with("hostpci") => {
+            let mut parts = split_lenient(value);
+            normalize_bool_keys(&mut parts, &["pcie", "x-vga", "rombar", "legacy-igd"]);
+            join_sorted(parts, 0)
+        }
+        "onboot" | "balloon" | "sockets" | "cores" | "memory" | "swap" => {
+            value.trim_start_matches('+').to_string()
+        }
+        _ => value.to_string(),
+    }
+}
+
+/// Whether `key` is `<prefix><digits>` (`dev0`, `mp3`, `hostpci1`).
+pub fn is_numbered(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Container feature flags other than `nesting`, as `key=value` (only `root@pam` may change
+/// them: pve-container `LXC.pm`, `check_ct_modify_config_perm`).
+pub fn root_only_features(value: &str) -> std::collections::BTreeSet<String> {
+    split_lenient(value)
+        .into_iter()
+        .filter(|(k, v)| {
+            k != "nesting" && !matches!(v.as_deref(), Some("0" | "false" | "off" | "no"))
+        })
+        .map(|(k, v)| format!("{k}={}", v.unwrap_or_default()))
+        .collect()
+}
+
+/// Whether a `netN` value is a container NIC (`name=eth0,bridge=...`), not a VM NIC
+/// (`virtio=MAC,bridge=...`).
+fn is_lxc_net(value: &str) -> bool {
+    split_lenient(value)
+        .iter()
+        .any(|(k, _)| k == "name" || k == "hwaddr")
+}
+
+/// Tags as PVE normalises them: split on `;`, `,` or spaces, lowercased, sorted, unique
+/// (lenient: unlike [`normalize_tags`] it accepts any characters).
+pub fn canon_tags(value: &str) -> std::collections::BTreeSet<String> {
+    value
+        .split([';', ',', ' '])
+        .filter(|t| !t.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+fn normalize_bool_keys(parts: &mut [(String, Option<String>)], keys: &[&str]) {
+    for (k, v) in parts.iter_mut() {
+        if keys.contains(&k.as_str())
+            && let Some(val) = v
+        {
+            *val = match val.as_str() {
+                "true" | "on" | "yes" => "1".into(),
+                "false" | "off" | "no" => "0".into(),
+                _ => val.clone(),
+            };
+        }
+    }
+}
+
+/// Splits `a=b,c,d=e` into pairs, never failing (a bare item has no value). For values
+/// read back from PVE; [`parse_pairs`] is the strict form.
+pub fn split_lenient(value: &str) -> Vec<(String, Option<String>)> {
+    value
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.trim().to_string(), Some(v.trim().to_string())),
+            None => (p.trim().to_string(), None),
+        })
+        .collect()
+}
+
+/// Joins pairs, keeping the first `keep_first` in place and sorting the rest by key.
+fn join_sorted(mut parts: Vec<(String, Option<String>)>, keep_first: usize) -> String {
+    let keep = keep_first.min(parts.len());
+    parts[keep..].sort_by(|a, b| a.0.cmp(&b.0));
+    parts
+        .into_iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k,
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A disk of any kind as PVE reports it (`local-lvm:vm-100-disk-1,discard=on,size=100G`),
+/// read leniently: the volume, its size and the remaining options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskRef {
+    /// Storage ID.
+    pub storage: String,
+    /// Volume name inside the storage.
+    pub volume: String,
+    /// `size=`, in MiB (rounded up).
+    pub size_mib: Option<u64>,
+    /// Whether this is a cloud-init drive.
+    pub cloudinit: bool,
+    /// Remaining options (without `size` and `media`); bare flags map to `""`.
+    pub options: BTreeMap<String, String>,
+}
+
+/// Parses a disk value (`scsi0`, `rootfs`, `mp0`, `efidisk0`, ...); `None` if it names no
+/// `storage:volume`.
+pub fn parse_disk_ref(value: &str) -> Option<DiskRef> {
+    let mut parts = split_lenient(value).into_iter();
+    let (first, first_val) = parts.next()?;
+    let vol = match (first.as_str(), first_val) {
+        ("file" | "volume", Some(v)) => v,
+        (_, None) => first,
+        _ => return None,
+    };
+    let (storage, volume) = vol.split_once(':')?;
+    let mut size_mib = None;
+    let mut options = BTreeMap::new();
+    for (k, v) in parts {
+        match (k.as_str(), v) {
+            ("size", Some(s)) => size_mib = parse_size_mib(&s),
+            ("media", _) => {}
+            (_, Some(v)) => {
+                options.insert(k, v);
+            }
+            (_, None) => {
+                options.insert(k, String::new());
+            }
+        }
+    }
+    Some(DiskRef {
+        storage: storage.to_string(),
+        volume: volume.to_string(),
+        size_mib,
+        cloudinit: volume.contains("cloudinit"),
+        options,
+    })
+}
+
+/// PVE disk sizes (`100G`, `4M`, `512K`, `1T`, bare bytes) in MiB, rounded up.
+pub fn parse_size_mib(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num.parse().ok()?;
+    let mib = match unit {
+        "" => n / (1024.0 * 1024.0),
+        "K" => n / 1024.0,
+        "M" => n,
+        "G" => n * 1024.0,
+        "T" => n * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    if !mib.is_finite() || mib < 0.0 {
+        return None;
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some(mib.ceil() as u64)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1322,5 +1558,82 @@ mod tests {
         let e = indexed_entries(&m, "net");
         assert_eq!(e.len(), 2);
         assert_eq!(*e[&10], 2);
+    }
+
+    #[test]
+    fn canonical_nic_mac_is_ignored() {
+        assert_eq!(
+            canonical("net0", "virtio=BC:24:11:AA:BB:CC,firewall=0,bridge=vmbr0"),
+            canonical("net0", "virtio,bridge=vmbr0,firewall=0")
+        );
+        assert_eq!(
+            canonical("net0", "e1000-82540em=BC:24:11:AA:BB:CC,bridge=vmbr0"),
+            canonical("net0", "e1000-82540em,bridge=vmbr0")
+        );
+        assert_ne!(
+            canonical("net0", "virtio,bridge=vmbr1"),
+            canonical("net0", "virtio,bridge=vmbr0")
+        );
+    }
+
+    #[test]
+    fn canonical_container_nic_and_features() {
+        assert_eq!(
+            canonical(
+                "net0",
+                "bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=10.0.0.2/24,name=eth0,type=veth"
+            ),
+            canonical("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.2/24")
+        );
+        assert_ne!(
+            canonical(
+                "net0",
+                "bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,name=eth0"
+            ),
+            canonical("net0", "name=eth0,bridge=vmbr0,ip=10.0.0.2/24")
+        );
+        assert_eq!(
+            canonical("features", "nesting=1,keyctl=1"),
+            "keyctl=1,nesting=1"
+        );
+        assert_eq!(canonical("features", "keyctl=0,nesting=1"), "nesting=1");
+        assert_eq!(canonical("startup", "up=30,order=2"), "order=2,up=30");
+        assert_eq!(
+            root_only_features("nesting=1,keyctl=1,fuse=0")
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec!["keyctl=1".to_string()]
+        );
+    }
+
+    #[test]
+    fn canonical_agent_cdrom_tags() {
+        assert_eq!(canonical("agent", "1"), canonical("agent", "enabled=1"));
+        assert_ne!(canonical("agent", "0"), canonical("agent", "enabled=1"));
+        assert_eq!(
+            canonical("ide2", "local:iso/t.iso,media=cdrom,size=100M"),
+            canonical("ide2", "local:iso/t.iso,media=cdrom")
+        );
+        assert_eq!(canonical("tags", "b;A,c"), "a;b;c");
+        assert_eq!(
+            canonical("ipconfig0", "ip=1.2.3.4/24,gw=1.2.3.1"),
+            "gw=1.2.3.1,ip=1.2.3.4/24"
+        );
+        assert!(is_numbered("dev12", "dev") && !is_numbered("dev", "dev"));
+    }
+
+    #[test]
+    fn disk_refs_parse() {
+        let d = parse_disk_ref("local-lvm:vm-100-disk-1,discard=on,size=100G,ssd=1").unwrap();
+        assert_eq!(d.storage, "local-lvm");
+        assert_eq!(d.size_mib, Some(100 * 1024));
+        assert_eq!(d.options.get("discard").map(String::as_str), Some("on"));
+        assert!(!d.options.contains_key("size"));
+        let ci = parse_disk_ref("local-lvm:vm-100-cloudinit,media=cdrom").unwrap();
+        assert!(ci.cloudinit);
+        assert_eq!(parse_size_mib("4M"), Some(4));
+        assert_eq!(parse_size_mib("528K"), Some(1));
+        assert_eq!(parse_size_mib("-1G"), None);
+        assert!(parse_disk_ref("garbage").is_none());
     }
 }

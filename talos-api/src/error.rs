@@ -104,6 +104,13 @@ impl Error {
         }
     }
 
+    /// The call was refused because its target exists already (gRPC `AlreadyExists`, e.g.
+    /// `Bootstrap` on a node whose etcd data directory is not empty: machined's
+    /// `Bootstrap` in siderolabs/talos `internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go`).
+    pub fn is_already_exists(&self) -> bool {
+        self.grpc_code() == Some(tonic::Code::AlreadyExists)
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

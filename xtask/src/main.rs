@@ -4,7 +4,9 @@
 
 mod crashtest;
 mod e2e;
+mod features;
 mod fuzz;
+mod man;
 mod pve_schema;
 
 use std::env;
@@ -27,6 +29,8 @@ fn main() -> ExitCode {
         "e2e" => e2e::e2e(rest),
         "crashtest" => crashtest::crashtest(rest),
         "fuzz" => fuzz::fuzz(rest),
+        "man" => man::run(&root(), rest),
+        "features" => features::run(rest),
         "help" | "-h" | "--help" => {
             print_help();
             Ok(())
@@ -53,7 +57,9 @@ fn print_help() {
          codegen  regenerate homelab-sim/src/pve/schema_table.json (--check: fail if stale)\n\
          crashtest  SIGKILL `up --simulate` at every step boundary and timed points, check the re-run converges\n\
                     (--examples a,b  --timed N  --boundaries N)\n\
-         fuzz  run the cargo-fuzz targets (nightly; --list, --time S, --runs N, --minimize)"
+         fuzz  run the cargo-fuzz targets (nightly; --list, --time S, --runs N, --minimize)\n\
+         man   man pages of homelab-cli and its subcommands (default: target/man)\n\
+         features  libraries link no CLI crate; homelab-cli builds without `sim`"
     );
 }
 
@@ -104,9 +110,75 @@ fn lint() -> Result {
 }
 
 fn test(extra: &[String]) -> Result {
+    use std::io::{BufRead, BufReader};
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--locked"]).args(extra);
-    run(cmd)
+    cmd.args(["test", "--workspace", "--locked"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped());
+    eprintln!("xtask: running {cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    // Pass the output through, adding up libtest's `test result:` lines on the way.
+    let mut totals = TestTotals::default();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out)
+            .lines()
+            .map_while(std::result::Result::ok)
+        {
+            println!("{line}");
+            totals.add(&line);
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("cannot wait for {cmd:?}: {e}"))?;
+    let ci = env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    eprintln!(
+        "xtask: tests: {} passed, {} failed, {} ignored{}",
+        totals.passed,
+        totals.failed,
+        totals.ignored,
+        if ci {
+            ", 0 skipped (CI is set: a test that cannot run fails instead)"
+        } else {
+            ""
+        }
+    );
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+/// Sums of libtest's `test result: ok. 12 passed; 0 failed; 1 ignored; ...` lines.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl TestTotals {
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split([';', '.']) {
+            let mut words = part.split_whitespace();
+            let (Some(n), Some(what)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
 }
 
 fn doc() -> Result {
@@ -118,7 +190,29 @@ fn doc() -> Result {
 
 fn ci() -> Result {
     fmt_check()?;
+    features::run(&[])?;
     lint()?;
     test(&[])?;
     doc()
+}
+
+#[cfg(test)]
+mod totals_tests {
+    use super::TestTotals;
+
+    #[test]
+    fn sums_libtest_result_lines() {
+        let mut t = TestTotals::default();
+        t.add("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.04s");
+        t.add("test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out");
+        t.add("running 5 tests");
+        assert_eq!(
+            t,
+            TestTotals {
+                passed: 15,
+                failed: 2,
+                ignored: 1
+            }
+        );
+    }
 }

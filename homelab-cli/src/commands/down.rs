@@ -198,33 +198,24 @@ async fn destroy(
     vmid: u32,
     running: bool,
 ) -> Result<String, StepError> {
-    let path = format!("/nodes/{node}/{}/{vmid}", kind.as_str());
+    let guest = pve.node(node).guest(kind.into(), vmid);
     let opts = proxmox_client::WaitOptions::default();
     if running {
-        match pve
-            .post::<proxmox_client::Upid>(&format!("{path}/status/stop"), &[])
+        match guest
+            .stop(&proxmox_client::guest::StopOptions::default())
             .await
         {
-            Ok(u) => {
-                pve.wait_task(&u, &opts).await?;
+            Ok(task) => {
+                task.wait(&opts).await?;
             }
-            Err(e) if e.to_string().contains("not running") => {}
+            Err(e) if e.is_not_running() => {}
             Err(e) => return Err(StepError::new(format!("stop: {e}"))),
         }
     }
-    let u: proxmox_client::Upid = pve
-        .delete(
-            &path,
-            &[
-                ("purge", proxmox_client::ParamValue::Bool(true)),
-                (
-                    "destroy-unreferenced-disks",
-                    proxmox_client::ParamValue::Bool(true),
-                ),
-            ],
-        )
+    let task = guest
+        .destroy(&proxmox_client::guest::DestroyOptions::everything())
         .await
         .map_err(|e| StepError::new(format!("destroy: {e}")))?;
-    pve.wait_task(&u, &opts).await?;
+    task.wait(&opts).await?;
     Ok("destroyed".into())
 }

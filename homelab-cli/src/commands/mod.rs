@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod completions;
 pub mod config;
 pub mod config_node;
 pub mod down;
@@ -15,6 +16,7 @@ pub mod proxmox;
 pub mod pxe;
 pub mod schema;
 pub mod secrets;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
 pub mod talos;
@@ -33,6 +35,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> miette::Result<Exit> {
         Command::Down(args) => down::run(args, ctx).await,
         Command::Status(args) => status::run(args, ctx).await,
         Command::Schema(args) => schema::run(args, ctx).await,
+        Command::Completions(args) => completions::run(args, ctx).await,
         Command::Config(cmd) => config::run(cmd, ctx).await,
         Command::Hooks(cmd) => hooks::run(cmd, ctx).await,
         Command::Secrets(cmd) => secrets::run(cmd, ctx).await,
@@ -42,6 +45,7 @@ pub async fn dispatch(command: Command, ctx: &Context) -> miette::Result<Exit> {
         Command::Talos(cmd) => talos::run(cmd, ctx).await,
         Command::Proxmox(cmd) => proxmox::run(cmd, ctx).await,
         Command::Pxe(cmd) => pxe::run(cmd, ctx).await,
+        #[cfg(feature = "sim")]
         Command::Sim(cmd) => sim::run(cmd, ctx).await,
         Command::Handoff(cmd) => handoff::run(cmd, ctx).await,
     }

@@ -23,6 +23,9 @@ use zeroize::Zeroizing;
 use crate::context::{self, Context, Exit, OutputFormat};
 use crate::workspace;
 
+mod ssh;
+use ssh::{SnippetCommand, SshFingerprintArgs};
+
 /// The provisioning role's privileges (PVE 9 names), each with the operation that needs it.
 ///
 /// Derived from the audit of the real handlers (docs/pve-audit.md): each entry names the
@@ -185,63 +188,6 @@ pub enum Command {
     /// Print the SSH host key fingerprint a node presents, to pin it (verify it on the
     /// node's console: `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`).
     SshFingerprint(SshFingerprintArgs),
-}
-
-/// Subcommands of `homelab-cli proxmox snippet`.
-#[derive(Debug, clap::Subcommand)]
-pub enum SnippetCommand {
-    /// Upload files as snippets (atomic; unchanged files are not rewritten).
-    Upload(Box<SnippetUploadArgs>),
-}
-
-/// Where and how to reach a node over SSH.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SshTarget {
-    /// The node's SSH address (host name or IP).
-    #[arg(long)]
-    pub host: String,
-    /// SSH port.
-    #[arg(long, default_value_t = 22)]
-    pub port: u16,
-}
-
-/// `homelab-cli proxmox ssh-fingerprint`.
-#[derive(Debug, clap::Args)]
-pub struct SshFingerprintArgs {
-    #[command(flatten)]
-    pub target: SshTarget,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
-}
-
-/// `homelab-cli proxmox snippet upload`.
-#[derive(Debug, clap::Args)]
-pub struct SnippetUploadArgs {
-    #[command(flatten)]
-    pub target: SshTarget,
-    /// The pinned host key fingerprint, `SHA256:<base64>`.
-    #[arg(long, env = "HOMELAB_SSH_HOST_KEY")]
-    pub host_key: String,
-    /// SSH user (PVE's snippet directories belong to root).
-    #[arg(long, default_value = "root")]
-    pub user: String,
-    /// Private key (OpenSSH format, ed25519 recommended; not passphrase protected, or
-    /// use an unlocked copy).
-    #[arg(long, short = 'i')]
-    pub identity: PathBuf,
-    /// The storage's id, for the volume ids printed.
-    #[arg(long, default_value = "local")]
-    pub storage: String,
-    /// The storage's mount path on the node (`/var/lib/vz` for `local`).
-    #[arg(long, default_value = "/var/lib/vz")]
-    pub storage_path: String,
-    /// Files to upload; each keeps its file name.
-    #[arg(required = true)]
-    pub files: Vec<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
 }
 
 /// Subcommands of `homelab-cli proxmox token`.
@@ -620,87 +566,9 @@ pub async fn run(cmd: Command, ctx: &Context) -> miette::Result<Exit> {
     match cmd {
         Command::Privileges(args) => print_privileges(&args),
         Command::Token(TokenCommand::Create(args)) => token_create(*args, ctx).await,
-        Command::Snippet(SnippetCommand::Upload(args)) => snippet_upload(*args).await,
-        Command::SshFingerprint(args) => ssh_fingerprint(&args).await,
+        Command::Snippet(SnippetCommand::Upload(args)) => ssh::snippet_upload(*args).await,
+        Command::SshFingerprint(args) => ssh::ssh_fingerprint(&args).await,
     }
-}
-
-async fn ssh_fingerprint(args: &SshFingerprintArgs) -> miette::Result<Exit> {
-    let fp = crate::sftp::scan_host_key(&args.target.host, args.target.port)
-        .await
-        .map_err(|e| miette!("{e}"))?;
-    match args.output {
-        OutputFormat::Json => context::print_json(&serde_json::json!({
-            "host": args.target.host,
-            "port": args.target.port,
-            "fingerprint": fp,
-        }))?,
-        OutputFormat::Text => context::print_text(&format!("{fp}\n"))?,
-    }
-    Ok(Exit::Success)
-}
-
-#[derive(Serialize)]
-struct UploadedOut {
-    file: String,
-    volid: String,
-    path: String,
-    changed: bool,
-}
-
-async fn snippet_upload(args: SnippetUploadArgs) -> miette::Result<Exit> {
-    use crate::sftp::{HostKeyPin, SnippetUploader, UploadOutcome};
-    let pin: HostKeyPin = args
-        .host_key
-        .parse()
-        .map_err(|e| miette!("--host-key: {e}"))?;
-    // Check every file before connecting: all or nothing on bad input.
-    let mut files = Vec::new();
-    for f in &args.files {
-        let name = f
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| miette!("{}: not a file name", f.display()))?
-            .to_string();
-        let path = crate::sftp::snippet_path(&args.storage_path, &name)
-            .map_err(|e| miette!("{}: {e}", f.display()))?;
-        let data = std::fs::read(f).map_err(|e| miette!("cannot read {}: {e}", f.display()))?;
-        files.push((f.display().to_string(), name, path, data));
-    }
-    let key = crate::sftp::load_private_key(&args.identity, None).map_err(|e| miette!("{e}"))?;
-    let up = SnippetUploader::connect(&args.target.host, args.target.port, &args.user, key, &pin)
-        .await
-        .map_err(|e| miette!("{e}"))?;
-    let mut out = Vec::new();
-    for (file, name, path, data) in files {
-        let outcome = up.upload(&path, &data).await;
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => {
-                up.close().await;
-                return Err(miette!("{file}: {e}"));
-            }
-        };
-        out.push(UploadedOut {
-            file,
-            volid: crate::sftp::snippet_volid(&args.storage, &name),
-            path,
-            changed: outcome != UploadOutcome::Unchanged,
-        });
-    }
-    up.close().await;
-    match args.output {
-        OutputFormat::Json => context::print_json(&out)?,
-        OutputFormat::Text => {
-            let mut s = String::new();
-            for o in &out {
-                let what = if o.changed { "uploaded" } else { "unchanged" };
-                s.push_str(&format!("{what:9}  {}  ({})\n", o.volid, o.path));
-            }
-            context::print_text(&s)?;
-        }
-    }
-    Ok(Exit::Success)
 }
 
 #[derive(Serialize)]

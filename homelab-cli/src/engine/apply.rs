@@ -10,16 +10,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use proxmox_client::guest::{
+    CloneOptions, ConfigUpdate, DestroyOptions, GuestCreate, RebootOptions, ResizeOptions,
+    StartOptions, StopOptions, TemplateOptions,
+};
 use proxmox_client::requests::DownloadUrl;
-use proxmox_client::{Client, ParamValue, Upid, WaitOptions};
+use proxmox_client::{Client, Guest, ParamValue, Task, Upid, WaitOptions};
 use talos_api::secrets::SecretsBundle;
 
 use super::graph::{Step, StepError};
 use super::observed::Observed;
 use super::plan::{Action, Change, Plan};
-use super::props::parse_disk;
 use super::talos::{self, NodeState};
 use crate::model::desired::{BootSource, Desired, DesiredGuest, GuestKind, TalosCluster};
+use proxmox_client::property::parse_disk_ref as parse_disk;
 
 /// How long to wait for things that take a while.
 #[derive(Debug, Clone, Copy)]
@@ -79,8 +83,17 @@ async fn wait(env: &Env, upid: Upid, what: &str) -> Result<(), StepError> {
         .map_err(|e| StepError::new(format!("{what}: {e}")))
 }
 
-fn guest_path(node: &str, kind: GuestKind, vmid: u32) -> String {
-    format!("/nodes/{node}/{}/{vmid}", kind.as_str())
+/// Waits for the task of a guest change.
+async fn finish(env: &Env, task: Task, what: &str) -> Result<(), StepError> {
+    task.wait(&wait_opts(env))
+        .await
+        .map(|_| ())
+        .map_err(|e| StepError::new(format!("{what}: {e}")))
+}
+
+/// The typed handle of a guest, through `client` (the token, or root for root-only changes).
+fn guest_on(client: &Client, node: &str, kind: GuestKind, vmid: u32) -> Guest {
+    client.node(node).guest(kind.into(), vmid)
 }
 
 /// The step that creates a guest; with `replace_on`, it first destroys the one on that node.
@@ -241,7 +254,14 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 iso_step_of_node.insert(node.clone(), id.clone());
                 out.push(Step {
                     id,
-                    label: format!("download {storage}:iso/{filename} on {node}"),
+                    label: format!(
+                        "download {} on {node}",
+                        proxmox_client::VolumeId::new(
+                            storage.as_str(),
+                            proxmox_client::ContentKind::Iso,
+                            filename.as_str()
+                        )
+                    ),
                     deps: vec!["schematic".into()],
                     run: async move { download(&e, &node, &storage, &filename, &url, "iso").await }
                         .boxed(),
@@ -253,7 +273,12 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 filename,
                 url,
             } => {
-                let volid = format!("{storage}:vztmpl/{filename}");
+                let volid = proxmox_client::VolumeId::new(
+                    storage.as_str(),
+                    proxmox_client::ContentKind::Vztmpl,
+                    filename.as_str(),
+                )
+                .to_string();
                 let id = format!("tmpl:{node}:{volid}");
                 tmpl_steps.insert((node.clone(), volid.clone()), id.clone());
                 out.push(
@@ -275,7 +300,12 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 url,
                 checksum,
             } => {
-                let volid = format!("{storage}:import/{filename}");
+                let volid = proxmox_client::VolumeId::new(
+                    storage.as_str(),
+                    proxmox_client::ContentKind::Import,
+                    filename.as_str(),
+                )
+                .to_string();
                 let id = format!("image:{node}:{volid}");
                 volume_steps.insert((node.clone(), volid.clone()), id.clone());
                 out.push(Step {
@@ -305,7 +335,12 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                         _ => None,
                     })
                     .collect();
-                let volid = format!("{storage}:snippets/{filename}");
+                let volid = proxmox_client::VolumeId::new(
+                    storage.as_str(),
+                    proxmox_client::ContentKind::Snippets,
+                    filename.as_str(),
+                )
+                .to_string();
                 out.push(Step {
                     id: format!("snippet-rm:{node}:{volid}"),
                     label: format!("delete unused {volid} on {node}"),
@@ -336,7 +371,12 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 storage,
                 filename,
             } => {
-                let volid = format!("{storage}:snippets/{filename}");
+                let volid = proxmox_client::VolumeId::new(
+                    storage.as_str(),
+                    proxmox_client::ContentKind::Snippets,
+                    filename.as_str(),
+                )
+                .to_string();
                 let id = format!("snippet:{node}:{volid}");
                 volume_steps.insert((node.clone(), volid.clone()), id.clone());
                 out.push(Step {
@@ -443,14 +483,10 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                     label: format!("start {} {vmid} \"{name}\"", kind.noun()),
                     deps,
                     run: async move {
-                        let upid: Upid = e
-                            .pve
-                            .post(
-                                &format!("{}/status/start", guest_path(&node, kind, vmid)),
-                                &[],
-                            )
+                        let task = guest_on(&e.pve, &node, kind, vmid)
+                            .start(&StartOptions::default())
                             .await?;
-                        wait(&e, upid, "start").await?;
+                        finish(&e, task, "start").await?;
                         Ok("running".into())
                     }
                     .boxed(),
@@ -684,24 +720,25 @@ fn checksum_algorithm(name: &str) -> Option<proxmox_client::requests::ChecksumAl
 async fn sftp_session(
     env: &Env,
     node: &str,
-) -> Result<(crate::sftp::SnippetUploader, String), StepError> {
+) -> Result<(proxmox_client::snippets::SnippetUploader, String), StepError> {
     let ssh = env.desired.proxmox.ssh.as_ref().ok_or_else(|| {
         StepError::new("cloud-init snippets need SSH access to the node, and `proxmox.ssh` is not set")
             .hint("Proxmox cannot upload snippets through its API; add `proxmox.ssh` (private key as a secret, pinned host key)")
     })?;
     let (host, pin) = ssh.target(node);
-    let pin: crate::sftp::HostKeyPin = pin
+    let pin: proxmox_client::snippets::HostKeyPin = pin
         .parse()
         .map_err(|e| StepError::new(format!("proxmox.ssh host key of {node}: {e}")))?;
-    let key = crate::sftp::decode_private_key(
+    let key = proxmox_client::snippets::decode_private_key(
         secrecy::ExposeSecret::expose_secret(&ssh.private_key),
         None,
         "proxmox.ssh.private_key",
     )
     .map_err(|e| StepError::new(e.to_string()))?;
-    let up = crate::sftp::SnippetUploader::connect(host, ssh.port, &ssh.user, key, &pin)
-        .await
-        .map_err(|e| StepError::new(e.to_string()))?;
+    let up =
+        proxmox_client::snippets::SnippetUploader::connect(host, ssh.port, &ssh.user, key, &pin)
+            .await
+            .map_err(|e| StepError::new(e.to_string()))?;
     Ok((up, host.to_string()))
 }
 
@@ -719,8 +756,8 @@ async fn delete_snippet(
         .find(|s| s.node == node && s.storage == storage)
         .map(|s| s.dir.clone())
         .ok_or_else(|| StepError::new(format!("no snippet directory known for {storage}")))?;
-    let path =
-        crate::sftp::snippet_path(&dir, filename).map_err(|e| StepError::new(e.to_string()))?;
+    let path = proxmox_client::snippets::snippet_path(&dir, filename)
+        .map_err(|e| StepError::new(e.to_string()))?;
     let (up, _) = sftp_session(env, node).await?;
     let marker = crate::model::vms::snippet_marker(&env.desired.lab);
     let result = match up.read(&path).await {
@@ -745,7 +782,7 @@ async fn upload_snippet(env: &Env, node: &str, volid: &str) -> Result<String, St
         .iter()
         .find(|s| s.node == node && s.volid() == volid)
         .ok_or_else(|| StepError::new(format!("snippet {volid} is not declared")))?;
-    let path = crate::sftp::snippet_path(&sn.dir, &sn.filename)
+    let path = proxmox_client::snippets::snippet_path(&sn.dir, &sn.filename)
         .map_err(|e| StepError::new(e.to_string()))?;
     // A handoff token is minted now, for the VM using the snippet.
     let vm = env
@@ -766,7 +803,7 @@ async fn upload_snippet(env: &Env, node: &str, volid: &str) -> Result<String, St
     };
     up.close().await;
     match r.map_err(|e| StepError::new(e.to_string()))? {
-        crate::sftp::UploadOutcome::Unchanged => Ok("already there".into()),
+        proxmox_client::snippets::UploadOutcome::Unchanged => Ok("already there".into()),
         _ => Ok(format!("written to {host}:{path}")),
     }
 }
@@ -849,35 +886,32 @@ async fn grow(
     let have = cfg
         .get_str(disk)
         .and_then(|v| parse_disk(&v))
-        .and_then(|p| p.size);
+        .and_then(|p| p.size_mib)
+        .map(crate::model::config::Size::from_mib);
     if have.is_some_and(|h| h >= size) {
         return Ok(());
     }
-    resize(env, &guest_path(&d.node, d.kind, d.vmid), disk, size).await
+    resize(
+        env,
+        &guest_on(&env.pve, &d.node, d.kind, d.vmid),
+        disk,
+        size,
+    )
+    .await
 }
 
-/// `PUT <guest>/resize` to `size` (whole GiB), waiting for the task when there is one.
+/// Resize `disk` to `size` (whole GiB), waiting for the task when there is one.
 async fn resize(
     env: &Env,
-    path: &str,
+    guest: &Guest,
     disk: &str,
     size: crate::model::config::Size,
 ) -> Result<(), StepError> {
-    let r: Option<Upid> = env
-        .pve
-        .put(
-            &format!("{path}/resize"),
-            &[
-                ("disk", ParamValue::Str(disk.to_string())),
-                ("size", ParamValue::Str(format!("{}G", size.gib_ceil()))),
-            ],
-        )
+    let task = guest
+        .resize(&ResizeOptions::to_gib(disk, size.gib_ceil()))
         .await
         .map_err(|e| StepError::new(format!("resize {disk}: {e}")))?;
-    if let Some(u) = r {
-        wait(env, u, "resize").await?;
-    }
-    Ok(())
+    finish(env, task, "resize").await
 }
 
 /// Clone a gold template, then give the clone its own configuration.
@@ -887,27 +921,24 @@ async fn create_clone(
     template: u32,
     full: bool,
 ) -> Result<(), StepError> {
-    let mut params: Vec<(&str, ParamValue)> = vec![
-        ("newid", ParamValue::Int(i64::from(d.vmid))),
-        ("name", ParamValue::Str(d.name.clone())),
-        ("full", ParamValue::Bool(full)),
-    ];
-    // The owner marker travels with the clone request (`clone_vm` takes `description`): a
-    // clone interrupted before its configuration is set is still recognisably ours.
-    if let Some(desc) = d.props.get("description") {
-        params.push(("description", ParamValue::Str(desc.clone())));
-    }
     let storage = d.disks.get("scsi0").map(|s| s.storage.clone());
-    if full && let Some(st) = storage {
-        params.push(("storage", ParamValue::Str(st)));
-    }
-    let path = format!("{}/clone", guest_path(&d.node, GuestKind::Qemu, template));
+    let opts = CloneOptions {
+        newid: d.vmid,
+        name: Some(d.name.clone()),
+        // The owner marker travels with the clone request (`clone_vm` takes `description`): a
+        // clone interrupted before its configuration is set is still recognisably ours.
+        description: d.props.get("description").cloned(),
+        full: Some(full),
+        storage: storage.filter(|_| full),
+        ..CloneOptions::default()
+    };
+    let source = guest_on(&env.pve, &d.node, GuestKind::Qemu, template);
     let mut sent = 0;
     loop {
         sent += 1;
-        match env.pve.post::<Upid>(&path, &params).await {
-            Ok(upid) => {
-                wait(env, upid, "clone").await?;
+        match source.clone_to(&opts).await {
+            Ok(task) => {
+                finish(env, task, "clone").await?;
                 break;
             }
             // The answer was lost: read the new VMID back before sending the clone again.
@@ -930,19 +961,15 @@ async fn create_clone(
         .map(|(k, v)| (k.clone(), ParamValue::Str(v.clone())))
         .collect();
     set.push(("tags".into(), ParamValue::Str(d.tags(&env.desired.lab))));
-    let refs: Vec<(&str, ParamValue)> = set.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let r: Option<Upid> = env
-        .pve
-        .post(
-            &format!("{}/config", guest_path(&d.node, d.kind, d.vmid)),
-            &refs,
-        )
+    let update = ConfigUpdate {
+        set,
+        ..ConfigUpdate::default()
+    };
+    let task = guest_on(&env.pve, &d.node, d.kind, d.vmid)
+        .update_config(&update)
         .await
         .map_err(|e| StepError::new(format!("configure the clone: {e}")))?;
-    if let Some(u) = r {
-        wait(env, u, "configure").await?;
-    }
-    Ok(())
+    finish(env, task, "configure").await
 }
 
 /// After a clone request whose answer was lost: whether the clone exists, waiting (up to
@@ -974,8 +1001,7 @@ async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
         create_clone(env, d, template, full).await?;
         return finish_cloud_vm(env, d).await;
     }
-    let mut params: Vec<(String, ParamValue)> =
-        vec![("vmid".into(), ParamValue::Int(i64::from(d.vmid)))];
+    let mut params: Vec<(String, ParamValue)> = Vec::new();
     for (k, v) in &d.props {
         params.push((k.clone(), ParamValue::Str(v.clone())));
     }
@@ -1006,10 +1032,10 @@ async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
         params.push(("ostemplate".into(), ParamValue::Str(b.volid.clone())));
         params.push(("restore".into(), ParamValue::Bool(true)));
     }
-    let refs: Vec<(&str, ParamValue)> = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.clone()))
-        .collect();
+    let create = GuestCreate {
+        vmid: d.vmid,
+        params,
+    };
     // Device passthrough and most container features are root@pam's alone.
     let client = match (
         &env.pve_root,
@@ -1018,11 +1044,12 @@ async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
         (Some(root), false) => root,
         _ => &env.pve,
     };
-    let upid: Upid = client
-        .post(&format!("/nodes/{}/{}", d.node, d.kind.as_str()), &refs)
+    let task = client
+        .node(&d.node)
+        .create_guest(d.kind.into(), &create)
         .await
-        .map_err(|e| feature_hint(StepError::new(format!("create: {e}"))))?;
-    wait(env, upid, "create").await?;
+        .map_err(|e| feature_hint(&e, StepError::new(format!("create: {e}"))))?;
+    finish(env, task, "create").await?;
     if d.boot.is_some() {
         return finish_cloud_vm(env, d).await;
     }
@@ -1031,15 +1058,11 @@ async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepError> {
 }
 
 async fn start_guest(env: &Env, d: &DesiredGuest) -> Result<(), StepError> {
-    let upid: Upid = env
-        .pve
-        .post(
-            &format!("{}/status/start", guest_path(&d.node, d.kind, d.vmid)),
-            &[],
-        )
+    let task = guest_on(&env.pve, &d.node, d.kind, d.vmid)
+        .start(&StartOptions::default())
         .await
         .map_err(|e| StepError::new(format!("start: {e}")))?;
-    wait(env, upid, "start").await
+    finish(env, task, "start").await
 }
 
 /// After a cloud VM exists: grow its boot disk, then start it, or convert a template.
@@ -1056,19 +1079,16 @@ async fn finish_cloud_vm(env: &Env, d: &DesiredGuest) -> Result<String, StepErro
 }
 
 async fn convert_to_template(env: &Env, d: &DesiredGuest) -> Result<(), StepError> {
-    let upid = env
-        .pve
-        .node(&d.node)
-        .qemu(d.vmid)
-        .template()
+    let task = guest_on(&env.pve, &d.node, d.kind, d.vmid)
+        .template(&TemplateOptions::default())
         .await
         .map_err(|e| StepError::new(format!("convert to template: {e}")))?;
-    wait(env, upid, "template").await
+    finish(env, task, "template").await
 }
 
 /// Proxmox lets only `root@pam` with a password set container features besides nesting.
-fn feature_hint(e: StepError) -> StepError {
-    if e.message.contains("feature flags") {
+fn feature_hint(err: &proxmox_client::Error, e: StepError) -> StepError {
+    if err.is_root_only() {
         e.hint("only `root@pam` logged in with a password may set container features other than `nesting`; set them once by hand or drop them from homelab.yaml")
     } else {
         e
@@ -1077,17 +1097,16 @@ fn feature_hint(e: StepError) -> StepError {
 
 /// Stop (if running) and destroy a guest with its disks.
 async fn destroy(env: &Env, node: &str, kind: GuestKind, vmid: u32) -> Result<(), StepError> {
-    let path = guest_path(node, kind, vmid);
+    let guest = guest_on(&env.pve, node, kind, vmid);
     let running = env
         .observed
         .guest(vmid)
         .is_some_and(|g| g.status == "running");
     if running {
-        let upid: Result<Upid, _> = env.pve.post(&format!("{path}/status/stop"), &[]).await;
-        match upid {
-            Ok(u) => wait(env, u, "stop").await?,
+        match guest.stop(&StopOptions::default()).await {
+            Ok(task) => finish(env, task, "stop").await?,
             // Stopped meanwhile: fine.
-            Err(e) if e.to_string().contains("not running") => {}
+            Err(e) if e.is_not_running() => {}
             Err(e) => return Err(StepError::new(format!("stop: {e}"))),
         }
     }
@@ -1097,22 +1116,19 @@ async fn destroy(env: &Env, node: &str, kind: GuestKind, vmid: u32) -> Result<()
         super::recover::abandoned_create(g, vols.map_or(&[][..], Vec::as_slice)).is_some()
             && super::recover::is_locked(g)
     });
-    let mut params = vec![
-        ("purge", ParamValue::Bool(true)),
-        ("destroy-unreferenced-disks", ParamValue::Bool(true)),
-    ];
-    let client = match (&env.pve_root, placeholder) {
+    let mut opts = DestroyOptions::everything();
+    let guest = match (&env.pve_root, placeholder) {
         (Some(root), true) => {
-            params.push(("skiplock", ParamValue::Bool(true)));
-            root
+            opts.skiplock = true;
+            guest_on(root, node, kind, vmid)
         }
-        _ => &env.pve,
+        _ => guest,
     };
-    let upid: Upid = client
-        .delete(&path, &params)
+    let task = guest
+        .destroy(&opts)
         .await
         .map_err(|e| StepError::new(format!("destroy: {e}")))?;
-    wait(env, upid, "destroy").await
+    finish(env, task, "destroy").await
 }
 
 /// Change a guest in place: configuration, disk growth, and a restart when needed.
@@ -1124,7 +1140,7 @@ async fn update(
     changes: &[Change],
     reboot: bool,
 ) -> Result<String, StepError> {
-    let path = guest_path(node, kind, vmid);
+    let guest = guest_on(&env.pve, node, kind, vmid);
     let observed = env.observed.guest(vmid).and_then(|g| g.config.clone());
     let digest = observed.as_ref().and_then(|c| c.digest.clone());
     let mut set: Vec<(String, ParamValue)> = Vec::new();
@@ -1145,7 +1161,7 @@ async fn update(
                 .and_then(|v| parse_disk(v))
                 .ok_or_else(|| StepError::new(format!("{disk_key} vanished")))?;
             let want = &d.disks[disk_key];
-            let mut v = format!("{}:{}", have.storage, have.volume);
+            let mut v = proxmox_client::VolumeId::image(have.storage, have.volume).to_string();
             for (k, val) in &want.options {
                 v.push_str(&format!(",{k}={val}"));
             }
@@ -1180,49 +1196,41 @@ async fn update(
         }
     }
     if !set.is_empty() || !delete.is_empty() {
-        let mut params: Vec<(&str, ParamValue)> =
-            set.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let del = delete.join(",");
-        if !del.is_empty() {
-            params.push(("delete", ParamValue::Str(del)));
-        }
-        if let Some(dg) = &digest {
-            params.push(("digest", ParamValue::Str(dg.clone())));
-        }
+        let update = ConfigUpdate {
+            set,
+            delete,
+            digest: digest.clone(),
+        };
         let client = match &env.pve_root {
             Some(root) if changes.iter().any(|c| super::plan::change_needs_root(d, c)) => root,
             _ => &env.pve,
         };
         // qemu-server's config update is asynchronous (POST); pve-container's is not (PUT).
-        let r: Result<Option<Upid>, _> = match kind {
-            GuestKind::Qemu => client.post(&format!("{path}/config"), &params).await,
-            GuestKind::Lxc => client.put(&format!("{path}/config"), &params).await,
-        };
-        let r = r.map_err(|e| {
-            let s = StepError::new(format!("update: {e}"));
-            if e.to_string().contains("checksum mismatch") {
-                s.hint("the guest changed since the plan; run `homelab-cli up` again")
-            } else {
-                feature_hint(s)
-            }
-        })?;
-        if let Some(u) = r {
-            wait(env, u, "update").await?;
-        }
+        let task = guest_on(client, node, kind, vmid)
+            .update_config(&update)
+            .await
+            .map_err(|e| {
+                let s = StepError::new(format!("update: {e}"));
+                if e.is_digest_mismatch() {
+                    s.hint("the guest changed since the plan; run `homelab-cli up` again")
+                } else {
+                    feature_hint(&e, s)
+                }
+            })?;
+        finish(env, task, "update").await?;
     }
     for (disk, size) in grown {
-        resize(env, &path, &disk, size).await?;
+        resize(env, &guest, &disk, size).await?;
     }
     if make_template {
         convert_to_template(env, d).await?;
     }
     if reboot {
-        let upid: Upid = env
-            .pve
-            .post(&format!("{path}/status/reboot"), &[])
+        let task = guest
+            .reboot(&RebootOptions::default())
             .await
             .map_err(|e| StepError::new(format!("reboot: {e}")))?;
-        wait(env, upid, "reboot").await?;
+        finish(env, task, "reboot").await?;
         return Ok(format!(
             "{} change(s), restarted",
             changes.iter().filter(|c| c.shown).count()
@@ -1381,11 +1389,7 @@ async fn bootstrap(env: &Env, vmid: u32) -> Result<String, StepError> {
         match client.bootstrap().await {
             Ok(_) => "bootstrapped",
             // Someone (or an earlier interrupted run) got there first.
-            Err(e)
-                if e.to_string().contains("AlreadyExists") || e.to_string().contains("already") =>
-            {
-                "already bootstrapped"
-            }
+            Err(e) if e.is_already_exists() => "already bootstrapped",
             Err(e) => return Err(StepError::new(format!("bootstrap: {e}"))),
         }
     };

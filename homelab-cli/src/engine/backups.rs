@@ -363,12 +363,7 @@ pub fn params(d: &DesiredBackupJob) -> BackupJobParams {
 /// Proxmox when the last guest it listed was destroyed) — not that something the job
 /// names (a storage, a pool) is missing.
 pub fn is_missing(e: &proxmox_client::Error, id: &str) -> bool {
-    let t = e.to_string();
-    t.contains("No such job")
-        || t.contains("no such vzdump job")
-        || (t.contains(id)
-            && (matches!(e, proxmox_client::Error::NotFound { .. })
-                || t.contains("does not exist")))
+    e.is_backup_job_missing(id)
 }
 
 fn desired_job<'a>(env: &'a Env, id: &str) -> Result<&'a DesiredBackupJob, StepError> {

@@ -9,8 +9,8 @@ use proxmox_client::Client;
 
 use super::observed::{GuestConfig, Observed, ObservedGuest, ObservedNode};
 use super::plan::needs_config;
-use super::props::canon_tags;
 use crate::model::desired::{Desired, GuestKind};
+use proxmox_client::property::canon_tags;
 
 /// How many guest configurations are read at once.
 pub const READ_PARALLELISM: usize = 8;

@@ -37,7 +37,7 @@ pub fn wanted(desired: &Desired) -> bool {
 fn gpu_devices(g: &crate::model::desired::DesiredGuest) -> Vec<&str> {
     g.props
         .iter()
-        .filter(|(k, _)| super::props::is_numbered(k, "dev"))
+        .filter(|(k, _)| proxmox_client::property::is_numbered(k, "dev"))
         .filter_map(|(_, v)| v.split(',').next())
         .filter(|p| p.starts_with("/dev/dri/"))
         .collect()

@@ -5,11 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::observed::{Observed, ObservedGuest, TalosObserved};
-use super::props::{canon, canon_tags, is_numbered, parse_disk, root_features};
 use crate::model::desired::{
     BootSource, Desired, DesiredGuest, GuestKind, SPEC_TAG_PREFIX, has_owner_marker, owner_tag,
 };
 use crate::model::vms::BOOT_MARKER;
+use proxmox_client::property::{
+    canon_tags, canonical as canon, is_numbered, parse_disk_ref as parse_disk,
+    root_only_features as root_features,
+};
 
 /// Keys we may have set on a Talos VM in an earlier version of the config; present but no
 /// longer desired means "remove".
@@ -888,11 +891,16 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
         .map(|s| (s.node.clone(), s.volid()))
         .collect();
     for sn in &desired.snippets {
-        let prefix = format!("{}:snippets/", sn.storage);
         for v in observed.volumes.get(&sn.node).into_iter().flatten() {
-            let Some(file) = v.strip_prefix(&prefix) else {
+            let Ok(vol) = v.parse::<proxmox_client::VolumeId>() else {
                 continue;
             };
+            if vol.storage != sn.storage
+                || vol.content != Some(proxmox_client::ContentKind::Snippets)
+            {
+                continue;
+            }
+            let file = vol.name.as_str();
             let stale = crate::model::vms::is_snippet_name(lab, file)
                 && !wanted_snippets.contains(&(sn.node.clone(), v.clone()));
             let listed = actions.iter().any(|a| {
@@ -1537,7 +1545,10 @@ fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> Vec<Action> 
                     ));
                     continue;
                 }
-                if let (Some(w), Some(h)) = (want.size, have.size) {
+                if let (Some(w), Some(h)) = (
+                    want.size,
+                    have.size_mib.map(crate::model::config::Size::from_mib),
+                ) {
                     // A cloud VM's boot disk comes from an image or template that may
                     // already be larger than asked: the size is a minimum, never a shrink.
                     let minimum = want.import_from.is_some() || (d.boot.is_some() && k == "scsi0");

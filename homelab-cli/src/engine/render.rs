@@ -41,11 +41,12 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 url,
             } => {
                 let (what, content) = if matches!(a, Action::DownloadIso { .. }) {
-                    ("iso", "iso")
+                    ("iso", proxmox_client::ContentKind::Iso)
                 } else {
-                    ("template", "vztmpl")
+                    ("template", proxmox_client::ContentKind::Vztmpl)
                 };
-                let volid = format!("{storage}:{content}/{filename}");
+                let volid =
+                    proxmox_client::VolumeId::new(storage.as_str(), content, filename.as_str());
                 let _ = writeln!(out, "  # {what} {volid} will be downloaded on {node}");
                 let _ = writeln!(out, "  {} {what} \"{volid}\" {{", paint("+"));
                 let _ = writeln!(out, "      {} url = \"{url}\"", paint("+"));
@@ -58,7 +59,12 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 url,
                 checksum,
             } => {
-                let volid = format!("{storage}:import/{filename}");
+                let volid = proxmox_client::VolumeId::new(
+                    storage.as_str(),
+                    proxmox_client::ContentKind::Import,
+                    filename.as_str(),
+                )
+                .to_string();
                 let _ = writeln!(out, "  # image {volid} will be downloaded on {node}");
                 let _ = writeln!(out, "  {} image \"{volid}\" {{", paint("+"));
                 let _ = writeln!(out, "      {} url      = \"{url}\"", paint("+"));
@@ -72,7 +78,12 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 storage,
                 filename,
             } => {
-                let volid = format!("{storage}:snippets/{filename}");
+                let volid = proxmox_client::VolumeId::new(
+                    storage.as_str(),
+                    proxmox_client::ContentKind::Snippets,
+                    filename.as_str(),
+                )
+                .to_string();
                 let _ = writeln!(
                     out,
                     "  # snippet {volid} on {node} is no longer used and will be deleted"
@@ -108,7 +119,12 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 storage,
                 filename,
             } => {
-                let volid = format!("{storage}:snippets/{filename}");
+                let volid = proxmox_client::VolumeId::new(
+                    storage.as_str(),
+                    proxmox_client::ContentKind::Snippets,
+                    filename.as_str(),
+                )
+                .to_string();
                 let _ = writeln!(out, "  # snippet {volid} will be uploaded to {node} (SFTP)");
                 let _ = writeln!(out, "  {} snippet \"{volid}\" {{}}", paint("+"));
             }

@@ -146,7 +146,12 @@ pub struct DesiredIso {
 impl DesiredIso {
     /// `storage:iso/filename`.
     pub fn volid(&self) -> String {
-        format!("{}:iso/{}", self.storage, self.filename)
+        proxmox_client::VolumeId::new(
+            self.storage.as_str(),
+            proxmox_client::ContentKind::Iso,
+            self.filename.as_str(),
+        )
+        .to_string()
     }
 }
 
@@ -166,7 +171,12 @@ pub struct DesiredTemplate {
 impl DesiredTemplate {
     /// `storage:vztmpl/filename`.
     pub fn volid(&self) -> String {
-        format!("{}:vztmpl/{}", self.storage, self.filename)
+        proxmox_client::VolumeId::new(
+            self.storage.as_str(),
+            proxmox_client::ContentKind::Vztmpl,
+            self.filename.as_str(),
+        )
+        .to_string()
     }
 }
 
@@ -193,6 +203,15 @@ impl GuestKind {
         match self {
             GuestKind::Qemu => "vm",
             GuestKind::Lxc => "ct",
+        }
+    }
+}
+
+impl From<GuestKind> for proxmox_client::GuestKind {
+    fn from(k: GuestKind) -> Self {
+        match k {
+            GuestKind::Qemu => proxmox_client::GuestKind::Qemu,
+            GuestKind::Lxc => proxmox_client::GuestKind::Lxc,
         }
     }
 }
@@ -1056,7 +1075,7 @@ pub fn resolve(
                 .and_then(|u| u.host_str().map(str::to_string))?,
         };
         let host_key = text("proxmox.ssh.host_key", &s.host_key, &mut errs)?.0;
-        if let Err(e) = host_key.parse::<crate::sftp::HostKeyPin>() {
+        if let Err(e) = host_key.parse::<proxmox_client::snippets::HostKeyPin>() {
             errs.push(
                 l.error_at("proxmox.ssh.host_key", e.to_string())
                     .with_help("`homelab-cli proxmox ssh-fingerprint HOST` prints it"),
@@ -1071,7 +1090,7 @@ pub fn resolve(
             }
         };
         // Checked now rather than at the first upload; the message never quotes the key.
-        if crate::sftp::decode_private_key(private_key.expose_secret(), None, "the secret").is_err() {
+        if proxmox_client::snippets::decode_private_key(private_key.expose_secret(), None, "the secret").is_err() {
             errs.push(
                 l.error_at("proxmox.ssh.private_key", "the secret is not an unencrypted OpenSSH private key")
                     .with_help("store the text of an `ssh-keygen -t ed25519 -N ''` private key in the SOPS file"),
@@ -1079,7 +1098,7 @@ pub fn resolve(
             return None;
         }
         for (node, pin) in &s.host_keys {
-            if let Err(e) = pin.parse::<crate::sftp::HostKeyPin>() {
+            if let Err(e) = pin.parse::<proxmox_client::snippets::HostKeyPin>() {
                 errs.push(l.error_at(&format!("proxmox.ssh.host_keys.{node}"), e.to_string()));
             }
         }

@@ -204,7 +204,7 @@ fn is_secret_option(key: &str, value: &str) -> bool {
 }
 
 fn size_of(value: &str) -> Option<Size> {
-    crate::engine::props::split(value)
+    proxmox_client::property::split_lenient(value)
         .into_iter()
         .find(|(k, _)| k == "size")
         .and_then(|(_, v)| v)
@@ -315,7 +315,9 @@ pub fn map_container(
                 }
             }
             "tags" => {
-                ct.tags = crate::engine::props::canon_tags(v).into_iter().collect();
+                ct.tags = proxmox_client::property::canon_tags(v)
+                    .into_iter()
+                    .collect();
             }
             "cores" => {
                 let c = u16::try_from(num(k, v)?).map_err(|_| unsupported(k, v, "too many"))?;
@@ -324,7 +326,7 @@ pub fn map_container(
                 }
             }
             "features" => {
-                let parts = crate::engine::props::split(v);
+                let parts = proxmox_client::property::split_lenient(v);
                 let known = parts.iter().all(|(fk, fv)| {
                     matches!(fk.as_str(), "nesting" | "keyctl")
                         && matches!(fv.as_deref(), Some("0" | "1"))
@@ -350,7 +352,7 @@ pub fn map_container(
                 };
                 let mut ok = false;
                 let mut bad = false;
-                for (sk, sv) in crate::engine::props::split(v) {
+                for (sk, sv) in proxmox_client::property::split_lenient(v) {
                     let n = sv.as_deref().and_then(|x| x.parse::<u32>().ok());
                     match (sk.as_str(), n) {
                         ("order", Some(n)) => {
@@ -394,7 +396,7 @@ pub fn map_container(
             }
             _ if numbered(k, "mp").is_some() => {
                 let i = numbered(k, "mp").unwrap_or_default();
-                let parts = crate::engine::props::split(v);
+                let parts = proxmox_client::property::split_lenient(v);
                 let vol = parts.first().map(|p| p.0.clone()).unwrap_or_default();
                 let Some((storage, _)) = vol.split_once(':').filter(|_| !vol.starts_with('/'))
                 else {
@@ -436,7 +438,7 @@ pub fn map_container(
             }
             _ if numbered(k, "dev").is_some() => {
                 let i = numbered(k, "dev").unwrap_or_default();
-                let parts = crate::engine::props::split(v);
+                let parts = proxmox_client::property::split_lenient(v);
                 let mut dev = ContainerDevice {
                     path: String::new(),
                     gid: None,
@@ -517,7 +519,7 @@ fn map_net0(ct: &mut Container, v: &str, inherited: &Inherited) -> bool {
     let mut ip = None;
     let mut gw = None;
     let mut bridge = None;
-    for (k, val) in crate::engine::props::split(v) {
+    for (k, val) in proxmox_client::property::split_lenient(v) {
         match (k.as_str(), val) {
             ("name", Some(n)) if n == "eth0" => {}
             ("hwaddr", Some(_)) => {}

@@ -44,7 +44,12 @@ pub struct DesiredImage {
 impl DesiredImage {
     /// `storage:import/filename`.
     pub fn volid(&self) -> String {
-        format!("{}:import/{}", self.storage, self.filename)
+        proxmox_client::VolumeId::new(
+            self.storage.as_str(),
+            proxmox_client::ContentKind::Import,
+            self.filename.as_str(),
+        )
+        .to_string()
     }
 }
 
@@ -66,7 +71,12 @@ pub struct DesiredSnippet {
 impl DesiredSnippet {
     /// `storage:snippets/filename`.
     pub fn volid(&self) -> String {
-        format!("{}:snippets/{}", self.storage, self.filename)
+        proxmox_client::VolumeId::new(
+            self.storage.as_str(),
+            proxmox_client::ContentKind::Snippets,
+            self.filename.as_str(),
+        )
+        .to_string()
     }
 }
 

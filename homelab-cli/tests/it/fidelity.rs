@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use homelab_cli::commands::proxmox::{STORAGE_ROLE, privileges};
 use homelab_cli::engine::graph::{Outcome, Quiet};
+use homelab_cli::{STORAGE_ROLE, privileges};
 use proxmox_client::requests::{AclUpdate, UserCreate};
 use secrecy::ExposeSecret;
 
@@ -75,7 +75,7 @@ fn up_with_the_provisioning_token(repo: &Repo, expected_steps: Option<usize>) {
             .build()
             .unwrap();
         let planned = s.plan().await.unwrap();
-        let applied = homelab_cli::commands::up::apply_plan(&s, &planned, 4, &Quiet)
+        let applied = homelab_cli::apply_plan(&s, &planned, 4, &Quiet)
             .await
             .unwrap();
         let failed: Vec<String> = applied
@@ -177,7 +177,7 @@ fn without_the_storage_grant_the_backup_job_is_refused() {
             .build()
             .unwrap();
         let planned = s.plan().await.unwrap();
-        let applied = homelab_cli::commands::up::apply_plan(&s, &planned, 4, &Quiet)
+        let applied = homelab_cli::apply_plan(&s, &planned, 4, &Quiet)
             .await
             .unwrap();
         let failed: Vec<String> = applied

@@ -566,8 +566,8 @@ mod e2e {
                     Some(String::from_utf8(o.stdout).unwrap())
                 }
                 Err(_) => {
-                    eprintln!(
-                        "SKIPPED: the sops binary is not installed; outputs not checked with it"
+                    crate::common::skip_or_fail(
+                        "the sops binary is not installed; outputs not checked with it",
                     );
                     None
                 }
@@ -723,7 +723,9 @@ mod e2e {
                 );
                 assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "node/talos-cp-1");
             }
-            Err(_) => eprintln!("SKIPPED: kubectl is not installed; kubeconfig not tried with it"),
+            Err(_) => crate::common::skip_or_fail(
+                "kubectl is not installed; kubeconfig not tried with it",
+            ),
         }
         rt.block_on(lab.shutdown());
 
@@ -898,7 +900,9 @@ mod e2e {
                 .output()
         };
         let Ok(init) = git(&["init", "-q"]) else {
-            eprintln!("SKIPPED: git is not installed; the pre-commit hook was not exercised");
+            crate::common::skip_or_fail(
+                "git is not installed; the pre-commit hook was not exercised",
+            );
             return;
         };
         assert!(init.status.success());

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use age::secrecy::ExposeSecret;
-use homelab_cli::commands::proxmox::privileges;
-use homelab_cli::sftp::{
-    HostKeyPin, SftpError, SnippetUploader, UploadOutcome, load_private_key, snippet_path,
-    snippet_volid,
-};
+use homelab_cli::privileges;
 use homelab_sim::lab::{Lab, LabHandle};
 use homelab_sim::sftp::SftpServer;
 use proxmox_client::Client;
+use proxmox_client::snippets::{
+    HostKeyPin, SftpError, SnippetUploader, UploadOutcome, load_private_key, snippet_path,
+    snippet_volid,
+};
 use russh::keys::PrivateKey;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::ssh_key::private::Ed25519Keypair;
@@ -207,7 +207,7 @@ async fn token_create_is_least_privilege_encrypted_and_idempotent() {
             assert_eq!(str_of(&v["proxmox"], "token_secret"), secret);
             assert_eq!(str_of(&v["proxmox"], "token_id"), "homelab@pve!homelab");
         }
-        Err(e) => eprintln!("SKIPPED: real sops interop ({e})"),
+        Err(e) => crate::common::skip_or_fail(&format!("real sops interop ({e})")),
     }
 
     // The token works, within its role only.
@@ -389,7 +389,7 @@ async fn token_create_merges_into_existing_secrets_and_checks_inputs() {
         .find(|r| r.roleid == "HomelabNoBackup")
         .unwrap();
     let privs: Vec<String> = role.privs.unwrap().split(',').map(String::from).collect();
-    let mut want: Vec<String> = homelab_cli::commands::proxmox::privileges_for(false)
+    let mut want: Vec<String> = homelab_cli::privileges_for(false)
         .into_iter()
         .map(String::from)
         .collect();
@@ -598,7 +598,7 @@ async fn passphrase_protected_keys_from_ssh_keygen_work() {
         .arg(&key)
         .output();
     let Ok(made) = made else {
-        eprintln!("SKIPPED: ssh-keygen not installed");
+        crate::common::skip_or_fail("ssh-keygen not installed");
         return;
     };
     assert!(made.status.success());

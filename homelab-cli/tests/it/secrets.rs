@@ -92,7 +92,7 @@ impl Env {
         match out {
             Ok(o) => Some(o),
             Err(_) => {
-                eprintln!("SKIPPED: sops cross-check: the `sops` binary is not on PATH");
+                crate::common::skip_or_fail("sops cross-check: the `sops` binary is not on PATH");
                 None
             }
         }

@@ -87,7 +87,7 @@ async fn serve_prints_one_line_and_answers_over_pinned_tls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_state_offers_a_pinned_sftp_endpoint_for_snippets() {
-    use homelab_cli::sftp::{HostKeyPin, SnippetUploader, UploadOutcome, snippet_path};
+    use proxmox_client::snippets::{HostKeyPin, SnippetUploader, UploadOutcome, snippet_path};
     use russh::keys::PrivateKey;
     use russh::keys::ssh_key::private::Ed25519Keypair;
 

@@ -732,7 +732,7 @@ fn the_provisioning_role_builds_the_whole_fleet() {
             })
             .await
             .unwrap();
-        let privs = homelab_cli::commands::proxmox::privileges();
+        let privs = homelab_cli::privileges();
         access
             .create_role("HomelabProvisioner", &privs)
             .await
@@ -765,14 +765,9 @@ fn the_provisioning_role_builds_the_whole_fleet() {
             .build()
             .unwrap();
         let planned = s.plan().await.unwrap();
-        let applied = homelab_cli::commands::up::apply_plan(
-            &s,
-            &planned,
-            4,
-            &homelab_cli::engine::graph::Quiet,
-        )
-        .await
-        .unwrap();
+        let applied = homelab_cli::apply_plan(&s, &planned, 4, &homelab_cli::engine::graph::Quiet)
+            .await
+            .unwrap();
         let failed: Vec<String> = applied
             .finished
             .iter()

@@ -121,7 +121,7 @@ impl Setup {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssh_sftp_uploads_appear_as_snippet_volumes() {
     if !have("sftp") || !have("ssh-keygen") {
-        eprintln!("SKIPPED: OpenSSH sftp/ssh-keygen not installed");
+        crate::common::skip_or_fail("OpenSSH sftp/ssh-keygen not installed");
         return;
     }
     let s = setup().await;

@@ -5,6 +5,7 @@ mod auth;
 mod common;
 mod endpoints;
 mod errors;
+mod guest;
 mod lost_answers;
 mod passthrough;
 mod schema;

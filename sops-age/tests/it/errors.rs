@@ -139,6 +139,6 @@ fn key_cmd_and_default_ssh_key_are_used() {
             sops_age::encrypt(b"k: v\n", Format::Yaml, &EncryptOptions::new(vec![r])).unwrap();
         assert!(sops_age::decrypt(&enc, Format::Yaml, &ids).is_ok());
     } else {
-        eprintln!("SKIPPED: default SSH key discovery: ssh-keygen not available");
+        crate::common::skip_or_fail("default SSH key discovery: ssh-keygen not available");
     }
 }

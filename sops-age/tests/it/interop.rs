@@ -525,7 +525,9 @@ fn ssh_ed25519_recipients_both_directions() {
         .arg(&key)
         .status();
     if !st.map(|s| s.success()).unwrap_or(false) {
-        eprintln!("SKIPPED: ssh_ed25519_recipients_both_directions: ssh-keygen not available");
+        crate::common::skip_or_fail(
+            "ssh_ed25519_recipients_both_directions: ssh-keygen not available",
+        );
         return;
     }
     let public = std::fs::read_to_string(lab.path("id_ed25519.pub")).unwrap();

@@ -178,7 +178,9 @@ fn schema_validator() -> Option<jsonschema::Validator> {
         "/../../shared/talos-config-schema/config.schema.json"
     );
     let Ok(text) = std::fs::read_to_string(path) else {
-        eprintln!("SKIPPED: Talos config schema not found at {path}; schema validation not run");
+        crate::common::skip_or_fail(&format!(
+            "Talos config schema not found at {path}; schema validation not run"
+        ));
         return None;
     };
     let schema: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -1,6 +1,7 @@
 //! The one integration-test binary of talos-api.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod generate;
 mod grpc;
 

@@ -1,4 +1,4 @@
-//! Upload cloud-init snippets to a Proxmox host over SFTP.
+//! Upload cloud-init snippets to a Proxmox host over SFTP (cargo feature `snippets`).
 //!
 //! The PVE API cannot upload `snippets` (only `iso`, `vztmpl`, `import`), so they go over
 //! SSH, as with the bpg Terraform provider, but with a pure-Rust client (`russh`, ring
@@ -13,13 +13,13 @@
 //!   `posix-rename@openssh.com`) and idempotent (unchanged content is not rewritten).
 //!
 //! ```no_run
-//! use homelab_cli::sftp::{HostKeyPin, SnippetUploader, UploadOutcome, load_private_key};
+//! use proxmox_client::snippets::{HostKeyPin, SnippetUploader, UploadOutcome, load_private_key};
 //!
-//! # async fn demo() -> Result<(), homelab_cli::sftp::SftpError> {
+//! # async fn demo() -> Result<(), proxmox_client::snippets::SftpError> {
 //! let key = load_private_key(std::path::Path::new("/home/me/.ssh/id_ed25519"), None)?;
 //! let pin: HostKeyPin = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s".parse()?;
 //! let up = SnippetUploader::connect("pve.lan", 22, "root", key, &pin).await?;
-//! let path = homelab_cli::sftp::snippet_path("/var/lib/vz", "web-1.user-data.yaml")?;
+//! let path = proxmox_client::snippets::snippet_path("/var/lib/vz", "web-1.user-data.yaml")?;
 //! match up.upload(&path, b"#cloud-config\npackages: [htop]\n").await? {
 //!     UploadOutcome::Unchanged => println!("already there"),
 //!     _ => println!("uploaded"),
@@ -218,7 +218,7 @@ pub fn snippet_path(storage_path: &str, filename: &str) -> Result<String, SftpEr
 /// The PVE volume id of a snippet: `<storage>:snippets/<filename>` (what `cicustom`
 /// references, e.g. `cicustom: user=local:snippets/web-1.yaml`).
 pub fn snippet_volid(storage: &str, filename: &str) -> String {
-    format!("{storage}:snippets/{filename}")
+    crate::VolumeId::new(storage, crate::ContentKind::Snippets, filename).to_string()
 }
 
 /// What [`SnippetUploader::upload`] did.

@@ -1,0 +1,29 @@
+//! `simlab` in a binary built without the `sim` feature: there is no simulated lab, so a
+//! [`SimLab`] cannot exist (the type is uninhabited) and `--simulate` is not offered.
+
+/// Request counts of the simulated Proxmox VE (never produced without the `sim` feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Requests {
+    /// Every request.
+    pub total: u64,
+    /// Requests other than GET.
+    pub mutating: u64,
+    /// Requests the simulator refused as not matching the PVE 9.1 API schema.
+    pub schema_rejected: u64,
+}
+
+/// The simulated lab; without the `sim` feature no value of it can exist.
+#[derive(Debug)]
+pub enum SimLab {}
+
+impl SimLab {
+    /// Proxmox API requests received since the lab started.
+    pub fn requests(&self) -> Requests {
+        match *self {}
+    }
+
+    /// Stop everything.
+    pub async fn shutdown(self) {
+        match self {}
+    }
+}
