@@ -5,7 +5,7 @@
 //! a linked clone needs the `clone` feature on the template's base volume, a template the
 //! `template` feature. Thick LVM (`LVMPlugin.pm`) has neither — its entries are commented
 //! out and `create_base` dies — so `qemu-server` refuses a linked clone on it with
-//! "Linked clone feature is not supported for '<volid>' (<drive>)". Full clones (`copy`)
+//! `Linked clone feature is not supported for '<volid>' (<drive>)`. Full clones (`copy`)
 //! work on every plugin that holds images.
 
 /// Whether a template's disks on a storage of plugin type `plugin` can be cloned linked.

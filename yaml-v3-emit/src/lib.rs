@@ -3,7 +3,7 @@
 //! talos-api's machine configs and talosconfig.
 //!
 //! Layout follows go-yaml/yaml v3 `emitterc.go`: every nested block is indented to the next
-//! multiple of the indentation (`yaml_emitter_increase_indent`, "[Go] This was changed so
+//! multiple of the indentation (`yaml_emitter_increase_indent`, "\[Go\] This was changed so
 //! that indentations are more regular"), sequences under a key are indented, a mapping or
 //! sequence inside a sequence item continues after `- ` (content at dash + 2), empty
 //! collections are written `{}`/`[]`, scalars are never folded. Scalar styles: [`scalar`].

@@ -49,7 +49,11 @@ fn up_with_the_provisioning_token(repo: &Repo, expected_steps: Option<usize>) {
             .unwrap();
         for (path, role) in [
             ("/", "HomelabProvisioner"),
-            ("/storage/local", STORAGE_ROLE),
+            // The services example declares its storages (`tank-backups` for the nightly
+            // job): creating a storage needs Datastore.Allocate on /storage itself
+            // (pve-storage API2/Storage/Config.pm `create`), so the storage role is granted
+            // there, which also covers the backup job's storage.
+            ("/storage", STORAGE_ROLE),
         ] {
             for (users, tokens) in [
                 (vec!["homelab@pve".to_string()], vec![]),
@@ -113,10 +117,11 @@ fn services_and_their_backup_job_with_the_provisioning_token() {
             "secrets.enc.yaml",
         ],
     );
-    up_with_the_provisioning_token(&repo, Some(13));
+    up_with_the_provisioning_token(&repo, Some(14));
 }
 
-/// Without the storage grant the same `up` fails at the backup job, as on a real host.
+/// Without the storage grant the same `up` fails where it needs Datastore.Allocate, as on a
+/// real host.
 #[test]
 fn without_the_storage_grant_the_backup_job_is_refused() {
     let repo = Repo::copy(
@@ -186,9 +191,20 @@ fn without_the_storage_grant_the_backup_job_is_refused() {
             .filter(|f| !matches!(f.outcome, Outcome::Done { .. }))
             .map(|f| format!("{}: {:?}", f.label, f.outcome))
             .collect();
-        assert_eq!(failed.len(), 1, "{failed:#?}");
+        // The first refusal is the storage the example declares (pve-storage
+        // API2/Storage/Config.pm `create` checks Datastore.Allocate on /storage); what
+        // depends on it is not attempted.
+        assert!(!failed.is_empty(), "{failed:#?}");
         assert!(
-            failed[0].contains("/storage/local, Datastore.Allocate"),
+            failed
+                .iter()
+                .any(|f| f.contains("(/storage, Datastore.Allocate)")),
+            "{failed:#?}"
+        );
+        assert!(
+            failed.iter().all(|f| f.contains("Datastore.Allocate")
+                || f.contains("Skipped")
+                || f.contains("skipped")),
             "{failed:#?}"
         );
         s.close().await;

@@ -37,7 +37,9 @@ fn a_zero_disk_is_refused_once_at_its_own_line() {
     let (code, text) = check(&repo);
     assert_eq!(code, Some(1), "{text}");
     assert_eq!(text.matches("is below 1GiB").count(), 1, "{text}");
-    assert!(text.contains("homelab.yaml:36"), "{text}");
+    let yaml = std::fs::read_to_string(repo.config()).unwrap();
+    let line = yaml.lines().position(|l| l == "    disk: 0").unwrap() + 1;
+    assert!(text.contains(&format!("homelab.yaml:{line}")), "{text}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! create, update, delete.
 //!
 //! Read from pve-storage `src/PVE/API2/Storage/Config.pm`: `create` refuses an existing id
-//! ("storage ID '<id>' already defined") after the type's plugin checked the options
+//! (`storage ID '<id>' already defined`) after the type's plugin checked the options
 //! (`check_config`); `update` sets and `delete`s options of an existing entry; `delete`
 //! removes the entry only (the data stays where it is). The per-type parameters are
 //! checked against the PVE 9.1 schema before a handler runs (`schema.rs`); here the
