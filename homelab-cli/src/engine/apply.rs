@@ -449,6 +449,27 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                     .boxed(),
                 });
             }
+            Action::CreatePool { id, .. }
+            | Action::UpdatePool { id, .. }
+            | Action::DeletePool { id } => {
+                let verb = match a {
+                    Action::CreatePool { .. } => "add",
+                    Action::UpdatePool { .. } => "update",
+                    _ => "delete",
+                };
+                let action = a.clone();
+                out.push(Step {
+                    id: format!("pool:{id}"),
+                    label: format!("{verb} pool \"{id}\""),
+                    deps: Vec::new(),
+                    run: async move {
+                        super::pools::apply(&e.pve, &action)
+                            .await
+                            .map_err(StepError::new)
+                    }
+                    .boxed(),
+                });
+            }
             Action::Adopt {
                 vmid,
                 name,

@@ -15,6 +15,7 @@ pub mod render;
 pub mod restore;
 pub mod sdn;
 pub mod storage_check;
+pub mod pools;
 pub mod storages;
 pub mod talos;
 pub mod waits;

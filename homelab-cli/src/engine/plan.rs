@@ -238,6 +238,22 @@ pub enum PlanError {
         /// What differs.
         what: String,
     },
+    /// A declared pool exists without our owner marker.
+    #[error("pool {id} exists but was not created by homelab `{lab}` (its comment has no owner marker): refusing to take it over")]
+    PoolNotOurs {
+        /// Pool ID.
+        id: String,
+        /// Homelab name.
+        lab: String,
+    },
+    /// A pool of ours that is no longer declared still has members.
+    #[error("pool {id} is no longer declared but still has members: {members}")]
+    PoolNotEmpty {
+        /// Pool ID.
+        id: String,
+        /// Its members (`lxc/101`, `storage/pve/tank`).
+        members: String,
+    },
     /// A guest to restore names a backup that is not there.
     #[error(transparent)]
     Restore(#[from] super::restore::RestoreError),
@@ -312,6 +328,12 @@ impl PlanError {
             }
             PlanError::StorageMismatch { .. } => {
                 "fix the declaration, or remove the storage by hand (`pvesm remove`; its data stays) so that `up` adds it again"
+            }
+            PlanError::PoolNotOurs { .. } => {
+                "give the declared pool another name, or (if it is meant to be this homelab's) append the marker line `homelab-cli:owner=<name>` to its comment by hand"
+            }
+            PlanError::PoolNotEmpty { .. } => {
+                "move the members out of the pool (or declare the pool again); `up` deletes it once it is empty"
             }
             PlanError::Restore(_) => {
                 "`homelab-cli backup list` shows the archives; write `restore: latest` or one of them"
@@ -481,6 +503,25 @@ pub enum Action {
         /// Each changed parameter.
         changes: Vec<Change>,
     },
+    /// Add a resource pool (`POST /pools`), its comment carrying our owner marker.
+    CreatePool {
+        /// Pool ID.
+        id: String,
+        /// Its comment, owner marker included.
+        comment: String,
+    },
+    /// Change a pool of ours in place (`PUT /pools`): its comment.
+    UpdatePool {
+        /// Pool ID.
+        id: String,
+        /// The comment change.
+        changes: Vec<Change>,
+    },
+    /// Delete an empty pool of ours that is no longer declared (`DELETE /pools`).
+    DeletePool {
+        /// Pool ID.
+        id: String,
+    },
     /// Take over an existing guest that had no owner marker (`adopt: true`): write the
     /// ownership tag and marker (and any hot-applied difference), never restart.
     Adopt {
@@ -623,6 +664,9 @@ impl Action {
             Action::Adopt { .. } => "adopt",
             Action::CreateStorage { .. } => "add",
             Action::UpdateStorage { .. } => "change",
+            Action::CreatePool { .. } => "add",
+            Action::UpdatePool { .. } => "change",
+            Action::DeletePool { .. } => "destroy",
             Action::DeleteSnippet { .. } => "destroy",
             Action::Delete { .. } | Action::DeleteBackupJob { .. } => "destroy",
             Action::Sdn(s) => match s.op {
@@ -768,6 +812,8 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
         observed.guests.iter().map(|g| (g.vmid, g)).collect();
     // Storages first: guest volumes and backups live on them.
     actions.extend(super::storages::diff(desired, observed.storages.as_ref())?);
+    // Pools too: guests are placed in them.
+    actions.extend(super::pools::diff(desired, observed.pools.as_deref())?);
 
     // Clashes with guests we do not own.
     let mut abandoned: BTreeMap<u32, Vec<String>> = BTreeMap::new();

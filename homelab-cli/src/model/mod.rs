@@ -18,6 +18,7 @@ pub mod patches;
 pub mod sdn;
 pub mod secrets;
 pub mod spans;
+pub mod pools;
 pub mod storages;
 pub mod vms;
 
