@@ -239,7 +239,9 @@ pub enum PlanError {
         what: String,
     },
     /// A declared pool exists without our owner marker.
-    #[error("pool {id} exists but was not created by homelab `{lab}` (its comment has no owner marker): refusing to take it over")]
+    #[error(
+        "pool {id} exists but was not created by homelab `{lab}` (its comment has no owner marker): refusing to take it over"
+    )]
     PoolNotOurs {
         /// Pool ID.
         id: String,

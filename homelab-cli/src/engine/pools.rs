@@ -68,7 +68,10 @@ pub async fn observe(
 /// The pool actions: create what is missing, update a comment of ours that differs, delete
 /// an empty pool of ours that is no longer declared. A declared pool without our marker, or
 /// a pool of ours to delete that still has members, is refused.
-pub fn diff(desired: &Desired, observed: Option<&[ObservedPool]>) -> Result<Vec<Action>, PlanError> {
+pub fn diff(
+    desired: &Desired,
+    observed: Option<&[ObservedPool]>,
+) -> Result<Vec<Action>, PlanError> {
     let Some(have) = observed else {
         return Ok(Vec::new());
     };
@@ -114,8 +117,15 @@ pub fn diff(desired: &Desired, observed: Option<&[ObservedPool]>) -> Result<Vec<
         })
         .collect();
     gone.sort_by(|a, b| b.id.matches('/').count().cmp(&a.id.matches('/').count()));
-    for p in gone {
-        let members = p.members.clone().unwrap_or_default();
+    for p in &gone {
+        let mut members = p.members.clone().unwrap_or_default();
+        // Sub-pools that stay (declared, or not ours) keep it from being deleted too.
+        let prefix = format!("{}/", p.id);
+        members.extend(
+            have.iter()
+                .filter(|s| s.id.starts_with(&prefix) && !gone.iter().any(|g| g.id == s.id))
+                .map(|s| format!("pool {}", s.id)),
+        );
         if !members.is_empty() {
             return Err(PlanError::PoolNotEmpty {
                 id: p.id.clone(),
@@ -197,8 +207,15 @@ mod tests {
     #[test]
     fn missing_pools_are_created_with_the_marker() {
         let d = desired(DECL);
-        assert!(diff(&d, None).unwrap().is_empty(), "not read: nothing planned");
-        let a = diff(&d, Some(&[pool("ops", Some("homelab-cli:owner=lab"), None)])).unwrap();
+        assert!(
+            diff(&d, None).unwrap().is_empty(),
+            "not read: nothing planned"
+        );
+        let a = diff(
+            &d,
+            Some(&[pool("ops", Some("homelab-cli:owner=lab"), None)]),
+        )
+        .unwrap();
         assert_eq!(
             a,
             vec![
@@ -228,7 +245,10 @@ mod tests {
         };
         assert_eq!(id, "lab");
         assert_eq!(changes[0].key, "comment");
-        assert_eq!(changes[0].from.as_deref(), Some("Old\nhomelab-cli:owner=lab"));
+        assert_eq!(
+            changes[0].from.as_deref(),
+            Some("Old\nhomelab-cli:owner=lab")
+        );
         assert_eq!(
             changes[0].to.as_deref(),
             Some("Homelab guests\nhomelab-cli:owner=lab")
@@ -241,7 +261,8 @@ mod tests {
         for comment in [None, Some("made by hand"), Some("homelab-cli:owner=other")] {
             let e = diff(&d, Some(&[pool("ops", comment, None)])).unwrap_err();
             assert!(
-                e.to_string().contains("pool ops exists but was not created by homelab `lab`"),
+                e.to_string()
+                    .contains("pool ops exists but was not created by homelab `lab`"),
                 "{e}"
             );
         }
@@ -261,19 +282,33 @@ mod tests {
         assert_eq!(
             a,
             vec![
-                Action::DeletePool { id: "old/sub".into() },
+                Action::DeletePool {
+                    id: "old/sub".into()
+                },
                 Action::DeletePool { id: "old".into() },
             ],
             "sub-pool first; foreign pools untouched"
         );
         let have = [
             pool("lab", Some("homelab-cli:owner=lab"), None),
-            pool("old", Some("homelab-cli:owner=lab"), Some(&["lxc/101", "storage/pve/tank"])),
+            pool(
+                "old",
+                Some("homelab-cli:owner=lab"),
+                Some(&["lxc/101", "storage/pve/tank"]),
+            ),
         ];
         let e = diff(&d, Some(&have)).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("pool old"), "{msg}");
         assert!(msg.contains("lxc/101, storage/pve/tank"), "{msg}");
+        // A sub-pool made by hand keeps ours from being deleted.
+        let have = [
+            pool("lab", Some("homelab-cli:owner=lab"), None),
+            pool("old", Some("homelab-cli:owner=lab"), Some(&[])),
+            pool("old/theirs", Some("by hand"), None),
+        ];
+        let e = diff(&d, Some(&have)).unwrap_err();
+        assert!(e.to_string().contains("members: pool old/theirs"), "{e}");
     }
 
     #[test]
@@ -287,7 +322,10 @@ mod tests {
         let msg = format!("{:?}", e.errors());
         assert!(msg.contains("`a b` is not a pool ID"), "{msg}");
         assert!(msg.contains("pool `ok` is declared twice"), "{msg}");
-        assert!(msg.contains("nested in `x`, which is not declared"), "{msg}");
+        assert!(
+            msg.contains("nested in `x`, which is not declared"),
+            "{msg}"
+        );
         assert!(msg.contains("must not hold an owner marker"), "{msg}");
     }
 }

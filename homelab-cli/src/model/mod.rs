@@ -15,10 +15,10 @@ pub mod import;
 pub mod layers;
 pub mod metal;
 pub mod patches;
+pub mod pools;
 pub mod sdn;
 pub mod secrets;
 pub mod spans;
-pub mod pools;
 pub mod storages;
 pub mod vms;
 

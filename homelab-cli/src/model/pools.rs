@@ -29,13 +29,15 @@ pub struct DesiredPool {
     pub comment: String,
 }
 
-/// Whether `id` is a `pve-poolid` (pve-access-control, `PVE::AccessControl::verify_poolname`):
-/// one to three `/`-separated levels of `[A-Za-z0-9._-]+`.
+/// Whether `id` is a pool ID Proxmox lets us create: a `pve-poolid` (pve-access-control,
+/// `PVE::AccessControl::verify_poolname`: one to three `/`-separated levels of
+/// `[A-Za-z0-9._-]+`) whose levels start with a letter (pve-manager, PVE/API2/Pool.pm,
+/// `create_pool`).
 pub fn is_pool_id(id: &str) -> bool {
     let levels: Vec<&str> = id.split('/').collect();
     levels.len() <= 3
         && levels.iter().all(|l| {
-            !l.is_empty()
+            l.starts_with(|c: char| c.is_ascii_alphabetic())
                 && l.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
         })
@@ -61,7 +63,7 @@ pub fn resolve(l: &Loaded, errs: &mut Vec<ConfigError>) -> Vec<DesiredPool> {
             errs.push(l.error_at(
                 &format!("{at}.name"),
                 format!(
-                    "`{}` is not a pool ID (letters, digits, `-`, `_`, `.`; at most three levels separated by `/`)",
+                    "`{}` is not a pool ID (letters, digits, `-`, `_`, `.`, starting with a letter; at most three levels separated by `/`)",
                     p.name
                 ),
             ));
@@ -75,11 +77,14 @@ pub fn resolve(l: &Loaded, errs: &mut Vec<ConfigError>) -> Vec<DesiredPool> {
             continue;
         }
         if let Some(c) = &p.comment
-            && c.lines().any(|line| line.trim().starts_with("homelab-cli:owner="))
+            && c.lines()
+                .any(|line| line.trim().starts_with("homelab-cli:owner="))
         {
             errs.push(l.error_at(
                 &format!("{at}.comment"),
-                format!("the comment must not hold an owner marker (`{marker}` is added by homelab-cli)"),
+                format!(
+                    "the comment must not hold an owner marker (`{marker}` is added by homelab-cli)"
+                ),
             ));
             continue;
         }
@@ -97,7 +102,10 @@ pub fn resolve(l: &Loaded, errs: &mut Vec<ConfigError>) -> Vec<DesiredPool> {
             errs.push(
                 l.error_at(
                     &format!("pools[{i}].name"),
-                    format!("pool `{}` is nested in `{parent}`, which is not declared", p.name),
+                    format!(
+                        "pool `{}` is nested in `{parent}`, which is not declared",
+                        p.name
+                    ),
                 )
                 .with_help(format!("declare `{parent}` in `pools:` before it")),
             );
@@ -113,10 +121,10 @@ mod tests {
 
     #[test]
     fn pool_ids_follow_verify_poolname() {
-        for ok in ["lab", "a.b-c_d", "lab/k8s", "a/b/c", "9"] {
+        for ok in ["lab", "a.b-c_d", "lab/k8s", "a/b/c", "x9"] {
             assert!(is_pool_id(ok), "{ok}");
         }
-        for bad in ["", "a b", "a/b/c/d", "/a", "a/", "a//b", "é"] {
+        for bad in ["", "9", "a/9", "a b", "a/b/c/d", "/a", "a/", "a//b", "é"] {
             assert!(!is_pool_id(bad), "{bad}");
         }
     }
