@@ -116,7 +116,7 @@ pub fn diff(
                     .is_some_and(|c| has_owner_marker(c, &desired.lab))
         })
         .collect();
-    gone.sort_by(|a, b| b.id.matches('/').count().cmp(&a.id.matches('/').count()));
+    gone.sort_by_key(|p| std::cmp::Reverse(p.id.matches('/').count()));
     for p in &gone {
         let mut members = p.members.clone().unwrap_or_default();
         // Sub-pools that stay (declared, or not ours) keep it from being deleted too.
