@@ -10,6 +10,7 @@ pub mod observe;
 pub mod observed;
 pub mod pci;
 pub mod plan;
+pub mod pools;
 pub mod recover;
 pub mod render;
 pub mod restore;

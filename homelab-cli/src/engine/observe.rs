@@ -115,6 +115,7 @@ pub async fn observe(
     read_configs(client, &mut observed, which).await?;
     super::restore::observe(client, desired, &mut observed).await?;
     observed.storages = super::storages::observe(client, desired).await?;
+    observed.pools = super::pools::observe(client, desired).await?;
     let placeholders: Vec<(String, u32)> = observed
         .guests
         .iter()

@@ -81,6 +81,9 @@ pub struct Observed {
     /// `storage.cfg` by storage ID (read only when storages are declared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storages: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Resource pools (read only when pools are declared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pools: Option<Vec<super::pools::ObservedPool>>,
     /// Backup archives in the backup storages (read only when a guest to restore is
     /// missing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

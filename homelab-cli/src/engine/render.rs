@@ -209,6 +209,29 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 }
                 out.push_str("    }\n");
             }
+            Action::CreatePool { id, comment } => {
+                let _ = writeln!(out, "  # pool \"{id}\" will be added");
+                let _ = writeln!(out, "  {} pool \"{id}\" {{", paint("+"));
+                let _ = writeln!(out, "      {} comment = {}", paint("+"), quote(comment));
+                out.push_str("    }\n");
+            }
+            Action::UpdatePool { id, changes } => {
+                let _ = writeln!(out, "  # pool \"{id}\" will be updated in place");
+                let _ = writeln!(out, "  {} pool \"{id}\" {{", paint("~"));
+                for c in changes {
+                    let from = c
+                        .from
+                        .as_deref()
+                        .map_or_else(|| "(unset)".to_string(), quote);
+                    let to = c.to.as_deref().map_or_else(|| "(unset)".to_string(), quote);
+                    let _ = writeln!(out, "      {} {} = {from} -> {to}", paint("~"), c.key);
+                }
+                out.push_str("    }\n");
+            }
+            Action::DeletePool { id } => {
+                let _ = writeln!(out, "  # pool \"{id}\" will be deleted (it is empty)");
+                let _ = writeln!(out, "  {} pool \"{id}\"", paint("-"));
+            }
             Action::Adopt {
                 vmid,
                 name,

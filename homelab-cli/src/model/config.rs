@@ -42,6 +42,12 @@ pub struct Config {
     /// change; never deleted (a storage no longer declared is left as it is).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storages: Vec<super::storages::StorageDecl>,
+    /// Proxmox resource pools: created when missing, their comment kept as declared. A pool
+    /// homelab-cli created carries the owner marker in its comment; one no longer declared
+    /// is deleted when empty (the plan refuses while it has members). Pools without the
+    /// marker are never touched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<super::pools::PoolDecl>,
     /// Cloud images (Debian, Ubuntu, ...) that VMs are built from, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, CloudImage>,

@@ -61,6 +61,8 @@ pub struct Desired {
     pub adopt: BTreeSet<u32>,
     /// Declared storages.
     pub storages: Vec<super::storages::DesiredStorage>,
+    /// Declared resource pools.
+    pub pools: Vec<super::pools::DesiredPool>,
     /// Per VMID, what a missing guest is restored from (`latest` or a backup volume).
     pub restore: BTreeMap<u32, String>,
     /// The Talos cluster, if any.
@@ -1121,6 +1123,7 @@ pub fn resolve(
     });
     guests.sort_by_key(|g| g.vmid);
     let storages = super::storages::resolve(l, &mut errs);
+    let pools = super::pools::resolve(l, &mut errs);
     // Backup jobs select guests by name or tag: resolved once every guest is known.
     let refs: Vec<super::backups::GuestRef<'_>> = guests
         .iter()
@@ -1159,6 +1162,7 @@ pub fn resolve(
         adopt,
         restore,
         storages,
+        pools,
         talos,
         backups,
         sdn: c.sdn.as_ref().map(|s| super::sdn::resolve(s, &c.name)),

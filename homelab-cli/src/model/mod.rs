@@ -15,6 +15,7 @@ pub mod import;
 pub mod layers;
 pub mod metal;
 pub mod patches;
+pub mod pools;
 pub mod sdn;
 pub mod secrets;
 pub mod spans;

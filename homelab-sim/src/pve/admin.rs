@@ -80,8 +80,14 @@ fn pool_members(st: &State, pool: &Pool) -> Vec<Value> {
             }));
         }
     }
+    // One entry per storage, on the local node (pve-manager PVE/API2/Pool.pm, `index` with
+    // `poolid`: `extract_storage_stats` for `$storage_node`, the local node unless the
+    // storage is restricted to others); storages that no longer exist are skipped.
     for s in &pool.storage {
-        for node in st.nodes.keys() {
+        if !st.storages.contains_key(s) {
+            continue;
+        }
+        if let Some(node) = st.nodes.keys().next() {
             out.push(json!({
                 "id": format!("storage/{node}/{s}"),
                 "type": "storage",
@@ -141,15 +147,31 @@ fn pool_get(st: &State, id: &str) -> ApiResult<Value> {
     Ok(v)
 }
 
+/// pve-manager PVE/API2/Pool.pm, `create_pool`: a nested pool needs its parent, every
+/// level starts with a letter, and an empty comment is not stored.
 fn pool_create(st: &mut State, p: &Params) -> ApiResult<Value> {
     let id = req(p, "poolid")?;
     if st.pools.contains_key(id) {
         return Err(ApiError::fail(format!("pool '{id}' already exists")));
     }
+    let leaf = match id.rsplit_once('/') {
+        Some((parent, leaf)) => {
+            if !st.pools.contains_key(parent) {
+                return Err(ApiError::fail(format!(
+                    "parent '{parent}' of pool '{id}' does not exist"
+                )));
+            }
+            leaf
+        }
+        None => id,
+    };
+    if !leaf.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err(ApiError::fail("pool name must start with a letter"));
+    }
     st.pools.insert(
         id.to_string(),
         Pool {
-            comment: opt_str(p, "comment"),
+            comment: opt_str(p, "comment").filter(|c| !c.is_empty() && c != "0"),
             ..Pool::default()
         },
     );
@@ -171,11 +193,22 @@ fn pool_update(st: &mut State, p: &Params) -> ApiResult<Value> {
             if !st.guests.contains_key(&vmid) {
                 return Err(ApiError::fail(format!("VM {vmid} does not exist")));
             }
+            // pve-manager PVE/API2/Pool.pm, `update_pool`: removing a non-member or adding
+            // a member again is an error.
+            let member = st.pools.get(&id).is_some_and(|pl| pl.vms.contains(&vmid));
             if delete {
+                if !member {
+                    return Err(ApiError::fail(format!("VM {vmid} is not a pool member")));
+                }
                 if let Some(pool) = st.pools.get_mut(&id) {
                     pool.vms.remove(&vmid);
                 }
                 continue;
+            }
+            if member {
+                return Err(ApiError::fail(format!(
+                    "VM {vmid} is already a pool member"
+                )));
             }
             if let Some((other, _)) = st
                 .pools
@@ -184,7 +217,7 @@ fn pool_update(st: &mut State, p: &Params) -> ApiResult<Value> {
             {
                 if !allow_move {
                     return Err(ApiError::fail(format!(
-                        "VM {vmid} belongs already to pool '{other}'"
+                        "VM {vmid} belongs already to pool '{other}' and 'allow-move' is not set"
                     )));
                 }
                 let other = other.clone();
@@ -204,9 +237,15 @@ fn pool_update(st: &mut State, p: &Params) -> ApiResult<Value> {
             }
             if let Some(pool) = st.pools.get_mut(&id) {
                 if delete {
-                    pool.storage.remove(sid);
-                } else {
-                    pool.storage.insert(sid.to_string());
+                    if !pool.storage.remove(sid) {
+                        return Err(ApiError::fail(format!(
+                            "Storage '{sid}' is not a pool member"
+                        )));
+                    }
+                } else if !pool.storage.insert(sid.to_string()) {
+                    return Err(ApiError::fail(format!(
+                        "Storage '{sid}' is already a pool member"
+                    )));
                 }
             }
         }
@@ -225,8 +264,23 @@ fn pool_delete(st: &mut State, p: &Params) -> ApiResult<Value> {
         .pools
         .get(id)
         .ok_or_else(|| ApiError::fail(format!("pool '{id}' does not exist")))?;
-    if !pool.vms.is_empty() || !pool.storage.is_empty() {
-        return Err(ApiError::fail(format!("pool '{id}' is not empty")));
+    // pve-manager PVE/API2/Pool.pm, `delete_pool`: sub-pools first, then guests and
+    // storages that still exist, each named.
+    let prefix = format!("{id}/");
+    if let Some(sub) = st.pools.keys().find(|k| k.starts_with(&prefix)) {
+        return Err(ApiError::fail(format!(
+            "pool '{id}' is not empty (contains pool '{sub}')"
+        )));
+    }
+    if let Some(vmid) = pool.vms.iter().find(|v| st.guests.contains_key(v)) {
+        return Err(ApiError::fail(format!(
+            "pool '{id}' is not empty (contains VM {vmid})"
+        )));
+    }
+    if let Some(sid) = pool.storage.iter().find(|s| st.storages.contains_key(*s)) {
+        return Err(ApiError::fail(format!(
+            "pool '{id}' is not empty (contains storage '{sid}')"
+        )));
     }
     st.pools.remove(id);
     Ok(Value::Null)

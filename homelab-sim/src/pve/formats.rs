@@ -62,8 +62,10 @@ pub fn check(format: &str, value: &str) -> Result<(), String> {
             matches_re!(r"^[-%a-zA-Z0-9_.!~*'()]*$", value),
             &format!("invalid urlencoded string: {value}"),
         ),
+        // pve-access-control, PVE/AccessControl.pm `verify_poolname`: up to three
+        // `/`-separated levels (nested pools) of letters, digits, `.`, `-` and `_`.
         "pve-poolid" => ok(
-            matches_re!(r"^[A-Za-z0-9_\-]+$", value),
+            matches_re!(r"^[A-Za-z0-9.\-_]+(?:/[A-Za-z0-9.\-_]+){0,2}$", value),
             &format!("invalid pool ID '{value}'"),
         ),
         "mac-addr" => ok(

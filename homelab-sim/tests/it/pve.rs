@@ -1317,9 +1317,16 @@ async fn pools_backup_jobs_and_sdn() {
         .await;
     let p = api.get("/pools?poolid=k8s").await;
     assert_eq!(p.data()[0]["members"][0]["id"], "qemu/140");
+    // pve-manager PVE/API2/Pool.pm `delete_pool`: the refusal names what is left.
     assert_eq!(
         api.delete("/pools?poolid=k8s").await.reason,
-        "pool 'k8s' is not empty"
+        "pool 'k8s' is not empty (contains VM 140)"
+    );
+    assert_eq!(
+        api.put("/pools", &[("poolid", "k8s"), ("vms", "140")])
+            .await
+            .reason,
+        "VM 140 is already a pool member"
     );
     api.put(
         "/pools",
@@ -1327,6 +1334,46 @@ async fn pools_backup_jobs_and_sdn() {
     )
     .await
     .data();
+    assert_eq!(
+        api.put(
+            "/pools",
+            &[("poolid", "k8s"), ("vms", "140"), ("delete", "1")],
+        )
+        .await
+        .reason,
+        "VM 140 is not a pool member"
+    );
+    // Nested pools (`create_pool`): the parent must exist, levels start with a letter, and
+    // a parent with a sub-pool is not empty.
+    assert_eq!(
+        api.post("/pools", &[("poolid", "nope/db")]).await.reason,
+        "parent 'nope' of pool 'nope/db' does not exist"
+    );
+    assert_eq!(
+        api.post("/pools", &[("poolid", "k8s/9db")]).await.reason,
+        "pool name must start with a letter"
+    );
+    api.post("/pools", &[("poolid", "k8s/db"), ("comment", "")])
+        .await
+        .data();
+    let list = api.get("/pools").await;
+    let sub = list
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["poolid"] == "k8s/db")
+        .cloned()
+        .unwrap();
+    assert!(
+        sub.get("comment").is_none(),
+        "an empty comment is not stored: {sub}"
+    );
+    assert_eq!(
+        api.delete("/pools?poolid=k8s").await.reason,
+        "pool 'k8s' is not empty (contains pool 'k8s/db')"
+    );
+    api.delete("/pools?poolid=k8s/db").await.data();
     api.delete("/pools?poolid=k8s").await.data();
 
     api.post(

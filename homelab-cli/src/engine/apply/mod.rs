@@ -458,6 +458,47 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                     .boxed(),
                 });
             }
+            Action::CreatePool { id, .. }
+            | Action::UpdatePool { id, .. }
+            | Action::DeletePool { id } => {
+                let verb = match a {
+                    Action::CreatePool { .. } => "add",
+                    Action::UpdatePool { .. } => "update",
+                    _ => "delete",
+                };
+                // A nested pool is created after its parent; a pool is deleted after its
+                // sub-pools (Proxmox refuses both the other way round).
+                let deps: Vec<String> = plan
+                    .actions
+                    .iter()
+                    .filter_map(|o| match (a, o) {
+                        (Action::CreatePool { id, .. }, Action::CreatePool { id: p, .. })
+                            if id.rsplit_once('/').is_some_and(|(parent, _)| parent == p) =>
+                        {
+                            Some(format!("pool:{p}"))
+                        }
+                        (Action::DeletePool { id }, Action::DeletePool { id: c })
+                            if c.strip_prefix(id.as_str())
+                                .is_some_and(|rest| rest.starts_with('/')) =>
+                        {
+                            Some(format!("pool:{c}"))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let action = a.clone();
+                out.push(Step {
+                    id: format!("pool:{id}"),
+                    label: format!("{verb} pool \"{id}\""),
+                    deps,
+                    run: async move {
+                        crate::engine::pools::apply(&e.pve, &action)
+                            .await
+                            .map_err(StepError::new)
+                    }
+                    .boxed(),
+                });
+            }
             Action::Adopt {
                 vmid,
                 name,

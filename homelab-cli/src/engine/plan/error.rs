@@ -181,6 +181,24 @@ pub enum PlanError {
         /// What differs.
         what: String,
     },
+    /// A declared pool exists without our owner marker.
+    #[error(
+        "pool {id} exists but was not created by homelab `{lab}` (its comment has no owner marker): refusing to take it over"
+    )]
+    PoolNotOurs {
+        /// Pool ID.
+        id: String,
+        /// Homelab name.
+        lab: String,
+    },
+    /// A pool of ours that is no longer declared still has members.
+    #[error("pool {id} is no longer declared but still has members: {members}")]
+    PoolNotEmpty {
+        /// Pool ID.
+        id: String,
+        /// Its members (`lxc/101`, `storage/pve/tank`).
+        members: String,
+    },
     /// A guest to restore names a backup that is not there.
     #[error(transparent)]
     Restore(#[from] crate::engine::restore::RestoreError),
@@ -255,6 +273,12 @@ impl PlanError {
             }
             PlanError::StorageMismatch { .. } => {
                 "fix the declaration, or remove the storage by hand (`pvesm remove`; its data stays) so that `up` adds it again"
+            }
+            PlanError::PoolNotOurs { .. } => {
+                "give the declared pool another name, or (if it is meant to be this homelab's) append the marker line `homelab-cli:owner=<name>` to its comment by hand"
+            }
+            PlanError::PoolNotEmpty { .. } => {
+                "move the members out of the pool (or declare the pool again); `up` deletes it once it is empty"
             }
             PlanError::Restore(_) => {
                 "`homelab-cli backup list` shows the archives; write `restore: latest` or one of them"

@@ -185,6 +185,25 @@ pub enum Action {
         /// Each changed parameter.
         changes: Vec<Change>,
     },
+    /// Add a resource pool (`POST /pools`), its comment carrying our owner marker.
+    CreatePool {
+        /// Pool ID.
+        id: String,
+        /// Its comment, owner marker included.
+        comment: String,
+    },
+    /// Change a pool of ours in place (`PUT /pools`): its comment.
+    UpdatePool {
+        /// Pool ID.
+        id: String,
+        /// The comment change.
+        changes: Vec<Change>,
+    },
+    /// Delete an empty pool of ours that is no longer declared (`DELETE /pools`).
+    DeletePool {
+        /// Pool ID.
+        id: String,
+    },
     /// Take over an existing guest that had no owner marker (`adopt: true`): write the
     /// ownership tag and marker (and any hot-applied difference), never restart.
     Adopt {
@@ -327,6 +346,9 @@ impl Action {
             Action::Adopt { .. } => "adopt",
             Action::CreateStorage { .. } => "add",
             Action::UpdateStorage { .. } => "change",
+            Action::CreatePool { .. } => "add",
+            Action::UpdatePool { .. } => "change",
+            Action::DeletePool { .. } => "destroy",
             Action::DeleteSnippet { .. } => "destroy",
             Action::Delete { .. } | Action::DeleteBackupJob { .. } => "destroy",
             Action::Sdn(s) => match s.op {

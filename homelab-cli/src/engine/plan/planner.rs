@@ -87,6 +87,11 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
         desired,
         observed.storages.as_ref(),
     )?);
+    // Pools too: guests are placed in them.
+    actions.extend(crate::engine::pools::diff(
+        desired,
+        observed.pools.as_deref(),
+    )?);
 
     // Clashes with guests we do not own.
     let mut abandoned: BTreeMap<u32, Vec<String>> = BTreeMap::new();
