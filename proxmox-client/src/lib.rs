@@ -52,6 +52,7 @@ mod task;
 pub mod tls;
 mod upid;
 mod volume;
+pub mod vzdump;
 
 pub use api::{Progress, WaitOptions};
 pub use client::{

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use miette::miette;
-use proxmox_client::{ParamValue, Upid};
+use proxmox_client::Upid;
 use serde::Serialize;
 
 use crate::context::{Context, Exit, OutputFormat, print_json, print_text};
@@ -201,26 +201,24 @@ async fn backup_now(a: &RunArgs, session: &Session, ctx: &Context) -> miette::Re
     let progress = !matches!(a.output, OutputFormat::Json) && ctx.verbosity >= 0;
     let mut backed = Vec::new();
     for (node, vmids) in &by_node {
-        let ids = vmids
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut params: Vec<(&str, ParamValue)> = vec![
-            ("vmid", ids.into()),
-            ("storage", storage.as_str().into()),
-            ("mode", a.mode.as_str().into()),
-            ("compress", "zstd".into()),
-            ("notes-template", "{{guestname}}".into()),
-        ];
-        if a.protected {
-            params.push(("protected", true.into()));
-        }
-        let upid: Upid = session
+        let opts = proxmox_client::vzdump::VzdumpOptions {
+            vmids: vmids.clone(),
+            storage: Some(storage.clone()),
+            mode: Some(a.mode.as_str().to_string()),
+            compress: Some("zstd".into()),
+            notes_template: Some("{{guestname}}".into()),
+            protected: a.protected,
+        };
+        let task = session
             .pve
-            .post(&format!("/nodes/{node}/vzdump"), &params)
+            .node(node)
+            .vzdump(&opts)
             .await
             .map_err(|e| pve_error(endpoint, e))?;
+        let upid = task
+            .upid()
+            .cloned()
+            .ok_or_else(|| miette!("vzdump on {node} answered without a task"))?;
         follow(session, &upid, progress).await?;
         backed.extend(vmids.iter().copied());
     }
