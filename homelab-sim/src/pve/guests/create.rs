@@ -26,6 +26,11 @@ pub(super) const CREATE_ONLY: &[&str] = &[
 pub(super) async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) -> ApiResult<Reply> {
     // A restore is a create from the archive's configuration (see vzdump.rs).
     let mut p = p;
+    // Permissions are checked over the parameters the caller sent, not over what a restore
+    // takes from the archive (qemu-server `create_vm` runs `$check_vm_modify_config_perm`
+    // over `keys %$param`; pve-container `create_vm` passes `$param` to
+    // `check_ct_modify_config_perm`).
+    let sent = p.clone();
     let restored = crate::pve::vzdump::restore_params(&sim.state(), kind, &mut p)?;
     let node = req(&p, "node")?.to_string();
     let vmid = vmid_of(&p, "vmid")?;
@@ -52,7 +57,7 @@ pub(super) async fn create(sim: &Sim, caller: &Caller, kind: Kind, p: Params) ->
         {
             return Err(ApiError::fail(format!("pool '{pool}' does not exist")));
         }
-        let settings: BTreeMap<String, String> = p
+        let settings: BTreeMap<String, String> = sent
             .iter()
             .filter(|(k, _)| !CREATE_ONLY.contains(&k.as_str()) && *k != "unprivileged")
             .map(|(k, v)| (k.clone(), v.clone()))
