@@ -175,12 +175,22 @@ fn pxe_serve_boots_a_metal_worker_and_keeps_its_config_off_disk() {
 
     // A DHCP DISCOVER from the machine's address (on loopback the reply comes back to the
     // sender): its fixed lease and, as it says it is iPXE, its script URL.
+    // Like a real client it sends again when no offer comes (the DHCP socket may open after
+    // the HTTP one, and a loaded machine may be slow to answer).
     let udp = UdpSocket::bind((METAL_IP, client)).unwrap();
-    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    udp.send_to(&discover(0x1234_5678), ("127.0.0.1", dhcp))
-        .unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut buf = [0u8; 1500];
-    let (n, _) = udp.recv_from(&mut buf).unwrap();
+    let mut tries = 0;
+    let n = loop {
+        tries += 1;
+        udp.send_to(&discover(0x1234_5678), ("127.0.0.1", dhcp))
+            .unwrap();
+        match udp.recv_from(&mut buf) {
+            Ok((n, _)) => break n,
+            Err(e) if tries < 20 => eprintln!("no DHCP offer yet ({e}); sending again"),
+            Err(e) => panic!("no DHCP offer after {tries} DISCOVERs: {e}"),
+        }
+    };
     drop(udp);
     let reply = &buf[..n];
     assert_eq!(reply[0], 2, "not a BOOTREPLY");
