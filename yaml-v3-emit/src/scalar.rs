@@ -491,8 +491,9 @@ fn is_go_int(s: &str) -> bool {
     }
 }
 
-/// `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`
-fn is_yaml_float(s: &str) -> bool {
+/// Whether yaml.v3 resolves `s` as a float:
+/// `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`.
+pub fn is_yaml_float(s: &str) -> bool {
     let b = s.strip_prefix(['-', '+']).unwrap_or(s).as_bytes();
     let mut i = 0;
     let digits = |i: &mut usize| {

@@ -468,43 +468,6 @@ fn scalar_value(
     })
 }
 
-fn is_yaml_float(s: &str) -> bool {
-    // ^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$
-    let b = s.strip_prefix(['-', '+']).unwrap_or(s).as_bytes();
-    let mut i = 0;
-    let digits = |i: &mut usize| {
-        let st = *i;
-        while *i < b.len() && b[*i].is_ascii_digit() {
-            *i += 1;
-        }
-        *i - st
-    };
-    if b.first() == Some(&b'.') {
-        i = 1;
-        if digits(&mut i) == 0 {
-            return false;
-        }
-    } else {
-        if digits(&mut i) == 0 {
-            return false;
-        }
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            digits(&mut i);
-        }
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'-' | b'+')) {
-            i += 1;
-        }
-        if digits(&mut i) == 0 {
-            return false;
-        }
-    }
-    i == b.len()
-}
-
 /// yaml.v3's resolution of an untagged plain scalar.
 pub(crate) fn resolve_plain(s: &str) -> Value {
     plain_typed(s).unwrap_or_else(|| Value::String(s.to_owned()))
@@ -533,7 +496,7 @@ fn plain_typed(s: &str) -> Option<Value> {
         if let Some(i) = go_parse_int_base0(&plain) {
             return Some(Value::Int(i));
         }
-        if is_yaml_float(&plain)
+        if yaml_v3_emit::scalar::is_yaml_float(&plain)
             && let Some(f) = go_parse_float(&plain)
         {
             return Some(Value::Float(f));
