@@ -149,6 +149,67 @@ impl Repo {
     }
 }
 
+/// What `proxmox token create` sets up, done as root through the session: the user
+/// `homelab@pve`, the role `HomelabProvisioner` with [`homelab_cli::privileges`] on `/`,
+/// every `(path, role)` of `grants`, and the API token `homelab@pve!<name>`. The ACLs go to
+/// the user and, for a privilege-separated token, to the token too. The session then talks
+/// to Proxmox with that token only.
+pub async fn use_provisioning_token(
+    s: &mut Session,
+    name: &str,
+    privsep: bool,
+    grants: &[(&str, &str)],
+) {
+    use proxmox_client::requests::{AclUpdate, UserCreate};
+    use secrecy::ExposeSecret;
+    let access = s.pve.access();
+    access
+        .create_user(&UserCreate {
+            userid: "homelab@pve".into(),
+            password: None,
+            comment: None,
+            enable: Some(true),
+            expire: None,
+            groups: Vec::new(),
+        })
+        .await
+        .unwrap();
+    access
+        .create_role("HomelabProvisioner", &homelab_cli::privileges())
+        .await
+        .unwrap();
+    let token = access
+        .create_token("homelab@pve", name, privsep, None)
+        .await
+        .unwrap();
+    let token_id = format!("homelab@pve!{name}");
+    let mut holders = vec![(vec!["homelab@pve".to_string()], vec![])];
+    if privsep {
+        holders.push((vec![], vec![token_id.clone()]));
+    }
+    for (path, role) in std::iter::once(&("/", "HomelabProvisioner")).chain(grants) {
+        for (users, tokens) in &holders {
+            access
+                .update_acl(&AclUpdate {
+                    path: (*path).into(),
+                    roles: vec![(*role).into()],
+                    users: users.clone(),
+                    tokens: tokens.clone(),
+                    propagate: Some(true),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+    }
+    s.pve = proxmox_client::Client::builder()
+        .base_url(&s.desired.proxmox.endpoint)
+        .api_token(&token_id, token.value.expose_secret())
+        .pin_fingerprint(s.desired.proxmox.fingerprint.as_deref().unwrap())
+        .build()
+        .unwrap();
+}
+
 /// A miette report as one line (box-drawing margins and line breaks removed), for
 /// `contains` checks that must not depend on the terminal width.
 pub fn flat(stderr: &[u8]) -> String {

@@ -4,16 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+use homelab_cli::STORAGE_ROLE;
 use homelab_cli::engine::graph::{Outcome, Quiet};
-use homelab_cli::{STORAGE_ROLE, privileges};
-use proxmox_client::requests::{AclUpdate, UserCreate};
-use secrecy::ExposeSecret;
 
 use crate::common::Repo;
 
-/// Set up what `proxmox token create --backup-storage local` sets up (user, role on `/`,
-/// the storage role on `/storage/local`, a privilege-separated token with the same
-/// ACLs), switch the session to that token, and run plan + apply; every step must
+/// Set up what `proxmox token create` sets up (user, role on `/`, the storage role, a
+/// privilege-separated token with the same ACLs), switch the session to that token, and run plan + apply; every step must
 /// succeed, a second plan must be empty, and no request may be refused by the schema.
 fn up_with_the_provisioning_token(repo: &Repo, expected_steps: Option<usize>) {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -27,57 +24,17 @@ fn up_with_the_provisioning_token(repo: &Repo, expected_steps: Option<usize>) {
         )
         .await
         .unwrap();
-        let access = s.pve.access();
-        access
-            .create_user(&UserCreate {
-                userid: "homelab@pve".into(),
-                password: None,
-                comment: None,
-                enable: Some(true),
-                expire: None,
-                groups: Vec::new(),
-            })
-            .await
-            .unwrap();
-        access
-            .create_role("HomelabProvisioner", &privileges())
-            .await
-            .unwrap();
-        let token = access
-            .create_token("homelab@pve", "homelab", true, None)
-            .await
-            .unwrap();
-        for (path, role) in [
-            ("/", "HomelabProvisioner"),
-            // The services example declares its storages (`tank-backups` for the nightly
-            // job): creating a storage needs Datastore.Allocate on /storage itself
-            // (pve-storage API2/Storage/Config.pm `create`), so the storage role is granted
-            // there, which also covers the backup job's storage.
-            ("/storage", STORAGE_ROLE),
-        ] {
-            for (users, tokens) in [
-                (vec!["homelab@pve".to_string()], vec![]),
-                (vec![], vec!["homelab@pve!homelab".to_string()]),
-            ] {
-                access
-                    .update_acl(&AclUpdate {
-                        path: path.into(),
-                        roles: vec![role.into()],
-                        users,
-                        tokens,
-                        propagate: Some(true),
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap();
-            }
-        }
-        s.pve = proxmox_client::Client::builder()
-            .base_url(&s.desired.proxmox.endpoint)
-            .api_token("homelab@pve!homelab", token.value.expose_secret())
-            .pin_fingerprint(s.desired.proxmox.fingerprint.as_deref().unwrap())
-            .build()
-            .unwrap();
+        // The services example declares its storages (`tank-backups` for the nightly
+        // job): creating a storage needs Datastore.Allocate on /storage itself
+        // (pve-storage API2/Storage/Config.pm `create`), so the storage role is granted
+        // there, which also covers the backup job's storage.
+        crate::common::use_provisioning_token(
+            &mut s,
+            "homelab",
+            true,
+            &[("/storage", STORAGE_ROLE)],
+        )
+        .await;
         let planned = s.plan().await.unwrap();
         let applied = homelab_cli::apply_plan(&s, &planned, 4, &Quiet)
             .await
@@ -101,10 +58,10 @@ fn up_with_the_provisioning_token(repo: &Repo, expected_steps: Option<usize>) {
     });
 }
 
-/// Containers on the ZFS pool, their mount points and the nightly vzdump job into
-/// `local`: the job needs Datastore.Allocate on /storage/local (pve-manager
-/// API2/Backup.pm assert_param_permission_create), which only the storage-scoped grant
-/// gives.
+/// Containers on the ZFS pool, their mount points, the declared storages and the nightly
+/// vzdump job into `tank-backups`: the job needs Datastore.Allocate on its storage
+/// (pve-manager API2/Backup.pm assert_param_permission_create), which only the storage
+/// grant gives.
 #[test]
 fn services_and_their_backup_job_with_the_provisioning_token() {
     let repo = Repo::copy(
@@ -145,42 +102,8 @@ fn without_the_storage_grant_the_backup_job_is_refused() {
         )
         .await
         .unwrap();
-        let access = s.pve.access();
-        access
-            .create_user(&UserCreate {
-                userid: "homelab@pve".into(),
-                password: None,
-                comment: None,
-                enable: Some(true),
-                expire: None,
-                groups: Vec::new(),
-            })
-            .await
-            .unwrap();
-        access
-            .create_role("HomelabProvisioner", &privileges())
-            .await
-            .unwrap();
-        let token = access
-            .create_token("homelab@pve", "homelab", false, None)
-            .await
-            .unwrap();
-        access
-            .update_acl(&AclUpdate {
-                path: "/".into(),
-                roles: vec!["HomelabProvisioner".into()],
-                users: vec!["homelab@pve".into()],
-                propagate: Some(true),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        s.pve = proxmox_client::Client::builder()
-            .base_url(&s.desired.proxmox.endpoint)
-            .api_token("homelab@pve!homelab", token.value.expose_secret())
-            .pin_fingerprint(s.desired.proxmox.fingerprint.as_deref().unwrap())
-            .build()
-            .unwrap();
+        // Not privilege-separated: the token has the user's ACL on `/` and nothing more.
+        crate::common::use_provisioning_token(&mut s, "homelab", false, &[]).await;
         let planned = s.plan().await.unwrap();
         let applied = homelab_cli::apply_plan(&s, &planned, 4, &Quiet)
             .await

@@ -706,8 +706,6 @@ fn a_template_on_zfs_is_removed_only_after_its_linked_clones() {
 /// needs: image downloads, imports, templates, clones, resizes, PCI mappings, backups.
 #[test]
 fn the_provisioning_role_builds_the_whole_fleet() {
-    use proxmox_client::requests::{AclUpdate, UserCreate};
-    use secrecy::ExposeSecret;
     let repo = repo();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -720,50 +718,8 @@ fn the_provisioning_role_builds_the_whole_fleet() {
         )
         .await
         .unwrap();
-        let access = s.pve.access();
-        access
-            .create_user(&UserCreate {
-                userid: "homelab@pve".into(),
-                password: None,
-                comment: None,
-                enable: Some(true),
-                expire: None,
-                groups: Vec::new(),
-            })
-            .await
-            .unwrap();
-        let privs = homelab_cli::privileges();
-        access
-            .create_role("HomelabProvisioner", &privs)
-            .await
-            .unwrap();
-        let token = access
-            .create_token("homelab@pve", "fleet", true, None)
-            .await
-            .unwrap();
-        for (users, tokens) in [
-            (vec!["homelab@pve".to_string()], vec![]),
-            (vec![], vec!["homelab@pve!fleet".to_string()]),
-        ] {
-            access
-                .update_acl(&AclUpdate {
-                    path: "/".into(),
-                    roles: vec!["HomelabProvisioner".into()],
-                    users,
-                    tokens,
-                    propagate: Some(true),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-        }
         // From here on only the restricted token talks to Proxmox.
-        s.pve = proxmox_client::Client::builder()
-            .base_url(&s.desired.proxmox.endpoint)
-            .api_token("homelab@pve!fleet", token.value.expose_secret())
-            .pin_fingerprint(s.desired.proxmox.fingerprint.as_deref().unwrap())
-            .build()
-            .unwrap();
+        crate::common::use_provisioning_token(&mut s, "fleet", true, &[]).await;
         let planned = s.plan().await.unwrap();
         let applied = homelab_cli::apply_plan(&s, &planned, 4, &homelab_cli::engine::graph::Quiet)
             .await
