@@ -1,5 +1,6 @@
-//! `homelab-cli import`: adopt existing containers. One `/cluster/resources` read, the
-//! configurations of the selected guests, then their declarations appended to homelab.yaml
+//! `homelab-cli import`: adopt existing containers and VMs. One `/cluster/resources` read,
+//! the configurations of the selected guests, then their declarations appended to
+//! homelab.yaml (`lxc.containers`, `vms.machines`)
 //! (a text insertion: the rest of the file is kept byte for byte) with `adopt: true`;
 //! secret values go into the SOPS secrets file. The next `up` takes ownership.
 
@@ -14,9 +15,10 @@ use zeroize::Zeroizing;
 use crate::context::{Context, Exit, OutputFormat, print_json, print_text};
 use crate::engine::observe;
 use crate::engine::observed::ObservedGuest;
-use crate::model::config::Container;
+use crate::model::config::{Container, Vm};
 use crate::model::desired::{self, GuestKind};
 use crate::model::import::{self, Inherited};
+use crate::model::import_vm;
 use crate::model::secrets::SecretValues;
 use crate::session::{Session, SimArgs, pve_error};
 use crate::workspace::{ConfigArg, format_of, write_atomic};
@@ -37,7 +39,8 @@ pub struct Args {
     /// Import the guests carrying this Proxmox tag (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
-    /// Import every container no homelab manages and homelab.yaml does not declare yet.
+    /// Import every guest (container or VM) no homelab manages and homelab.yaml does not
+    /// declare yet.
     #[arg(long, conflicts_with_all = ["vmids", "names", "tags"])]
     pub all: bool,
     /// OS template recorded for re-creation, when `lxc.defaults.template` names none
@@ -57,7 +60,7 @@ pub struct Args {
 pub struct Report {
     /// Guests added, by VMID and name.
     pub imported: Vec<(u32, String)>,
-    /// The YAML appended to `lxc.containers`.
+    /// The YAML appended to `lxc.containers` and `vms.machines`.
     pub yaml: String,
     /// Paths of the values written to the SOPS secrets file.
     pub secrets: Vec<String>,
@@ -89,12 +92,12 @@ pub async fn run(args: Args, _ctx: &Context) -> miette::Result<Exit> {
 
 fn text(r: &Report, dry_run: bool) -> String {
     if r.imported.is_empty() {
-        return "Nothing to import: every container is declared or managed already.\n".into();
+        return "Nothing to import: every guest is declared or managed already.\n".into();
     }
     let mut out = String::new();
     let verb = if dry_run { "Would add" } else { "Added" };
     out.push_str(&format!(
-        "{verb} {} container(s) to lxc.containers:\n\n{}",
+        "{verb} {} guest(s) to homelab.yaml:\n\n{}",
         r.imported.len(),
         r.yaml
     ));
@@ -170,16 +173,6 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
             }
             return Ok(false);
         }
-        if g.kind == GuestKind::Qemu {
-            if explicit {
-                return Err(miette!(
-                    help = "declare the VM under `vms.machines` by hand",
-                    "vm {} is a QEMU VM: import adopts LXC containers only",
-                    g.vmid
-                ));
-            }
-            return Ok(false);
-        }
         Ok(true)
     };
     for vmid in &args.vmids {
@@ -237,7 +230,8 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
     if let Some(g) = chosen.iter().find(|g| g.lock.is_some()) {
         return Err(miette!(
             help = "wait for the operation to finish (or `pct unlock` it if it is stale), then import again",
-            "ct {} \"{}\" is locked ({}): nothing was imported",
+            "{} {} \"{}\" is locked ({}): nothing was imported",
+            g.kind.noun(),
             g.vmid,
             g.name.clone().unwrap_or_default(),
             g.lock.clone().unwrap_or_default()
@@ -263,7 +257,8 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
     let ws = &session.ws;
     let old_secrets = ws.secrets()?;
     let inherited = Inherited::of(&ws.loaded, &old_secrets);
-    if !inherited.has_template && args.template.is_none() {
+    let containers = which.iter().any(|w| w.1 == GuestKind::Lxc);
+    if containers && !inherited.has_template && args.template.is_none() {
         return Err(miette!(
             help =
                 "set `lxc.defaults.template`, or pass `--template local:vztmpl/<file>` (or a URL)",
@@ -271,6 +266,7 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
         ));
     }
     let mut items: Vec<(Container, String)> = Vec::new();
+    let mut vm_items: Vec<(Vm, String)> = Vec::new();
     let mut new_secrets: Vec<(String, String)> = Vec::new();
     let mut notes = Vec::new();
     let mut imported = Vec::new();
@@ -280,18 +276,41 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
         .iter()
         .map(|g| (g.name.clone(), g.vmid))
         .collect();
-    for (node, _, vmid) in &which {
+    for (node, kind, vmid) in &which {
         let Some(g) = observed.guests.iter().find(|g| g.vmid == *vmid) else {
             continue;
         };
+        let noun = kind.noun();
         let Some(cfg) = &g.config else {
-            return Err(miette!("the configuration of ct {vmid} could not be read"));
+            return Err(miette!("the configuration of {noun} {vmid} could not be read"));
         };
         if let Some(l) = cfg.props.get("lock") {
             return Err(miette!(
                 help = "wait for the operation to finish, then import again",
-                "ct {vmid} is locked ({l}): nothing was imported"
+                "{noun} {vmid} is locked ({l}): nothing was imported"
             ));
+        }
+        if *kind == GuestKind::Qemu {
+            let m = import_vm::map_vm(*vmid, node, &inherited.node, &cfg.props, "vms").map_err(
+                |e| {
+                    miette!(
+                        help = "declare it by hand, or change it on Proxmox first",
+                        "{e}"
+                    )
+                },
+            )?;
+            if let Some(other) = names.insert(m.vm.name.clone(), *vmid) {
+                return Err(miette!(
+                    help = "rename one of them on Proxmox first",
+                    "vm {vmid} is named \"{}\", which VMID {other} already uses",
+                    m.vm.name
+                ));
+            }
+            imported.push((*vmid, m.vm.name.clone()));
+            notes.extend(m.notes);
+            new_secrets.extend(m.secrets);
+            vm_items.push((m.vm, format!("imported from vm {vmid} on {node}")));
+            continue;
         }
         let mut m =
             import::map_container(*vmid, node, &cfg.props, &inherited, "lxc").map_err(|e| {
@@ -319,9 +338,20 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
     let path = ws.loaded.path.clone();
     let old_text = std::fs::read_to_string(&path)
         .map_err(|e| miette!("cannot read {}: {e}", path.display()))?;
-    let new_text = import::insert_containers(&old_text, &items)
-        .map_err(|e| miette!("cannot add to {}: {e}", path.display()))?;
-    let yaml = import::render_items(&items, 4).map_err(|e| miette!("{e}"))?;
+    let mut new_text = old_text.clone();
+    let mut yaml = String::new();
+    if !items.is_empty() {
+        new_text = import::insert_containers(&new_text, &items)
+            .map_err(|e| miette!("cannot add to {}: {e}", path.display()))?;
+        yaml.push_str("lxc.containers:\n");
+        yaml.push_str(&import::render_items(&items, 2).map_err(|e| miette!("{e}"))?);
+    }
+    if !vm_items.is_empty() {
+        new_text = import::insert_vms(&new_text, &vm_items)
+            .map_err(|e| miette!("cannot add to {}: {e}", path.display()))?;
+        yaml.push_str("vms.machines:\n");
+        yaml.push_str(&import::render_items(&vm_items, 2).map_err(|e| miette!("{e}"))?);
+    }
     // The edited file must load and resolve before anything is written.
     let mut pairs: Vec<(String, String)> = old_secrets
         .paths()

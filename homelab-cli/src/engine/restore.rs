@@ -3,6 +3,7 @@
 //! content listing per backup storage) and choosing the archive (pure).
 
 use proxmox_client::Client;
+use proxmox_client::ParamValue;
 use serde::Serialize;
 
 use super::observed::Observed;
@@ -115,6 +116,46 @@ pub async fn observe(
     Ok(())
 }
 
+/// The create parameters that restore VM `d` from `volid` (qemu-server
+/// `PVE/API2/Qemu.pm` `create_vm`): `archive` plus `storage` (the boot disk's storage: the
+/// archive's drives are allocated there, `$parse_backup_hints`), the declared settings
+/// without drives (drives conflict with `archive`; the other parameters are the
+/// `override_conf` written over the backed-up configuration, `restore_merge_config`).
+/// Neither `unique` (the VM comes back as itself: same MACs and SMBIOS UUID) nor `force`
+/// (it only overwrites an existing VM, which a restore never targets). Also the boot disk
+/// to grow afterwards, when the declaration asks for more than the archive may hold.
+pub fn qemu_params(
+    d: &crate::model::desired::DesiredGuest,
+    volid: &str,
+    params: Vec<(String, ParamValue)>,
+) -> (
+    Vec<(String, ParamValue)>,
+    Option<(String, crate::model::config::Size)>,
+) {
+    let mut out: Vec<(String, ParamValue)> = params
+        .into_iter()
+        .filter(|(k, _)| !d.disks.contains_key(k) && !is_drive(k))
+        .collect();
+    out.push(("archive".into(), ParamValue::Str(volid.to_string())));
+    let boot = d.disks.get("scsi0").or_else(|| d.disks.values().next());
+    if let Some(disk) = boot {
+        out.push(("storage".into(), ParamValue::Str(disk.storage.clone())));
+    }
+    let grow = d
+        .disks
+        .get("scsi0")
+        .and_then(|s| s.size)
+        .map(|size| ("scsi0".to_string(), size));
+    (out, grow)
+}
+
+/// Whether `key` names a QEMU drive (qemu-server `Drive::is_valid_drivename`).
+fn is_drive(key: &str) -> bool {
+    ["ide", "sata", "scsi", "virtio", "efidisk", "tpmstate"]
+        .iter()
+        .any(|p| proxmox_client::property::is_numbered(key, p))
+}
+
 /// Why a restore cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -133,6 +174,45 @@ pub enum RestoreError {
         /// What is wrong.
         why: String,
     },
+    /// A missing VM with nothing to build it from (an adopted VM declared as it was, with
+    /// neither `image` nor `clone`) and no backup to restore it from.
+    #[error(
+        "vm {vmid} \"{name}\" does not exist and cannot be created: it has no `image` or `clone` to build it from, and {why}"
+    )]
+    NothingToCreateFrom {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// `no backup of it was found` / `it has no \`restore\``.
+        why: String,
+    },
+}
+
+/// Whether `d` is a VM that only a restore can bring back: an adopted VM declared as it
+/// was, with no image, template or ISO to build a new one from.
+pub fn restore_only(d: &crate::model::desired::DesiredGuest) -> bool {
+    d.kind == GuestKind::Qemu && d.boot.is_none() && d.iso.is_none() && d.talos.is_none()
+}
+
+/// A missing guest that only a restore can bring back must have an archive.
+pub fn check_creatable(
+    desired: &Desired,
+    d: &crate::model::desired::DesiredGuest,
+    archive: Option<&BackupArchive>,
+) -> Result<(), RestoreError> {
+    if !restore_only(d) || archive.is_some() {
+        return Ok(());
+    }
+    Err(RestoreError::NothingToCreateFrom {
+        vmid: d.vmid,
+        name: d.name.clone(),
+        why: if desired.restore.contains_key(&d.vmid) {
+            "no backup of it is in any backup storage".into()
+        } else {
+            "it has no `restore: latest` to bring it back from a backup".into()
+        },
+    })
 }
 
 /// The archive a missing guest is restored from: `None` when it is created empty

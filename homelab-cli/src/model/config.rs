@@ -707,6 +707,27 @@ guest_settings! {
         /// A note shown in Proxmox (the ownership marker is appended).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub description: Option<String>,
+        /// Take over an existing VM of this VMID that carries no owner marker (`homelab-cli
+        /// import` writes this): `up` adds the ownership tag and marker and nothing else,
+        /// never restarting or re-creating it. An adopted VM without its own `image` or
+        /// `clone` is declared as it is: `vms.defaults` and presets do not apply to it, and
+        /// what it leaves out is left as Proxmox has it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub adopt: bool,
+        /// Further Proxmox configuration keys, set verbatim (`machine`, `cpu`, `bios`,
+        /// `agent`, `serial0`, `vga`, `boot`, a full `net0`, ...): what `import` found that
+        /// the fields above do not cover. A key here overrides the value the fields derive.
+        /// Values may reference secrets. Drives are not set here (they come from the image,
+        /// the template or a backup). Keys removed from here are left as they are on Proxmox.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub options: BTreeMap<String, String>,
+        /// When the VM does not exist, restore it from a vzdump backup instead of creating
+        /// it: `latest` (the newest archive of its VMID in any backup storage; created from
+        /// its image or template when there is none) or a backup volume
+        /// (`backups:backup/vzdump-qemu-201-2026_01_02-03_04_05.vma.zst`). The declared
+        /// settings are applied over the backed-up ones. Never touches an existing VM.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub restore: Option<String>,
     }
     shared {
         /// Cloud image (a key of `images`) the boot disk is imported from. Changing it

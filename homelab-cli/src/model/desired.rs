@@ -1068,6 +1068,8 @@ pub fn resolve(
     }
     let compiled = super::vms::compile(l, secrets, &mut errs, &mut taken);
     guests.extend(compiled.guests);
+    adopt.extend(compiled.adopt);
+    restore.extend(compiled.restore);
     let ssh = c.proxmox.ssh.as_ref().and_then(|s| {
         let host = match &s.host {
             Some(h) => text("proxmox.ssh.host", h, &mut errs)?.0,

@@ -160,8 +160,10 @@ pub struct Imported {
 #[non_exhaustive]
 pub enum ImportError {
     /// Its configuration holds something the model cannot declare.
-    #[error("ct {vmid}: {key} = \"{value}\" cannot be declared: {why}")]
+    #[error("{kind} {vmid}: {key} = \"{value}\" cannot be declared: {why}")]
     Unsupported {
+        /// `ct` or `vm`.
+        kind: &'static str,
         /// VMID.
         vmid: u32,
         /// Config key.
@@ -191,7 +193,7 @@ fn secret_name(name: &str) -> bool {
 }
 
 /// Whether an option's value must go into the SOPS file.
-fn is_secret_option(key: &str, value: &str) -> bool {
+pub(crate) fn is_secret_option(key: &str, value: &str) -> bool {
     if secret_name(key) {
         return true;
     }
@@ -222,6 +224,7 @@ pub fn map_container(
     secret_prefix: &str,
 ) -> Result<Imported, ImportError> {
     let unsupported = |key: &str, value: &str, why: &str| ImportError::Unsupported {
+        kind: "ct",
         vmid,
         key: key.to_string(),
         value: value.to_string(),
@@ -558,7 +561,10 @@ fn map_net0(ct: &mut Container, v: &str, inherited: &Inherited) -> bool {
 }
 
 /// The declarations rendered as YAML list items at `indent` (the column of `-`).
-pub fn render_items(items: &[(Container, String)], indent: usize) -> Result<String, String> {
+pub fn render_items<T: serde::Serialize>(
+    items: &[(T, String)],
+    indent: usize,
+) -> Result<String, String> {
     let pad = " ".repeat(indent);
     let mut out = String::new();
     for (ct, comment) in items {
@@ -586,6 +592,23 @@ fn is_content(line: &str) -> bool {
 /// Insert container declarations into homelab.yaml's text: appended to `lxc.containers`
 /// (created when missing), every other line left as it was.
 pub fn insert_containers(text: &str, items: &[(Container, String)]) -> Result<String, String> {
+    insert_list(text, "lxc", "containers", items)
+}
+
+/// Insert VM declarations into homelab.yaml's text: appended to `vms.machines` (created
+/// when missing), every other line left as it was.
+pub fn insert_vms(text: &str, items: &[(super::config::Vm, String)]) -> Result<String, String> {
+    insert_list(text, "vms", "machines", items)
+}
+
+/// Append `items` to the block list `<section>.<list>` of homelab.yaml's text.
+fn insert_list<T: serde::Serialize>(
+    text: &str,
+    section: &str,
+    list: &str,
+    items: &[(T, String)],
+) -> Result<String, String> {
+    let key = format!("{list}:");
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let top = |l: &str, key: &str| {
         indent_of(l) == 0
@@ -593,12 +616,12 @@ pub fn insert_containers(text: &str, items: &[(Container, String)]) -> Result<St
                 .strip_prefix(key)
                 .is_some_and(|r| r.starts_with(':'))
     };
-    let Some(lxc) = lines.iter().position(|l| top(l, "lxc")) else {
+    let Some(lxc) = lines.iter().position(|l| top(l, section)) else {
         let mut out = text.to_string();
         if !out.is_empty() && !out.ends_with('\n') {
             out.push('\n');
         }
-        out.push_str("\nlxc:\n  containers:\n");
+        out.push_str(&format!("\n{section}:\n  {list}:\n"));
         out.push_str(&render_items(items, 4)?);
         return Ok(out);
     };
@@ -611,7 +634,7 @@ pub fn insert_containers(text: &str, items: &[(Container, String)]) -> Result<St
         .map_or(lines.len(), |(i, _)| i);
     let containers = (lxc + 1..lxc_end).find(|&i| {
         let t = lines[i].trim_start();
-        is_content(lines[i]) && t.starts_with("containers:")
+        is_content(lines[i]) && t.starts_with(key.as_str())
     });
     let Some(ci) = containers else {
         // No `containers:` yet: add it at the end of the block.
@@ -619,15 +642,15 @@ pub fn insert_containers(text: &str, items: &[(Container, String)]) -> Result<St
             .find(|&i| is_content(lines[i]))
             .map_or(2, |i| indent_of(lines[i]));
         let at = last_content(&lines, lxc, lxc_end) + 1;
-        let mut block = format!("{}containers:\n", " ".repeat(indent));
+        let mut block = format!("{}{key}\n", " ".repeat(indent));
         block.push_str(&render_items(items, indent + 2)?);
         return Ok(splice(&lines, at, &block));
     };
     let key_indent = indent_of(lines[ci]);
-    let rest = lines[ci].trim().trim_start_matches("containers:").trim();
+    let rest = lines[ci].trim().trim_start_matches(key.as_str()).trim();
     let rest = rest.split(" #").next().unwrap_or("").trim();
     if rest == "[]" {
-        let mut block = format!("{}containers:\n", " ".repeat(key_indent));
+        let mut block = format!("{}{key}\n", " ".repeat(key_indent));
         block.push_str(&render_items(items, key_indent + 2)?);
         let mut out: String = lines[..ci].concat();
         out.push_str(&block);
@@ -636,7 +659,7 @@ pub fn insert_containers(text: &str, items: &[(Container, String)]) -> Result<St
     }
     if !rest.is_empty() {
         return Err(format!(
-            "line {}: `containers:` is written inline; write it as a block list to import into it",
+            "line {}: `{key}` is written inline; write it as a block list to import into it",
             ci + 1
         ));
     }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod desired;
 pub mod handoff;
 pub mod import;
+pub mod import_vm;
 pub mod layers;
 pub mod metal;
 pub mod patches;
@@ -20,6 +21,7 @@ pub mod sdn;
 pub mod secrets;
 pub mod spans;
 pub mod storages;
+pub mod vm_adopt;
 pub mod vms;
 
 use std::path::{Path, PathBuf};

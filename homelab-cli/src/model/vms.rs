@@ -142,6 +142,10 @@ pub struct Compiled {
     pub pci_mappings: BTreeSet<DesiredPciMapping>,
     /// Image volumes that must already be in storage: (node, volid, who uses it).
     pub existing_images: BTreeSet<(String, String, String)>,
+    /// VMIDs of VMs to take over (`adopt: true`).
+    pub adopt: BTreeSet<u32>,
+    /// Per VMID, what a missing VM is restored from.
+    pub restore: BTreeMap<u32, String>,
 }
 
 /// Percent-encode like JavaScript's `encodeURIComponent`, which is how the Proxmox GUI
@@ -374,7 +378,26 @@ pub(crate) fn validate(l: &Loaded, errs: &mut Vec<ConfigError>) {
         }
         check_settings(l, errs, &p, &vm.settings());
         let s = v.effective(i).unwrap_or_default();
+        if super::vm_adopt::as_is(vm) && vm.preset.is_some() {
+            errs.push(
+                l.error_at(&format!("{p}.preset"), "an adopted VM without `image` or `clone` is declared as it is and takes no preset")
+                    .with_help("write its settings on the VM itself (as `homelab-cli import` does)"),
+            );
+        }
+        if let Some(r) = &vm.restore
+            && r != "latest"
+            && !r.contains(":backup/")
+        {
+            errs.push(
+                l.error_at(
+                    &format!("{p}.restore"),
+                    format!("`{r}` is neither `latest` nor a backup volume"),
+                )
+                .with_help("e.g. `latest`, or `backups:backup/vzdump-qemu-201-2026_01_02-03_04_05.vma.zst` (`homelab-cli backup list` shows them)"),
+            );
+        }
         match (&vm.clone, &s.image) {
+            _ if super::vm_adopt::as_is(vm) => {}
             (Some(t), _) => {
                 if !v.templates.iter().any(|x| &x.name == t) {
                     let names = v.templates.iter().map(|x| &x.name);
@@ -696,6 +719,17 @@ pub(crate) fn compile(
                 .filter(|n| v.presets.get(*n).is_some_and(f))
         };
         let node = vm.node.clone().unwrap_or_else(|| c.proxmox.node.clone());
+        if vm.adopt {
+            out.adopt.insert(vmid);
+        }
+        if let Some(r) = &vm.restore {
+            out.restore.insert(vmid, r.clone());
+        }
+        if super::vm_adopt::as_is(vm) {
+            let g = super::vm_adopt::compile(l, secrets, errs, &p, vm, vmid, node, taken);
+            out.guests.push(g);
+            continue;
+        }
         let (boot, storage) = match &vm.clone {
             Some(t) => {
                 let Some((tvmid, tnode, tstorage)) = template_of.get(t.as_str()).cloned() else {
@@ -911,6 +945,7 @@ pub(crate) fn compile(
             snippet = Some(sn.volid());
             out.snippets.insert(sn);
         }
+        super::vm_adopt::apply_options(l, &p, vm, secrets, &mut props, &mut sensitive, errs);
         let disks = boot_disks(
             &b.storage,
             Some(s.disk.unwrap_or(Size::from_gib(10))),
@@ -948,7 +983,7 @@ pub(crate) fn compile(
 }
 
 /// `mapping=<id>,pcie=1,x-vga=1,rombar=0` (defaults left out, as Proxmox writes them).
-fn hostpci_value(mapping: &str, d: &PciPassthrough) -> String {
+pub(crate) fn hostpci_value(mapping: &str, d: &PciPassthrough) -> String {
     let mut v = format!("mapping={mapping}");
     if d.pcie {
         v.push_str(",pcie=1");

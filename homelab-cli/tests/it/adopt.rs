@@ -262,7 +262,7 @@ fn an_existing_lab_is_imported_and_adopted_without_restarts() {
     let out = repo.cli(&["import", "--simulate", "--all", "--dry-run"]);
     assert!(out.status.success(), "{}", flat(&out.stderr));
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(shown.contains("Would add 11 container(s)"), "{shown}");
+    assert!(shown.contains("Would add 11 guest(s)"), "{shown}");
     assert!(shown.contains("- name: postgresql"), "{shown}");
     assert_eq!(std::fs::read_to_string(repo.config()).unwrap(), before);
     let secrets_before = std::fs::read(repo.dir.path().join("secrets.enc.yaml")).unwrap();

@@ -17,7 +17,12 @@
 //!   worker is `vzrestore`.
 //! - qemu-server `src/PVE/API2/Qemu.pm` `create_vm`: `archive` conflicts with drive
 //!   parameters ("option conflicts with option 'archive'"); disks come from the archive's
-//!   configuration onto `storage`; the worker is `qmrestore`.
+//!   configuration onto `storage`; the worker is `qmrestore`; the config holds
+//!   `lock: create` from `create_and_lock_config` until the restored one is written; the
+//!   passed settings win over the archive's (`override_conf`, `restore_merge_config`).
+//!   qemu-server `src/PVE/QemuServer.pm` `restore_update_config_line` (drives with
+//!   `backup=0` dropped, `vmgenid` renewed, MACs and the SMBIOS UUID renewed with `unique`)
+//!   and `$parse_backup_hints` (a new cloud-init drive on `storage`).
 
 use std::collections::BTreeMap;
 
@@ -323,9 +328,52 @@ pub fn restore_params(st: &State, kind: Kind, p: &mut Params) -> ApiResult<Optio
     }
     let storage = p.get("storage").cloned();
     let storage_only = !p.keys().any(|k| super::guests::is_disk_key(k));
+    let unique = flag(p, "unique", false);
     for (k, v) in &a.config {
         if p.contains_key(k) || k.starts_with("unused") || k == "template" {
             continue;
+        }
+        if kind == Kind::Qemu {
+            // qemu-server `restore_update_config_line`: a drive marked `backup=0` is not
+            // restored (its line is commented out); `vmgenid` is always new; with `unique`
+            // each NIC gets a new MAC and `smbios1` a new UUID. `$parse_backup_hints`
+            // allocates a fresh cloud-init drive (`vm-<vmid>-cloudinit`) on `storage`.
+            let drive = super::guests::is_disk_key(k);
+            let fresh = if drive && v.split(',').any(|o| o == "backup=0") {
+                None
+            } else if drive && v.contains("cloudinit") {
+                let own = volid_of(v).split(':').next().unwrap_or("local").to_string();
+                let target = storage.clone().unwrap_or(own);
+                Some(format!("{target}:cloudinit,media=cdrom"))
+            } else if k == "vmgenid" && v != "0" {
+                Some(crate::pve::auth::uuid())
+            } else if k == "smbios1" && unique {
+                let mut s = format!("uuid={}", crate::pve::auth::uuid());
+                for o in v.split(',').filter(|o| !o.starts_with("uuid=")) {
+                    s.push(',');
+                    s.push_str(o);
+                }
+                Some(s)
+            } else if unique && !drive && k.starts_with("net") {
+                let (first, rest) = v.split_once(',').unwrap_or((v.as_str(), ""));
+                let model = first.split('=').next().unwrap_or("virtio");
+                let mut s = format!("{model}={}", super::guests::gen_mac());
+                if !rest.is_empty() {
+                    s.push(',');
+                    s.push_str(rest);
+                }
+                Some(s)
+            } else {
+                Some(String::new())
+            };
+            match fresh {
+                None => continue,
+                Some(s) if !s.is_empty() => {
+                    p.insert(k.clone(), s);
+                    continue;
+                }
+                Some(_) => {}
+            }
         }
         let value = if super::guests::is_disk_key(k) {
             if !storage_only || v.contains("media=cdrom") {

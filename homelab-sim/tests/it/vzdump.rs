@@ -60,12 +60,15 @@ async fn vzdump_then_restore_a_vm_across_a_reinstall() {
                 ("name", "vm-a"),
                 ("memory", "2048"),
                 ("scsi0", "tank:8"),
+                ("scsi1", "tank:1,backup=0"),
+                ("ide2", "tank:cloudinit"),
                 ("net0", "virtio,bridge=vmbr0"),
             ],
         )
         .await;
     api.wait_ok(r).await;
     let cfg = api.get("/nodes/pve/qemu/300/config").await.data().clone();
+    let (old_net, old_genid) = (cfg["net0"].clone(), cfg["vmgenid"].clone());
     let disk = cfg["scsi0"]
         .as_str()
         .unwrap()
@@ -150,15 +153,34 @@ async fn vzdump_then_restore_a_vm_across_a_reinstall() {
     let r = api
         .post(
             "/nodes/pve/qemu",
-            &[("vmid", "300"), ("archive", &volid), ("storage", "tank")],
+            &[
+                ("vmid", "300"),
+                ("archive", &volid),
+                ("storage", "tank"),
+                ("unique", "1"),
+                ("name", "vm-b"),
+            ],
         )
         .await;
     let upid = r.data().as_str().unwrap().to_string();
     assert!(upid.contains(":qmrestore:300:"), "{upid}");
     api.wait_ok(r).await;
     let cfg = api.get("/nodes/pve/qemu/300/config").await.data().clone();
-    assert_eq!(cfg["name"], "vm-a");
+    // The passed settings win over the archive's (qemu-server `restore_merge_config`).
+    assert_eq!(cfg["name"], "vm-b");
     assert_eq!(cfg["memory"], "2048");
+    assert!(cfg.get("lock").is_none(), "{cfg}");
+    // `backup=0` drives are not restored; the cloud-init drive is new on `storage`;
+    // `vmgenid` is renewed, and with `unique` the MAC too (`restore_update_config_line`).
+    assert!(cfg.get("scsi1").is_none(), "{cfg}");
+    assert_eq!(cfg["ide2"], "tank:vm-300-cloudinit,media=cdrom", "{cfg}");
+    assert_ne!(cfg["vmgenid"], old_genid);
+    assert_ne!(cfg["net0"], old_net);
+    assert!(
+        cfg["net0"].as_str().unwrap().starts_with("virtio=")
+            && cfg["net0"].as_str().unwrap().ends_with(",bridge=vmbr0"),
+        "{cfg}"
+    );
     let disk = cfg["scsi0"]
         .as_str()
         .unwrap()

@@ -143,25 +143,54 @@ pub(super) async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepEr
         params.push((k.clone(), ParamValue::Str(v.clone())));
     }
     params.push(("tags".into(), ParamValue::Str(d.tags(&env.desired.lab))));
-    // A missing container with `restore`: the archive instead of the OS template, the
-    // declared settings over the backed-up ones (pve-container `create_vm` with `restore`).
-    // The archives are listed again: a backup storage may have been added by this run.
-    let restoring = env.observed.guest(d.vmid).is_none()
-        && d.kind == GuestKind::Lxc
-        && env.desired.restore.contains_key(&d.vmid);
+    // A missing guest with `restore`: the archive instead of the OS template (containers)
+    // or the drives (VMs), the declared settings over the backed-up ones. The archives are
+    // listed again: a backup storage may have been added by this run.
+    let restoring =
+        env.observed.guest(d.vmid).is_none() && env.desired.restore.contains_key(&d.vmid);
     let mut now = Observed::default();
     if restoring {
         now.backups = crate::engine::restore::list(&env.pve, std::slice::from_ref(&d.node))
             .await
             .map_err(|e| StepError::new(format!("list backups: {e}")))?;
     }
-    if restoring
-        && let Some(b) = crate::engine::restore::pick(&env.desired, &now, d.vmid)
+    let archive = if restoring {
+        crate::engine::restore::pick(&env.desired, &now, d.vmid)
             .map_err(|e| StepError::new(e.to_string()))?
-    {
-        params.retain(|(k, _)| k != "ostemplate");
-        params.push(("ostemplate".into(), ParamValue::Str(b.volid.clone())));
-        params.push(("restore".into(), ParamValue::Bool(true)));
+    } else {
+        None
+    };
+    crate::engine::restore::check_creatable(&env.desired, d, archive)
+        .map_err(|e| StepError::new(e.to_string()))?;
+    if let Some(b) = archive {
+        match d.kind {
+            // pve-container `create_vm` with `restore`.
+            GuestKind::Lxc => {
+                params.retain(|(k, _)| k != "ostemplate");
+                params.push(("ostemplate".into(), ParamValue::Str(b.volid.clone())));
+                params.push(("restore".into(), ParamValue::Bool(true)));
+            }
+            GuestKind::Qemu => {
+                let (p, resume) = crate::engine::restore::qemu_params(d, &b.volid, params);
+                params = p;
+                let create = GuestCreate {
+                    vmid: d.vmid,
+                    params,
+                };
+                let task = env
+                    .pve
+                    .node(&d.node)
+                    .create_guest(d.kind.into(), &create)
+                    .await
+                    .map_err(|e| StepError::new(format!("restore from {}: {e}", b.volid)))?;
+                finish(env, task, "restore").await?;
+                if let Some((disk, size)) = resume {
+                    grow(env, d, &disk, size).await?;
+                }
+                start_guest(env, d).await?;
+                return Ok(format!("restored from {} and started", b.volid));
+            }
+        }
     }
     let create = GuestCreate {
         vmid: d.vmid,

@@ -217,6 +217,8 @@ pub(super) fn guest_actions(d: &DesiredGuest, g: &ObservedGuest, lab: &str) -> V
         // Proxmox omits some keys at their default; an absent key reads as the default.
         let have: Option<&str> = match (lxc, k.as_str(), have) {
             (true, "onboot" | "unprivileged", None) => Some("0"),
+            // A VM's `onboot` defaults to 0 as well (qemu-server's schema).
+            (false, "onboot", None) => Some("0"),
             _ => have.map(String::as_str),
         };
         if lxc

@@ -257,12 +257,21 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
         match by_vmid.get(&d.vmid) {
             None => {
                 let mut c = create(d, lab);
+                if !desired.restore.contains_key(&d.vmid) {
+                    crate::engine::restore::check_creatable(desired, d, None)?;
+                }
                 if desired.restore.contains_key(&d.vmid)
                     && let Action::Create { config, .. } = &mut c
                 {
                     match crate::engine::restore::pick(desired, observed, d.vmid)? {
                         Some(b) => {
                             config.remove("ostemplate");
+                            // A VM's drives come from the archive.
+                            if d.kind == GuestKind::Qemu {
+                                for k in d.disks.keys() {
+                                    config.remove(k);
+                                }
+                            }
                             config.insert("restore".into(), b.volid.clone());
                         }
                         None => {
@@ -281,6 +290,9 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
                                 })
                                 .map(|s| s.id.as_str())
                                 .collect();
+                            if adding.is_empty() {
+                                crate::engine::restore::check_creatable(desired, d, None)?;
+                            }
                             let text = if adding.is_empty() {
                                 "(no backup of this VMID found: created empty)".to_string()
                             } else {
