@@ -5,6 +5,7 @@ pub mod apply;
 pub mod backups;
 pub mod day2;
 pub mod graph;
+pub mod guest_pools;
 pub mod image;
 pub mod observe;
 pub mod observed;

@@ -143,6 +143,9 @@ pub async fn list(client: &Client) -> Result<Observed, proxmox_client::Error> {
             }),
             "qemu" | "lxc" => {
                 let Some(vmid) = r.vmid else { continue };
+                if let Some(pool) = r.pool.clone().filter(|p| !p.is_empty()) {
+                    observed.guest_pools.insert(vmid, pool);
+                }
                 observed.guests.push(ObservedGuest {
                     vmid,
                     node: r.node.clone().unwrap_or_default(),

@@ -81,6 +81,9 @@ pub struct Observed {
     /// `storage.cfg` by storage ID (read only when storages are declared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storages: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Per VMID, the pool a guest is in (the `pool` field of `/cluster/resources`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub guest_pools: BTreeMap<u32, String>,
     /// Resource pools (read only when pools are declared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pools: Option<Vec<super::pools::ObservedPool>>,

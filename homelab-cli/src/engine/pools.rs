@@ -30,7 +30,8 @@ pub async fn observe(
     client: &Client,
     desired: &Desired,
 ) -> Result<Option<Vec<ObservedPool>>, proxmox_client::Error> {
-    if desired.pools.is_empty() {
+    // Guests' `pool:` must name a declared or existing pool.
+    if desired.pools.is_empty() && desired.guest_pools.is_empty() {
         return Ok(None);
     }
     let list: Vec<Value> = client.get("/pools", &[]).await?;

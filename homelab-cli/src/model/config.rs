@@ -502,6 +502,11 @@ guest_settings! {
         /// settings are applied over the backed-up ones. Never touches an existing container.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub restore: Option<String>,
+        /// Resource pool the container belongs to (declared under `pools:`, or existing):
+        /// set on creation, moved into it when it is elsewhere. Without it, its pool
+        /// membership is left as it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pool: Option<String>,
     }
     shared {
         /// OS template: an `http(s)://` URL (downloaded once into `proxmox.template_storage`
@@ -728,6 +733,11 @@ guest_settings! {
         /// settings are applied over the backed-up ones. Never touches an existing VM.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub restore: Option<String>,
+        /// Resource pool the VM belongs to (declared under `pools:`, or existing): set on
+        /// creation, moved into it when it is elsewhere. Without it, its pool membership is
+        /// left as it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pool: Option<String>,
     }
     shared {
         /// Cloud image (a key of `images`) the boot disk is imported from. Changing it

@@ -63,6 +63,8 @@ pub struct Desired {
     pub storages: Vec<super::storages::DesiredStorage>,
     /// Declared resource pools.
     pub pools: Vec<super::pools::DesiredPool>,
+    /// Per VMID, the resource pool a guest belongs to (`pool:` on a container or VM).
+    pub guest_pools: BTreeMap<u32, String>,
     /// Per VMID, what a missing guest is restored from (`latest` or a backup volume).
     pub restore: BTreeMap<u32, String>,
     /// The Talos cluster, if any.
@@ -775,6 +777,7 @@ pub fn resolve(
     let mut templates = BTreeSet::new();
     let mut adopt = BTreeSet::new();
     let mut restore = BTreeMap::new();
+    let mut guest_pools: BTreeMap<u32, String> = BTreeMap::new();
     // Static addresses already given out (Talos nodes first), to report clashes.
     let mut taken: BTreeMap<IpAddr, String> = guests
         .iter()
@@ -986,6 +989,10 @@ pub fn resolve(
             if ct.adopt {
                 adopt.insert(vmid);
             }
+            if let Some(pool) = &ct.pool {
+                super::vm_adopt::check_pool(l, &format!("{path}.pool"), pool, &mut errs);
+                guest_pools.insert(vmid, pool.clone());
+            }
             if let Some(r) = &ct.restore {
                 if r == "latest" || r.contains(":backup/") {
                     restore.insert(vmid, r.clone());
@@ -1070,6 +1077,7 @@ pub fn resolve(
     guests.extend(compiled.guests);
     adopt.extend(compiled.adopt);
     restore.extend(compiled.restore);
+    guest_pools.extend(compiled.pools);
     let ssh = c.proxmox.ssh.as_ref().and_then(|s| {
         let host = match &s.host {
             Some(h) => text("proxmox.ssh.host", h, &mut errs)?.0,
@@ -1165,6 +1173,7 @@ pub fn resolve(
         restore,
         storages,
         pools,
+        guest_pools,
         talos,
         backups,
         sdn: c.sdn.as_ref().map(|s| super::sdn::resolve(s, &c.name)),

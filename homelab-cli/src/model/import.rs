@@ -255,6 +255,7 @@ pub fn map_container(
         adopt: true,
         options: BTreeMap::new(),
         restore: None,
+        pool: None,
         template: None,
         cores: None,
         memory: None,

@@ -42,6 +42,7 @@ fn empty_vm(name: String, vmid: u32) -> Vm {
         adopt: true,
         options: BTreeMap::new(),
         restore: None,
+        pool: None,
         image: None,
         cores: None,
         memory: None,
@@ -249,7 +250,7 @@ pub fn map_vm(
     }
     let mut secrets = Vec::new();
     for (k, v) in options {
-        if super::import::is_secret_option(&k, &v) {
+        if super::import::is_secret_option(&k, &v) || holds_secret(&v) {
             let path = format!("{secret_prefix}.{name}.{k}");
             vm.options.insert(k, format!("${{secret:{path}}}"));
             secrets.push((path, v));
@@ -258,6 +259,19 @@ pub fn map_vm(
         }
     }
     Ok(ImportedVm { vm, secrets, notes })
+}
+
+/// Whether a value carries a `name=value` part whose name says secret (`args` with
+/// `-device ...,password=...`, `-object secret,...`).
+fn holds_secret(v: &str) -> bool {
+    v.split([',', ' '])
+        .filter_map(|p| p.split_once('=').map(|(k, _)| k))
+        .any(|k| {
+            let k = k.to_ascii_lowercase();
+            ["password", "passwd", "secret", "token", "key"]
+                .iter()
+                .any(|w| k == *w || k.ends_with(&format!("-{w}")) || k.ends_with(&format!("_{w}")))
+        })
 }
 
 fn startup(v: &str) -> Option<Startup> {

@@ -226,3 +226,13 @@ pub(crate) fn compile(
         snippet: None,
     }
 }
+
+/// A guest's `pool:` must be a Proxmox pool ID (pve-manager `verify_poolname`).
+pub(crate) fn check_pool(l: &Loaded, at: &str, pool: &str, errs: &mut Vec<ConfigError>) {
+    if !super::pools::is_pool_id(pool) {
+        errs.push(
+            l.error_at(at, format!("`{pool}` is not a pool ID"))
+                .with_help("letters, digits, `-` and `_`, nested pools as `parent/child`"),
+        );
+    }
+}

@@ -146,6 +146,8 @@ pub struct Compiled {
     pub adopt: BTreeSet<u32>,
     /// Per VMID, what a missing VM is restored from.
     pub restore: BTreeMap<u32, String>,
+    /// Per VMID, the resource pool of the VM.
+    pub pools: BTreeMap<u32, String>,
 }
 
 /// Percent-encode like JavaScript's `encodeURIComponent`, which is how the Proxmox GUI
@@ -724,6 +726,10 @@ pub(crate) fn compile(
         }
         if let Some(r) = &vm.restore {
             out.restore.insert(vmid, r.clone());
+        }
+        if let Some(pool) = &vm.pool {
+            super::vm_adopt::check_pool(l, &format!("{p}.pool"), pool, errs);
+            out.pools.insert(vmid, pool.clone());
         }
         if super::vm_adopt::as_is(vm) {
             let g = super::vm_adopt::compile(l, secrets, errs, &p, vm, vmid, node, taken);

@@ -1,6 +1,7 @@
 //! The one integration-test binary of homelab-cli: one module per command family.
 
 mod adopt;
+mod adopt_vm;
 mod backups;
 mod common;
 mod completions;

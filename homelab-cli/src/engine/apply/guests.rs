@@ -143,6 +143,10 @@ pub(super) async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepEr
         params.push((k.clone(), ParamValue::Str(v.clone())));
     }
     params.push(("tags".into(), ParamValue::Str(d.tags(&env.desired.lab))));
+    // Created in its pool (qemu-server / pve-container `create_vm`: `pool`).
+    if let Some(pool) = env.desired.guest_pools.get(&d.vmid) {
+        params.push(("pool".into(), ParamValue::Str(pool.clone())));
+    }
     // A missing guest with `restore`: the archive instead of the OS template (containers)
     // or the drives (VMs), the declared settings over the backed-up ones. The archives are
     // listed again: a backup storage may have been added by this run.
@@ -316,6 +320,15 @@ pub(super) async fn update(
     for c in changes {
         if c.key == "template" {
             make_template = true;
+            continue;
+        }
+        if c.key == "pool" {
+            // Membership is the pool's, not the guest configuration's.
+            if let Some(pool) = &c.to {
+                crate::engine::guest_pools::join(&env.pve, vmid, pool)
+                    .await
+                    .map_err(|e| StepError::new(format!("move into pool {pool}: {e}")))?;
+            }
             continue;
         }
         if let Some(disk_key) = c.key.strip_suffix(".options") {

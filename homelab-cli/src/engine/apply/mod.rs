@@ -622,6 +622,13 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     for s in out.iter_mut().filter(|s| !s.id.starts_with("storage:")) {
         s.deps.extend(storage_steps.iter().cloned());
     }
+    // A guest created in (or moved into) a pool waits for the pool.
+    for s in out.iter_mut() {
+        if let Some(vmid) = s.id.strip_prefix("guest:").and_then(|v| v.parse().ok()) {
+            let pools = super::guest_pools::deps(&env.desired, &plan.actions, vmid);
+            s.deps.extend(pools);
+        }
+    }
     let upgrades = super::day2::upgrade_steps(env, &plan.actions, &out);
     out.extend(upgrades);
     if !talos_steps.is_empty() || out.iter().any(|s| s.id == "bootstrap") {

@@ -199,6 +199,16 @@ pub enum PlanError {
         /// Its members (`lxc/101`, `storage/pve/tank`).
         members: String,
     },
+    /// A guest names a pool that is neither declared nor on the cluster.
+    #[error("{vmid} \"{name}\" is to be in pool {pool}, which is neither declared under `pools:` nor on the cluster")]
+    UnknownGuestPool {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// The pool.
+        pool: String,
+    },
     /// A guest to restore names a backup that is not there.
     #[error(transparent)]
     Restore(#[from] crate::engine::restore::RestoreError),
@@ -279,6 +289,9 @@ impl PlanError {
             }
             PlanError::PoolNotEmpty { .. } => {
                 "move the members out of the pool (or declare the pool again); `up` deletes it once it is empty"
+            }
+            PlanError::UnknownGuestPool { .. } => {
+                "declare the pool under `pools:` (or fix the name)"
             }
             PlanError::Restore(_) => {
                 "`homelab-cli backup list` shows the archives; write `restore: latest` or one of them"

@@ -92,6 +92,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
         desired,
         observed.pools.as_deref(),
     )?);
+    crate::engine::guest_pools::check(desired, observed)?;
 
     // Clashes with guests we do not own.
     let mut abandoned: BTreeMap<u32, Vec<String>> = BTreeMap::new();
@@ -305,12 +306,18 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
                         }
                     }
                 }
+                if let (Some(pool), Action::Create { config, .. }) =
+                    (desired.guest_pools.get(&d.vmid), &mut c)
+                {
+                    config.insert("pool".into(), pool.clone());
+                }
                 actions.push(c);
             }
             Some(g) if !is_ours(g, lab) => actions.extend(adopt_actions(d, g, lab)?),
             Some(g) => actions.extend(guest_actions(d, g, lab)),
         }
     }
+    crate::engine::guest_pools::merge(desired, observed, &mut actions);
 
     if desired.proxmox.root_password.is_none() {
         check_root_only(desired, &actions)?;
