@@ -282,7 +282,9 @@ async fn import(args: &Args, session: &Session) -> miette::Result<Report> {
         };
         let noun = kind.noun();
         let Some(cfg) = &g.config else {
-            return Err(miette!("the configuration of {noun} {vmid} could not be read"));
+            return Err(miette!(
+                "the configuration of {noun} {vmid} could not be read"
+            ));
         };
         if let Some(l) = cfg.props.get("lock") {
             return Err(miette!(

@@ -19,13 +19,7 @@ pub fn check(desired: &Desired, observed: &Observed) -> Result<(), PlanError> {
         .pools
         .iter()
         .map(|p| p.id.as_str())
-        .chain(
-            observed
-                .pools
-                .iter()
-                .flatten()
-                .map(|p| p.id.as_str()),
-        )
+        .chain(observed.pools.iter().flatten().map(|p| p.id.as_str()))
         .collect();
     for (vmid, pool) in &desired.guest_pools {
         if !known.contains(pool.as_str()) {

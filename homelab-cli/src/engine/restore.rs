@@ -132,9 +132,15 @@ pub fn qemu_params(
     Vec<(String, ParamValue)>,
     Option<(String, crate::model::config::Size)>,
 ) {
+    // NICs are left to the archive: a NIC passed without its MAC gets a new one
+    // (`add_random_macs` over the parameters); [`nic_fixes`] reconciles them afterwards.
     let mut out: Vec<(String, ParamValue)> = params
         .into_iter()
-        .filter(|(k, _)| !d.disks.contains_key(k) && !is_drive(k))
+        .filter(|(k, _)| {
+            !d.disks.contains_key(k)
+                && !is_drive(k)
+                && !proxmox_client::property::is_numbered(k, "net")
+        })
         .collect();
     out.push(("archive".into(), ParamValue::Str(volid.to_string())));
     let boot = d.disks.get("scsi0").or_else(|| d.disks.values().next());
@@ -147,6 +153,41 @@ pub fn qemu_params(
         .and_then(|s| s.size)
         .map(|size| ("scsi0".to_string(), size));
     (out, grow)
+}
+
+/// After a restore: the declared NICs that differ from the restored ones, each with the
+/// restored MAC kept (`virtio,bridge=vmbr1` over `virtio=BC:..,bridge=vmbr0` gives
+/// `virtio=BC:..,bridge=vmbr1`).
+pub fn nic_fixes(
+    d: &crate::model::desired::DesiredGuest,
+    restored: &std::collections::BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    use proxmox_client::property::canonical;
+    let mut out = Vec::new();
+    for (k, want) in &d.props {
+        if !proxmox_client::property::is_numbered(k, "net") {
+            continue;
+        }
+        let have = restored.get(k);
+        if have.is_some_and(|h| canonical(k, h) == canonical(k, want)) {
+            continue;
+        }
+        let mac = have.and_then(|h| {
+            h.split(',')
+                .next()
+                .and_then(|m| m.split_once('='))
+                .map(|(_, mac)| mac.to_string())
+        });
+        let value = match (mac, want.split_once(',')) {
+            (Some(mac), Some((model, rest))) if !model.contains('=') => {
+                format!("{model}={mac},{rest}")
+            }
+            (Some(mac), None) if !want.contains('=') => format!("{want}={mac}"),
+            _ => want.clone(),
+        };
+        out.push((k.clone(), value));
+    }
+    out
 }
 
 /// Whether `key` names a QEMU drive (qemu-server `Drive::is_valid_drivename`).
@@ -277,6 +318,59 @@ pub fn pick<'a>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nics_keep_the_restored_mac() {
+        let d = crate::model::desired::DesiredGuest {
+            props: [
+                ("net0".to_string(), "virtio,bridge=vmbr1".to_string()),
+                ("net1".to_string(), "virtio,bridge=vmbr0".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            ..test_guest()
+        };
+        let restored = [
+            (
+                "net0".to_string(),
+                "virtio=BC:24:11:00:00:01,bridge=vmbr0".to_string(),
+            ),
+            (
+                "net1".to_string(),
+                "virtio=BC:24:11:00:00:02,bridge=vmbr0".to_string(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            nic_fixes(&d, &restored),
+            vec![(
+                "net0".to_string(),
+                "virtio=BC:24:11:00:00:01,bridge=vmbr1".to_string()
+            )]
+        );
+    }
+
+    fn test_guest() -> crate::model::desired::DesiredGuest {
+        crate::model::desired::DesiredGuest {
+            vmid: 201,
+            name: "x".into(),
+            node: "pve".into(),
+            kind: GuestKind::Qemu,
+            props: Default::default(),
+            disks: Default::default(),
+            sensitive: Default::default(),
+            spec_hash: String::new(),
+            talos: None,
+            iso: None,
+            template: None,
+            create_only: Default::default(),
+            extra_tags: Vec::new(),
+            boot: None,
+            is_template: false,
+            snippet: None,
+        }
+    }
 
     #[test]
     fn vzdump_names_parse() {

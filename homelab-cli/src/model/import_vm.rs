@@ -437,12 +437,21 @@ mod tests {
         assert_eq!(vm.pci.len(), 1);
         assert!(vm.pci[0].primary_gpu && vm.pci[0].pcie);
         assert_eq!(vm.tags, vec!["gpu", "prod"]);
-        for k in ["cpu", "machine", "bios", "agent", "serial0", "vga", "net1", "smbios1"] {
+        for k in [
+            "cpu", "machine", "bios", "agent", "serial0", "vga", "net1", "smbios1",
+        ] {
             assert!(vm.options.contains_key(k), "{k}");
         }
         assert_eq!(vm.options["args"], "${secret:vms.nas.args}");
         assert_eq!(m.secrets[0].0, "vms.nas.args");
-        for k in ["vmgenid", "meta", "scsi0", "scsi1", "efidisk0", "cipassword"] {
+        for k in [
+            "vmgenid",
+            "meta",
+            "scsi0",
+            "scsi1",
+            "efidisk0",
+            "cipassword",
+        ] {
             assert!(!vm.options.contains_key(k), "{k}");
         }
         assert!(m.notes.iter().any(|n| n.contains("scsi1")));
@@ -461,7 +470,14 @@ mod tests {
             ("memory", "current=2048"),
         ]);
         let m = map_vm(300, "pve2", "pve", &c, "vms").unwrap();
-        for k in ["net0", "ipconfig0", "ciuser", "sshkeys", "hostpci1", "memory"] {
+        for k in [
+            "net0",
+            "ipconfig0",
+            "ciuser",
+            "sshkeys",
+            "hostpci1",
+            "memory",
+        ] {
             assert_eq!(m.vm.options[k], c[k], "{k}");
         }
         assert!(m.vm.pci.is_empty());

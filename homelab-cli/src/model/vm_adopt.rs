@@ -140,7 +140,10 @@ pub(crate) fn compile(
         let ip = ip.trim().to_string();
         let mut v = format!("ip={ip}");
         if ip != "dhcp" {
-            match ip.split_once('/').and_then(|(a, _)| a.parse::<IpAddr>().ok()) {
+            match ip
+                .split_once('/')
+                .and_then(|(a, _)| a.parse::<IpAddr>().ok())
+            {
                 Some(addr) => {
                     if let Some(prev) = taken.insert(addr, vm.name.clone()) {
                         errs.push(l.error_at(
@@ -185,7 +188,10 @@ pub(crate) fn compile(
         props.insert("searchdomain".into(), sd.clone());
     }
     for (j, d) in vm.pci.iter().enumerate() {
-        props.insert(format!("hostpci{j}"), super::vms::hostpci_value(&d.mapping, d));
+        props.insert(
+            format!("hostpci{j}"),
+            super::vms::hostpci_value(&d.mapping, d),
+        );
     }
     apply_options(l, path, vm, secrets, &mut props, &mut sensitive, errs);
     let mut disks = BTreeMap::new();

@@ -344,7 +344,7 @@ pub fn restore_params(st: &State, kind: Kind, p: &mut Params) -> ApiResult<Optio
             } else if drive && v.contains("cloudinit") {
                 let own = volid_of(v).split(':').next().unwrap_or("local").to_string();
                 let target = storage.clone().unwrap_or(own);
-                Some(format!("{target}:cloudinit,media=cdrom"))
+                Some(format!("{target}:cloudinit"))
             } else if k == "vmgenid" && v != "0" {
                 Some(crate::pve::auth::uuid())
             } else if k == "smbios1" && unique {

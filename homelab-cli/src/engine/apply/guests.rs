@@ -188,6 +188,33 @@ pub(super) async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepEr
                     .await
                     .map_err(|e| StepError::new(format!("restore from {}: {e}", b.volid)))?;
                 finish(env, task, "restore").await?;
+                // Declared NICs that differ from the archive's, set before the first start.
+                let vm = env.pve.node(&d.node).qemu(d.vmid);
+                let cfg = vm
+                    .config()
+                    .await
+                    .map_err(|e| StepError::new(format!("read the restored config: {e}")))?;
+                let restored: BTreeMap<String, String> = cfg
+                    .values
+                    .keys()
+                    .filter_map(|k| Some((k.clone(), cfg.get_str(k)?)))
+                    .collect();
+                let fixes = crate::engine::restore::nic_fixes(d, &restored);
+                if !fixes.is_empty() {
+                    let update = ConfigUpdate {
+                        set: fixes
+                            .into_iter()
+                            .map(|(k, v)| (k, ParamValue::Str(v)))
+                            .collect(),
+                        delete: Vec::new(),
+                        digest: None,
+                    };
+                    let task = guest_on(&env.pve, &d.node, d.kind, d.vmid)
+                        .update_config(&update)
+                        .await
+                        .map_err(|e| StepError::new(format!("set the declared NICs: {e}")))?;
+                    finish(env, task, "update").await?;
+                }
                 if let Some((disk, size)) = resume {
                     grow(env, d, &disk, size).await?;
                 }

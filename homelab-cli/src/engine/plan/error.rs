@@ -200,7 +200,9 @@ pub enum PlanError {
         members: String,
     },
     /// A guest names a pool that is neither declared nor on the cluster.
-    #[error("{vmid} \"{name}\" is to be in pool {pool}, which is neither declared under `pools:` nor on the cluster")]
+    #[error(
+        "{vmid} \"{name}\" is to be in pool {pool}, which is neither declared under `pools:` nor on the cluster"
+    )]
     UnknownGuestPool {
         /// VMID.
         vmid: u32,
