@@ -193,7 +193,7 @@ pub async fn observe(
                     },
                 );
             };
-            let state = talos::probe(IpAddr::V4(ip)).await;
+            let state = probe(IpAddr::V4(ip)).await;
             let mut o = MetalObserved {
                 talos: state_word(state).into(),
                 ..MetalObserved::default()
@@ -217,6 +217,17 @@ pub async fn observe(
         .await
         .into_iter()
         .collect()
+}
+
+/// Probe a metal node: nothing accepting on its apid port is `Unreachable` (the Talos
+/// probe alone cannot tell a refused connection from a configured node's mTLS refusal, and
+/// unlike a VM there is no power state to look at first), else what [`talos::probe`] says.
+pub async fn probe(ip: IpAddr) -> NodeState {
+    let addr = SocketAddr::new(ip, 50000);
+    match tokio::time::timeout(talos::PROBE_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => talos::probe(ip).await,
+        _ => NodeState::Unreachable,
+    }
 }
 
 /// The word `status` uses for a node state.
@@ -405,7 +416,7 @@ async fn boot_and_configure(
     );
     let addr = IpAddr::V4(ip);
     let state = talos_api::health::wait_for("the Talos API", &opts, || async move {
-        match talos::probe(addr).await {
+        match probe(addr).await {
             NodeState::Unreachable => Err(talos_api::Error::InvalidConfig("no answer yet".into())),
             s => Ok(s),
         }
