@@ -276,7 +276,8 @@ mod node_ready_tests {
     #[test]
     fn ready_condition_decides() {
         let ready = r#"{"kind":"Node","status":{"conditions":[{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"True"}]}}"#;
-        let not_ready = r#"{"kind":"Node","status":{"conditions":[{"type":"Ready","status":"False"}]}}"#;
+        let not_ready =
+            r#"{"kind":"Node","status":{"conditions":[{"type":"Ready","status":"False"}]}}"#;
         assert!(node_ready(ready));
         assert!(!node_ready(not_ready));
         assert!(!node_ready(r#"{"kind":"Node","status":{}}"#));

@@ -151,9 +151,10 @@ async fn serve(a: ServeArgs, ctx: &Context) -> miette::Result<Exit> {
             netboot::DhcpMode::Full(full)
         }
     });
-    let hosts = crate::engine::metal::netboot_hosts(&factory, &cache, &cluster, &nodes, &bundle, None)
-        .await
-        .map_err(|e| miette!("{e}"))?;
+    let hosts =
+        crate::engine::metal::netboot_hosts(&factory, &cache, &cluster, &nodes, &bundle, None)
+            .await
+            .map_err(|e| miette!("{e}"))?;
     for host in hosts {
         builder = builder.host(host);
     }

@@ -266,8 +266,7 @@ fn metal_env(session: &Session) -> miette::Result<Option<Arc<crate::engine::meta
     Ok(Some(Arc::new(MetalEnv {
         boot,
         cache_dir: dir.join(".homelab").join("cache").join("netboot"),
-        serve_hint: "homelab-cli pxe serve --address <this host's address on their network>"
-            .into(),
+        serve_hint: "homelab-cli pxe serve --address <this host's address on their network>".into(),
     })))
 }
 

@@ -147,7 +147,10 @@ pub async fn netboot_hosts(
         };
         hosts.push(netboot::Host {
             name: node.name.clone(),
-            mac: node.mac.parse().map_err(|e| format!("{}: {e}", node.name))?,
+            mac: node
+                .mac
+                .parse()
+                .map_err(|e| format!("{}: {e}", node.name))?,
             address: node.ip,
             arch: netboot_arch(node.arch),
             kernel,
@@ -249,10 +252,11 @@ pub fn plan(desired: &Desired, observed: &TalosObserved) -> Vec<Action> {
         .metal
         .iter()
         .filter_map(|m| {
-            let state = observed
-                .metal
-                .get(&m.name)
-                .map_or("unreachable", |o| o.talos.as_str());
+            let state = match (observed.metal.get(&m.name), m.ip) {
+                (Some(o), _) => o.talos.as_str(),
+                (None, Some(_)) => "unreachable",
+                (None, None) => "unknown",
+            };
             (state != "configured").then(|| Action::BootMetal {
                 name: m.name.clone(),
                 mac: m.mac.clone(),
@@ -350,17 +354,16 @@ pub fn steps(env: &Arc<Env>, metal: Option<&Arc<MetalEnv>>, name: &str) -> Vec<S
     let join = Step {
         id: format!("metal-join:{name}"),
         label: format!("wait for metal {role} \"{name}\" to join the cluster"),
-        deps: vec![
-            format!("metal:{name}"),
-            "bootstrap".into(),
-            "health".into(),
-        ],
+        deps: vec![format!("metal:{name}"), "bootstrap".into(), "health".into()],
         run: async move { join(&e, &n).await }.boxed(),
     };
     vec![boot, join]
 }
 
-fn metal_node<'a>(env: &'a Env, name: &str) -> Result<(&'a TalosCluster, &'a MetalNode), StepError> {
+fn metal_node<'a>(
+    env: &'a Env,
+    name: &str,
+) -> Result<(&'a TalosCluster, &'a MetalNode), StepError> {
     let cluster = env
         .desired
         .talos
@@ -398,8 +401,8 @@ async fn boot_and_configure(
     match metal.map(|m| &m.boot) {
         Some(MetalBoot::Simulated { power, tftp_root }) => {
             let m = metal.ok_or_else(|| StepError::new("internal: no metal environment"))?;
-            detail = simulated_boot(env, m, power.as_ref(), tftp_root, cluster, node, bundle)
-                .await?;
+            detail =
+                simulated_boot(env, m, power.as_ref(), tftp_root, cluster, node, bundle).await?;
         }
         _ => {
             let hint = metal.map_or("homelab-cli pxe serve", |m| m.serve_hint.as_str());
@@ -530,7 +533,10 @@ async fn simulated_boot(
         mac: mac.0,
         ip,
         arch: client_arch(node.arch),
-        install_disk: node.install_disk.clone().unwrap_or_else(|| "/dev/sda".into()),
+        install_disk: node
+            .install_disk
+            .clone()
+            .unwrap_or_else(|| "/dev/sda".into()),
         dhcp: SocketAddr::from((Ipv4Addr::LOCALHOST, server.dhcp_addr().port())),
         tftp_port: server.tftp_addr().port(),
     };
@@ -541,9 +547,8 @@ async fn simulated_boot(
         .get(&mac)
         .is_some_and(|p| p.config);
     server.shutdown();
-    let how = booted.map_err(|e| {
-        StepError::new(format!("metal node {} did not boot: {e}", node.name))
-    })?;
+    let how = booted
+        .map_err(|e| StepError::new(format!("metal node {} did not boot: {e}", node.name)))?;
     Ok(if fetched {
         format!("network-booted, config fetched, {how}")
     } else {
@@ -588,7 +593,9 @@ async fn join(env: &Env, name: &str) -> Result<String, StepError> {
             if talos::etcd_running(cluster, bundle, addr).await {
                 Ok(())
             } else {
-                Err(talos_api::Error::InvalidConfig("etcd is not running yet".into()))
+                Err(talos_api::Error::InvalidConfig(
+                    "etcd is not running yet".into(),
+                ))
             }
         })
         .await
@@ -624,7 +631,123 @@ pub fn plan_text(a: &Action, paint: &dyn Fn(&str) -> String) -> String {
     if let Some(ip) = address {
         let _ = writeln!(out, "      {} address      = \"{ip}\"", paint("+"));
     }
-    let _ = writeln!(out, "      {} install_disk = \"{install_disk}\"", paint("+"));
+    let _ = writeln!(
+        out,
+        "      {} install_disk = \"{install_disk}\"",
+        paint("+")
+    );
     out.push_str("    }\n");
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::secrets::SecretValues;
+
+    fn desired() -> Desired {
+        let text = "name: lab\nproxmox:\n  endpoint: https://pve:8006\n  token_id: a@pve!b\n  token_secret: ${secret:t}\n  node: pve\ntalos:\n  version: v1.12.0\n  cluster: {name: c}\n  defaults: {install_disk: /dev/vda}\n  nodes:\n    - {name: cp-1, vmid: 301, role: controlplane, ip: 10.0.0.11}\n  metal:\n    - {name: w-metal-1, mac: 'aa:bb:cc:00:00:01', role: worker, ip: 10.0.0.21, install_disk: /dev/nvme0n1}\n    - {name: cp-metal-2, mac: 'aa:bb:cc:00:00:02', role: controlplane, ip: 10.0.0.22}\n    - {name: w-metal-3, mac: 'aa:bb:cc:00:00:03', role: worker}\n";
+        let l = crate::model::parse(std::path::Path::new("homelab.yaml"), text.into()).unwrap();
+        let s = SecretValues::from_pairs([("t".to_string(), "x".to_string())]);
+        crate::model::desired::resolve(&l, &s, &crate::engine::image::FactoryNaming::default())
+            .unwrap()
+    }
+
+    fn seen(states: &[(&str, &str)]) -> TalosObserved {
+        TalosObserved {
+            secrets_present: true,
+            configured: [301].into(),
+            bootstrapped: true,
+            talosconfig_current: true,
+            kubeconfig_current: true,
+            versions: [(301, "v1.12.0".to_string())].into(),
+            metal: states
+                .iter()
+                .map(|(n, s)| {
+                    (
+                        n.to_string(),
+                        MetalObserved {
+                            talos: s.to_string(),
+                            ..MetalObserved::default()
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn install_disks_are_resolved() {
+        let d = desired();
+        let disks: Vec<_> = d
+            .talos
+            .as_ref()
+            .unwrap()
+            .metal
+            .iter()
+            .map(|m| m.install_disk.clone().unwrap())
+            .collect();
+        assert_eq!(disks, ["/dev/nvme0n1", "/dev/vda", "/dev/vda"]);
+    }
+
+    #[test]
+    fn nodes_not_running_their_config_are_booted() {
+        let d = desired();
+        let o = seen(&[
+            ("w-metal-1", "configured"),
+            ("cp-metal-2", "maintenance"),
+            ("w-metal-3", "unknown"),
+        ]);
+        let got: Vec<(String, String)> = plan(&d, &o)
+            .into_iter()
+            .map(|a| match a {
+                Action::BootMetal { name, state, .. } => (name, state),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("cp-metal-2".to_string(), "maintenance".to_string()),
+                ("w-metal-3".to_string(), "unknown".to_string())
+            ]
+        );
+        let all = seen(&[
+            ("w-metal-1", "configured"),
+            ("cp-metal-2", "configured"),
+            ("w-metal-3", "configured"),
+        ]);
+        assert!(plan(&d, &all).is_empty());
+        // Not observed at all (first run): every one boots.
+        assert_eq!(plan(&d, &seen(&[])).len(), 3);
+    }
+
+    #[test]
+    fn plan_text_shows_metal_nodes() {
+        let d = desired();
+        let o = seen(&[("w-metal-1", "unreachable"), ("cp-metal-2", "maintenance")]);
+        let p = crate::engine::plan::plan_talos(&d, &o, crate::engine::plan::Plan::default());
+        insta::assert_snapshot!("plan_metal", crate::engine::render::plan_text(&p, false));
+        let json = serde_json::to_value(&p.actions[0]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "action": "boot_metal",
+                "name": "w-metal-1",
+                "mac": "aa:bb:cc:00:00:01",
+                "role": "worker",
+                "address": "10.0.0.21",
+                "install_disk": "/dev/nvme0n1",
+                "state": "unreachable"
+            })
+        );
+        let done = seen(&[
+            ("w-metal-1", "configured"),
+            ("cp-metal-2", "configured"),
+            ("w-metal-3", "configured"),
+        ]);
+        let p = crate::engine::plan::plan_talos(&d, &done, crate::engine::plan::Plan::default());
+        assert!(p.is_empty(), "{p:?}");
+    }
 }

@@ -104,11 +104,13 @@ fn up_boots_a_metal_worker_beside_vm_control_planes() {
     };
     let boot = step("metal:metal-1");
     assert_eq!(
-        boot["detail"],
-        "network-booted, config fetched, installed to /dev/nvme0n1",
+        boot["detail"], "network-booted, config fetched, installed to /dev/nvme0n1",
         "{boot:#}"
     );
-    assert_eq!(step("metal-join:metal-1")["detail"], "Kubernetes node Ready");
+    assert_eq!(
+        step("metal-join:metal-1")["detail"],
+        "Kubernetes node Ready"
+    );
     // Nothing was created in Proxmox for it.
     assert!(
         up["plan"]["actions"]
@@ -220,7 +222,10 @@ fn up_boots_a_metal_worker_beside_vm_control_planes() {
             &[repo.dir.path().to_path_buf()],
             &mut hits,
         );
-        assert!(hits.is_empty(), "plaintext machine config on disk: {hits:?}");
+        assert!(
+            hits.is_empty(),
+            "plaintext machine config on disk: {hits:?}"
+        );
         let mut on_disks = Vec::new();
         files_containing(&sim, marker.as_bytes(), &[], &mut on_disks);
         assert!(
@@ -232,7 +237,9 @@ fn up_boots_a_metal_worker_beside_vm_control_planes() {
             "{on_disks:?}"
         );
         assert!(
-            on_disks.iter().any(|p| p.ends_with("talos/metal-1004587553.json")),
+            on_disks
+                .iter()
+                .any(|p| p.ends_with("talos/metal-1004587553.json")),
             "the metal machine's disk holds no config: {on_disks:?}"
         );
     }

@@ -168,8 +168,8 @@ impl TalosRuntime {
                 .map(|d| (d.device.clone(), d.size))
                 .collect(),
         };
-        let json = serde_json::to_vec_pretty(&record)
-            .map_err(|e| MetalNodeError::State(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&record).map_err(|e| MetalNodeError::State(e.to_string()))?;
         talos_api::talosconfig::write_private(&self.machine_file(id), &json)
             .map_err(|e| MetalNodeError::State(e.to_string()))?;
         let n = self.start_metal(key, report.address, spec.disks.clone(), state)?;
@@ -240,8 +240,8 @@ impl TalosRuntime {
                 continue;
             }
             let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-            let record: MachineRecord = serde_json::from_slice(&bytes)
-                .map_err(|e| io(&path, std::io::Error::other(e)))?;
+            let record: MachineRecord =
+                serde_json::from_slice(&bytes).map_err(|e| io(&path, std::io::Error::other(e)))?;
             let state_file = self.inner.state_file(&key.0, key.1);
             let Some(state) = NodeState::load(&state_file).map_err(|e| io(&state_file, e))? else {
                 continue;
