@@ -188,10 +188,19 @@ pub async fn observe(
         let kubeconfig = kubeconfig.clone();
         async move {
             let Some(ip) = m.ip else {
+                // No address to probe (proxy mode without a reservation): Kubernetes still
+                // knows the node by its name once it joined.
+                let kubernetes_ready = match &kubeconfig {
+                    Some(kc) => talos_api::health::kubernetes_node_ready(kc, &m.name)
+                        .await
+                        .ok(),
+                    None => None,
+                };
                 return (
                     m.name.clone(),
                     MetalObserved {
                         talos: "unknown".into(),
+                        kubernetes_ready,
                         ..MetalObserved::default()
                     },
                 );
@@ -252,12 +261,15 @@ pub fn plan(desired: &Desired, observed: &TalosObserved) -> Vec<Action> {
         .metal
         .iter()
         .filter_map(|m| {
-            let state = match (observed.metal.get(&m.name), m.ip) {
+            let seen = observed.metal.get(&m.name);
+            let state = match (seen, m.ip) {
                 (Some(o), _) => o.talos.as_str(),
                 (None, Some(_)) => "unreachable",
                 (None, None) => "unknown",
             };
-            (state != "configured").then(|| Action::BootMetal {
+            // Without an address, a Ready Kubernetes node of its name is the evidence.
+            let joined = m.ip.is_none() && seen.is_some_and(|o| o.kubernetes_ready == Some(true));
+            (state != "configured" && !joined).then(|| Action::BootMetal {
                 name: m.name.clone(),
                 mac: m.mac.clone(),
                 role: m.role.to_string(),
@@ -393,10 +405,22 @@ async fn boot_and_configure(
         .bundle
         .get()
         .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
-    let ip = node.ip.ok_or_else(|| {
-        StepError::new(format!("metal node {name} has no `ip`: `up` cannot reach it"))
-            .hint("declare its address (`ip`: the fixed lease, or the site DHCP reservation) in `talos.metal`")
-    })?;
+    let Some(ip) = node.ip else {
+        if matches!(metal.map(|m| &m.boot), Some(MetalBoot::Simulated { .. })) {
+            return Err(StepError::new(format!(
+                "metal node {name} has no `ip`: the simulated boot network gives fixed leases only"
+            ))
+            .hint("declare a loopback `ip` (e.g. 127.0.30.21) for it in `talos.metal`"));
+        }
+        // Proxy mode without a reservation: its address comes from the site's DHCP server.
+        // The join step follows it through Kubernetes by name.
+        let hint = metal.map_or("homelab-cli pxe serve", |m| m.serve_hint.as_str());
+        eprintln!(
+            "  metal node {name} ({}): power it on to boot from the network, with `{hint} --only {name}` running on its network; without `ip` it is followed through Kubernetes",
+            node.mac
+        );
+        return Ok("no `ip`: followed through Kubernetes".into());
+    };
     let mut detail = String::new();
     match metal.map(|m| &m.boot) {
         Some(MetalBoot::Simulated { power, tftp_root }) => {
@@ -721,6 +745,19 @@ mod tests {
         assert!(plan(&d, &all).is_empty());
         // Not observed at all (first run): every one boots.
         assert_eq!(plan(&d, &seen(&[])).len(), 3);
+        // Without an address, a Ready Kubernetes node of its name means it joined.
+        let mut o = all.clone();
+        o.metal.insert(
+            "w-metal-3".into(),
+            MetalObserved {
+                talos: "unknown".into(),
+                kubernetes_ready: Some(true),
+                version: None,
+            },
+        );
+        assert!(plan(&d, &o).is_empty());
+        o.metal.get_mut("w-metal-3").unwrap().kubernetes_ready = Some(false);
+        assert_eq!(plan(&d, &o).len(), 1);
     }
 
     #[test]
