@@ -1,5 +1,5 @@
 //! Bare-metal nodes in `plan`/`up`/`status` (issue 16) on the simulated lab: two VM control
-//! planes and one metal worker. `up` serves the boot network on loopback, the simulated
+//! planes, one metal worker and one metal control plane. `up` serves the boot network on loopback, the simulated
 //! machine network-boots from it (DHCP, TFTP, iPXE script, kernel, initramfs, its
 //! `talos.config=`), installs, and joins; the plan is then empty, `status` and a real
 //! `kubectl` see the node, and no machine config is on disk in plaintext.
@@ -46,6 +46,7 @@ talos:
       role: worker
       install_disk: /dev/nvme0n1
       ip: 127.0.46.21
+    - { name: cp-metal, mac: "52:54:00:46:00:22", role: controlplane, ip: 127.0.46.22 }
 "#;
 
 fn repo() -> Repo {
@@ -111,6 +112,15 @@ fn up_boots_a_metal_worker_beside_vm_control_planes() {
         step("metal-join:metal-1")["detail"],
         "Kubernetes node Ready"
     );
+    // The metal control plane installs to the default disk and joins etcd.
+    assert_eq!(
+        step("metal:cp-metal")["detail"],
+        "network-booted, config fetched, installed to /dev/sda"
+    );
+    assert_eq!(
+        step("metal-join:cp-metal")["detail"],
+        "Kubernetes node Ready, etcd member"
+    );
     // Nothing was created in Proxmox for it.
     assert!(
         up["plan"]["actions"]
@@ -126,6 +136,7 @@ fn up_boots_a_metal_worker_beside_vm_control_planes() {
     repo.assert_converged(&[]);
 
     let status = repo.json(&["status", "--simulate", "-o", "json"]);
+    assert_eq!(status["metal"][1]["talos"], "configured", "{status:#}");
     let m = &status["metal"][0];
     assert_eq!(m["name"], "metal-1", "{status:#}");
     assert_eq!(m["mac"], "52:54:00:46:00:21");
@@ -191,7 +202,7 @@ fn up_boots_a_metal_worker_beside_vm_control_planes() {
             );
             assert_eq!(
                 String::from_utf8_lossy(&o.stdout).trim(),
-                "node/cp-1\nnode/cp-2\nnode/metal-1"
+                "node/cp-1\nnode/cp-2\nnode/cp-metal\nnode/metal-1"
             );
         }
         Err(_) => crate::common::skip_or_fail("kubectl is not installed; node list not checked"),
