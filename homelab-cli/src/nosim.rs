@@ -26,4 +26,12 @@ impl SimLab {
     pub async fn shutdown(self) {
         match self {}
     }
+
+    /// How metal nodes boot in the simulated lab.
+    pub fn metal_boot(
+        &self,
+        _config_dir: &std::path::Path,
+    ) -> miette::Result<crate::engine::metal::MetalBoot> {
+        match *self {}
+    }
 }

@@ -261,6 +261,7 @@ impl Session {
             return Ok(out);
         };
         out.secrets_present = bundle.is_some();
+        out.metal = crate::engine::metal::observe(&self.desired, bundle).await;
         let probes = self.desired.guests.iter().filter_map(|g| {
             let member = g.talos.as_ref()?;
             let og = observed.guest(g.vmid)?;

@@ -149,6 +149,10 @@ impl SimLab {
             })?;
             eprintln!("Simulated lab with faults: {spec}");
         }
+        // Installed bare-metal machines boot from their disks again.
+        talos
+            .resume_metal()
+            .map_err(|e| miette!("cannot start the simulated bare-metal machines: {e}"))?;
         let factory = FactorySim::start(
             std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             Some(dir.join("factory")),
@@ -193,10 +197,75 @@ impl SimLab {
         }
     }
 
+    /// How `up` boots metal nodes here: from a boot network it serves on loopback, with a
+    /// stand-in iPXE binary in `.homelab/sim/ipxe` (the simulated firmware only reads it),
+    /// powering on the simulated machines of [`TalosRuntime`].
+    pub fn metal_boot(&self, config_dir: &Path) -> miette::Result<crate::engine::metal::MetalBoot> {
+        let tftp_root = state_dir(config_dir).join("ipxe");
+        std::fs::create_dir_all(&tftp_root)
+            .map_err(|e| miette!("cannot create {}: {e}", tftp_root.display()))?;
+        for file in ["ipxe.efi", "undionly.kpxe", "ipxe-arm64.efi"] {
+            let path = tftp_root.join(file);
+            if !path.exists() {
+                crate::workspace::write_atomic(
+                    &path,
+                    b"simulated iPXE binary (homelab-cli --simulate)\n",
+                    0o644,
+                )
+                .map_err(|e| miette!("{e}"))?;
+            }
+        }
+        Ok(crate::engine::metal::MetalBoot::Simulated {
+            power: Arc::new(SimMetalPower(self.talos.clone())),
+            tftp_root,
+        })
+    }
+
     /// Stop everything.
     pub async fn shutdown(self) {
         self.sftp.shutdown().await;
         self.factory.shutdown().await;
         self.lab.shutdown().await;
+    }
+}
+
+/// Powers the simulated bare-metal machines on ([`TalosRuntime::power_on_metal`]).
+struct SimMetalPower(TalosRuntime);
+
+impl crate::engine::metal::MetalPower for SimMetalPower {
+    fn power_on(
+        &self,
+        m: crate::engine::metal::PowerOn,
+    ) -> futures_util::future::BoxFuture<'static, Result<String, String>> {
+        use homelab_sim::metal::MetalMachine;
+        use homelab_sim::talos::DiskInfo;
+        use homelab_sim::talos::metal_node::MetalSpec;
+        let rt = self.0.clone();
+        Box::pin(async move {
+            let spec = MetalSpec {
+                machine: MetalMachine {
+                    mac: m.mac,
+                    nic: m.ip,
+                    dhcp_server: m.dhcp,
+                    // Any free port: on loopback the server answers the sender.
+                    client_port: 0,
+                    tftp_port: m.tftp_port,
+                    arch: m.arch,
+                },
+                name: m.name.clone(),
+                // Its install disk (a 256 GiB NVMe or SATA SSD).
+                disks: vec![DiskInfo {
+                    device: m.install_disk.clone(),
+                    size: 256 << 30,
+                    cdrom: false,
+                }],
+            };
+            let booted = rt.power_on_metal(&spec).await.map_err(|e| e.to_string())?;
+            Ok(if booted.installed {
+                format!("installed to {}", m.install_disk)
+            } else {
+                "in maintenance mode".to_string()
+            })
+        })
     }
 }

@@ -90,8 +90,10 @@ pub struct BootReport {
     pub initramfs_bytes: usize,
     /// The kernel command line the script passes.
     pub cmdline: String,
-    /// The machine config the booted kernel fetched (kept in memory).
-    pub config: Zeroizing<Vec<u8>>,
+    /// The machine config the booted kernel fetched (kept in memory); `None` when the
+    /// command line has no `talos.config=` (or `talos.config=none`): Talos then comes up in
+    /// maintenance mode (`Metal.Configuration` answers `ErrNoConfigSource`).
+    pub config: Option<Zeroizing<Vec<u8>>>,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -148,12 +150,16 @@ impl MetalMachine {
         let kernel = http_get(address, kernel_url, "kernel").await?;
         let initramfs = http_get(address, &initrd_url, "initramfs").await?;
         let cmdline = args.join(" ");
+        // The booted kernel (Talos's metal platform, `Metal.Configuration`) takes the first
+        // `talos.config=`; without one, or with `none`, there is no config source.
         let config_url = args
             .iter()
             .find_map(|a| a.strip_prefix("talos.config="))
-            .ok_or_else(|| fail("config", "no talos.config= on the kernel command line"))?;
-        // The booted kernel (Talos's metal platform) fetches its config.
-        let config = http_get(address, config_url, "config").await?;
+            .filter(|u| *u != "none");
+        let config = match config_url {
+            Some(url) => Some(http_get(address, url, "config").await?),
+            None => None,
+        };
         Ok(BootReport {
             address,
             firmware_boot_file,

@@ -221,10 +221,66 @@ pub fn kube_http_client(creds: &crate::kubeconfig::KubeCredentials) -> Result<re
         .map_err(|e| Error::Tls(format!("HTTP client: {}", error_chain(&e))))
 }
 
+/// Whether the Kubernetes node `name` is registered and its `Ready` condition is `True`
+/// (`GET /api/v1/nodes/{name}`, the kubelet's `NodeReady` condition). A node that is not
+/// registered yet is `Ok(false)`; an API that does not answer is an error.
+pub async fn kubernetes_node_ready(kubeconfig: &str, name: &str) -> Result<bool> {
+    let creds = crate::kubeconfig::credentials(kubeconfig)?;
+    let url = format!("{}/api/v1/nodes/{name}", creds.server.trim_end_matches('/'));
+    let http = kube_http_client(&creds)?;
+    let resp = http.get(&url).send().await.map_err(|e| Error::Http {
+        url: url.clone(),
+        message: error_chain(&e),
+    })?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(false);
+    }
+    let body = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(Error::Http {
+            url,
+            message: format!("{status}: {}", body.trim()),
+        });
+    }
+    Ok(node_ready(&body))
+}
+
+/// Whether a Node object (JSON) has `status.conditions[type=Ready].status == "True"`.
+fn node_ready(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("status")?
+                .get("conditions")?
+                .as_array()?
+                .iter()
+                .find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"))
+                .map(|c| c.get("status").and_then(|s| s.as_str()) == Some("True"))
+        })
+        .unwrap_or(false)
+}
+
 /// Wait until the Kubernetes API answers `/readyz`.
 pub async fn wait_kubernetes_ready(kubeconfig: &str, opts: &WaitOptions<'_>) -> Result<()> {
     wait_for("Kubernetes API /readyz", opts, || {
         kubernetes_readyz(kubeconfig)
     })
     .await
+}
+
+#[cfg(test)]
+mod node_ready_tests {
+    use super::node_ready;
+
+    #[test]
+    fn ready_condition_decides() {
+        let ready = r#"{"kind":"Node","status":{"conditions":[{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"True"}]}}"#;
+        let not_ready =
+            r#"{"kind":"Node","status":{"conditions":[{"type":"Ready","status":"False"}]}}"#;
+        assert!(node_ready(ready));
+        assert!(!node_ready(not_ready));
+        assert!(!node_ready(r#"{"kind":"Node","status":{}}"#));
+        assert!(!node_ready("not json"));
+    }
 }

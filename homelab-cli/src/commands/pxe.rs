@@ -5,18 +5,12 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::str::FromStr;
-use std::sync::Arc;
 
-use miette::{IntoDiagnostic, WrapErr, miette};
-use secrecy::SecretSlice;
-use talos_api::config::{ClusterInput, MachineConfig, MachineType, NodeInput};
-use talos_factory::{Arch, Asset, ImageCache, Platform, SchematicId, TalosVersion};
+use miette::{IntoDiagnostic, miette};
+use talos_factory::ImageCache;
 
 use crate::context::{Context, Exit, OutputFormat};
-use crate::model::config::Role;
-use crate::model::desired::TalosCluster;
-use crate::model::metal::{MetalArch, MetalNode};
+use crate::model::metal::MetalNode;
 use crate::session::{Session, SimArgs};
 use crate::workspace::ConfigArg;
 
@@ -88,75 +82,14 @@ pub async fn run(cmd: Command, ctx: &Context) -> miette::Result<Exit> {
     }
 }
 
-fn factory_arch(a: MetalArch) -> Arch {
-    match a {
-        MetalArch::Amd64 => Arch::Amd64,
-        MetalArch::Arm64 => Arch::Arm64,
-    }
-}
-
-fn netboot_arch(a: MetalArch) -> netboot::Arch {
-    match a {
-        MetalArch::Amd64 => netboot::Arch::Amd64,
-        MetalArch::Arm64 => netboot::Arch::Arm64,
-    }
-}
-
-/// The machine config of one metal node: the same cluster, secrets and settings as the VM
-/// nodes, the metal installer, and the address from DHCP (the fixed lease in full mode).
-pub fn metal_machine_config(
-    cluster: &TalosCluster,
-    installer: &str,
-    default_disk: Option<&str>,
-    node: &MetalNode,
-    bundle: &talos_api::secrets::SecretsBundle,
-) -> Result<MachineConfig, talos_api::Error> {
-    let disk = node
-        .install_disk
-        .as_deref()
-        .or(default_disk)
-        .unwrap_or("/dev/sda");
-    let mut input = ClusterInput::new(&cluster.cluster_name, &cluster.endpoint)?
-        .install_disk(disk)
-        .install_image(installer)
-        .allow_scheduling_on_control_planes(cluster.allow_scheduling_on_control_planes)
-        .cert_sans(
-            cluster
-                .vip
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-        );
-    if let Some(k) = &cluster.kubernetes_version {
-        input = input.kubernetes_version(k);
-    }
-    let kind = match node.role {
-        Role::Controlplane => MachineType::ControlPlane,
-        Role::Worker => MachineType::Worker,
-    };
-    MachineConfig::generate(
-        &input,
-        bundle,
-        kind,
-        &NodeInput::default().hostname(&node.name),
-    )
-}
-
 async fn serve(a: ServeArgs, ctx: &Context) -> miette::Result<Exit> {
     let session = Session::open_env(&a.config.config, a.config.env(), &a.sim).await?;
-    let talos_cfg = session
-        .ws
-        .loaded
-        .config
-        .talos
-        .clone()
-        .ok_or_else(|| miette!("homelab.yaml has no `talos` section"))?;
     let cluster = session
         .desired
         .talos
         .clone()
         .ok_or_else(|| miette!("homelab.yaml has no `talos` section"))?;
-    let mut nodes: Vec<MetalNode> = talos_cfg.metal.clone();
+    let mut nodes: Vec<MetalNode> = cluster.metal.clone();
     for name in &a.only {
         if !nodes.iter().any(|n| &n.name == name) {
             return Err(miette!("--only {name}: no such machine in `talos.metal`"));
@@ -180,14 +113,6 @@ async fn serve(a: ServeArgs, ctx: &Context) -> miette::Result<Exit> {
     })?;
 
     let factory = session.factory()?;
-    let id = SchematicId::from_str(&cluster.schematic_id)
-        .map_err(|e| miette!("schematic {}: {e}", cluster.schematic_id))?;
-    let version =
-        TalosVersion::from_str(&cluster.version).map_err(|e| miette!("talos.version: {e}"))?;
-    let installer = factory
-        .urls()
-        .installer(&id, &version, &Platform::metal(), false)
-        .to_string();
     let cache_dir = if a.cache_dir.is_absolute() {
         a.cache_dir.clone()
     } else {
@@ -226,56 +151,12 @@ async fn serve(a: ServeArgs, ctx: &Context) -> miette::Result<Exit> {
             netboot::DhcpMode::Full(full)
         }
     });
-    for node in &nodes {
-        let arch = factory_arch(node.arch);
-        let mut paths = Vec::new();
-        for asset in [Asset::Kernel { arch }, Asset::Initramfs { arch }] {
-            let got = factory
-                .download_to_cache(&cache, &id, &version, &asset, |_| {})
-                .await
-                .map_err(|e| {
-                    miette!(
-                        "cannot download {} from the Image Factory: {e}",
-                        asset.file_name()
-                    )
-                })?;
-            paths.push(got.path);
-        }
-        let cmdline_asset = Asset::Cmdline {
-            platform: Platform::metal(),
-            arch,
-            secureboot: false,
-        };
-        let cmdline = factory
-            .download_to_cache(&cache, &id, &version, &cmdline_asset, |_| {})
+    let hosts =
+        crate::engine::metal::netboot_hosts(&factory, &cache, &cluster, &nodes, &bundle, None)
             .await
-            .map_err(|e| miette!("cannot download the kernel command line: {e}"))?;
-        let cmdline = std::fs::read_to_string(&cmdline.path)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot read {}", cmdline.path.display()))?;
-        let config = metal_machine_config(
-            &cluster,
-            &installer,
-            talos_cfg.defaults.install_disk.as_deref(),
-            node,
-            &bundle,
-        )
-        .map_err(|e| miette!("machine config of {}: {e}", node.name))?;
-        let yaml = config.to_yaml();
-        let mut it = paths.into_iter();
-        let (Some(kernel), Some(initramfs)) = (it.next(), it.next()) else {
-            return Err(miette!("internal: kernel and initramfs paths missing"));
-        };
-        builder = builder.host(netboot::Host {
-            name: node.name.clone(),
-            mac: node.mac.parse().into_diagnostic()?,
-            address: node.ip,
-            arch: netboot_arch(node.arch),
-            kernel,
-            initramfs,
-            cmdline: cmdline.split_whitespace().map(str::to_owned).collect(),
-            config: Arc::new(SecretSlice::from(yaml.as_bytes().to_vec())),
-        });
+            .map_err(|e| miette!("{e}"))?;
+    for host in hosts {
+        builder = builder.host(host);
     }
     let server_cfg = builder.build().map_err(|e| miette!("{e}"))?;
     let server = netboot::Server::start(server_cfg)

@@ -59,6 +59,28 @@ pub struct Status {
     pub missing: Vec<String>,
     /// Kubernetes API ready (`None` without a cluster or secrets bundle).
     pub kubernetes_ready: Option<bool>,
+    /// Bare-metal nodes (`talos.metal`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metal: Vec<MetalStatus>,
+}
+
+/// One bare-metal node in the status report.
+#[derive(Debug, Serialize)]
+pub struct MetalStatus {
+    /// Name (Talos hostname).
+    pub name: String,
+    /// The MAC it boots from.
+    pub mac: String,
+    /// controlplane / worker.
+    pub role: String,
+    /// Its declared address.
+    pub address: Option<String>,
+    /// Talos API state: `maintenance`, `configured`, `unreachable`, `unknown` (no address).
+    pub talos: String,
+    /// The Talos version it runs (configured nodes).
+    pub version: Option<String>,
+    /// Whether Kubernetes lists it as a Ready node (`None`: not asked).
+    pub kubernetes_ready: Option<bool>,
 }
 
 /// Run `homelab-cli status`.
@@ -125,11 +147,31 @@ async fn collect(session: &Session) -> miette::Result<Status> {
         }
         _ => None,
     };
+    let observed = crate::engine::metal::observe(&session.desired, bundle.as_ref()).await;
+    let metal = session
+        .desired
+        .talos
+        .iter()
+        .flat_map(|c| &c.metal)
+        .map(|m| {
+            let o = observed.get(&m.name).cloned().unwrap_or_default();
+            MetalStatus {
+                name: m.name.clone(),
+                mac: m.mac.clone(),
+                role: m.role.to_string(),
+                address: m.ip.map(|ip| ip.to_string()),
+                talos: o.talos,
+                version: o.version,
+                kubernetes_ready: o.kubernetes_ready,
+            }
+        })
+        .collect();
     Ok(Status {
         homelab: session.desired.lab.clone(),
         guests,
         missing,
         kubernetes_ready,
+        metal,
     })
 }
 
@@ -227,6 +269,28 @@ fn render(s: &Status, _ctx: &Context) -> String {
     }
     for m in &s.missing {
         out.push_str(&format!("  missing: {m} (run `homelab-cli up`)\n"));
+    }
+    if !s.metal.is_empty() {
+        out.push_str(&format!(
+            "  {:<20} {:<17} {:<16} {:<13} {:<12} {:<9} {}\n",
+            "METAL", "MAC", "ADDRESS", "ROLE", "TALOS", "VERSION", "KUBERNETES"
+        ));
+        for m in &s.metal {
+            out.push_str(&format!(
+                "  {:<20} {:<17} {:<16} {:<13} {:<12} {:<9} {}\n",
+                m.name,
+                m.mac,
+                m.address.as_deref().unwrap_or("-"),
+                m.role,
+                m.talos,
+                m.version.as_deref().unwrap_or("-"),
+                match m.kubernetes_ready {
+                    Some(true) => "Ready",
+                    Some(false) => "not Ready",
+                    None => "-",
+                }
+            ));
+        }
     }
     if let Some(k) = s.kubernetes_ready {
         out.push_str(&format!(

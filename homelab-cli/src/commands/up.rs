@@ -212,6 +212,7 @@ pub async fn apply_plan(
                 .unwrap_or_else(|| Timeouts::default().talos),
             ..Timeouts::default()
         },
+        metal: metal_env(session)?,
     });
     let steps = apply::steps(&env, plan);
     let finished = graph::run(steps, parallelism, observer).await;
@@ -245,6 +246,28 @@ pub async fn apply_plan(
         finished,
         outputs_written,
     })
+}
+
+/// How `up` boots the metal nodes: under `--simulate` the simulated machines boot from a
+/// loopback boot network `up` serves; otherwise the user runs `pxe serve`.
+fn metal_env(session: &Session) -> miette::Result<Option<Arc<crate::engine::metal::MetalEnv>>> {
+    use crate::engine::metal::{MetalBoot, MetalEnv};
+    let Some(cluster) = &session.desired.talos else {
+        return Ok(None);
+    };
+    if cluster.metal.is_empty() {
+        return Ok(None);
+    }
+    let dir = &session.ws.loaded.dir;
+    let boot = match &session.sim {
+        Some(sim) => sim.metal_boot(dir)?,
+        None => MetalBoot::External,
+    };
+    Ok(Some(Arc::new(MetalEnv {
+        boot,
+        cache_dir: dir.join(".homelab").join("cache").join("netboot"),
+        serve_hint: "homelab-cli pxe serve --address <this host's address on their network>".into(),
+    })))
 }
 
 /// A loopback HTTP server answering every GET with a small made-up template archive, so

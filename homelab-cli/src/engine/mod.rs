@@ -7,6 +7,7 @@ pub mod day2;
 pub mod graph;
 pub mod guest_pools;
 pub mod image;
+pub mod metal;
 pub mod observe;
 pub mod observed;
 pub mod pci;

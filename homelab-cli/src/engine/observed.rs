@@ -142,4 +142,7 @@ pub struct TalosObserved {
     pub kubeconfig_current: bool,
     /// The Talos version each configured node reports, by VMID.
     pub versions: std::collections::BTreeMap<u32, String>,
+    /// Bare-metal nodes (`talos.metal`) by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metal: BTreeMap<String, super::metal::MetalObserved>,
 }

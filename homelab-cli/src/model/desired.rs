@@ -446,6 +446,9 @@ pub struct TalosCluster {
     pub nameservers: Vec<IpAddr>,
     /// Node VMIDs in declaration order.
     pub nodes: Vec<u32>,
+    /// Bare-metal nodes (`talos.metal`), their install disk resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metal: Vec<super::metal::MetalNode>,
 }
 
 /// Output file paths (relative to the working directory).
@@ -726,7 +729,8 @@ pub fn resolve(
             });
         }
         isos.extend(isos_needed.into_values());
-        let has_workers = t.nodes.iter().any(|n| n.role == Role::Worker);
+        let has_workers = t.nodes.iter().any(|n| n.role == Role::Worker)
+            || t.metal.iter().any(|m| m.role == Role::Worker);
         let first_cp_ip = t
             .nodes
             .iter()
@@ -772,6 +776,7 @@ pub fn resolve(
             prefix: t.network.prefix,
             nameservers: nameservers.iter().map(|n| n.0).collect(),
             nodes: t.nodes.iter().map(|n| n.vmid).collect(),
+            metal: super::metal::resolved(t),
         });
     }
     let mut templates = BTreeSet::new();

@@ -107,6 +107,24 @@ pub fn validate(talos: &Talos) -> Vec<MetalProblem> {
     out
 }
 
+/// The metal nodes with their install disk resolved (`install_disk`, else
+/// `talos.defaults.install_disk`, else `/dev/sda`).
+pub fn resolved(talos: &Talos) -> Vec<MetalNode> {
+    talos
+        .metal
+        .iter()
+        .map(|m| MetalNode {
+            install_disk: Some(
+                m.install_disk
+                    .clone()
+                    .or_else(|| talos.defaults.install_disk.clone())
+                    .unwrap_or_else(|| "/dev/sda".into()),
+            ),
+            ..m.clone()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -12,6 +12,7 @@ mod handoff;
 mod image;
 mod lab;
 mod layers;
+mod metal;
 mod pools;
 mod proxmox;
 mod pxe;

@@ -242,7 +242,8 @@ fn pxe_serve_boots_a_metal_worker_and_keeps_its_config_off_disk() {
         "{}",
         report.cmdline
     );
-    let config = String::from_utf8(report.config.to_vec()).unwrap();
+    let config =
+        String::from_utf8(report.config.as_ref().expect("no config fetched").to_vec()).unwrap();
     let mc = talos_api::config::MachineConfig::from_yaml(&config, "served").unwrap();
     mc.validate().unwrap();
     let v1 = mc.v1alpha1().unwrap();

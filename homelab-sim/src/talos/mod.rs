@@ -27,6 +27,7 @@
 mod apid;
 pub mod day2;
 mod kube;
+pub mod metal_node;
 mod node;
 
 use std::collections::HashMap;

@@ -338,6 +338,10 @@ impl Drop for Child {
     }
 }
 
+/// What a plain client sees of proxy mode. busybox `udhcpc` is no PXE client: it requests
+/// the `yiaddr` of the first OFFER (busybox `networking/udhcp/dhcpc.c`) and cannot merge a
+/// proxyDHCP's address-less OFFER into the site's lease, so the proxy's boot answers are
+/// shown with QEMU's iPXE instead (`qemu.rs`, proxy mode).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_mode_leaves_leases_to_the_site_server_and_learns_the_address() {
     if !require(&["ip", "busybox", "curl"]) {

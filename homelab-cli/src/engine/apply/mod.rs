@@ -75,6 +75,8 @@ pub struct Env {
     pub bundle_store: Option<(std::path::PathBuf, sops_age::EncryptOptions)>,
     /// Waits.
     pub timeouts: Timeouts,
+    /// How bare-metal nodes boot (`None`: none declared).
+    pub metal: Option<Arc<super::metal::MetalEnv>>,
 }
 
 fn wait_opts(env: &Env) -> WaitOptions {
@@ -608,6 +610,9 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             | Action::UpdateBackupJob { .. }
             | Action::DeleteBackupJob { .. } => out.extend(super::backups::step(e, a)),
             Action::Sdn(_) | Action::ApplySdn { .. } => out.extend(super::sdn::step(e, a, plan)),
+            Action::BootMetal { name, .. } => {
+                out.extend(super::metal::steps(&e, env.metal.as_ref(), &name));
+            }
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
             // Rolled below, one after the other.
             Action::TalosUpgrade { .. } => {}

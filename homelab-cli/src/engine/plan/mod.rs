@@ -320,6 +320,24 @@ pub enum Action {
         /// What was staged before this plan (`vnet web (changed)`).
         pending: Vec<String>,
     },
+    /// A bare-metal node (`talos.metal`) that does not run its configuration yet: it
+    /// network-boots (from `pxe serve`, or the simulator's boot network), installs and joins.
+    /// Not a Proxmox guest: nothing is created. See [`super::metal`].
+    BootMetal {
+        /// Name (Talos hostname).
+        name: String,
+        /// The MAC it boots from.
+        mac: String,
+        /// controlplane / worker.
+        role: String,
+        /// Its declared address.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        address: Option<std::net::Ipv4Addr>,
+        /// The disk it installs to.
+        install_disk: String,
+        /// How it was seen: `unreachable`, `maintenance` or `unknown` (no address).
+        state: String,
+    },
 }
 
 impl Action {
@@ -357,6 +375,7 @@ impl Action {
                 super::sdn::SdnOp::Delete => "destroy",
             },
             Action::ApplySdn { .. } => "change",
+            Action::BootMetal { .. } => "add",
         }
     }
 }

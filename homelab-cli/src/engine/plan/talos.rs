@@ -60,6 +60,8 @@ pub fn plan_talos(desired: &Desired, talos: &TalosObserved, mut plan: Plan) -> P
         &talos.versions,
         &recreated,
     ));
+    plan.actions
+        .extend(crate::engine::metal::plan(desired, talos));
     let fresh = any_apply || !talos.secrets_present;
     if fresh || !talos.talosconfig_current {
         plan.actions.push(Action::WriteOutput {
