@@ -495,7 +495,7 @@ fn a_lost_or_foreign_talos_bundle_is_refused_never_regenerated() {
         );
         assert!(err.contains("200 \"talos-cp-1\""), "{cmd:?}: {err}");
         assert!(err.contains("restore the file from git history"), "{cmd:?}: {err}");
-        assert!(err.contains("homelab-cli down"), "{cmd:?}: {err}");
+        assert!(err.contains("destroy its nodes"), "{cmd:?}: {err}");
         assert!(!bundle.exists(), "{cmd:?} wrote a new bundle");
     }
 
