@@ -152,8 +152,28 @@ impl Client {
     pub async fn wait_task(&self, upid: &Upid, opts: &WaitOptions) -> Result<TaskOutcome> {
         let started = Instant::now();
         let mut interval = opts.initial_interval;
+        // Polls in a row whose answer was lost even after the request's own retries.
+        let mut misses = 0u32;
         loop {
-            let st = self.task_status(upid).await?;
+            let st = match self.task_status(upid).await {
+                Ok(st) => {
+                    misses = 0;
+                    st
+                }
+                // A poll is a read: one lost on the way is simply polled again, within the
+                // deadline and a bound on consecutive losses.
+                Err(e)
+                    if crate::client::transient_read(&e)
+                        && misses < MAX_POLL_MISSES
+                        && started.elapsed() < opts.deadline =>
+                {
+                    misses += 1;
+                    tracing::warn!(%upid, error = %e, misses, "task status not read; polling again");
+                    tokio::time::sleep(interval).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if st.is_stopped() {
                 let exit = st.exitstatus.unwrap_or_else(|| "unexpected status".into());
                 return TaskOutcome::from_exitstatus(&exit).map_err(|text| Error::TaskFailed {
@@ -173,6 +193,9 @@ impl Client {
         }
     }
 }
+
+/// How many task-status polls in a row may be lost before [`Client::wait_task`] gives up.
+const MAX_POLL_MISSES: u32 = 5;
 
 /// Decodes a UPID result.
 async fn upid_of(client: &Client, req: &crate::request::ApiRequest) -> Result<Upid> {

@@ -907,7 +907,7 @@ const STATE_ANSWERS: &[&str] = &["No QEMU guest agent configured", "does not exi
 
 /// 5xx (except the proxy's node-unreachable codes and answers that describe a state) and
 /// transport errors: safe to retry for reads only.
-fn transient_read(err: &Error) -> bool {
+pub(crate) fn transient_read(err: &Error) -> bool {
     if is_connect_timeout(err) {
         return false;
     }

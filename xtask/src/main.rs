@@ -8,6 +8,7 @@ mod features;
 mod fuzz;
 mod man;
 mod pve_schema;
+mod yaml_bench;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         "codegen" => pve_schema::run(&root(), rest.iter().any(|a| a == "--check")),
         "e2e" => e2e::e2e(rest),
         "crashtest" => crashtest::crashtest(rest),
+        "yaml-bench" => yaml_bench::run_bench(rest),
         "fuzz" => fuzz::fuzz(rest),
         "man" => man::run(&root(), rest),
         "features" => features::run(rest),
@@ -55,8 +57,10 @@ fn print_help() {
          test  cargo test on the whole workspace (extra args go to cargo test)\n\
          doc   cargo doc with warnings denied\n\
          codegen  regenerate homelab-sim/src/pve/schema_table.json (--check: fail if stale)\n\
-         crashtest  SIGKILL `up --simulate` at every step boundary and timed points, check the re-run converges\n\
-                    (--examples a,b  --timed N  --boundaries N)\n\
+         crashtest  SIGKILL `up` at every step boundary and timed points, in process and against `sim serve`,\n\
+                    check the re-run converges; writes a report (--examples a,b  --modes in-process,server\n\
+                    --timed N  --boundaries N  --bin PATH  --report PATH)\n\
+         yaml-bench  time hostile homelab.yaml input (100k nested `[`) being refused (--bin PATH)\n\
          fuzz  run the cargo-fuzz targets (nightly; --list, --time S, --runs N, --minimize)\n\
          man   man pages of homelab-cli and its subcommands (default: target/man)\n\
          features  libraries link no CLI crate; homelab-cli builds without `sim`"

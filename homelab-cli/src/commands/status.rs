@@ -97,7 +97,8 @@ pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
 }
 
 async fn collect(session: &Session) -> miette::Result<Status> {
-    let owned = super::down::owned_guests(session).await?;
+    let mut owned = super::down::owned_guests(session).await?;
+    confirm_fresh(session, &mut owned).await;
     let bundle = session.bundle()?;
     let mut guests = Vec::new();
     for g in &owned {
@@ -173,6 +174,36 @@ async fn collect(session: &Session) -> miette::Result<Status> {
         kubernetes_ready,
         metal,
     })
+}
+
+/// `/cluster/resources` takes a guest's name and status from pvestatd's last report (every
+/// 10 s; pve-manager `PVE::API2::Cluster` `resources`), so a guest created moments ago shows
+/// `unknown` and no name. Ask such a guest itself (`status/current`), and take its name from
+/// its configuration when that is all we have.
+async fn confirm_fresh(session: &Session, owned: &mut [ObservedGuest]) {
+    for g in owned.iter_mut().filter(|g| g.status == "unknown" || g.name.is_none()) {
+        let n = session.pve.node(&g.node);
+        let status = match g.kind {
+            GuestKind::Qemu => n.qemu(g.vmid).status().await,
+            GuestKind::Lxc => n.lxc(g.vmid).status().await,
+        };
+        if let Ok(s) = status {
+            g.status = s.status;
+            if g.name.is_none() {
+                g.name = s.name;
+            }
+        }
+        if g.name.is_none() {
+            let key = match g.kind {
+                GuestKind::Qemu => "name",
+                GuestKind::Lxc => "hostname",
+            };
+            g.name = g
+                .config
+                .as_ref()
+                .and_then(|c| c.props.get(key).cloned());
+        }
+    }
 }
 
 /// A guest's addresses: the guest agent's view for a running VM with `agent` enabled (one

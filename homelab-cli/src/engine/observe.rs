@@ -73,6 +73,15 @@ pub async fn observe(
         }
         observed.pci_mappings = Some(client.pci_mappings().list().await?);
     }
+    // A create or clone still running on the host: wait for it (its guest holds only a lock
+    // and no markers until it ends), then read the list again. Read it again also when the
+    // task ended between the list and the task query: the row still shows the placeholder.
+    // Before the status checks below, so that they see the guest the task left.
+    let locked = super::recover::locked_declared(desired, &observed);
+    if await_in_flight(client, &locked).await? || !locked.is_empty() {
+        let fresh = list(client).await?;
+        observed.guests = fresh.guests;
+    }
     // The resource list lags (pvestatd): a guest we are about to start may already run.
     // Asking the few that look stopped keeps a quick second `up` from starting them twice.
     let declared: BTreeSet<u32> = desired
@@ -98,13 +107,6 @@ pub async fn observe(
         if let (Ok(s), Some(g)) = (status, observed.guests.iter_mut().find(|g| g.vmid == vmid)) {
             g.status = s.status;
         }
-    }
-    // A create or clone still running on the host: wait for it (its guest holds only a lock
-    // and no markers until it ends), then read the list again.
-    let locked = super::recover::locked_declared(desired, &observed);
-    if await_in_flight(client, &locked).await? {
-        let fresh = list(client).await?;
-        observed.guests = fresh.guests;
     }
     let mut which = needs_config(desired, &observed);
     for l in super::recover::locked_declared(desired, &observed) {
@@ -244,8 +246,12 @@ async fn await_in_flight(
     guests: &[(String, GuestKind, u32)],
 ) -> Result<bool, proxmox_client::Error> {
     let mut waited = false;
-    for (node, _, vmid) in guests {
-        for upid in super::recover::active_tasks(client, node, *vmid).await? {
+    for (node, kind, vmid) in guests {
+        let mut upids = super::recover::active_tasks(client, node, *vmid).await?;
+        if *kind == GuestKind::Qemu {
+            upids.extend(super::recover::active_clones(client, node).await?);
+        }
+        for upid in upids {
             let Ok(parsed) = upid.parse::<proxmox_client::Upid>() else {
                 continue;
             };

@@ -124,6 +124,27 @@ struct ActiveTask {
     upid: String,
     #[serde(default)]
     id: Option<String>,
+    #[serde(default, rename = "type")]
+    ty: Option<String>,
+}
+
+/// Clones still running on `node`. qemu-server `clone_vm` forks its `qmclone` worker under
+/// the *source* VMID, so a clone in flight is found by its type, not by the new VMID.
+pub async fn active_clones(client: &Client, node: &str) -> Result<Vec<String>, proxmox_client::Error> {
+    let tasks: Vec<ActiveTask> = client
+        .get(
+            &format!("/nodes/{node}/tasks"),
+            &[
+                ("source", ParamValue::Str("active".into())),
+                ("typefilter", ParamValue::Str("qmclone".into())),
+            ],
+        )
+        .await?;
+    Ok(tasks
+        .into_iter()
+        .filter(|t| t.ty.as_deref().is_none_or(|t| t == "qmclone"))
+        .map(|t| t.upid)
+        .collect())
 }
 
 /// Tasks still running on `node` for `vmid` (`GET /nodes/{node}/tasks?source=active&vmid=`).

@@ -185,17 +185,22 @@ pub fn load_env(path: &Path, env: Option<&str>) -> miette::Result<Loaded> {
         return super::load(path);
     };
     check_env_name(env)?;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        miette::miette!(
+    let refused = |p: &Path, e: Box<ConfigError>| -> miette::Report {
+        ConfigErrors::new(p.to_path_buf(), vec![*e]).into()
+    };
+    let text = super::limits::read(path).map_err(|e| match e {
+        super::limits::ReadError::Io(e) => miette::miette!(
             help = "create one with `homelab-cli init`, or pass -c/--config PATH",
             "cannot read {}: {e}",
             path.display()
-        )
+        ),
+        super::limits::ReadError::Refused(e) => refused(path, e),
     })?;
     let over = overlay_path(path, env);
-    let over_text = match std::fs::read_to_string(&over) {
+    let over_text = match super::limits::read(&over) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(super::limits::ReadError::Refused(e)) => return Err(refused(&over, e)),
+        Err(super::limits::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(miette::miette!(
                 help = format!(
                     "create {} beside {} with only the keys that differ in `{env}`, or drop --env / HOMELAB_ENV",
@@ -206,7 +211,9 @@ pub fn load_env(path: &Path, env: Option<&str>) -> miette::Result<Loaded> {
                 over.display()
             ));
         }
-        Err(e) => return Err(miette::miette!("cannot read {}: {e}", over.display())),
+        Err(super::limits::ReadError::Io(e)) => {
+            return Err(miette::miette!("cannot read {}: {e}", over.display()));
+        }
     };
     parse_env(path, text, env, over_text).map_err(Into::into)
 }
@@ -232,8 +239,11 @@ pub fn parse_env(
     overlay_text: String,
 ) -> Result<Loaded, ConfigErrors> {
     let fail = |errs: Vec<ConfigError>| ConfigErrors::new(path.to_path_buf(), errs);
-    let source = Arc::new(text);
     let over_path = overlay_path(path, env);
+    // Hostile input is refused before a parser spends quadratic time on it.
+    super::limits::check(path, &text).map_err(|e| fail(vec![e]))?;
+    super::limits::check(&over_path, &overlay_text).map_err(|e| fail(vec![e]))?;
+    let source = Arc::new(text);
     let over_source = Arc::new(overlay_text);
     let read = |p: &Path, src: &Arc<String>| -> Result<Value, ConfigErrors> {
         let mut v: Value =

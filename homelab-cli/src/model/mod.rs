@@ -14,6 +14,7 @@ pub mod handoff;
 pub mod import;
 pub mod import_vm;
 pub mod layers;
+pub mod limits;
 pub mod metal;
 pub mod patches;
 pub mod pools;
@@ -113,7 +114,17 @@ pub struct ConfigErrors {
 
 impl ConfigErrors {
     /// Collect errors for `file`.
-    pub fn new(file: PathBuf, errors: Vec<ConfigError>) -> Self {
+    pub fn new(file: PathBuf, mut errors: Vec<ConfigError>) -> Self {
+        // A value many guests inherit (`lxc.defaults.nameservers`) is checked once per guest:
+        // each fault is reported once, at its own line.
+        let mut seen = std::collections::HashSet::new();
+        errors.retain(|e| {
+            seen.insert((
+                e.src.name().to_string(),
+                e.span.map(|s| (s.offset(), s.len())),
+                e.message.clone(),
+            ))
+        });
         ConfigErrors { file, errors }
     }
     /// The individual errors.
@@ -144,18 +155,21 @@ impl Loaded {
 /// Read and parse a homelab.yaml file, checking its structure and the rules that need no
 /// secrets (names, VMID ranges, duplicates, sizes).
 pub fn load(path: &Path) -> miette::Result<Loaded> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        miette::miette!(
+    let text = limits::read(path).map_err(|e| match e {
+        limits::ReadError::Io(e) => miette::miette!(
             help = "create one with `homelab-cli init`, or pass -c/--config PATH",
             "cannot read {}: {e}",
             path.display()
-        )
+        ),
+        limits::ReadError::Refused(e) => ConfigErrors::new(path.to_path_buf(), vec![*e]).into(),
     })?;
     parse(path, text).map_err(Into::into)
 }
 
 /// Parse homelab.yaml text (`path` is used for messages and relative paths).
 pub fn parse(path: &Path, text: String) -> Result<Loaded, ConfigErrors> {
+    // Hostile input is refused before a parser spends quadratic time on it.
+    limits::check(path, &text).map_err(|e| ConfigErrors::new(path.to_path_buf(), vec![e]))?;
     let source = Arc::new(text);
     let config: Config = match serde_yaml_ng::from_str(&source) {
         Ok(c) => c,

@@ -229,7 +229,11 @@ pub fn resolve_node(
         let source = match (&spec.file, &spec.inline) {
             (Some(f), None) => {
                 let full = l.relative(f);
-                match std::fs::read_to_string(&full) {
+                match super::limits::read(&full) {
+                    Err(super::limits::ReadError::Refused(e)) => {
+                        errs.push(*e);
+                        continue;
+                    }
                     Ok(text) => Source {
                         name: f.display().to_string(),
                         file: full,
@@ -237,7 +241,7 @@ pub fn resolve_node(
                         first_line: 1,
                         in_config: None,
                     },
-                    Err(e) => {
+                    Err(super::limits::ReadError::Io(e)) => {
                         errs.push(l.error_at(
                             &format!("{path}.file"),
                             format!("cannot read patch {}: {e}", full.display()),

@@ -257,3 +257,288 @@ fn a_bad_fault_profile_is_refused_with_the_grammar() {
     assert!(err.contains("HOMELAB_SIM_FAULTS"), "{err}");
     assert!(err.contains("between 0 and 1"), "{err}");
 }
+
+/// A separate `homelab-cli sim serve` a repository is pointed at (stopped on drop), and a
+/// loopback mirror for the OS template (the simulated node has no internet).
+struct Served {
+    child: std::process::Child,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every GET or HEAD answered with the same small file.
+fn mirror() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&stream);
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    return;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let body = b"crash test mirror file\n";
+                let mut w = &stream;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                if !request.starts_with("HEAD") {
+                    let _ = w.write_all(body);
+                }
+            });
+        }
+    });
+    format!("http://{addr}/")
+}
+
+/// Start `sim serve` and point the repository at it: endpoint, token and root password in
+/// the encrypted secrets (`secrets set`), the certificate pinned in homelab.yaml.
+fn serve_for(repo: &Repo) -> Served {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
+        .args(["sim", "serve", "--listen", "127.0.0.1:0", "--state"])
+        .arg(repo.dir.path().join(".serve"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let served = Served { child };
+    let b: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let key = repo.dir.path().join("demo-age-key.txt");
+    for (path, field) in [
+        ("endpoint", "endpoint"),
+        ("token_id", "token_id"),
+        ("token_secret", "token_secret"),
+        ("root_password", "root_password"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
+            .args(["secrets", "set", "secrets.enc.yaml"])
+            .arg(format!(r#"["proxmox"]["{path}"]"#))
+            .arg(b[field].to_string())
+            .current_dir(repo.dir.path())
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let fp = b["fingerprint"].as_str().unwrap();
+    repo.edit(
+        "\n  node: pve\n",
+        &format!("\n  node: pve\n  fingerprint: \"{fp}\"\n"),
+    );
+    repo.edit("http://download.proxmox.com/", &mirror());
+    served
+}
+
+/// One re-run against the server converges: `up` succeeds, the plan straight after it is
+/// empty, `status` lists every declared guest once, running.
+fn assert_converges_served(repo: &Repo, what: &str) {
+    let up = repo.cli(&["up", "--yes"]);
+    assert!(
+        up.status.success(),
+        "{what}: the re-run failed:\n{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let plan = repo.cli(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{what}: the plan after the re-run is not empty:\n{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
+    let status = repo.json(&["status", "-o", "json"]);
+    let guests = status["guests"].as_array().unwrap();
+    let mut names: Vec<&str> = guests.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert!(
+        guests.iter().all(|g| g["status"] == "running"),
+        "{what}: {status:#}"
+    );
+    let n = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), n, "{what}: a guest twice: {status:#}");
+    assert_eq!(status["missing"], serde_json::json!([]), "{what}: {status:#}");
+    assert!(
+        temp_files(repo.dir.path()).is_empty(),
+        "{what}: temporary files left"
+    );
+}
+
+/// Against a separate `sim serve` the host survives the client: `up` killed while its
+/// container creates still run on the host, then re-run at once, meets them in flight (and
+/// `/cluster/resources` still showing them as pvestatd last saw them). The re-run waits for
+/// them, starts what they left stopped, and the plan after it is empty.
+#[test]
+fn against_a_separate_server_a_killed_up_converges_in_one_rerun() {
+    for steps in [4usize, 9] {
+        let repo = Repo::copy("services", SERVICES);
+        let _served = serve_for(&repo);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
+            .args(["up", "--yes", "-c"])
+            .arg(repo.config())
+            .current_dir(repo.dir.path())
+            .env("HOME", repo.dir.path().join("home"))
+            .env("NO_COLOR", "1")
+            .env_remove("HOMELAB_ENV")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Step lines (`✓ ...`) go to stderr as each step ends.
+        use std::io::{BufRead, BufReader};
+        let mut done = 0;
+        for line in BufReader::new(child.stderr.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with('✓') {
+                done += 1;
+                if done == steps {
+                    break;
+                }
+            }
+        }
+        // SIGKILL: no destructor, no shutdown; the server keeps its tasks running.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(done, steps, "up ended before step {steps}");
+        assert_converges_served(&repo, &format!("killed after step {steps}"));
+    }
+}
+
+/// Under the named fault profiles `flaky` (10% of connections reset, 10% of answers lost
+/// after the work was done), `errors` (10% of reads answer 503) and `locks` (config and
+/// storage lock timeouts), the first `up` succeeds and the plan after it is empty.
+#[test]
+fn up_succeeds_in_one_run_under_the_named_fault_profiles() {
+    for profile in ["flaky", "errors", "locks"] {
+        let repo = Repo::copy("services", SERVICES);
+        let env = [("HOMELAB_SIM_FAULTS", profile)];
+        let config = repo.config();
+        let up = repo.run(&["up", "--simulate", "--yes"], config.to_str().unwrap(), &env);
+        assert!(
+            up.status.success(),
+            "{profile}: {}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        let plan = repo.run(
+            &["plan", "--simulate", "--detailed-exitcode"],
+            config.to_str().unwrap(),
+            &env,
+        );
+        assert_eq!(
+            plan.status.code(),
+            Some(0),
+            "{profile}: {}",
+            String::from_utf8_lossy(&plan.stdout)
+        );
+    }
+}
+
+/// An outage (`offline=pve`: the node answers 595, as pveproxy does for an unreachable
+/// node) fails the first `up` quickly, naming the node, and touches nothing.
+#[test]
+fn up_under_an_outage_fails_naming_the_node() {
+    let repo = Repo::copy("services", SERVICES);
+    let config = repo.config();
+    let up = repo.run(
+        &["up", "--simulate", "--yes"],
+        config.to_str().unwrap(),
+        &[("HOMELAB_SIM_FAULTS", "offline=pve")],
+    );
+    let err = crate::common::flat(&up.stderr);
+    assert_eq!(up.status.code(), Some(1), "{err}");
+    assert!(err.contains("node unreachable (595)"), "{err}");
+    assert!(err.contains("on pve"), "{err}");
+}
+
+const SINGLE_NODE: &[&str] = &["homelab.yaml", "demo-age-key.txt", "secrets.enc.yaml"];
+
+/// The Talos secrets bundle of a running cluster is never regenerated: without it, `plan`
+/// and `up` refuse and say how to restore it or start over, and write no new bundle. With a
+/// bundle from elsewhere (the node's certificate fails our CA's signature check,
+/// `BadSignature`), the wait for the node gives up long before its deadline and says why.
+#[test]
+fn a_lost_or_foreign_talos_bundle_is_refused_never_regenerated() {
+    let repo = Repo::copy("single-node", SINGLE_NODE);
+    repo.up_ok(&[]);
+    let bundle = repo.dir.path().join("talos-secrets.enc.yaml");
+    let kept = repo.dir.path().join("kept-bundle.enc.yaml");
+    std::fs::rename(&bundle, &kept).unwrap();
+
+    for cmd in [&["plan", "--simulate"][..], &["up", "--simulate", "--yes"][..]] {
+        let out = repo.cli(cmd);
+        let err = crate::common::flat(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
+        assert!(
+            err.contains("talos-secrets.enc.yaml is missing"),
+            "{cmd:?}: {err}"
+        );
+        assert!(err.contains("200 \"talos-cp-1\""), "{cmd:?}: {err}");
+        assert!(err.contains("restore the file from git history"), "{cmd:?}: {err}");
+        assert!(err.contains("destroy its nodes"), "{cmd:?}: {err}");
+        assert!(!bundle.exists(), "{cmd:?} wrote a new bundle");
+    }
+
+    // A bundle that is not the cluster's: a fresh one, encrypted to the same key.
+    let key = std::fs::read_to_string(repo.dir.path().join("demo-age-key.txt")).unwrap();
+    let recipient = key
+        .split_whitespace()
+        .find(|w| w.starts_with("age1"))
+        .unwrap()
+        .to_string();
+    let out = repo.run(
+        &[
+            "talos",
+            "gen",
+            "secrets",
+            "-o",
+            bundle.to_str().unwrap(),
+            "--encrypt",
+            "--age",
+            &recipient,
+        ],
+        repo.config().to_str().unwrap(),
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let started = Instant::now();
+    let up = repo.cli(&["up", "--simulate", "--yes"]);
+    let err = crate::common::flat(&up.stderr);
+    assert_eq!(up.status.code(), Some(1), "{err}");
+    assert!(err.contains("(up to 900s"), "the wait says its deadline: {err}");
+    assert!(
+        err.contains("presents a certificate our Talos CA did not sign"),
+        "{err}"
+    );
+    assert!(err.contains("BadSignature"), "{err}");
+    assert!(
+        err.contains("restore the cluster's talos-secrets file"),
+        "{err}"
+    );
+    // Given up on the certificate, not on the 900 s deadline.
+    assert!(started.elapsed() < Duration::from_secs(600), "{err}");
+
+    // The real bundle back: converged, nothing to do.
+    std::fs::rename(&kept, &bundle).unwrap();
+    repo.assert_converged(&[]);
+}

@@ -241,7 +241,8 @@ impl Faults {
     ///   next n matching requests, deterministically.
     ///
     /// Named: `flaky` (`resets=0.1,drops=0.1`), `slow` (`latency=200ms,spikes=0.1:3s`),
-    /// `locks` (`lock-timeouts=3,storage-lock-timeouts=2`).
+    /// `locks` (`lock-timeouts=3,storage-lock-timeouts=2`), `errors` (10% of the reads of
+    /// `/cluster/resources`, `status/current` and task status answer 503).
     pub fn apply_spec(&self, spec: &str) -> Result<(), String> {
         for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             match item {
@@ -257,10 +258,18 @@ impl Faults {
                     self.apply_spec("lock-timeouts=3,storage-lock-timeouts=2")?;
                     continue;
                 }
+                // Error rates per path: pveproxy answering 503 on reads (a busy or
+                // restarting daemon), which clients retry.
+                "errors" => {
+                    self.apply_spec(
+                        "fail=/cluster/resources:0.1:503,fail=/status/current:0.1:503,fail=/tasks/:0.1:503",
+                    )?;
+                    continue;
+                }
                 _ => {}
             }
             let (key, value) = item.split_once('=').ok_or_else(|| {
-                format!("`{item}` is not `key=value` nor a named profile (flaky, slow, locks)")
+                format!("`{item}` is not `key=value` nor a named profile (flaky, slow, locks, errors)")
             })?;
             let rate = |v: &str| -> Result<f64, String> {
                 v.parse::<f64>()

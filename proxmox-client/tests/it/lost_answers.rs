@@ -126,3 +126,27 @@ async fn a_silent_endpoint_fails_on_the_first_connect_timeout_with_a_clear_messa
     // Not retried: one connection, not one per attempt.
     assert_eq!(connections.load(Ordering::SeqCst), 1, "{text}");
 }
+
+/// Task-status polls lost beyond the request's own retries (here: no retries at all) do not
+/// fail the wait: a poll is a read, polled again within the deadline.
+#[tokio::test]
+async fn lost_task_status_polls_are_polled_again() {
+    let lab = lab().await;
+    let c = Client::builder()
+        .base_url(lab.pve_url())
+        .api_token(lab.token_id(), lab.token_secret())
+        .pin_fingerprint(lab.fingerprint())
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let upid = create(&c, 305).await.unwrap();
+    lab.faults().reset_next("/status", 2);
+    lab.faults().drop_next("/status", 2);
+    c.wait_task(&upid, &wait()).await.unwrap();
+
+    // More losses in a row than the bound: the wait reports the transport error.
+    let upid = create(&c, 306).await.unwrap();
+    lab.faults().reset_next("/status", 50);
+    let err = c.wait_task(&upid, &wait()).await.unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err}");
+}

@@ -235,12 +235,7 @@ pub(super) async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepEr
         (Some(root), false) => root,
         _ => &env.pve,
     };
-    let task = client
-        .node(&d.node)
-        .create_guest(d.kind.into(), &create)
-        .await
-        .map_err(|e| feature_hint(&e, StepError::new(format!("create: {e}"))))?;
-    finish(env, task, "create").await?;
+    super::retry::create_guest(env, client, d, &create).await?;
     if d.boot.is_some() {
         return finish_cloud_vm(env, d).await;
     }
@@ -249,11 +244,14 @@ pub(super) async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepEr
 }
 
 pub(super) async fn start_guest(env: &Env, d: &DesiredGuest) -> Result<(), StepError> {
-    let task = guest_on(&env.pve, &d.node, d.kind, d.vmid)
+    let outcome = match guest_on(&env.pve, &d.node, d.kind, d.vmid)
         .start(&StartOptions::default())
         .await
-        .map_err(|e| StepError::new(format!("start: {e}")))?;
-    finish(env, task, "start").await
+    {
+        Ok(task) => finish(env, task, "start").await,
+        Err(e) => Err(StepError::new(format!("start: {e}"))),
+    };
+    super::retry::started_meanwhile(d, outcome)
 }
 
 /// After a cloud VM exists: grow its boot disk, then start it, or convert a template.

@@ -28,6 +28,7 @@ use proxmox_client::property::parse_disk_ref as parse_disk;
 mod cluster;
 mod guests;
 mod resources;
+mod retry;
 
 pub use self::cluster::control_planes;
 use self::cluster::*;
