@@ -139,4 +139,8 @@ pub struct TalosObserved {
     pub kubeconfig_current: bool,
     /// The Talos version each configured node reports, by VMID.
     pub versions: std::collections::BTreeMap<u32, String>,
+    /// The running machine config and installed schematic of each configured node, by
+    /// VMID (read through the COSI resource API; configs hold secrets: never serialized).
+    #[serde(skip)]
+    pub running: std::collections::BTreeMap<u32, super::config_change::RunningNode>,
 }
