@@ -9,6 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/common/common.proto",
         "proto/machine/machine.proto",
         "proto/storage/storage.proto",
+        "proto/v1alpha1/resource.proto",
+        "proto/v1alpha1/state.proto",
+        "proto/resource/config/config.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -51,6 +51,8 @@ pub struct Session {
     pub sim: Option<SimLab>,
     /// How long `up` waits for each Talos node (`--talos-timeout`); the default otherwise.
     pub talos_timeout: Option<std::time::Duration>,
+    /// How machine-config changes on running nodes are applied (`--config-mode`).
+    pub config_mode: crate::engine::config_change::ConfigMode,
 }
 
 impl Session {
@@ -152,6 +154,7 @@ impl Session {
             factory_base: naming.base,
             sim: lab,
             talos_timeout: None,
+            config_mode: Default::default(),
         })
     }
 
@@ -209,6 +212,19 @@ impl Session {
         crate::engine::recover::check_bundle(&self.desired, &talos_obs, &guest_plan)
             .map_err(|e| miette!(help = e.help(), "{e}"))?;
         let plan = plan::plan_talos(&self.desired, &talos_obs, guest_plan);
+        let plan = crate::engine::config_change::plan_config_changes(
+            &self.desired,
+            &talos_obs.running,
+            bundle.as_ref(),
+            self.config_mode,
+            plan,
+        )
+        .map_err(|e| {
+            miette!(
+                help = "`homelab-cli config resolve --node NAME` shows the config a node gets",
+                "{e}"
+            )
+        })?;
         Ok(Planned {
             plan,
             observed,
@@ -293,6 +309,7 @@ impl Session {
                 .map(|(vmid, _, ip, _)| (*vmid, *ip))
                 .collect();
             out.versions = crate::engine::day2::observe_versions(cluster, b, &running).await;
+            out.running = crate::engine::config_change::observe(cluster, b, &running).await;
             let cps = talos::control_plane_ips(&self.desired);
             if let Ok(Some(t)) = self.ws.decrypt(&self.desired.outputs.talosconfig) {
                 out.talosconfig_current = std::str::from_utf8(&t)

@@ -153,12 +153,23 @@ impl SimLab {
         talos
             .resume_metal()
             .map_err(|e| miette!("cannot start the simulated bare-metal machines: {e}"))?;
-        let factory = FactorySim::start(
-            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            Some(dir.join("factory")),
-        )
-        .await
-        .map_err(|e| miette!("cannot start the simulated Image Factory: {e}"))?;
+        // The factory keeps its port across runs (remembered beside its state): its address
+        // is part of every installer image reference, so a new port each run would read as
+        // a machine-config change (`machine.install.image`) on every node.
+        let port_file = dir.join("factory-port");
+        let remembered: u16 = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0);
+        let at = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let factory = match FactorySim::start(at(remembered), Some(dir.join("factory"))).await {
+            Ok(f) => f,
+            Err(_) if remembered != 0 => FactorySim::start(at(0), Some(dir.join("factory")))
+                .await
+                .map_err(|e| miette!("cannot start the simulated Image Factory: {e}"))?,
+            Err(e) => return Err(miette!("cannot start the simulated Image Factory: {e}")),
+        };
+        let _ = std::fs::write(&port_file, factory.addr().port().to_string());
         let sftp_dir = dir.join("sftp");
         std::fs::create_dir_all(&sftp_dir)
             .map_err(|e| miette!("cannot create {}: {e}", sftp_dir.display()))?;

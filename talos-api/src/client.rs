@@ -454,7 +454,7 @@ envelope! {
     storage::DisksResponse => storage::Disks,
 }
 
-fn transport_error(method: &str, endpoint: &str, status: tonic::Status) -> Error {
+pub(crate) fn transport_error(method: &str, endpoint: &str, status: tonic::Status) -> Error {
     // tonic reports connection failures as Unavailable with the source chain in the message.
     let mut e = Error::grpc(method, status);
     if let Error::Grpc { message, .. } = &mut e
@@ -505,6 +505,31 @@ impl Client {
     /// Raw `StorageService` stub (escape hatch).
     pub fn storage_service(&self) -> StorageServiceClient<Channel> {
         StorageServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// The shared HTTP/2 channel (for the other services' stubs in this crate).
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// A request with one-to-one proxy metadata (`node`), as talosctl sends COSI calls:
+    /// one targeted node becomes `node`; several are refused.
+    pub(crate) fn one_to_one_request<T>(&self, method: &str, msg: T) -> Result<tonic::Request<T>> {
+        let mut r = tonic::Request::new(msg);
+        let node = match &self.target {
+            Target::Endpoint => None,
+            Target::Node(n) => Some(n.clone()),
+            Target::Nodes(nodes) if nodes.len() <= 1 => nodes.first().cloned(),
+            Target::Nodes(_) => {
+                return Err(Error::InvalidConfig(format!(
+                    "{method} reads one node at a time; target a single node"
+                )));
+            }
+        };
+        if let Some(v) = node.and_then(|n| n.parse().ok()) {
+            r.metadata_mut().insert("node", v);
+        }
+        Ok(r)
     }
 
     fn request<T>(&self, msg: T) -> tonic::Request<T> {
@@ -696,6 +721,54 @@ impl Client {
         }
         .instrument(span)
         .await
+    }
+
+    /// `MachineService/Read`: a file's contents (the whole stream).
+    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>> {
+        const M: &str = "/machine.MachineService/Read";
+        let mut c = self.machine_service();
+        let mut stream = c
+            .read(self.request(machine::ReadRequest {
+                path: path.to_string(),
+            }))
+            .await
+            .map_err(|s| transport_error(M, &self.endpoint, s))?
+            .into_inner();
+        let mut buf = Vec::new();
+        loop {
+            match stream.message().await {
+                Ok(Some(chunk)) => {
+                    let chunk: common::Data = chunk;
+                    if let Some(m) = &chunk.metadata
+                        && !m.error.is_empty()
+                    {
+                        return Err(Error::Node {
+                            method: M.into(),
+                            errors: vec![NodeError {
+                                node: if m.hostname.is_empty() {
+                                    self.endpoint.clone()
+                                } else {
+                                    m.hostname.clone()
+                                },
+                                message: m.error.clone(),
+                            }],
+                        });
+                    }
+                    buf.extend_from_slice(&chunk.bytes);
+                }
+                Ok(None) => break,
+                Err(s) => return Err(Error::grpc(M, s)),
+            }
+        }
+        Ok(buf)
+    }
+
+    /// The node's boot ID (`/proc/sys/kernel/random/boot_id`): it changes on every boot, so
+    /// a reboot is seen as a new ID (as `talosctl reboot --wait` does: siderolabs/talos
+    /// `cmd/talosctl/pkg/talos/action/tracker.go`, `getBootID`).
+    pub async fn boot_id(&self) -> Result<String> {
+        let b = self.read_file("/proc/sys/kernel/random/boot_id").await?;
+        Ok(String::from_utf8_lossy(&b).trim().to_string())
     }
 
     /// `MachineService/ServiceList`.

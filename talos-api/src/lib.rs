@@ -49,6 +49,7 @@
 pub mod apply_mode;
 pub mod client;
 pub mod config;
+pub mod cosi;
 pub mod crypto;
 mod error;
 pub mod health;
@@ -82,6 +83,20 @@ pub mod proto {
     /// `machine` package: `MachineService`.
     pub mod machine {
         tonic::include_proto!("machine");
+    }
+    /// `cosi.resource` package: the COSI `State` service (`talosctl get`).
+    pub mod cosi {
+        /// `cosi.resource`.
+        pub mod resource {
+            tonic::include_proto!("cosi.resource");
+        }
+    }
+    /// `resource.config` package: specs of the `config` namespace's resources.
+    pub mod resource {
+        /// `resource.config`.
+        pub mod config {
+            tonic::include_proto!("resource.config");
+        }
     }
     /// `storage` package: `StorageService`.
     pub mod storage {

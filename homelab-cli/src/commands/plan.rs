@@ -18,11 +18,14 @@ pub struct Args {
     /// Exit 0 when there is nothing to do and 2 when there are changes (1 on errors).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub config_mode: crate::engine::config_change::ConfigModeArg,
 }
 
 /// Run `homelab-cli plan`.
 pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
-    let session = Session::open_env(&args.config.config, args.config.env(), &args.sim).await?;
+    let mut session = Session::open_env(&args.config.config, args.config.env(), &args.sim).await?;
+    session.config_mode = args.config_mode.config_mode;
     let planned = session.plan().await;
     session.close().await;
     let planned = planned?;

@@ -34,6 +34,8 @@ pub struct Args {
     /// upgrade), in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 900)]
     pub talos_timeout: u64,
+    #[command(flatten)]
+    pub config_mode: crate::engine::config_change::ConfigModeArg,
 }
 
 /// What `up` did, for `--output json`.
@@ -51,6 +53,7 @@ struct Report<'a> {
 pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
     let mut session = Session::open_env(&args.config.config, args.config.env(), &args.sim).await?;
     session.talos_timeout = Some(std::time::Duration::from_secs(args.talos_timeout));
+    session.config_mode = args.config_mode.config_mode;
     let result = run_session(&session, &args, ctx).await;
     session.close().await;
     result

@@ -42,12 +42,13 @@ pub async fn observe_versions(
         .collect()
 }
 
-/// Upgrades for the configured nodes whose reported version differs from the desired one:
-/// control planes first, then workers, each in declaration order (the order `up` rolls
-/// them in).
+/// Upgrades for the configured nodes whose reported version or installed schematic (an
+/// extension added at the same version) differs from the desired one: control planes
+/// first, then workers, each in declaration order (the order `up` rolls them in).
 pub fn plan_upgrades(
     desired: &Desired,
     versions: &BTreeMap<u32, String>,
+    schematics: &BTreeMap<u32, String>,
     skip: &std::collections::BTreeSet<u32>,
 ) -> Vec<Action> {
     let Some(cluster) = &desired.talos else {
@@ -66,7 +67,10 @@ pub fn plan_upgrades(
             let Some(running) = versions.get(vmid) else {
                 continue;
             };
-            if *running == cluster.version {
+            let schematic = schematics.get(vmid);
+            if *running == cluster.version
+                && schematic.is_none_or(|s| *s == cluster.schematic_id)
+            {
                 continue;
             }
             out.push(Action::TalosUpgrade {
@@ -76,6 +80,8 @@ pub fn plan_upgrades(
                 from: running.clone(),
                 to: cluster.version.clone(),
                 image: cluster.installer_image.clone(),
+                from_schematic: schematic.cloned(),
+                to_schematic: schematic.map(|_| cluster.schematic_id.clone()),
             });
         }
     }
@@ -95,6 +101,8 @@ pub fn upgrade_steps(env: &Arc<Env>, actions: &[Action], existing: &[Step]) -> V
             from,
             to,
             image,
+            to_schematic,
+            ..
         } = a.clone()
         else {
             continue;
@@ -110,7 +118,8 @@ pub fn upgrade_steps(env: &Arc<Env>, actions: &[Action], existing: &[Step]) -> V
             id: id.clone(),
             label: format!("upgrade Talos on {role} \"{name}\": {from} -> {to} (reboots)"),
             deps,
-            run: async move { upgrade_node(&e, vmid, &to, &image).await }.boxed(),
+            run: async move { upgrade_node(&e, vmid, &to, to_schematic.as_deref(), &image).await }
+                .boxed(),
         });
         previous = Some(id);
     }
@@ -118,7 +127,13 @@ pub fn upgrade_steps(env: &Arc<Env>, actions: &[Action], existing: &[Step]) -> V
 }
 
 /// Upgrade one node and wait until it is healthy on the new version.
-async fn upgrade_node(env: &Env, vmid: u32, to: &str, image: &str) -> Result<String, StepError> {
+async fn upgrade_node(
+    env: &Env,
+    vmid: u32,
+    to: &str,
+    to_schematic: Option<&str>,
+    image: &str,
+) -> Result<String, StepError> {
     let cluster = env
         .desired
         .talos
@@ -150,8 +165,14 @@ async fn upgrade_node(env: &Env, vmid: u32, to: &str, image: &str) -> Result<Str
         .await
         .ok()
         .and_then(|v| v.first()?.version.as_ref().map(|x| x.tag.clone()));
+    // The installed schematic is only compared when the plan knew it.
+    let schematic_ok = |s: Option<String>| to_schematic.is_none_or(|want| s.as_deref() == Some(want));
+    let current_schematic = match to_schematic {
+        Some(_) => client.schematic().await.ok(),
+        None => None,
+    };
     // A re-run after the node already took the upgrade only waits for health.
-    if current.as_deref() != Some(to) {
+    if current.as_deref() != Some(to) || !schematic_ok(current_schematic) {
         client
             .upgrade(talos_api::proto::machine::UpgradeRequest {
                 image: image.to_string(),
@@ -181,11 +202,18 @@ async fn upgrade_node(env: &Env, vmid: u32, to: &str, image: &str) -> Result<Str
                 .and_then(|x| x.version.as_ref())
                 .map(|x| x.tag.clone())
                 .unwrap_or_default();
-            if tag == to {
-                Ok(c)
-            } else {
-                Err(talos_api::Error::InvalidConfig(format!("still on {tag}")))
+            if tag != to {
+                return Err(talos_api::Error::InvalidConfig(format!("still on {tag}")));
             }
+            if let Some(want) = to_schematic {
+                let s = c.schematic().await?;
+                if s != want {
+                    return Err(talos_api::Error::InvalidConfig(format!(
+                        "still on schematic {s}"
+                    )));
+                }
+            }
+            Ok(c)
         }
     })
     .await

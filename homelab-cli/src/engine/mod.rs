@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod backups;
+pub mod config_change;
 pub mod day2;
 pub mod graph;
 pub mod guest_pools;

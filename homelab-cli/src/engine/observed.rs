@@ -145,4 +145,8 @@ pub struct TalosObserved {
     /// Bare-metal nodes (`talos.metal`) by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metal: BTreeMap<String, super::metal::MetalObserved>,
+    /// The running machine config and installed schematic of each configured node, by
+    /// VMID (read through the COSI resource API; configs hold secrets: never serialized).
+    #[serde(skip)]
+    pub running: std::collections::BTreeMap<u32, super::config_change::RunningNode>,
 }

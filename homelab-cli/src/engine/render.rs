@@ -326,12 +326,17 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 );
                 let _ = writeln!(out, "  {} talos_machine_config \"{name}\"", paint("~"));
             }
+            Action::TalosConfigChange { .. } => {
+                out.push_str(&super::config_change::plan_text(a, &paint));
+            }
             Action::TalosUpgrade {
                 name,
                 role,
                 from,
                 to,
                 image,
+                from_schematic,
+                to_schematic,
                 ..
             } => {
                 let _ = writeln!(
@@ -339,7 +344,22 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                     "  # Talos on {role} \"{name}\" will be upgraded; the node REBOOTS (one node at a time)"
                 );
                 let _ = writeln!(out, "  {} talos_upgrade \"{name}\" {{", paint("~"));
-                let _ = writeln!(out, "      {} version = \"{from}\" -> \"{to}\"", paint("~"));
+                match (from_schematic, to_schematic) {
+                    (Some(a), Some(b)) if a != b => {
+                        let short = |s: &str| s[..s.len().min(12)].to_string();
+                        let _ = writeln!(
+                            out,
+                            "      {} version = \"{from} (schematic {})\" -> \"{to} (schematic {})\"",
+                            paint("~"),
+                            short(a),
+                            short(b)
+                        );
+                    }
+                    _ => {
+                        let _ =
+                            writeln!(out, "      {} version = \"{from}\" -> \"{to}\"", paint("~"));
+                    }
+                }
                 let _ = writeln!(out, "        installer = \"{image}\"");
                 out.push_str("    }\n");
             }

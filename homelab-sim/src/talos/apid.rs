@@ -19,11 +19,11 @@ const NOT_IN_MAINTENANCE: &str = "API is not implemented in maintenance mode";
 const TALOS_TAG: &str = talos_api::config::TALOS_VERSION;
 
 #[derive(Clone)]
-struct Apid {
-    node: Arc<Node>,
-    maintenance: bool,
+pub(super) struct Apid {
+    pub(super) node: Arc<Node>,
+    pub(super) maintenance: bool,
     /// A call forwarded by another node's apid (already authorised there).
-    trusted: bool,
+    pub(super) trusted: bool,
 }
 
 /// Replies of the `repeated X messages = 1` shape, whose items carry `metadata = 1`.
@@ -60,7 +60,7 @@ envelope! {
 type BoxFut<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 /// The `nodes` (one-to-many) or `node` (one-to-one) proxy metadata of a request.
-fn proxy_targets<T>(req: &Request<T>) -> Result<Option<Vec<String>>, Status> {
+pub(super) fn proxy_targets<T>(req: &Request<T>) -> Result<Option<Vec<String>>, Status> {
     let values = |key: &str| -> Vec<String> {
         req.metadata()
             .get_all(key)
@@ -87,7 +87,7 @@ fn meta() -> Option<Metadata> {
 
 /// The installed peer a proxy target names (IP or hostname) as a forwarded-to apid, or the
 /// dial error real apid reports for a target nothing answers on.
-fn dial(peers: &[Arc<Node>], t: &str) -> Result<Apid, Status> {
+pub(super) fn dial(peers: &[Arc<Node>], t: &str) -> Result<Apid, Status> {
     peers
         .iter()
         .find(|n| (n.ip.to_string() == t || n.hostname() == t) && n.state().installed)
@@ -109,7 +109,7 @@ fn rpc_error_text(st: &Status) -> String {
 }
 
 /// Roles from the client certificate's Organization values (normal mode).
-fn roles<T>(req: &Request<T>) -> Vec<String> {
+pub(super) fn roles<T>(req: &Request<T>) -> Vec<String> {
     let Some(certs) = req.peer_certs() else {
         return vec![];
     };
@@ -127,7 +127,7 @@ fn roles<T>(req: &Request<T>) -> Vec<String> {
 }
 
 impl Apid {
-    fn stale(&self) -> Result<(), Status> {
+    pub(super) fn stale(&self) -> Result<(), Status> {
         // A maintenance server still draining after the install reboot.
         if self.maintenance && self.node.state().installed {
             return Err(Status::unavailable("node is rebooting"));
@@ -135,7 +135,7 @@ impl Apid {
         Ok(())
     }
 
-    fn require<T>(&self, req: &Request<T>, allowed: &[&str]) -> Result<(), Status> {
+    pub(super) fn require<T>(&self, req: &Request<T>, allowed: &[&str]) -> Result<(), Status> {
         self.stale()?;
         if self.maintenance || self.trusted {
             return Ok(());
@@ -245,7 +245,7 @@ impl Apid {
     }
 
     /// Every simulated node of this lab (none once the lab is gone).
-    fn peers(&self) -> Vec<Arc<Node>> {
+    pub(super) fn peers(&self) -> Vec<Arc<Node>> {
         self.node
             .runtime
             .upgrade()
@@ -528,6 +528,7 @@ impl MachineService for Apid {
                 .proxy(t, req, |a, r| Box::pin(async move { a.version(r).await }))
                 .await;
         }
+        self.node.record_read("Version");
         let (name, mode) = if self.node.platform == "nocloud" {
             ("nocloud", "cloud")
         } else {
@@ -573,6 +574,7 @@ impl MachineService for Apid {
                 })
                 .await;
         }
+        self.node.record_read("ServiceList");
         let cp = self
             .node
             .facts()
@@ -625,6 +627,7 @@ impl MachineService for Apid {
                 })
                 .await;
         }
+        self.node.record_read("EtcdMemberList");
         if !self.etcd_joined() {
             return Err(Status::unavailable("etcd is not running"));
         }
@@ -713,6 +716,39 @@ impl MachineService for Apid {
         }))
     }
 
+    /// `Read` of the one file clients read here: `/proc/sys/kernel/random/boot_id`, new on
+    /// every boot (`talosctl reboot --wait` compares it: `cmd/talosctl/pkg/talos/action/
+    /// tracker.go`, `getBootID`). Talos 1.12 `Read` (v1alpha1_server.go) streams any file
+    /// under the allowed paths; other paths answer as a missing file does.
+    async fn read(
+        &self,
+        req: Request<ReadRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<Data>>, Status> {
+        self.admin_only(&req)?;
+        if let Some(t) = self.forward_targets(&req)? {
+            let target = t
+                .first()
+                .cloned()
+                .ok_or_else(|| Status::invalid_argument("no target"))?;
+            let apid = dial(&self.peers(), &target)?;
+            return apid.read(Request::new(req.into_inner())).await;
+        }
+        let path = req.into_inner().path;
+        self.node.record_read("Read");
+        if path != "/proc/sys/kernel/random/boot_id" {
+            return Err(Status::unknown(format!(
+                "stat {path}: no such file or directory"
+            )));
+        }
+        let chunk = Data {
+            metadata: meta(),
+            bytes: format!("{}\n", self.node.boot_id()).into_bytes(),
+        };
+        Ok(Response::new(Box::pin(futures_util::stream::iter(vec![
+            Ok(chunk),
+        ]))))
+    }
+
     async fn upgrade(
         &self,
         req: Request<UpgradeRequest>,
@@ -765,6 +801,7 @@ impl StorageService for Apid {
                 .proxy(t, req, |a, r| Box::pin(async move { a.disks(r).await }))
                 .await;
         }
+        self.node.record_read("Disks");
         let disks = self
             .node
             .disks
@@ -832,7 +869,8 @@ async fn serve(
         .tls_config(tls)
         .map_err(|e| e.to_string())?
         .add_service(MachineServiceServer::new(svc.clone()))
-        .add_service(StorageServiceServer::new(svc));
+        .add_service(StorageServiceServer::new(svc.clone()))
+        .add_service(super::cosi::state_server(svc));
     let (stx, srx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let _ = router

@@ -186,6 +186,9 @@ pub enum EventKind {
     Applied(String),
     /// An upgrade to this image was accepted.
     Upgrade(String),
+    /// The node served a read (`Version`, `Get MachineConfigs.config.talos.dev`, ...): the
+    /// tests count them per node.
+    Read(String),
 }
 
 /// One entry of the event log.
@@ -261,7 +264,7 @@ pub struct EventLine {
     pub hostname: String,
     /// Control plane or not.
     pub control_plane: bool,
-    /// `down`, `up`, `applied:<mode>`, `upgrade:<image>`.
+    /// `down`, `up`, `applied:<mode>`, `upgrade:<image>`, `read:<what>`.
     pub kind: String,
 }
 
@@ -273,6 +276,7 @@ impl EventKind {
             EventKind::Up => "up".into(),
             EventKind::Applied(m) => format!("applied:{m}"),
             EventKind::Upgrade(i) => format!("upgrade:{i}"),
+            EventKind::Read(r) => format!("read:{r}"),
         }
     }
 }

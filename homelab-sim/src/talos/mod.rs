@@ -25,6 +25,7 @@
 //! with the same state directory sees the same nodes.
 
 mod apid;
+mod cosi;
 pub mod day2;
 mod kube;
 pub mod metal_node;

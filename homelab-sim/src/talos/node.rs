@@ -288,6 +288,8 @@ pub(crate) struct Node {
     /// The node has answered since this process started it (a "stuck" knob applies to
     /// reboots after that, not to the first boot).
     pub ever_up: std::sync::atomic::AtomicBool,
+    /// The current boot's ID.
+    pub boot_id: Mutex<String>,
 }
 
 impl std::fmt::Debug for Node {
@@ -340,6 +342,7 @@ impl Node {
             file,
             generation: std::sync::atomic::AtomicU64::new(0),
             ever_up: std::sync::atomic::AtomicBool::new(false),
+            boot_id: Mutex::new(String::new()),
         }
     }
 
@@ -457,6 +460,17 @@ impl Node {
         }
     }
 
+    /// Log a read this node served (see [`super::day2::EventKind::Read`]).
+    pub(crate) fn record_read(&self, what: &str) {
+        self.record(super::day2::EventKind::Read(what.to_string()));
+    }
+
+    /// This boot's ID (`/proc/sys/kernel/random/boot_id`): a UUID-shaped value new on
+    /// every boot.
+    pub(crate) fn boot_id(&self) -> String {
+        self.boot_id.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
     /// The lab's knobs.
     pub(crate) fn knobs(&self) -> super::day2::Knobs {
         self.runtime
@@ -508,6 +522,9 @@ impl Node {
             });
         }
         let st = self.state();
+        if let Ok(mut b) = self.boot_id.lock() {
+            *b = new_boot_id(self.key.1);
+        }
         let mut up = false;
         let res = if st.installed {
             super::apid::start_normal(self).await
@@ -553,4 +570,35 @@ impl Node {
             Err(e) => tracing::error!(ip = %self.ip, error = %e, "kubernetes API failed to start"),
         }
     }
+}
+
+/// A fresh boot ID: 128 bits from the clock, the VMID and a process-wide counter, in the
+/// kernel's UUID text form.
+fn new_boot_id(vmid: u32) -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static BOOTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = BOOTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut words = [0u64; 2];
+    for (i, w) in words.iter_mut().enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(nanos);
+        h.write_u32(vmid);
+        h.write_u64(n);
+        h.write_usize(i);
+        *w = h.finish();
+    }
+    let x = (u128::from(words[0]) << 64) | u128::from(words[1]);
+    let hex = format!("{x:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }

@@ -617,6 +617,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
             // Rolled below, one after the other.
             Action::TalosUpgrade { .. } => {}
+            // Rolled after the upgrades (see config_change).
+            Action::TalosConfigChange { .. } => {}
         }
     }
     // Everything else may use a storage being added.
@@ -637,6 +639,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     }
     let upgrades = super::day2::upgrade_steps(env, &plan.actions, &out);
     out.extend(upgrades);
+    super::config_change::add_steps(env, &plan.actions, &mut out);
     if !talos_steps.is_empty() || out.iter().any(|s| s.id == "bootstrap") {
         let mut deps: Vec<String> = talos_steps.iter().map(|(_, id)| id.clone()).collect();
         deps.push("bootstrap".into());

@@ -269,6 +269,32 @@ pub enum Action {
         to: String,
         /// The installer image.
         image: String,
+        /// The schematic it runs, when it reports one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_schematic: Option<String>,
+        /// The schematic it will run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_schematic: Option<String>,
+    },
+    /// Change the machine config of a running Talos node (ApplyConfiguration), with the
+    /// mode Talos needs for it; see [`super::config_change`].
+    TalosConfigChange {
+        /// VMID.
+        vmid: u32,
+        /// Name.
+        name: String,
+        /// controlplane / worker.
+        role: String,
+        /// `no-reboot`, `reboot` or `staged`.
+        mode: super::config_change::ApplyWith,
+        /// Staged before the node's Talos upgrade, whose reboot takes it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        with_upgrade: bool,
+        /// The paths that need a reboot (empty when it applies live).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reboot_paths: Vec<String>,
+        /// What changes, by path (secret values masked).
+        changes: Vec<super::config_change::ConfigPathChange>,
     },
     /// Bootstrap etcd on the first control plane (once per cluster).
     TalosBootstrap {
@@ -358,6 +384,7 @@ impl Action {
             | Action::TalosApplyConfig { .. }
             | Action::TalosBootstrap { .. }
             | Action::TalosUpgrade { .. }
+            | Action::TalosConfigChange { .. }
             | Action::WriteOutput { .. }
             | Action::UpdateBackupJob { .. } => "change",
             Action::Replace { .. } => "replace",
@@ -415,7 +442,7 @@ impl Plan {
         self.actions.is_empty()
     }
 
-    fn finish(mut self) -> Self {
+    pub(crate) fn finish(mut self) -> Self {
         let mut s = Summary::default();
         for a in &self.actions {
             match a.verb() {

@@ -55,9 +55,15 @@ pub fn plan_talos(desired: &Desired, talos: &TalosObserved, mut plan: Plan) -> P
             name: cp.name.clone(),
         });
     }
+    let schematics: BTreeMap<u32, String> = talos
+        .running
+        .iter()
+        .filter_map(|(vmid, r)| Some((*vmid, r.schematic.clone()?)))
+        .collect();
     plan.actions.extend(crate::engine::day2::plan_upgrades(
         desired,
         &talos.versions,
+        &schematics,
         &recreated,
     ));
     plan.actions
