@@ -52,6 +52,7 @@ pub mod config;
 pub mod crypto;
 mod error;
 pub mod health;
+pub mod k8s_upgrade;
 pub mod kubeconfig;
 pub mod patch;
 pub mod secrets;
