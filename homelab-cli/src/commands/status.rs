@@ -59,6 +59,8 @@ pub struct Status {
     pub missing: Vec<String>,
     /// Kubernetes API ready (`None` without a cluster or secrets bundle).
     pub kubernetes_ready: Option<bool>,
+    /// The outputs' admin client certificates and when they expire.
+    pub certificates: Vec<crate::engine::certs::OutputCert>,
 }
 
 /// Run `homelab-cli status`.
@@ -130,6 +132,7 @@ async fn collect(session: &Session) -> miette::Result<Status> {
         guests,
         missing,
         kubernetes_ready,
+        certificates: crate::engine::certs::of_outputs(&session.ws, &session.desired),
     })
 }
 
@@ -227,6 +230,19 @@ fn render(s: &Status, _ctx: &Context) -> String {
     }
     for m in &s.missing {
         out.push_str(&format!("  missing: {m} (run `homelab-cli up`)\n"));
+    }
+    for c in &s.certificates {
+        out.push_str(&format!(
+            "  {} client certificate expires {} ({} days){}\n",
+            c.output,
+            c.expires,
+            c.days_left,
+            if c.renew {
+                "; `homelab-cli up` re-issues it"
+            } else {
+                ""
+            }
+        ));
     }
     if let Some(k) = s.kubernetes_ready {
         out.push_str(&format!(

@@ -3,9 +3,11 @@
 
 pub mod apply;
 pub mod backups;
+pub mod certs;
 pub mod day2;
 pub mod graph;
 pub mod image;
+pub mod k8s_upgrade;
 pub mod observe;
 pub mod observed;
 pub mod pci;
@@ -14,6 +16,7 @@ pub mod pools;
 pub mod recover;
 pub mod render;
 pub mod restore;
+pub mod rolling;
 pub mod sdn;
 pub mod storage_check;
 pub mod storages;

@@ -139,4 +139,10 @@ pub struct TalosObserved {
     pub kubeconfig_current: bool,
     /// The Talos version each configured node reports, by VMID.
     pub versions: std::collections::BTreeMap<u32, String>,
+    /// What the Kubernetes components run (read through the Kubernetes API), when it
+    /// answers.
+    /// Outputs whose client certificate expires within 30 days (re-issued by `up`).
+    pub renew: Vec<super::certs::OutputCert>,
+    #[serde(skip)]
+    pub kubernetes: Option<super::k8s_upgrade::K8sObserved>,
 }

@@ -444,6 +444,8 @@ pub struct TalosCluster {
     pub nameservers: Vec<IpAddr>,
     /// Node VMIDs in declaration order.
     pub nodes: Vec<u32>,
+    /// Workers a rolling upgrade may take down at once (`talos.upgrade.max_unavailable`).
+    pub max_unavailable: u32,
 }
 
 /// Output file paths (relative to the working directory).
@@ -770,6 +772,7 @@ pub fn resolve(
             prefix: t.network.prefix,
             nameservers: nameservers.iter().map(|n| n.0).collect(),
             nodes: t.nodes.iter().map(|n| n.vmid).collect(),
+            max_unavailable: t.upgrade.max_unavailable.get(),
         });
     }
     let mut templates = BTreeSet::new();

@@ -16,6 +16,7 @@ pub mod layers;
 pub mod metal;
 pub mod patches;
 pub mod pools;
+pub mod rolling;
 pub mod sdn;
 pub mod secrets;
 pub mod spans;

@@ -25,6 +25,7 @@
 //! with the same state directory sees the same nodes.
 
 mod apid;
+mod components;
 pub mod day2;
 mod kube;
 mod node;

@@ -610,7 +610,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             Action::Sdn(_) | Action::ApplySdn { .. } => out.extend(super::sdn::step(e, a, plan)),
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
             // Rolled below, one after the other.
-            Action::TalosUpgrade { .. } => {}
+            Action::TalosUpgrade { .. } | Action::KubernetesUpgrade { .. } => {}
         }
     }
     // Everything else may use a storage being added.
@@ -624,6 +624,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     }
     let upgrades = super::day2::upgrade_steps(env, &plan.actions, &out);
     out.extend(upgrades);
+    let k8s = super::k8s_upgrade::upgrade_steps(env, &plan.actions, &out);
+    out.extend(k8s);
     if !talos_steps.is_empty() || out.iter().any(|s| s.id == "bootstrap") {
         let mut deps: Vec<String> = talos_steps.iter().map(|(_, id)| id.clone()).collect();
         deps.push("bootstrap".into());

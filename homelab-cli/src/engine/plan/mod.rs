@@ -270,6 +270,19 @@ pub enum Action {
         /// The installer image.
         image: String,
     },
+    /// Upgrade Kubernetes (`talos.cluster.kubernetes_version`) in `talosctl upgrade-k8s`
+    /// order: control-plane components node by node, kubelets, then the kube-proxy
+    /// DaemonSet. Configs are applied without a reboot: no node reboots.
+    KubernetesUpgrade {
+        /// The lowest version a component runs.
+        from: String,
+        /// The version every component will run.
+        to: String,
+        /// Control planes, in upgrade order.
+        control_planes: Vec<String>,
+        /// Workers, in upgrade order (their kubelets).
+        workers: Vec<String>,
+    },
     /// Bootstrap etcd on the first control plane (once per cluster).
     TalosBootstrap {
         /// VMID.
@@ -283,6 +296,9 @@ pub enum Action {
         what: String,
         /// Where.
         path: String,
+        /// Why an existing output is written again (its client certificate expires soon).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Create a vzdump backup job (`POST /cluster/backup`).
     CreateBackupJob {
@@ -340,6 +356,7 @@ impl Action {
             | Action::TalosApplyConfig { .. }
             | Action::TalosBootstrap { .. }
             | Action::TalosUpgrade { .. }
+            | Action::KubernetesUpgrade { .. }
             | Action::WriteOutput { .. }
             | Action::UpdateBackupJob { .. } => "change",
             Action::Replace { .. } => "replace",
