@@ -90,7 +90,8 @@ fn meta() -> Option<Metadata> {
 fn dial(peers: &[Arc<Node>], t: &str) -> Result<Apid, Status> {
     peers
         .iter()
-        .find(|n| (n.ip.to_string() == t || n.hostname() == t) && n.state().installed)
+        // A node down for a reboot does not answer (components.rs).
+        .find(|n| (n.ip.to_string() == t || n.hostname() == t) && n.state().installed && n.is_up())
         .map(|node| Apid {
             node: Arc::clone(node),
             maintenance: false,
