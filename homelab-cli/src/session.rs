@@ -211,6 +211,14 @@ impl Session {
         let talos_obs = self.observe_talos(&observed, bundle.as_ref()).await?;
         crate::engine::recover::check_bundle(&self.desired, &talos_obs, &guest_plan)
             .map_err(|e| miette!(help = e.help(), "{e}"))?;
+        if let Some(k) = &talos_obs.kubernetes {
+            crate::engine::k8s_upgrade::plan(&self.desired, k).map_err(|e| {
+                miette!(
+                    help = "change `talos.cluster.kubernetes_version` one minor version at a time, within what `talos.version` supports",
+                    "kubernetes upgrade: {e}"
+                )
+            })?;
+        }
         let plan = plan::plan_talos(&self.desired, &talos_obs, guest_plan);
         let plan = crate::engine::config_change::plan_config_changes(
             &self.desired,
@@ -310,14 +318,37 @@ impl Session {
                 .collect();
             out.versions = crate::engine::day2::observe_versions(cluster, b, &running).await;
             out.running = crate::engine::config_change::observe(cluster, b, &running).await;
+            if out.bootstrapped
+                && let Ok(kc) = talos::direct_kubeconfig(&self.desired, cluster, b)
+            {
+                out.kubernetes = crate::engine::k8s_upgrade::observe(&kc).await.ok();
+            }
             let cps = talos::control_plane_ips(&self.desired);
             if let Ok(Some(t)) = self.ws.decrypt(&self.desired.outputs.talosconfig) {
                 out.talosconfig_current = std::str::from_utf8(&t)
                     .is_ok_and(|t| talos::talosconfig_current(t, cluster, b, &cps));
+                let path = self.desired.outputs.talosconfig.display().to_string();
+                if let Some(c) = std::str::from_utf8(&t)
+                    .ok()
+                    .and_then(|t| crate::engine::certs::inspect("talosconfig", &path, t))
+                    .filter(|c| c.renew)
+                {
+                    out.talosconfig_current = false;
+                    out.renew.push(c);
+                }
             }
             if let Ok(Some(k)) = self.ws.decrypt(&self.desired.outputs.kubeconfig) {
                 out.kubeconfig_current =
                     std::str::from_utf8(&k).is_ok_and(|k| talos::kubeconfig_current(k, cluster, b));
+                let path = self.desired.outputs.kubeconfig.display().to_string();
+                if let Some(c) = std::str::from_utf8(&k)
+                    .ok()
+                    .and_then(|k| crate::engine::certs::inspect("kubeconfig", &path, k))
+                    .filter(|c| c.renew)
+                {
+                    out.kubeconfig_current = false;
+                    out.renew.push(c);
+                }
             }
         }
         Ok(out)

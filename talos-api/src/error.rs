@@ -83,6 +83,10 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// A Kubernetes version change `talosctl upgrade-k8s` does not make (version skew, a
+    /// minor downgrade, a version the Talos release does not run).
+    #[error("{0}")]
+    UnsupportedUpgrade(String),
     /// A wait did not succeed before its deadline.
     #[error("timed out after {after:?} waiting for {what}; last error: {last}")]
     Timeout {
@@ -109,6 +113,11 @@ impl Error {
     /// `Bootstrap` in siderolabs/talos `internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go`).
     pub fn is_already_exists(&self) -> bool {
         self.grpc_code() == Some(tonic::Code::AlreadyExists)
+    }
+
+    /// A Kubernetes version change that is not supported (see [`crate::k8s_upgrade`]).
+    pub fn is_unsupported_upgrade(&self) -> bool {
+        matches!(self, Error::UnsupportedUpgrade(_))
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

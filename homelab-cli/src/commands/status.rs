@@ -62,6 +62,8 @@ pub struct Status {
     /// Bare-metal nodes (`talos.metal`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub metal: Vec<MetalStatus>,
+    /// The outputs' admin client certificates and when they expire.
+    pub certificates: Vec<crate::engine::certs::OutputCert>,
 }
 
 /// One bare-metal node in the status report.
@@ -173,6 +175,7 @@ async fn collect(session: &Session) -> miette::Result<Status> {
         missing,
         kubernetes_ready,
         metal,
+        certificates: crate::engine::certs::of_outputs(&session.ws, &session.desired),
     })
 }
 
@@ -322,6 +325,19 @@ fn render(s: &Status, _ctx: &Context) -> String {
                 }
             ));
         }
+    }
+    for c in &s.certificates {
+        out.push_str(&format!(
+            "  {} client certificate expires {} ({} days){}\n",
+            c.output,
+            c.expires,
+            c.days_left,
+            if c.renew {
+                "; `homelab-cli up` re-issues it"
+            } else {
+                ""
+            }
+        ));
     }
     if let Some(k) = s.kubernetes_ready {
         out.push_str(&format!(

@@ -88,11 +88,15 @@ pub fn plan_upgrades(
     out
 }
 
-/// The rolling-upgrade steps: each waits for the previous one (and for its own VM's
-/// update, e.g. the CD-ROM switched to the new ISO).
+/// The rolling-upgrade steps: control planes one after the other, then workers in batches
+/// of `talos.upgrade.max_unavailable` (each batch after the previous one); each step also
+/// waits for its own VM's update (e.g. the CD-ROM switched to the new ISO).
 pub fn upgrade_steps(env: &Arc<Env>, actions: &[Action], existing: &[Step]) -> Vec<Step> {
+    let max = env.desired.talos.as_ref().map_or(1, |c| c.max_unavailable);
     let mut out = Vec::new();
-    let mut previous: Option<String> = None;
+    // The steps the next one (or batch) waits for.
+    let mut previous: Vec<String> = Vec::new();
+    let mut batch: Vec<String> = Vec::new();
     for a in actions {
         let Action::TalosUpgrade {
             vmid,
@@ -108,7 +112,12 @@ pub fn upgrade_steps(env: &Arc<Env>, actions: &[Action], existing: &[Step]) -> V
             continue;
         };
         let id = format!("upgrade:{vmid}");
-        let mut deps: Vec<String> = previous.iter().cloned().collect();
+        let worker = role == Role::Worker.to_string();
+        let full = batch.len() >= usize::try_from(max.max(1)).unwrap_or(1);
+        if (!worker || full) && !batch.is_empty() {
+            previous = std::mem::take(&mut batch);
+        }
+        let mut deps: Vec<String> = previous.clone();
         let own = format!("guest:{vmid}");
         if existing.iter().any(|s| s.id == own) {
             deps.push(own);
@@ -121,7 +130,11 @@ pub fn upgrade_steps(env: &Arc<Env>, actions: &[Action], existing: &[Step]) -> V
             run: async move { upgrade_node(&e, vmid, &to, to_schematic.as_deref(), &image).await }
                 .boxed(),
         });
-        previous = Some(id);
+        if worker {
+            batch.push(id);
+        } else {
+            previous = vec![id];
+        }
     }
     out
 }
@@ -249,6 +262,15 @@ async fn upgrade_node(
         })
         .await
         .map_err(|e| stuck(format!("etcd: {e}")))?;
+        // etcd healthy on every control plane (this node's member rejoined).
+        let cps = super::talos::control_plane_ips(&env.desired);
+        super::rolling::wait_etcd_everywhere(&client, &cps, &opts)
+            .await
+            .map_err(|e| stuck(format!("etcd: {e}")))?;
     }
+    // Its Kubernetes node is Ready again.
+    super::rolling::wait_node_ready(env, &d.name, ip, &opts)
+        .await
+        .map_err(|e| stuck(e.message))?;
     Ok(format!("{} runs {to}", d.name))
 }

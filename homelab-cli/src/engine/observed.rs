@@ -149,4 +149,10 @@ pub struct TalosObserved {
     /// VMID (read through the COSI resource API; configs hold secrets: never serialized).
     #[serde(skip)]
     pub running: std::collections::BTreeMap<u32, super::config_change::RunningNode>,
+    /// Outputs whose client certificate expires within 30 days (re-issued by `up`).
+    pub renew: Vec<super::certs::OutputCert>,
+    /// What the Kubernetes components run (read through the Kubernetes API), when it
+    /// answers.
+    #[serde(skip)]
+    pub kubernetes: Option<super::k8s_upgrade::K8sObserved>,
 }

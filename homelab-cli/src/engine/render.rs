@@ -363,6 +363,22 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 let _ = writeln!(out, "        installer = \"{image}\"");
                 out.push_str("    }\n");
             }
+            Action::KubernetesUpgrade {
+                from,
+                to,
+                control_planes,
+                workers,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  # kubernetes upgrade {from} -> {to}: control-plane components node by node, then kubelets, then kube-proxy; no node reboots"
+                );
+                let _ = writeln!(out, "  {} kubernetes_upgrade {{", paint("~"));
+                let _ = writeln!(out, "      {} version = \"{from}\" -> \"{to}\"", paint("~"));
+                let _ = writeln!(out, "        control_planes = {control_planes:?}");
+                let _ = writeln!(out, "        workers = {workers:?}");
+                out.push_str("    }\n");
+            }
             Action::TalosBootstrap { name, .. } => {
                 let _ = writeln!(
                     out,
@@ -370,8 +386,15 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 );
                 let _ = writeln!(out, "  {} talos_bootstrap \"{name}\"", paint("~"));
             }
-            Action::WriteOutput { what, path } => {
-                let _ = writeln!(out, "  # {what} will be written SOPS-encrypted");
+            Action::WriteOutput { what, path, reason } => {
+                match reason {
+                    Some(r) => {
+                        let _ = writeln!(out, "  # {what} will be written SOPS-encrypted: {r}");
+                    }
+                    None => {
+                        let _ = writeln!(out, "  # {what} will be written SOPS-encrypted");
+                    }
+                }
                 let _ = writeln!(out, "  {} output \"{path}\"", paint("~"));
             }
             Action::CreateBackupJob { .. }

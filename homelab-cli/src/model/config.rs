@@ -216,6 +216,13 @@ pub struct Talos {
         skip_serializing_if = "super::patches::ClusterPatches::is_empty"
     )]
     pub patches: super::patches::ClusterPatches,
+    /// How rolling upgrades proceed (`max_unavailable` workers at a time; see
+    /// `docs/day2.md`).
+    #[serde(
+        default,
+        skip_serializing_if = "super::rolling::UpgradePolicy::is_default"
+    )]
+    pub upgrade: super::rolling::UpgradePolicy,
 }
 
 fn default_factory() -> String {

@@ -449,6 +449,8 @@ pub struct TalosCluster {
     /// Bare-metal nodes (`talos.metal`), their install disk resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metal: Vec<super::metal::MetalNode>,
+    /// Workers a rolling upgrade may take down at once (`talos.upgrade.max_unavailable`).
+    pub max_unavailable: u32,
 }
 
 /// Output file paths (relative to the working directory).
@@ -777,6 +779,7 @@ pub fn resolve(
             nameservers: nameservers.iter().map(|n| n.0).collect(),
             nodes: t.nodes.iter().map(|n| n.vmid).collect(),
             metal: super::metal::resolved(t),
+            max_unavailable: t.upgrade.max_unavailable.get(),
         });
     }
     let mut templates = BTreeSet::new();

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod metal;
 pub mod patches;
 pub mod pools;
+pub mod rolling;
 pub mod sdn;
 pub mod secrets;
 pub mod spans;

@@ -10,6 +10,7 @@ mod day2;
 mod fidelity;
 mod handoff;
 mod image;
+mod k8s;
 mod lab;
 mod layers;
 mod metal;

@@ -90,7 +90,8 @@ fn meta() -> Option<Metadata> {
 pub(super) fn dial(peers: &[Arc<Node>], t: &str) -> Result<Apid, Status> {
     peers
         .iter()
-        .find(|n| (n.ip.to_string() == t || n.hostname() == t) && n.state().installed)
+        // A node down for a reboot does not answer (components.rs).
+        .find(|n| (n.ip.to_string() == t || n.hostname() == t) && n.state().installed && n.is_up())
         .map(|node| Apid {
             node: Arc::clone(node),
             maintenance: false,
@@ -391,6 +392,11 @@ impl MachineService for Apid {
                 .update(|s| s.staged = Some(text))
                 .map_err(|e| Status::internal(e.to_string()))?;
         } else {
+            // Applied live: components whose image changed restart onto it a little later
+            // (components.rs); a reboot starts them all on the new config anyway.
+            if used != Mode::Reboot {
+                self.node.components_follow(&current, &text);
+            }
             self.node
                 .update(|s| {
                     s.config = Some(text);
@@ -436,8 +442,17 @@ impl MachineService for Apid {
         if self.node.state().bootstrapped {
             return Err(Status::already_exists("etcd data directory is not empty"));
         }
+        // The bootstrap manifests (kept in etcd) create the kube-proxy DaemonSet from this
+        // node's `cluster.proxy.image` (components.rs).
+        let proxy = super::components::config_images(
+            self.node.state().config.as_deref().unwrap_or_default(),
+        )
+        .remove("kube-proxy");
         self.node
-            .update(|s| s.bootstrapped = true)
+            .update(|s| {
+                s.bootstrapped = true;
+                s.kube_proxy_image = proxy;
+            })
             .map_err(|e| Status::internal(e.to_string()))?;
         let node = self.node.clone();
         tokio::spawn(async move { node.start_kube().await });
@@ -579,24 +594,37 @@ impl MachineService for Apid {
             .node
             .facts()
             .is_some_and(|f| f.machine_type != "worker");
-        let svc = |id: &str, running: bool| ServiceInfo {
+        let svc_health = |id: &str, running: bool, healthy: bool| ServiceInfo {
             id: id.into(),
             state: if running { "Running" } else { "Preparing" }.into(),
             events: None,
             health: Some(ServiceHealth {
                 unknown: false,
-                healthy: running,
-                last_message: String::new(),
+                healthy,
+                last_message: if running && !healthy {
+                    "etcd is not ready yet".into()
+                } else {
+                    String::new()
+                },
                 last_change: None,
             }),
         };
+        let svc = |id: &str, running: bool| svc_health(id, running, running);
         let mut services = vec![
             svc("apid", true),
             svc("machined", true),
-            svc("kubelet", true),
+            // The kubelet restarting onto a new image (components.rs).
+            svc("kubelet", self.node.kubelet_settled()),
         ];
         if cp {
-            services.push(svc("etcd", self.etcd_joined()));
+            // etcd runs once joined, and is healthy a moment after the node booted (it
+            // rejoins its peers; components.rs).
+            let joined = self.etcd_joined();
+            services.push(svc_health(
+                "etcd",
+                joined,
+                joined && self.node.etcd_settled(),
+            ));
             services.push(svc("trustd", true));
         }
         services.sort_by(|a, b| a.id.cmp(&b.id));

@@ -208,7 +208,8 @@ pub struct Event {
 }
 
 /// Timing and fault knobs of the simulated nodes. A lab whose state directory holds
-/// `talos/knobs.json` (`{"upgrade_ms": 300, "reboot_ms": 50, "stuck": [302]}`) reads them
+/// `talos/knobs.json` (`{"upgrade_ms": 300, "reboot_ms": 50, "stuck": [302], "component_ms":
+/// 200}`) reads them
 /// from there, so that tests can steer a lab running in another process.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -219,6 +220,9 @@ pub struct Knobs {
     pub reboot_time: Duration,
     /// VMIDs of nodes that do not come back from a reboot (their first boot still works).
     pub stuck: Vec<u32>,
+    /// How long a Kubernetes component takes to restart on a new image after a config
+    /// applied without a reboot (see `components.rs`).
+    pub component_time: Duration,
 }
 
 /// The file form of [`Knobs`].
@@ -231,6 +235,8 @@ struct KnobsFile {
     reboot_ms: Option<u64>,
     #[serde(default)]
     stuck: Vec<u32>,
+    #[serde(default)]
+    component_ms: Option<u64>,
 }
 
 impl Knobs {
@@ -248,6 +254,9 @@ impl Knobs {
             upgrade_time: f.upgrade_ms.map_or(d.upgrade_time, Duration::from_millis),
             reboot_time: f.reboot_ms.map_or(d.reboot_time, Duration::from_millis),
             stuck: f.stuck,
+            component_time: f
+                .component_ms
+                .map_or(d.component_time, Duration::from_millis),
         })
     }
 }
@@ -296,6 +305,7 @@ impl Default for Knobs {
             upgrade_time: Duration::from_secs(2),
             reboot_time: Duration::from_millis(200),
             stuck: Vec::new(),
+            component_time: Duration::from_millis(500),
         }
     }
 }

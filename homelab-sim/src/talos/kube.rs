@@ -13,6 +13,8 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 use serde_yaml_ng::{Mapping, Value};
 
+use talos_api::k8s_upgrade::Component;
+
 use super::KUBE_PORT;
 use super::node::{ConfigFacts, Node, ServerHandle, bind};
 
@@ -116,16 +118,25 @@ fn node_list(node: &Arc<Node>, f: &ConfigFacts) -> serde_json::Value {
             if pf.machine_type != "worker" {
                 labels.insert("node-role.kubernetes.io/control-plane".into(), json!(""));
             }
+            // The kubelet reports the version of the image it runs, Ready=False while the
+            // node is down or the kubelet restarts (components.rs).
+            let kubelet = n
+                .running_image(Component::Kubelet)
+                .and_then(|i| super::components::image_version(&i))
+                .unwrap_or_else(|| format!("v{}", pf.kubernetes_version));
+            let talos = n
+                .state()
+                .version
+                .unwrap_or_else(|| talos_api::config::TALOS_VERSION.to_string());
             Some(json!({
                 "metadata": {"name": name, "labels": labels},
                 "spec": {"podCIDR": "10.244.0.0/24"},
                 "status": {
-                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                    "message": "kubelet is posting ready status"}],
+                    "conditions": [super::components::ready_condition(n)],
                     "addresses": [{"type": "InternalIP", "address": n.ip.to_string()},
                                   {"type": "Hostname", "address": name}],
-                    "nodeInfo": {"kubeletVersion": format!("v{}", pf.kubernetes_version),
-                                 "osImage": format!("Talos ({})", talos_api::config::TALOS_VERSION),
+                    "nodeInfo": {"kubeletVersion": kubelet,
+                                 "osImage": format!("Talos ({talos})"),
                                  "operatingSystem": "linux", "architecture": "amd64",
                                  "containerRuntimeVersion": "containerd://2.1.5"}
                 }
@@ -140,10 +151,27 @@ fn node_list(node: &Arc<Node>, f: &ConfigFacts) -> serde_json::Value {
     json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items})
 }
 
+fn peers_of(node: &Arc<Node>) -> Vec<Arc<Node>> {
+    node.runtime
+        .upgrade()
+        .map(|rt| rt.all_nodes())
+        .unwrap_or_default()
+}
+
+/// The node of this cluster etcd was bootstrapped on: it keeps the cluster's objects the
+/// simulator stores (the kube-proxy DaemonSet's image).
+fn proxy_holder(node: &Arc<Node>, f: &ConfigFacts) -> Option<Arc<Node>> {
+    peers_of(node).into_iter().find(|p| {
+        p.state().bootstrapped && p.facts().is_some_and(|pf| pf.cluster_id == f.cluster_id)
+    })
+}
+
 fn handle(
     node: &Arc<Node>,
     authenticated: bool,
-    req: &Request<hyper::body::Incoming>,
+    method: &http::Method,
+    path: &str,
+    body: &[u8],
 ) -> Response<Full<Bytes>> {
     let Some(f) = node.facts() else {
         return respond(
@@ -152,13 +180,17 @@ fn handle(
             "not configured".into(),
         );
     };
-    let path = req.uri().path();
     match path {
         "/readyz" | "/livez" | "/healthz" => {
             respond(StatusCode::OK, "text/plain; charset=utf-8", "ok".into())
         }
         "/version" => {
-            let v = &f.kubernetes_version;
+            // The version of the kube-apiserver answering: the image this node runs.
+            let v = node
+                .running_image(Component::ApiServer)
+                .and_then(|i| super::components::image_version(&i))
+                .map(|v| v.trim_start_matches('v').to_string())
+                .unwrap_or_else(|| f.kubernetes_version.clone());
             let mut parts = v.split('.');
             let major = parts.next().unwrap_or("1");
             let minor = parts.next().unwrap_or("0");
@@ -185,16 +217,85 @@ fn handle(
         "/apis" => respond(
             StatusCode::OK,
             "application/json",
-            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}).to_string(),
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+                 "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]})
+            .to_string(),
+        ),
+        "/apis/apps/v1" => respond(
+            StatusCode::OK,
+            "application/json",
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1",
+                "resources": [{"name": "daemonsets", "singularName": "daemonset",
+                    "namespaced": true, "kind": "DaemonSet", "verbs": ["get", "list", "patch"],
+                    "shortNames": ["ds"]}]})
+            .to_string(),
         ),
         "/api/v1" => respond(
             StatusCode::OK,
             "application/json",
             json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
                 {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
-                 "verbs": ["get", "list"], "shortNames": ["no"]}]})
+                 "verbs": ["get", "list"], "shortNames": ["no"]},
+                {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
+                 "verbs": ["get", "list"], "shortNames": ["po"]}]})
             .to_string(),
         ),
+        "/api/v1/namespaces/kube-system/pods" => {
+            let items = super::components::kube_system_pods(
+                &peers_of(node),
+                &f.cluster_id,
+                proxy_holder(node, &f)
+                    .and_then(|n| n.state().kube_proxy_image)
+                    .as_deref(),
+            );
+            respond(
+                StatusCode::OK,
+                "application/json",
+                json!({"kind": "PodList", "apiVersion": "v1",
+                       "metadata": {"resourceVersion": "1"}, "items": items})
+                .to_string(),
+            )
+        }
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy" => {
+            let Some(holder) = proxy_holder(node, &f) else {
+                return respond(
+                    StatusCode::NOT_FOUND,
+                    "application/json",
+                    status_json(404, "NotFound", "daemonsets.apps \"kube-proxy\" not found"),
+                );
+            };
+            if method == http::Method::PATCH {
+                let patch: serde_json::Value = match serde_json::from_slice(body) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return respond(
+                            StatusCode::BAD_REQUEST,
+                            "application/json",
+                            status_json(400, "BadRequest", &format!("error decoding patch: {e}")),
+                        );
+                    }
+                };
+                if let Some(image) = super::components::patched_proxy_image(&patch) {
+                    let _ = holder.update(|s| s.kube_proxy_image = Some(image));
+                }
+            }
+            let nodes = node_list(node, &f)["items"]
+                .as_array()
+                .map_or(0, Vec::len);
+            match holder.state().kube_proxy_image {
+                Some(image) => respond(
+                    StatusCode::OK,
+                    "application/json",
+                    super::components::kube_proxy_daemonset(&image, nodes).to_string(),
+                ),
+                None => respond(
+                    StatusCode::NOT_FOUND,
+                    "application/json",
+                    status_json(404, "NotFound", "daemonsets.apps \"kube-proxy\" not found"),
+                ),
+            }
+        }
         "/api/v1/nodes" => respond(
             StatusCode::OK,
             "application/json",
@@ -296,8 +397,17 @@ pub(crate) async fn start(node: &Arc<Node>) -> Result<ServerHandle, String> {
                     .peer_certificates()
                     .is_some_and(|c| !c.is_empty());
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let resp = handle(&node, authenticated, &req);
-                    async move { Ok::<_, Infallible>(resp) }
+                    let node = node.clone();
+                    async move {
+                        use http_body_util::BodyExt as _;
+                        let method = req.method().clone();
+                        let path = req.uri().path().to_string();
+                        let body = match req.into_body().collect().await {
+                            Ok(b) => b.to_bytes(),
+                            Err(_) => Bytes::new(),
+                        };
+                        Ok::<_, Infallible>(handle(&node, authenticated, &method, &path, &body))
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),

@@ -26,6 +26,7 @@
 
 mod apid;
 mod cosi;
+mod components;
 pub mod day2;
 mod kube;
 pub mod metal_node;

@@ -67,6 +67,15 @@ pub(crate) struct NodeState {
     /// A config applied in staged mode, taken on the next boot.
     #[serde(default)]
     pub staged: Option<String>,
+    /// The Kubernetes component images running now, by component name, when they lag the
+    /// config (a config applied without a reboot restarts them a little later; see
+    /// `components.rs`). Empty: what the config says.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub running_images: std::collections::BTreeMap<String, String>,
+    /// On the node etcd was bootstrapped on: the kube-proxy DaemonSet's image (the cluster's
+    /// bootstrap manifests, kept in etcd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_proxy_image: Option<String>,
 }
 
 impl NodeState {
@@ -290,6 +299,8 @@ pub(crate) struct Node {
     pub ever_up: std::sync::atomic::AtomicBool,
     /// The current boot's ID.
     pub boot_id: Mutex<String>,
+    /// When the node last came up (etcd joins a little after; see `components.rs`).
+    pub booted_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -343,6 +354,7 @@ impl Node {
             generation: std::sync::atomic::AtomicU64::new(0),
             ever_up: std::sync::atomic::AtomicBool::new(false),
             boot_id: Mutex::new(String::new()),
+            booted_at: Mutex::new(None),
         }
     }
 
@@ -521,6 +533,10 @@ impl Node {
                 }
             });
         }
+        // Every component starts on the images of the config it boots with.
+        if !self.state().running_images.is_empty() {
+            let _ = self.update(|s| s.running_images.clear());
+        }
         let st = self.state();
         if let Ok(mut b) = self.boot_id.lock() {
             *b = new_boot_id(self.key.1);
@@ -546,6 +562,9 @@ impl Node {
             self.start_kube().await;
         }
         if up {
+            if let Ok(mut b) = self.booted_at.lock() {
+                *b = Some(std::time::Instant::now());
+            }
             self.record(super::day2::EventKind::Up);
         }
         tracing::info!(ip = %self.ip, installed = st.installed, port = APID_PORT, "talos node up");

@@ -616,7 +616,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             }
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
             // Rolled below, one after the other.
-            Action::TalosUpgrade { .. } => {}
+            Action::TalosUpgrade { .. } | Action::KubernetesUpgrade { .. } => {}
             // Rolled after the upgrades (see config_change).
             Action::TalosConfigChange { .. } => {}
         }
@@ -640,6 +640,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     let upgrades = super::day2::upgrade_steps(env, &plan.actions, &out);
     out.extend(upgrades);
     super::config_change::add_steps(env, &plan.actions, &mut out);
+    let k8s = super::k8s_upgrade::upgrade_steps(env, &plan.actions, &out);
+    out.extend(k8s);
     if !talos_steps.is_empty() || out.iter().any(|s| s.id == "bootstrap") {
         let mut deps: Vec<String> = talos_steps.iter().map(|(_, id)| id.clone()).collect();
         deps.push("bootstrap".into());

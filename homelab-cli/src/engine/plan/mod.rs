@@ -296,6 +296,19 @@ pub enum Action {
         /// What changes, by path (secret values masked).
         changes: Vec<super::config_change::ConfigPathChange>,
     },
+    /// Upgrade Kubernetes (`talos.cluster.kubernetes_version`) in `talosctl upgrade-k8s`
+    /// order: control-plane components node by node, kubelets, then the kube-proxy
+    /// DaemonSet. Configs are applied without a reboot: no node reboots.
+    KubernetesUpgrade {
+        /// The lowest version a component runs.
+        from: String,
+        /// The version every component will run.
+        to: String,
+        /// Control planes, in upgrade order.
+        control_planes: Vec<String>,
+        /// Workers, in upgrade order (their kubelets).
+        workers: Vec<String>,
+    },
     /// Bootstrap etcd on the first control plane (once per cluster).
     TalosBootstrap {
         /// VMID.
@@ -309,6 +322,9 @@ pub enum Action {
         what: String,
         /// Where.
         path: String,
+        /// Why an existing output is written again (its client certificate expires soon).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Create a vzdump backup job (`POST /cluster/backup`).
     CreateBackupJob {
@@ -385,6 +401,7 @@ impl Action {
             | Action::TalosBootstrap { .. }
             | Action::TalosUpgrade { .. }
             | Action::TalosConfigChange { .. }
+            | Action::KubernetesUpgrade { .. }
             | Action::WriteOutput { .. }
             | Action::UpdateBackupJob { .. } => "change",
             Action::Replace { .. } => "replace",

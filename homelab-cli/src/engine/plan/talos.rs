@@ -68,18 +68,37 @@ pub fn plan_talos(desired: &Desired, talos: &TalosObserved, mut plan: Plan) -> P
     ));
     plan.actions
         .extend(crate::engine::metal::plan(desired, talos));
+    if let Some(k) = &talos.kubernetes
+        && let Ok(Some(a)) = crate::engine::k8s_upgrade::plan(desired, k)
+    {
+        plan.actions.push(a);
+    }
     let fresh = any_apply || !talos.secrets_present;
     if fresh || !talos.talosconfig_current {
         plan.actions.push(Action::WriteOutput {
             what: "talosconfig".into(),
             path: desired.outputs.talosconfig.display().to_string(),
+            reason: renew_reason(talos, "talosconfig", fresh),
         });
     }
     if fresh || !talos.kubeconfig_current {
         plan.actions.push(Action::WriteOutput {
             what: "kubeconfig".into(),
             path: desired.outputs.kubeconfig.display().to_string(),
+            reason: renew_reason(talos, "kubeconfig", fresh),
         });
     }
     plan.finish()
+}
+
+/// Why an output is written again when its certificate is what makes it due.
+fn renew_reason(talos: &TalosObserved, what: &str, fresh: bool) -> Option<String> {
+    if fresh {
+        return None;
+    }
+    talos
+        .renew
+        .iter()
+        .find(|c| c.output == what)
+        .map(crate::engine::certs::reason)
 }
