@@ -83,6 +83,26 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// The Kubernetes API refused a request (its `Status` message kept as sent).
+    #[error("{url}: {code}: {message}")]
+    Kubernetes {
+        /// The URL requested.
+        url: String,
+        /// HTTP status code.
+        code: u16,
+        /// The `Status` message (and its causes).
+        message: String,
+    },
+    /// A drain did not finish before its deadline: the pods still on the node and why.
+    #[error("draining {node} did not finish within {after:?}: {}", blocked.join("; "))]
+    DrainTimeout {
+        /// The Kubernetes node.
+        node: String,
+        /// How long we tried.
+        after: std::time::Duration,
+        /// `namespace/pod: reason` for each pod still there.
+        blocked: Vec<String>,
+    },
     /// A wait did not succeed before its deadline.
     #[error("timed out after {after:?} waiting for {what}; last error: {last}")]
     Timeout {
@@ -109,6 +129,13 @@ impl Error {
     /// `Bootstrap` in siderolabs/talos `internal/app/machined/internal/server/v1alpha1/v1alpha1_server.go`).
     pub fn is_already_exists(&self) -> bool {
         self.grpc_code() == Some(tonic::Code::AlreadyExists)
+    }
+
+    /// The target does not exist (gRPC `NotFound`, e.g. `EtcdRemoveMemberByID` of an ID that
+    /// is no member: `etcdserver: member not found`; or HTTP 404 from Kubernetes).
+    pub fn is_not_found(&self) -> bool {
+        self.grpc_code() == Some(tonic::Code::NotFound)
+            || matches!(self, Error::Kubernetes { code: 404, .. })
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

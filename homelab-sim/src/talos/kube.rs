@@ -80,7 +80,7 @@ pub(crate) fn admin_kubeconfig(
     zeroize::Zeroizing::new(talos_api::yaml::to_string(&doc))
 }
 
-fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
+pub(super) fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     if let Ok(v) = ctype.parse() {
@@ -89,61 +89,17 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
     r
 }
 
-fn status_json(code: u16, reason: &str, message: &str) -> String {
+pub(super) fn status_json(code: u16, reason: &str, message: &str) -> String {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})
     .to_string()
 }
 
-fn node_list(node: &Arc<Node>, f: &ConfigFacts) -> serde_json::Value {
-    let peers: Vec<Arc<Node>> = node
-        .runtime
-        .upgrade()
-        .map(|rt| rt.all_nodes())
-        .unwrap_or_default();
-    let mut items: Vec<serde_json::Value> = peers
-        .iter()
-        .filter_map(|n| {
-            let pf = n.facts()?;
-            if pf.cluster_id != f.cluster_id || !n.state().installed {
-                return None;
-            }
-            let name = n.hostname();
-            let mut labels = serde_json::Map::new();
-            labels.insert("kubernetes.io/hostname".into(), json!(name));
-            labels.insert("kubernetes.io/os".into(), json!("linux"));
-            labels.insert("kubernetes.io/arch".into(), json!("amd64"));
-            if pf.machine_type != "worker" {
-                labels.insert("node-role.kubernetes.io/control-plane".into(), json!(""));
-            }
-            Some(json!({
-                "metadata": {"name": name, "labels": labels},
-                "spec": {"podCIDR": "10.244.0.0/24"},
-                "status": {
-                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                    "message": "kubelet is posting ready status"}],
-                    "addresses": [{"type": "InternalIP", "address": n.ip.to_string()},
-                                  {"type": "Hostname", "address": name}],
-                    "nodeInfo": {"kubeletVersion": format!("v{}", pf.kubernetes_version),
-                                 "osImage": format!("Talos ({})", talos_api::config::TALOS_VERSION),
-                                 "operatingSystem": "linux", "architecture": "amd64",
-                                 "containerRuntimeVersion": "containerd://2.1.5"}
-                }
-            }))
-        })
-        .collect();
-    items.sort_by(|a, b| {
-        a["metadata"]["name"]
-            .as_str()
-            .cmp(&b["metadata"]["name"].as_str())
-    });
-    json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items})
-}
-
 fn handle(
     node: &Arc<Node>,
     authenticated: bool,
-    req: &Request<hyper::body::Incoming>,
+    req: &http::request::Parts,
+    body: &[u8],
 ) -> Response<Full<Bytes>> {
     let Some(f) = node.facts() else {
         return respond(
@@ -152,7 +108,13 @@ fn handle(
             "not configured".into(),
         );
     };
-    let path = req.uri().path();
+    let path = req.uri.path();
+    // Nodes, pods, budgets and evictions (`workloads.rs`).
+    if authenticated
+        && let Some(r) = super::workloads::route(node, &f, &req.method, path, req.uri.query(), body)
+    {
+        return r;
+    }
     match path {
         "/readyz" | "/livez" | "/healthz" => {
             respond(StatusCode::OK, "text/plain; charset=utf-8", "ok".into())
@@ -192,36 +154,13 @@ fn handle(
             "application/json",
             json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
                 {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
-                 "verbs": ["get", "list"], "shortNames": ["no"]}]})
+                 "verbs": ["delete", "get", "list", "patch"], "shortNames": ["no"]},
+                {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
+                 "verbs": ["create", "delete", "get", "list"], "shortNames": ["po"]},
+                {"name": "pods/eviction", "singularName": "", "namespaced": true,
+                 "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}]})
             .to_string(),
         ),
-        "/api/v1/nodes" => respond(
-            StatusCode::OK,
-            "application/json",
-            node_list(node, &f).to_string(),
-        ),
-        _ if path.starts_with("/api/v1/nodes/") => {
-            let name = &path["/api/v1/nodes/".len()..];
-            let list = node_list(node, &f);
-            let found = list["items"].as_array().and_then(|items| {
-                items
-                    .iter()
-                    .find(|n| n["metadata"]["name"].as_str() == Some(name))
-                    .cloned()
-            });
-            match found {
-                Some(mut item) => {
-                    item["kind"] = json!("Node");
-                    item["apiVersion"] = json!("v1");
-                    respond(StatusCode::OK, "application/json", item.to_string())
-                }
-                None => respond(
-                    StatusCode::NOT_FOUND,
-                    "application/json",
-                    status_json(404, "NotFound", &format!("nodes \"{name}\" not found")),
-                ),
-            }
-        }
         _ => respond(
             StatusCode::NOT_FOUND,
             "application/json",
@@ -296,8 +235,17 @@ pub(crate) async fn start(node: &Arc<Node>) -> Result<ServerHandle, String> {
                     .peer_certificates()
                     .is_some_and(|c| !c.is_empty());
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let resp = handle(&node, authenticated, &req);
-                    async move { Ok::<_, Infallible>(resp) }
+                    let node = node.clone();
+                    async move {
+                        use http_body_util::BodyExt as _;
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        Ok::<_, Infallible>(handle(&node, authenticated, &parts, &body))
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),
