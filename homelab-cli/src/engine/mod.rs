@@ -6,6 +6,7 @@ pub mod backups;
 pub mod day2;
 pub mod graph;
 pub mod image;
+pub mod membership;
 pub mod observe;
 pub mod observed;
 pub mod pci;

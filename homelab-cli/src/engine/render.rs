@@ -362,6 +362,9 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
             Action::Sdn(_) | Action::ApplySdn { .. } => {
                 out.push_str(&super::sdn::plan_text(a, &paint));
             }
+            Action::Membership(m) => {
+                out.push_str(&super::membership::plan_text(m, &paint));
+            }
         }
     }
     let s = plan.summary;

@@ -608,6 +608,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             | Action::UpdateBackupJob { .. }
             | Action::DeleteBackupJob { .. } => out.extend(super::backups::step(e, a)),
             Action::Sdn(_) | Action::ApplySdn { .. } => out.extend(super::sdn::step(e, a, plan)),
+            Action::Membership(_) => out.extend(super::membership::step(e, a)),
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
             // Rolled below, one after the other.
             Action::TalosUpgrade { .. } => {}
@@ -636,6 +637,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
         });
     }
     super::sdn::order_guests(env, &mut out);
+    super::membership::order(env, plan, &mut out);
     out
 }
 

@@ -320,6 +320,9 @@ pub enum Action {
         /// What was staged before this plan (`vnet web (changed)`).
         pending: Vec<String>,
     },
+    /// A Talos node leaving the cluster, or a stale etcd member removed; see
+    /// [`super::membership`].
+    Membership(super::membership::MembershipAction),
 }
 
 impl Action {
@@ -357,6 +360,7 @@ impl Action {
                 super::sdn::SdnOp::Delete => "destroy",
             },
             Action::ApplySdn { .. } => "change",
+            Action::Membership(_) => "change",
         }
     }
 }
@@ -396,7 +400,7 @@ impl Plan {
         self.actions.is_empty()
     }
 
-    fn finish(mut self) -> Self {
+    pub(crate) fn finish(mut self) -> Self {
         let mut s = Summary::default();
         for a in &self.actions {
             match a.verb() {
