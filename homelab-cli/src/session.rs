@@ -233,6 +233,14 @@ impl Session {
                 "{e}"
             )
         })?;
+        let membership = crate::engine::membership::observe(
+            &self.desired,
+            &talos_obs,
+            bundle.as_ref(),
+        )
+        .await;
+        let plan = crate::engine::membership::plan(&self.desired, &talos_obs, &membership, plan)
+            .map_err(|e| miette!(help = e.help(), "{e}"))?;
         Ok(Planned {
             plan,
             observed,

@@ -32,6 +32,7 @@ use crate::proto::storage::{self, storage_service_client::StorageServiceClient};
 use crate::talosconfig::Talosconfig;
 
 pub use crate::proto::machine::apply_configuration_request::Mode as ApplyMode;
+pub use crate::reset::{ResetOptions, SystemPartition};
 
 /// The apid port.
 pub const APID_PORT: u16 = 50000;
@@ -451,6 +452,8 @@ envelope! {
     machine::UpgradeResponse => machine::Upgrade,
     machine::ShutdownResponse => machine::Shutdown,
     machine::EtcdMemberListResponse => machine::EtcdMembers,
+    machine::EtcdLeaveClusterResponse => machine::EtcdLeaveCluster,
+    machine::EtcdRemoveMemberByIdResponse => machine::EtcdRemoveMemberById,
     storage::DisksResponse => storage::Disks,
 }
 
@@ -821,6 +824,39 @@ impl Client {
             |r| async move { c.etcd_member_list(r).await },
         )
         .await
+    }
+
+    /// `MachineService/EtcdLeaveCluster`: the node removes its own etcd member (through the
+    /// other control planes), stops etcd and empties its data directory. etcd refuses when
+    /// the removal would break the active quorum (`etcdserver: unhealthy cluster`).
+    pub async fn etcd_leave_cluster(&self) -> Result<Vec<machine::EtcdLeaveCluster>> {
+        let mut c = self.machine_service();
+        self.unary(
+            "/machine.MachineService/EtcdLeaveCluster",
+            machine::EtcdLeaveClusterRequest {},
+            |r| async move { c.etcd_leave_cluster(r).await },
+        )
+        .await
+    }
+
+    /// `MachineService/EtcdRemoveMemberByID`: remove another (e.g. dead) member, called on a
+    /// healthy control plane. An unknown ID fails with `NotFound` ([`Error::is_not_found`]).
+    pub async fn etcd_remove_member_by_id(
+        &self,
+        member_id: u64,
+    ) -> Result<Vec<machine::EtcdRemoveMemberById>> {
+        let mut c = self.machine_service();
+        self.unary(
+            "/machine.MachineService/EtcdRemoveMemberByID",
+            machine::EtcdRemoveMemberByIdRequest { member_id },
+            |r| async move { c.etcd_remove_member_by_id(r).await },
+        )
+        .await
+    }
+
+    /// `MachineService/Reset` with [`ResetOptions`].
+    pub async fn reset_with(&self, opts: &ResetOptions) -> Result<Vec<machine::Reset>> {
+        self.reset(opts.to_request()).await
     }
 
     /// `StorageService/Disks` (served in maintenance mode too).

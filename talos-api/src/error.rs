@@ -87,6 +87,26 @@ pub enum Error {
     /// minor downgrade, a version the Talos release does not run).
     #[error("{0}")]
     UnsupportedUpgrade(String),
+    /// The Kubernetes API refused a request (its `Status` message kept as sent).
+    #[error("{url}: {code}: {message}")]
+    Kubernetes {
+        /// The URL requested.
+        url: String,
+        /// HTTP status code.
+        code: u16,
+        /// The `Status` message (and its causes).
+        message: String,
+    },
+    /// A drain did not finish before its deadline: the pods still on the node and why.
+    #[error("draining {node} did not finish within {after:?}: {}", blocked.join("; "))]
+    DrainTimeout {
+        /// The Kubernetes node.
+        node: String,
+        /// How long we tried.
+        after: std::time::Duration,
+        /// `namespace/pod: reason` for each pod still there.
+        blocked: Vec<String>,
+    },
     /// A wait did not succeed before its deadline.
     #[error("timed out after {after:?} waiting for {what}; last error: {last}")]
     Timeout {
@@ -118,6 +138,13 @@ impl Error {
     /// A Kubernetes version change that is not supported (see [`crate::k8s_upgrade`]).
     pub fn is_unsupported_upgrade(&self) -> bool {
         matches!(self, Error::UnsupportedUpgrade(_))
+    }
+
+    /// The target does not exist (gRPC `NotFound`, e.g. `EtcdRemoveMemberByID` of an ID that
+    /// is no member: `etcdserver: member not found`; or HTTP 404 from Kubernetes).
+    pub fn is_not_found(&self) -> bool {
+        self.grpc_code() == Some(tonic::Code::NotFound)
+            || matches!(self, Error::Kubernetes { code: 404, .. })
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

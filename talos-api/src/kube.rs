@@ -1,272 +1,432 @@
-//! The few Kubernetes API reads and writes a Talos cluster's day 2 needs, with the admin
-//! kubeconfig's client certificate: Nodes (kubelet version, Ready), the kube-system pods
-//! (control-plane static pods and kube-proxy, with their images) and the kube-proxy
-//! DaemonSet (read and image patch), as `talosctl upgrade-k8s` uses them
-//! (`pkg/cluster/kubernetes/kubelet.go` `checkNodeKubeletVersion`, `detect.go`
-//! `DetectLowestVersion`, `talos_managed.go` `checkPodStatus`).
+//! A small Kubernetes API client for taking nodes out of a cluster: list nodes, cordon
+//! (`PATCH spec.unschedulable`), drain through the Eviction API (which honours
+//! PodDisruptionBudgets), delete the Node object. Plus the plain JSON verbs for the few
+//! other objects callers need.
+//!
+//! The drain follows `kubectl drain --ignore-daemonsets --delete-emptydir-data --force`
+//! (kubernetes `staging/src/k8s.io/kubectl/pkg/drain`): mirror pods
+//! (`kubernetes.io/config.mirror`) and DaemonSet pods are left alone, every other pod on the
+//! node gets `POST .../pods/{name}/eviction`; a 429 (a budget allows no disruption now) is
+//! retried until the deadline, a 404 means the pod is gone already, and the drain waits
+//! for evicted pods to disappear. Talos' own graceful reset does the same
+//! (siderolabs/talos `pkg/kubernetes/kubernetes.go`, `Drain`/`evict`).
 
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::k8s_upgrade::{Component, KubeVersion};
 use crate::kubeconfig::KubeCredentials;
 
-/// A Node as the upgrade reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NodeInfo {
-    /// `metadata.name` (the Talos hostname).
-    pub name: String,
-    /// `status.addresses[].address`.
-    pub addresses: Vec<String>,
-    /// `status.nodeInfo.kubeletVersion` (`v1.35.4`).
-    pub kubelet_version: String,
-    /// The `Ready` condition is `True`.
-    pub ready: bool,
-    /// The `Ready` condition's reason and message when it is not `True`.
-    pub not_ready_reason: Option<String>,
-}
-
-/// A kube-system pod of a Kubernetes component.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ComponentPod {
-    /// Pod name.
-    pub name: String,
-    /// Which component (`k8s-app` label).
-    pub component: Component,
-    /// `spec.nodeName`.
-    pub node_name: String,
-    /// `status.hostIP`.
-    pub host_ip: String,
-    /// The component container's image.
-    pub image: String,
-    /// The pod's `Ready` condition is `True`.
-    pub ready: bool,
-}
-
-impl ComponentPod {
-    /// The version its image runs.
-    pub fn version(&self) -> Option<KubeVersion> {
-        KubeVersion::from_image(&self.image)
-    }
-}
-
-/// A Kubernetes API client for one kubeconfig (cluster CA only, client certificate).
+/// A Kubernetes API client with the kubeconfig's credentials (rustls, ring).
 #[derive(Debug, Clone)]
 pub struct KubeClient {
-    server: String,
+    base: String,
     http: reqwest::Client,
 }
 
-fn component_named(name: &str) -> Option<Component> {
-    Component::ALL.into_iter().find(|c| c.name() == name)
+/// A node as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KubeNode {
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec.unschedulable` (cordoned).
+    pub unschedulable: bool,
+    /// The `Ready` condition is `True`.
+    pub ready: bool,
+    /// Labelled `node-role.kubernetes.io/control-plane`.
+    pub control_plane: bool,
 }
 
-fn ready_of(conditions: &Value) -> (bool, Option<String>) {
-    let ready = conditions
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
-    match ready {
-        Some(c) if c["status"] == "True" => (true, None),
-        Some(c) => (
-            false,
-            Some(format!(
-                "Ready={}: {} {}",
-                c["status"].as_str().unwrap_or("Unknown"),
-                c["reason"].as_str().unwrap_or_default(),
-                c["message"].as_str().unwrap_or_default()
-            )),
-        ),
-        None => (false, Some("no Ready condition".into())),
+/// A pod as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KubePod {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `spec.nodeName`.
+    pub node: String,
+    /// The kind of its controlling owner (`ReplicaSet`, `DaemonSet`, ...), if any.
+    pub controller: Option<String>,
+    /// A static pod's mirror (`kubernetes.io/config.mirror`).
+    pub mirror: bool,
+}
+
+impl KubePod {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
     }
 }
 
-/// Nodes from a `NodeList`.
-pub fn parse_nodes(list: &Value) -> Vec<NodeInfo> {
-    list["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|n| {
-                    let (ready, not_ready_reason) = ready_of(&n["status"]["conditions"]);
-                    NodeInfo {
-                        name: n["metadata"]["name"].as_str().unwrap_or_default().into(),
-                        addresses: n["status"]["addresses"]
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|x| x["address"].as_str().map(str::to_string))
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        kubelet_version: n["status"]["nodeInfo"]["kubeletVersion"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .into(),
-                        ready,
-                        not_ready_reason,
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// What one eviction request got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Eviction {
+    /// Accepted: the pod is being deleted.
+    Evicted,
+    /// The pod does not exist (any more).
+    Gone,
+    /// Refused for now (429): a PodDisruptionBudget allows no disruption. The API server's
+    /// message and causes.
+    Blocked(String),
 }
 
-/// Component pods from a kube-system `PodList`: those whose `k8s-app` label names a
-/// component, with the container of the same name (as `DetectLowestVersion` picks it).
-pub fn parse_component_pods(list: &Value) -> Vec<ComponentPod> {
-    let Some(items) = list["items"].as_array() else {
-        return Vec::new();
+/// How long a drain may take and how often it retries.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainOptions {
+    /// Give up (with [`Error::DrainTimeout`]) after this long.
+    pub timeout: Duration,
+    /// Pause between rounds of evictions.
+    pub interval: Duration,
+}
+
+impl Default for DrainOptions {
+    fn default() -> Self {
+        DrainOptions {
+            timeout: Duration::from_secs(300),
+            interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// `namespace/name` of the pods evicted.
+    pub evicted: Vec<String>,
+    /// Pods left alone (DaemonSet and mirror pods).
+    pub skipped: Vec<String>,
+    /// Refusals seen on the way (`namespace/name: message`), later overcome.
+    pub refusals: Vec<String>,
+}
+
+fn status_message(body: &str) -> String {
+    let Ok(v) = serde_json::from_str::<Value>(body) else {
+        return body.trim().to_string();
     };
-    items
-        .iter()
-        .filter_map(|p| {
-            let app = p["metadata"]["labels"]["k8s-app"].as_str()?;
-            let component = component_named(app)?;
-            let image = p["spec"]["containers"]
-                .as_array()?
-                .iter()
-                .find(|c| c["name"] == app)?["image"]
-                .as_str()?
-                .to_string();
-            Some(ComponentPod {
-                name: p["metadata"]["name"].as_str().unwrap_or_default().into(),
-                component,
-                node_name: p["spec"]["nodeName"].as_str().unwrap_or_default().into(),
-                host_ip: p["status"]["hostIP"].as_str().unwrap_or_default().into(),
-                image,
-                ready: ready_of(&p["status"]["conditions"]).0,
-            })
-        })
-        .collect()
+    let mut msg = v["message"].as_str().unwrap_or_default().to_string();
+    if let Some(causes) = v["details"]["causes"].as_array() {
+        for c in causes {
+            if let Some(m) = c["message"].as_str() {
+                msg.push_str(" (");
+                msg.push_str(m);
+                msg.push(')');
+            }
+        }
+    }
+    if msg.is_empty() {
+        body.trim().to_string()
+    } else {
+        msg
+    }
+}
+
+fn seg(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 impl KubeClient {
     /// A client for the kubeconfig's current context.
-    pub fn from_kubeconfig(kubeconfig: &str) -> Result<KubeClient> {
-        let creds: KubeCredentials = crate::kubeconfig::credentials(kubeconfig)?;
+    pub fn from_kubeconfig(kubeconfig: &str) -> Result<Self> {
+        let creds = crate::kubeconfig::credentials(kubeconfig)?;
+        Self::new(&creds)
+    }
+
+    /// A client from extracted credentials.
+    pub fn new(creds: &KubeCredentials) -> Result<Self> {
         Ok(KubeClient {
-            server: creds.server.trim_end_matches('/').to_string(),
-            http: crate::health::kube_http_client(&creds)?,
+            base: creds.server.trim_end_matches('/').to_string(),
+            http: crate::health::kube_http_client(creds)?,
         })
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: &str) -> Result<T> {
-        let http_err = |message: String| Error::Http {
-            url: url.to_string(),
-            message,
-        };
-        let resp = req.send().await.map_err(|e| http_err(e.to_string()))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| http_err(e.to_string()))?;
-        if !status.is_success() {
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let msg = v["message"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
-            return Err(http_err(format!("{status}: {msg}")));
-        }
-        serde_json::from_slice(&body).map_err(|e| http_err(format!("bad JSON: {e}")))
+    /// The API server URL.
+    pub fn server(&self) -> &str {
+        &self.base
     }
 
-    async fn get(&self, path: &str) -> Result<Value> {
-        let url = format!("{}{path}", self.server);
-        self.send(
-            self.http.get(&url).header("Accept", "application/json"),
-            &url,
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, &Value)>,
+    ) -> Result<(u16, String)> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some((ctype, b)) = body {
+            req = req
+                .header(http::header::CONTENT_TYPE, ctype)
+                .body(b.to_string());
+        }
+        let resp = req
+            .header(http::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| Error::Http {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        let code = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| Error::Http {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        Ok((code, text))
+    }
+
+    async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, &Value)>,
+    ) -> Result<Value> {
+        let (code, text) = self.send(method, path, body).await?;
+        if !(200..300).contains(&code) {
+            return Err(Error::Kubernetes {
+                url: format!("{}{path}", self.base),
+                code,
+                message: status_message(&text),
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| Error::Http {
+            url: format!("{}{path}", self.base),
+            message: format!("not JSON: {e}"),
+        })
+    }
+
+    /// `GET path` (e.g. `/api/v1/namespaces/default/pods/web`).
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.json(reqwest::Method::GET, path, None).await
+    }
+
+    /// `POST path` with a JSON object (create).
+    pub async fn create(&self, path: &str, object: &Value) -> Result<Value> {
+        self.json(
+            reqwest::Method::POST,
+            path,
+            Some(("application/json", object)),
         )
         .await
     }
 
-    /// `GET /api/v1/nodes`.
-    pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
-        Ok(parse_nodes(&self.get("/api/v1/nodes").await?))
+    /// `PATCH path` with a JSON merge patch (RFC 7386).
+    pub async fn merge_patch(&self, path: &str, patch: &Value) -> Result<Value> {
+        self.json(
+            reqwest::Method::PATCH,
+            path,
+            Some(("application/merge-patch+json", patch)),
+        )
+        .await
     }
 
-    /// `GET /api/v1/namespaces/kube-system/pods`, the component pods.
-    pub async fn component_pods(&self) -> Result<Vec<ComponentPod>> {
-        Ok(parse_component_pods(
-            &self.get("/api/v1/namespaces/kube-system/pods").await?,
-        ))
+    /// `PATCH path` with a strategic merge patch (lists of containers merged by name).
+    pub async fn strategic_merge_patch(&self, path: &str, patch: &Value) -> Result<Value> {
+        self.json(
+            reqwest::Method::PATCH,
+            path,
+            Some(("application/strategic-merge-patch+json", patch)),
+        )
+        .await
     }
 
-    /// The kube-proxy DaemonSet's container image (`None`: no such DaemonSet, e.g.
-    /// `cluster.proxy.disabled`).
-    pub async fn kube_proxy_image(&self) -> Result<Option<String>> {
-        match self
-            .get("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy")
-            .await
-        {
-            Ok(ds) => Ok(ds["spec"]["template"]["spec"]["containers"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["name"] == "kube-proxy"))
-                .and_then(|c| c["image"].as_str())
-                .map(str::to_string)),
-            Err(Error::Http { message, .. }) if message.starts_with("404") => Ok(None),
+    /// `DELETE path`; `Ok(false)` when it was not there.
+    pub async fn delete(&self, path: &str) -> Result<bool> {
+        match self.json(reqwest::Method::DELETE, path, None).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    /// Set the kube-proxy DaemonSet's image (a strategic-merge patch of its container, as
-    /// syncing the bootstrap manifests does for that field).
-    pub async fn set_kube_proxy_image(&self, image: &str) -> Result<()> {
-        let url = format!(
-            "{}/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy",
-            self.server
+    /// Every node.
+    pub async fn nodes(&self) -> Result<Vec<KubeNode>> {
+        let list = self.get("/api/v1/nodes").await?;
+        Ok(list["items"]
+            .as_array()
+            .map(|items| items.iter().map(node_from).collect())
+            .unwrap_or_default())
+    }
+
+    /// Mark the node unschedulable, as `kubectl cordon` does (a strategic-merge patch of
+    /// `spec.unschedulable`).
+    pub async fn cordon(&self, node: &str) -> Result<()> {
+        self.json(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/nodes/{}", seg(node)),
+            Some((
+                "application/strategic-merge-patch+json",
+                &json!({"spec": {"unschedulable": true}}),
+            )),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The pods bound to `node` (`fieldSelector=spec.nodeName=<node>`).
+    pub async fn pods_on(&self, node: &str) -> Result<Vec<KubePod>> {
+        let sel = seg(&format!("spec.nodeName={node}"));
+        let list = self.get(&format!("/api/v1/pods?fieldSelector={sel}")).await?;
+        Ok(list["items"]
+            .as_array()
+            .map(|items| items.iter().map(pod_from).collect())
+            .unwrap_or_default())
+    }
+
+    /// `POST /api/v1/namespaces/{ns}/pods/{name}/eviction` (policy/v1 Eviction).
+    pub async fn evict(&self, namespace: &str, name: &str) -> Result<Eviction> {
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/{}/eviction",
+            seg(namespace),
+            seg(name)
         );
-        let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
-            {"name": "kube-proxy", "image": image}]}}}});
-        let _: Value = self
+        let body = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace}});
+        let (code, text) = self
             .send(
-                self.http
-                    .patch(&url)
-                    .header("Content-Type", "application/strategic-merge-patch+json")
-                    .header("Accept", "application/json")
-                    .body(patch.to_string()),
-                &url,
+                reqwest::Method::POST,
+                &path,
+                Some(("application/json", &body)),
             )
             .await?;
-        Ok(())
+        match code {
+            200..=299 => Ok(Eviction::Evicted),
+            404 => Ok(Eviction::Gone),
+            429 => Ok(Eviction::Blocked(status_message(&text))),
+            _ => Err(Error::Kubernetes {
+                url: format!("{}{path}", self.base),
+                code,
+                message: status_message(&text),
+            }),
+        }
+    }
+
+    /// Delete the Node object; `Ok(false)` when it was gone already.
+    pub async fn delete_node(&self, node: &str) -> Result<bool> {
+        self.delete(&format!("/api/v1/nodes/{}", seg(node))).await
+    }
+
+    /// Cordon `node`, then evict its pods (see the module docs) until none is left or the
+    /// deadline passes; then [`Error::DrainTimeout`] names each pod left and why.
+    pub async fn drain(&self, node: &str, opts: &DrainOptions) -> Result<DrainReport> {
+        let start = Instant::now();
+        self.cordon(node).await?;
+        let mut report = DrainReport::default();
+        loop {
+            let pods = self.pods_on(node).await?;
+            let mut left = Vec::new();
+            for p in pods {
+                if p.mirror || p.controller.as_deref() == Some("DaemonSet") {
+                    if !report.skipped.contains(&p.key()) {
+                        report.skipped.push(p.key());
+                    }
+                    continue;
+                }
+                if report.evicted.contains(&p.key()) {
+                    left.push(format!("{}: evicted, still terminating", p.key()));
+                    continue;
+                }
+                match self.evict(&p.namespace, &p.name).await? {
+                    Eviction::Evicted | Eviction::Gone => report.evicted.push(p.key()),
+                    Eviction::Blocked(why) => {
+                        let line = format!("{}: {why}", p.key());
+                        tracing::info!(pod = %p.key(), reason = %why, "eviction refused; retrying");
+                        if !report.refusals.contains(&line) {
+                            report.refusals.push(line.clone());
+                        }
+                        left.push(line);
+                    }
+                }
+            }
+            if left.is_empty() {
+                // Evicted pods must be gone before the node goes away.
+                let still: Vec<String> = self
+                    .pods_on(node)
+                    .await?
+                    .into_iter()
+                    .filter(|p| report.evicted.contains(&p.key()))
+                    .map(|p| format!("{}: evicted, still terminating", p.key()))
+                    .collect();
+                if still.is_empty() {
+                    return Ok(report);
+                }
+                left = still;
+            }
+            if start.elapsed() >= opts.timeout {
+                return Err(Error::DrainTimeout {
+                    node: node.to_string(),
+                    after: opts.timeout,
+                    blocked: left,
+                });
+            }
+            let rest = opts.timeout.saturating_sub(start.elapsed());
+            tokio::time::sleep(opts.interval.min(rest)).await;
+        }
+    }
+}
+
+fn node_from(n: &Value) -> KubeNode {
+    KubeNode {
+        name: n["metadata"]["name"].as_str().unwrap_or_default().into(),
+        unschedulable: n["spec"]["unschedulable"].as_bool().unwrap_or(false),
+        ready: n["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        }),
+        control_plane: n["metadata"]["labels"]
+            .get("node-role.kubernetes.io/control-plane")
+            .is_some(),
+    }
+}
+
+fn pod_from(p: &Value) -> KubePod {
+    let controller = p["metadata"]["ownerReferences"].as_array().and_then(|o| {
+        o.iter()
+            .find(|r| r["controller"] == true)
+            .and_then(|r| r["kind"].as_str())
+            .map(str::to_string)
+    });
+    KubePod {
+        namespace: p["metadata"]["namespace"].as_str().unwrap_or_default().into(),
+        name: p["metadata"]["name"].as_str().unwrap_or_default().into(),
+        node: p["spec"]["nodeName"].as_str().unwrap_or_default().into(),
+        controller,
+        mirror: p["metadata"]["annotations"]
+            .get("kubernetes.io/config.mirror")
+            .is_some(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn nodes_and_component_pods_parse() {
-        let nodes = parse_nodes(&json!({"items": [
-            {"metadata": {"name": "cp-1"}, "status": {
-                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
-                "nodeInfo": {"kubeletVersion": "v1.35.4"},
-                "conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady",
-                                "message": "node is shutting down"}]}}]}));
-        assert_eq!(nodes[0].kubelet_version, "v1.35.4");
-        assert!(!nodes[0].ready);
-        assert!(
-            nodes[0]
-                .not_ready_reason
-                .as_deref()
-                .unwrap()
-                .contains("shutting down")
+    fn status_messages_keep_the_causes() {
+        let body = r#"{"kind":"Status","status":"Failure","message":"Cannot evict pod as it would violate the pod's disruption budget.","reason":"TooManyRequests","details":{"causes":[{"reason":"DisruptionBudget","message":"The disruption budget web needs 2 healthy pods and has 2 currently"}]},"code":429}"#;
+        assert_eq!(
+            status_message(body),
+            "Cannot evict pod as it would violate the pod's disruption budget. (The disruption budget web needs 2 healthy pods and has 2 currently)"
         );
-        let pods = parse_component_pods(&json!({"items": [
-            {"metadata": {"name": "kube-apiserver-cp-1", "labels": {"k8s-app": "kube-apiserver"}},
-             "spec": {"nodeName": "cp-1", "containers": [
-                {"name": "kube-apiserver", "image": "registry.k8s.io/kube-apiserver:v1.35.5"}]},
-             "status": {"hostIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}},
-            {"metadata": {"name": "coredns-1", "labels": {"k8s-app": "kube-dns"}},
-             "spec": {"containers": [{"name": "coredns", "image": "x:v1"}]}}]}));
-        assert_eq!(pods.len(), 1);
-        assert_eq!(pods[0].component, Component::ApiServer);
-        assert_eq!(pods[0].version().unwrap().to_string(), "1.35.5");
-        assert!(pods[0].ready);
+        assert_eq!(status_message("plain"), "plain");
+    }
+
+    #[test]
+    fn pods_and_nodes_from_json() {
+        let p = json!({"metadata": {"namespace": "kube-system", "name": "cilium-x",
+            "ownerReferences": [{"kind": "DaemonSet", "controller": true}]},
+            "spec": {"nodeName": "w1"}});
+        let p = pod_from(&p);
+        assert_eq!(p.controller.as_deref(), Some("DaemonSet"));
+        assert_eq!(p.key(), "kube-system/cilium-x");
+        let n = node_from(&json!({"metadata": {"name": "cp-1",
+            "labels": {"node-role.kubernetes.io/control-plane": ""}},
+            "spec": {"unschedulable": true},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}}));
+        assert!(n.unschedulable && n.ready && n.control_plane);
     }
 }

@@ -33,6 +33,9 @@ pub enum Command {
     Version(VersionArgs),
     /// Wait until the node answers, etcd is healthy and Kubernetes is ready.
     Health(HealthArgs),
+    /// Return a node of homelab.yaml to maintenance mode (drain, leave etcd, graceful reset
+    /// wiping STATE and EPHEMERAL); the next `up` installs it again.
+    Reset(super::talos_reset::ResetArgs),
 }
 
 /// `talos gen ...`.
@@ -235,6 +238,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> miette::Result<Exit> {
         Command::Kubeconfig(a) => kubeconfig(a).await,
         Command::Version(a) => version(a).await,
         Command::Health(a) => health_cmd(a, ctx).await,
+        Command::Reset(a) => super::talos_reset::run(a, ctx).await,
     }
 }
 

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use talos_api::k8s_upgrade::{self as ku, Component, KubeVersion};
-use talos_api::kube::{ComponentPod, KubeClient, NodeInfo};
+use talos_api::kube::KubeClient;
+use talos_api::kube_components::{ComponentPod, NodeInfo};
 
 use super::apply::Env;
 use super::graph::{Step, StepError};
@@ -60,7 +61,7 @@ impl K8sObserved {
 pub async fn observe(kubeconfig: &str) -> Result<K8sObserved, talos_api::Error> {
     let k = KubeClient::from_kubeconfig(kubeconfig)?;
     let (nodes, pods, proxy) =
-        futures_util::join!(k.nodes(), k.component_pods(), k.kube_proxy_image());
+        futures_util::join!(k.node_versions(), k.component_pods(), k.kube_proxy_image());
     Ok(K8sObserved {
         nodes: nodes?,
         pods: pods?,
@@ -269,7 +270,7 @@ fn config_for_step(
 
 async fn read(k: &KubeClient) -> Result<K8sObserved, talos_api::Error> {
     let (nodes, pods, proxy) =
-        futures_util::join!(k.nodes(), k.component_pods(), k.kube_proxy_image());
+        futures_util::join!(k.node_versions(), k.component_pods(), k.kube_proxy_image());
     Ok(K8sObserved {
         nodes: nodes?,
         pods: pods?,
@@ -437,7 +438,7 @@ mod tests {
     use super::*;
 
     fn node(name: &str, v: &str) -> NodeInfo {
-        talos_api::kube::parse_nodes(&serde_json::json!({"items": [
+        talos_api::kube_components::parse_nodes(&serde_json::json!({"items": [
             {"metadata": {"name": name}, "status": {"nodeInfo": {"kubeletVersion": v},
              "conditions": [{"type": "Ready", "status": "True"}]}}]}))
         .remove(0)

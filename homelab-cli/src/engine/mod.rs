@@ -11,6 +11,7 @@ pub mod guest_pools;
 pub mod image;
 pub mod metal;
 pub mod k8s_upgrade;
+pub mod membership;
 pub mod observe;
 pub mod observed;
 pub mod pci;

@@ -406,6 +406,9 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 out.push_str(&super::sdn::plan_text(a, &paint));
             }
             Action::BootMetal { .. } => out.push_str(&super::metal::plan_text(a, &paint)),
+            Action::Membership(m) => {
+                out.push_str(&super::membership::plan_text(m, &paint));
+            }
         }
     }
     let s = plan.summary;

@@ -78,7 +78,7 @@ pub async fn wait_node_ready(
         let k = k.clone();
         let ip_text = ip_text.clone();
         async move {
-            let nodes = k.nodes().await?;
+            let nodes = k.node_versions().await?;
             match nodes
                 .iter()
                 .find(|n| n.name == name || n.addresses.contains(&ip_text))

@@ -54,6 +54,8 @@ envelope! {
     ResetResponse => Reset,
     UpgradeResponse => Upgrade,
     EtcdMemberListResponse => EtcdMembers,
+    EtcdLeaveClusterResponse => EtcdLeaveCluster,
+    EtcdRemoveMemberByIdResponse => EtcdRemoveMemberById,
     DisksResponse => storage::Disks,
 }
 
@@ -225,24 +227,51 @@ impl Apid {
         });
     }
 
-    /// Whether this control plane's etcd runs: it was bootstrapped here, or another control
-    /// plane of the same cluster was (Talos starts etcd on the other control planes once
-    /// they can join an existing member: `internal/app/machined/pkg/system/services/etcd.go`,
-    /// which waits for the cluster to be bootstrapped before joining).
+    /// Whether this control plane's etcd runs: its data directory holds a member of its
+    /// cluster (bootstrapped here, or joined: `etcd.rs`).
     fn etcd_joined(&self) -> bool {
-        let st = self.node.state();
-        if st.bootstrapped {
-            return true;
+        self.node
+            .runtime
+            .upgrade()
+            .and_then(|rt| rt.etcd_member_of(&self.node))
+            .is_some()
+    }
+
+    /// `machinehelper.CheckControlplane`: etcd APIs exist on control planes only.
+    fn check_controlplane(&self, api: &str) -> Result<(), Status> {
+        match self.node.facts() {
+            None => Err(Status::unimplemented(format!(
+                "machine type is not set, cannot use {api} API"
+            ))),
+            Some(f) if f.machine_type == "worker" => Err(Status::unimplemented(format!(
+                "{api} is only available on control plane nodes"
+            ))),
+            Some(_) => Ok(()),
         }
-        let Some(me) = self.node.facts() else {
-            return false;
+    }
+
+    /// `etcd.Client.LeaveCluster` (internal/pkg/etcd/etcd.go): remove the local member
+    /// (already gone counts as done), then etcd stops and its data directory is emptied.
+    fn leave_etcd(&self) -> Result<(), String> {
+        let rt = self.runtime().map_err(|e| e.message().to_string())?;
+        let Some(me) = rt.etcd_member_of(&self.node) else {
+            return Ok(());
         };
-        self.peers().iter().any(|p| {
-            p.state().bootstrapped
-                && p.facts().is_some_and(|f| {
-                    f.cluster_id == me.cluster_id && f.machine_type == "controlplane"
-                })
-        })
+        let cluster_id = self.node.facts().map(|f| f.cluster_id).unwrap_or_default();
+        match rt.etcd_remove(&cluster_id, me.id, Some(me.id)) {
+            Ok(_) | Err(super::etcd::EtcdError::MemberNotFound) => {
+                let _ = self.node.update(|s| s.etcd_member = None);
+                Ok(())
+            }
+            Err(e) => Err(format!("failed to remove member {}: {}", me.id, e.text())),
+        }
+    }
+
+    fn runtime(&self) -> Result<Arc<super::Inner>, Status> {
+        self.node
+            .runtime
+            .upgrade()
+            .ok_or_else(|| Status::unavailable("node is shutting down"))
     }
 
     /// Every simulated node of this lab (none once the lab is gone).
@@ -439,7 +468,7 @@ impl MachineService for Apid {
                 "bootstrap is not available on worker nodes",
             ));
         }
-        if self.node.state().bootstrapped {
+        if self.node.state().bootstrapped || self.etcd_joined() {
             return Err(Status::already_exists("etcd data directory is not empty"));
         }
         // The bootstrap manifests (kept in etcd) create the kube-proxy DaemonSet from this
@@ -448,6 +477,11 @@ impl MachineService for Apid {
             self.node.state().config.as_deref().unwrap_or_default(),
         )
         .remove("kube-proxy");
+        // A new etcd: a single member here, and no Kubernetes objects yet.
+        let rt = self.runtime()?;
+        rt.kube_forget_cluster(&facts.cluster_id);
+        rt.etcd_bootstrap(&self.node)
+            .map_err(Status::internal)?;
         self.node
             .update(|s| {
                 s.bootstrapped = true;
@@ -656,45 +690,85 @@ impl MachineService for Apid {
                 .await;
         }
         self.node.record_read("EtcdMemberList");
-        if !self.etcd_joined() {
-            return Err(Status::unavailable("etcd is not running"));
-        }
-        // Every control plane of this cluster that has joined is a member (etcd lists
-        // members whether or not they answer right now).
+        self.check_controlplane("member list")?;
+        // Through the control planes' etcd (`NewClientFromControlPlaneIPs`), with a leader
+        // required (`clientv3.WithRequireLeader`).
         let cluster_id = self.node.facts().map(|f| f.cluster_id).unwrap_or_default();
-        let mut nodes: Vec<Arc<Node>> = self
-            .peers()
-            .into_iter()
-            .filter(|p| {
-                p.state().installed
-                    && p.facts().is_some_and(|f| {
-                        f.cluster_id == cluster_id && f.machine_type == "controlplane"
-                    })
-            })
-            .collect();
-        if !nodes.iter().any(|p| p.key == self.node.key) {
-            nodes.push(self.node.clone());
+        let rt = self.runtime()?;
+        let Some(c) = rt.etcd_cluster(&cluster_id) else {
+            return Err(Status::unavailable("etcd is not running"));
+        };
+        if c.leader.is_none() {
+            return Err(Status::unknown(super::etcd::EtcdError::NoLeader.text()));
         }
-        nodes.sort_by_key(|p| p.key.1);
-        let members = nodes
-            .iter()
-            .map(|p| {
-                let ip = p.ip;
-                EtcdMember {
-                    id: u64::from(u32::from(ip)) << 16 | u64::from(p.key.1),
-                    hostname: p.hostname(),
-                    peer_urls: vec![format!("https://{ip}:2380")],
-                    client_urls: vec![format!("https://{ip}:2379")],
-                    is_learner: false,
-                }
-            })
-            .collect();
         Ok(Response::new(EtcdMemberListResponse {
             messages: vec![EtcdMembers {
                 metadata: meta(),
-                legacy_members: vec![],
-                members,
+                legacy_members: c.members.iter().map(|m| m.name.clone()).collect(),
+                members: c
+                    .members
+                    .iter()
+                    .map(|m| EtcdMember {
+                        id: m.id,
+                        hostname: m.name.clone(),
+                        peer_urls: vec![m.peer_url.clone()],
+                        client_urls: vec![m.client_url.clone()],
+                        is_learner: false,
+                    })
+                    .collect(),
             }],
+        }))
+    }
+
+    async fn etcd_remove_member_by_id(
+        &self,
+        req: Request<EtcdRemoveMemberByIdRequest>,
+    ) -> Result<Response<EtcdRemoveMemberByIdResponse>, Status> {
+        self.admin_only(&req)?;
+        if let Some(t) = self.forward_targets(&req)? {
+            return self
+                .proxy(t, req, |a, r| {
+                    Box::pin(async move { a.etcd_remove_member_by_id(r).await })
+                })
+                .await;
+        }
+        self.check_controlplane("etcd remove member")?;
+        let id = req.into_inner().member_id;
+        let cluster_id = self.node.facts().map(|f| f.cluster_id).unwrap_or_default();
+        let rt = self.runtime()?;
+        let local = rt.etcd_member_of(&self.node).map(|m| m.id);
+        match rt.etcd_remove(&cluster_id, id, local) {
+            Ok(_) => Ok(Response::new(EtcdRemoveMemberByIdResponse {
+                messages: vec![EtcdRemoveMemberById { metadata: meta() }],
+            })),
+            Err(super::etcd::EtcdError::MemberNotFound) => Err(Status::not_found(format!(
+                "failed to remove member {id}: {}",
+                super::etcd::EtcdError::MemberNotFound.text()
+            ))),
+            Err(e) => Err(Status::unknown(format!(
+                "failed to remove member: failed to remove member {id}: {}",
+                e.text()
+            ))),
+        }
+    }
+
+    async fn etcd_leave_cluster(
+        &self,
+        req: Request<EtcdLeaveClusterRequest>,
+    ) -> Result<Response<EtcdLeaveClusterResponse>, Status> {
+        self.admin_only(&req)?;
+        if let Some(t) = self.forward_targets(&req)? {
+            return self
+                .proxy(t, req, |a, r| {
+                    Box::pin(async move { a.etcd_leave_cluster(r).await })
+                })
+                .await;
+        }
+        self.check_controlplane("etcd leave")?;
+        self.leave_etcd()
+            .map_err(|e| Status::unknown(format!("failed to leave cluster: {e}")))?;
+        Ok(Response::new(EtcdLeaveClusterResponse {
+            messages: vec![EtcdLeaveCluster { metadata: meta() }],
         }))
     }
 
@@ -728,14 +802,67 @@ impl MachineService for Apid {
                 .proxy(t, req, |a, r| Box::pin(async move { a.reset(r).await }))
                 .await;
         }
-        self.node
-            .update(|s| {
-                s.installed = false;
-                s.config = None;
-                s.bootstrapped = false;
-            })
-            .map_err(|e| Status::internal(e.to_string()))?;
-        self.reboot_soon();
+        // Talos `Reset` (v1alpha1_server.go): validate the request, answer with an actor ID,
+        // and run the reset sequence (v1alpha1_sequencer.go `Reset`) in the background:
+        // graceful → cordon/drain, and on a control plane `LeaveEtcd`; then wipe the named
+        // system partitions (all of them when none is named); then reboot or power off.
+        let r = req.into_inner();
+        if r.mode == reset_request::WipeMode::UserDisks as i32
+            && !r.system_partitions_to_wipe.is_empty()
+        {
+            return Err(Status::unknown(
+                "reset failed: invalid input, wipe mode USER_DISKS doesn't support SystemPartitionsToWipe parameter",
+            ));
+        }
+        let mut wipe = Vec::new();
+        for p in &r.system_partitions_to_wipe {
+            if !["STATE", "EPHEMERAL", "META", "EFI", "BOOT"].contains(&p.label.as_str()) {
+                return Err(Status::unknown(format!(
+                    "failed to get volume status with label {:?}: resource VolumeStatuses.block.talos.dev(runtime/{}) doesn't exist",
+                    p.label, p.label
+                )));
+            }
+            if p.wipe {
+                wipe.push(p.label.clone());
+            }
+        }
+        let all = r.system_partitions_to_wipe.is_empty();
+        let me = self.clone();
+        let (graceful, reboot) = (r.graceful, r.reboot);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            me.node
+                .record(super::day2::EventKind::Reset(wipe.join("+")));
+            let cp = me.node.facts().is_some_and(|f| f.machine_type != "worker");
+            if graceful {
+                if let Ok(rt) = me.runtime() {
+                    rt.kube_cordon(&me.node);
+                }
+                if cp && let Err(e) = me.leave_etcd() {
+                    // The sequence stops; the node keeps running ("reset failed: ...").
+                    tracing::warn!(ip = %me.node.ip, error = %e, "reset failed");
+                    return;
+                }
+            }
+            let wiped = |l: &str| all || wipe.iter().any(|w| w == l);
+            let _ = me.node.update(|s| {
+                if wiped("STATE") {
+                    s.installed = false;
+                    s.config = None;
+                    s.staged = None;
+                }
+                if wiped("EPHEMERAL") {
+                    s.etcd_member = None;
+                    s.bootstrapped = false;
+                }
+            });
+            if reboot {
+                me.node.reboot().await;
+            } else {
+                me.node.go_down().await;
+                me.node.stop();
+            }
+        });
         Ok(Response::new(ResetResponse {
             messages: vec![Reset {
                 metadata: meta(),

@@ -189,6 +189,20 @@ pub enum EventKind {
     /// The node served a read (`Version`, `Get MachineConfigs.config.talos.dev`, ...): the
     /// tests count them per node.
     Read(String),
+    /// The node joined etcd as this member (or bootstrapped it).
+    EtcdJoin(u64),
+    /// This etcd member was removed (left, or removed by a peer).
+    EtcdRemove(u64),
+    /// The node's Kubernetes Node object was cordoned.
+    Cordon,
+    /// A pod (`namespace/name`) on the node was evicted.
+    Evicted(String),
+    /// An eviction of a pod on the node was refused (429, a disruption budget).
+    EvictionRefused(String),
+    /// The node's Kubernetes Node object was deleted.
+    NodeDeleted,
+    /// A `Reset` started (the wiped partitions, `+` separated; empty: all).
+    Reset(String),
 }
 
 /// One entry of the event log.
@@ -273,7 +287,9 @@ pub struct EventLine {
     pub hostname: String,
     /// Control plane or not.
     pub control_plane: bool,
-    /// `down`, `up`, `applied:<mode>`, `upgrade:<image>`, `read:<what>`.
+    /// `down`, `up`, `applied:<mode>`, `upgrade:<image>`, `read:<what>`, `etcd-join:<id>`,
+    /// `etcd-remove:<id>` (hex), `cordon`, `evicted:<ns/pod>`, `eviction-refused:<ns/pod>`,
+    /// `node-deleted`, `reset:<partitions>`.
     pub kind: String,
 }
 
@@ -286,6 +302,13 @@ impl EventKind {
             EventKind::Applied(m) => format!("applied:{m}"),
             EventKind::Upgrade(i) => format!("upgrade:{i}"),
             EventKind::Read(r) => format!("read:{r}"),
+            EventKind::EtcdJoin(id) => format!("etcd-join:{id:x}"),
+            EventKind::EtcdRemove(id) => format!("etcd-remove:{id:x}"),
+            EventKind::Cordon => "cordon".into(),
+            EventKind::Evicted(p) => format!("evicted:{p}"),
+            EventKind::EvictionRefused(p) => format!("eviction-refused:{p}"),
+            EventKind::NodeDeleted => "node-deleted".into(),
+            EventKind::Reset(w) => format!("reset:{w}"),
         }
     }
 }

@@ -82,7 +82,7 @@ pub(crate) fn admin_kubeconfig(
     zeroize::Zeroizing::new(talos_api::yaml::to_string(&doc))
 }
 
-fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
+pub(super) fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     if let Ok(v) = ctype.parse() {
@@ -91,64 +91,10 @@ fn respond(status: StatusCode, ctype: &str, body: String) -> Response<Full<Bytes
     r
 }
 
-fn status_json(code: u16, reason: &str, message: &str) -> String {
+pub(super) fn status_json(code: u16, reason: &str, message: &str) -> String {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})
     .to_string()
-}
-
-fn node_list(node: &Arc<Node>, f: &ConfigFacts) -> serde_json::Value {
-    let peers: Vec<Arc<Node>> = node
-        .runtime
-        .upgrade()
-        .map(|rt| rt.all_nodes())
-        .unwrap_or_default();
-    let mut items: Vec<serde_json::Value> = peers
-        .iter()
-        .filter_map(|n| {
-            let pf = n.facts()?;
-            if pf.cluster_id != f.cluster_id || !n.state().installed {
-                return None;
-            }
-            let name = n.hostname();
-            let mut labels = serde_json::Map::new();
-            labels.insert("kubernetes.io/hostname".into(), json!(name));
-            labels.insert("kubernetes.io/os".into(), json!("linux"));
-            labels.insert("kubernetes.io/arch".into(), json!("amd64"));
-            if pf.machine_type != "worker" {
-                labels.insert("node-role.kubernetes.io/control-plane".into(), json!(""));
-            }
-            // The kubelet reports the version of the image it runs, Ready=False while the
-            // node is down or the kubelet restarts (components.rs).
-            let kubelet = n
-                .running_image(Component::Kubelet)
-                .and_then(|i| super::components::image_version(&i))
-                .unwrap_or_else(|| format!("v{}", pf.kubernetes_version));
-            let talos = n
-                .state()
-                .version
-                .unwrap_or_else(|| talos_api::config::TALOS_VERSION.to_string());
-            Some(json!({
-                "metadata": {"name": name, "labels": labels},
-                "spec": {"podCIDR": "10.244.0.0/24"},
-                "status": {
-                    "conditions": [super::components::ready_condition(n)],
-                    "addresses": [{"type": "InternalIP", "address": n.ip.to_string()},
-                                  {"type": "Hostname", "address": name}],
-                    "nodeInfo": {"kubeletVersion": kubelet,
-                                 "osImage": format!("Talos ({talos})"),
-                                 "operatingSystem": "linux", "architecture": "amd64",
-                                 "containerRuntimeVersion": "containerd://2.1.5"}
-                }
-            }))
-        })
-        .collect();
-    items.sort_by(|a, b| {
-        a["metadata"]["name"]
-            .as_str()
-            .cmp(&b["metadata"]["name"].as_str())
-    });
-    json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items})
 }
 
 fn peers_of(node: &Arc<Node>) -> Vec<Arc<Node>> {
@@ -166,11 +112,84 @@ fn proxy_holder(node: &Arc<Node>, f: &ConfigFacts) -> Option<Arc<Node>> {
     })
 }
 
+/// `GET /api/v1/namespaces/kube-system/pods` (the component pods) and the kube-proxy
+/// DaemonSet (`GET`, `PATCH`): what `talosctl upgrade-k8s` reads and patches.
+fn components_route(
+    node: &Arc<Node>,
+    f: &ConfigFacts,
+    method: &http::Method,
+    path: &str,
+    body: &[u8],
+) -> Option<Response<Full<Bytes>>> {
+    let r = match path {
+        "/api/v1/namespaces/kube-system/pods" if method == http::Method::GET => {
+            let items = super::components::kube_system_pods(
+                &peers_of(node),
+                &f.cluster_id,
+                proxy_holder(node, f)
+                    .and_then(|n| n.state().kube_proxy_image)
+                    .as_deref(),
+            );
+            respond(
+                StatusCode::OK,
+                "application/json",
+                json!({"kind": "PodList", "apiVersion": "v1",
+                       "metadata": {"resourceVersion": "1"}, "items": items})
+                .to_string(),
+            )
+        }
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy" => {
+            let Some(holder) = proxy_holder(node, f) else {
+                return Some(respond(
+                    StatusCode::NOT_FOUND,
+                    "application/json",
+                    status_json(404, "NotFound", "daemonsets.apps \"kube-proxy\" not found"),
+                ));
+            };
+            if method == http::Method::PATCH {
+                let patch: serde_json::Value = match serde_json::from_slice(body) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return Some(respond(
+                            StatusCode::BAD_REQUEST,
+                            "application/json",
+                            status_json(400, "BadRequest", &format!("error decoding patch: {e}")),
+                        ));
+                    }
+                };
+                if let Some(image) = super::components::patched_proxy_image(&patch) {
+                    let _ = holder.update(|s| s.kube_proxy_image = Some(image));
+                }
+            }
+            // One kube-proxy pod per installed node of the cluster.
+            let nodes = peers_of(node)
+                .iter()
+                .filter(|n| {
+                    n.state().installed && n.facts().is_some_and(|pf| pf.cluster_id == f.cluster_id)
+                })
+                .count();
+            match holder.state().kube_proxy_image {
+                Some(image) => respond(
+                    StatusCode::OK,
+                    "application/json",
+                    super::components::kube_proxy_daemonset(&image, nodes).to_string(),
+                ),
+                None => respond(
+                    StatusCode::NOT_FOUND,
+                    "application/json",
+                    status_json(404, "NotFound", "daemonsets.apps \"kube-proxy\" not found"),
+                ),
+            }
+        }
+        _ => return None,
+    };
+    Some(r)
+}
+
 fn handle(
     node: &Arc<Node>,
     authenticated: bool,
-    method: &http::Method,
-    path: &str,
+    req: &http::request::Parts,
     body: &[u8],
 ) -> Response<Full<Bytes>> {
     let Some(f) = node.facts() else {
@@ -180,6 +199,19 @@ fn handle(
             "not configured".into(),
         );
     };
+    let path = req.uri.path();
+    let method = &req.method;
+    // The kube-system component pods and the kube-proxy DaemonSet (`components.rs`) come
+    // before the workloads, whose pod routes would otherwise answer for kube-system.
+    if authenticated && let Some(r) = components_route(node, &f, method, path, body) {
+        return r;
+    }
+    // Nodes, pods, budgets and evictions (`workloads.rs`).
+    if authenticated
+        && let Some(r) = super::workloads::route(node, &f, &req.method, path, req.uri.query(), body)
+    {
+        return r;
+    }
     match path {
         "/readyz" | "/livez" | "/healthz" => {
             respond(StatusCode::OK, "text/plain; charset=utf-8", "ok".into())
@@ -236,93 +268,13 @@ fn handle(
             "application/json",
             json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
                 {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
-                 "verbs": ["get", "list"], "shortNames": ["no"]},
+                 "verbs": ["delete", "get", "list", "patch"], "shortNames": ["no"]},
                 {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod",
-                 "verbs": ["get", "list"], "shortNames": ["po"]}]})
+                 "verbs": ["create", "delete", "get", "list"], "shortNames": ["po"]},
+                {"name": "pods/eviction", "singularName": "", "namespaced": true,
+                 "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}]})
             .to_string(),
         ),
-        "/api/v1/namespaces/kube-system/pods" => {
-            let items = super::components::kube_system_pods(
-                &peers_of(node),
-                &f.cluster_id,
-                proxy_holder(node, &f)
-                    .and_then(|n| n.state().kube_proxy_image)
-                    .as_deref(),
-            );
-            respond(
-                StatusCode::OK,
-                "application/json",
-                json!({"kind": "PodList", "apiVersion": "v1",
-                       "metadata": {"resourceVersion": "1"}, "items": items})
-                .to_string(),
-            )
-        }
-        "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy" => {
-            let Some(holder) = proxy_holder(node, &f) else {
-                return respond(
-                    StatusCode::NOT_FOUND,
-                    "application/json",
-                    status_json(404, "NotFound", "daemonsets.apps \"kube-proxy\" not found"),
-                );
-            };
-            if method == http::Method::PATCH {
-                let patch: serde_json::Value = match serde_json::from_slice(body) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        return respond(
-                            StatusCode::BAD_REQUEST,
-                            "application/json",
-                            status_json(400, "BadRequest", &format!("error decoding patch: {e}")),
-                        );
-                    }
-                };
-                if let Some(image) = super::components::patched_proxy_image(&patch) {
-                    let _ = holder.update(|s| s.kube_proxy_image = Some(image));
-                }
-            }
-            let nodes = node_list(node, &f)["items"]
-                .as_array()
-                .map_or(0, Vec::len);
-            match holder.state().kube_proxy_image {
-                Some(image) => respond(
-                    StatusCode::OK,
-                    "application/json",
-                    super::components::kube_proxy_daemonset(&image, nodes).to_string(),
-                ),
-                None => respond(
-                    StatusCode::NOT_FOUND,
-                    "application/json",
-                    status_json(404, "NotFound", "daemonsets.apps \"kube-proxy\" not found"),
-                ),
-            }
-        }
-        "/api/v1/nodes" => respond(
-            StatusCode::OK,
-            "application/json",
-            node_list(node, &f).to_string(),
-        ),
-        _ if path.starts_with("/api/v1/nodes/") => {
-            let name = &path["/api/v1/nodes/".len()..];
-            let list = node_list(node, &f);
-            let found = list["items"].as_array().and_then(|items| {
-                items
-                    .iter()
-                    .find(|n| n["metadata"]["name"].as_str() == Some(name))
-                    .cloned()
-            });
-            match found {
-                Some(mut item) => {
-                    item["kind"] = json!("Node");
-                    item["apiVersion"] = json!("v1");
-                    respond(StatusCode::OK, "application/json", item.to_string())
-                }
-                None => respond(
-                    StatusCode::NOT_FOUND,
-                    "application/json",
-                    status_json(404, "NotFound", &format!("nodes \"{name}\" not found")),
-                ),
-            }
-        }
         _ => respond(
             StatusCode::NOT_FOUND,
             "application/json",
@@ -400,13 +352,13 @@ pub(crate) async fn start(node: &Arc<Node>) -> Result<ServerHandle, String> {
                     let node = node.clone();
                     async move {
                         use http_body_util::BodyExt as _;
-                        let method = req.method().clone();
-                        let path = req.uri().path().to_string();
-                        let body = match req.into_body().collect().await {
-                            Ok(b) => b.to_bytes(),
-                            Err(_) => Bytes::new(),
-                        };
-                        Ok::<_, Infallible>(handle(&node, authenticated, &method, &path, &body))
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        Ok::<_, Infallible>(handle(&node, authenticated, &parts, &body))
                     }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(

@@ -28,9 +28,11 @@ mod apid;
 mod cosi;
 mod components;
 pub mod day2;
+pub mod etcd;
 mod kube;
 pub mod metal_node;
 mod node;
+mod workloads;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -60,6 +62,10 @@ pub(crate) struct Inner {
     pub(crate) events: Mutex<Vec<day2::Event>>,
     /// Timing and fault knobs.
     pub(crate) knobs: Mutex<day2::Knobs>,
+    /// etcd membership per cluster ID (`etcd.rs`).
+    pub(crate) etcd: Mutex<etcd::Store>,
+    /// Kubernetes Node objects, pods and PodDisruptionBudgets per cluster ID (`workloads.rs`).
+    pub(crate) kube: Mutex<workloads::Store>,
 }
 
 /// Errors of the Talos runtime.
@@ -95,9 +101,38 @@ impl TalosRuntime {
                         source: std::io::Error::other(e),
                     }
                 })?),
+                etcd: Mutex::new(
+                    etcd::Store::load(&state_dir.as_ref().join("talos-etcd.json")).map_err(
+                        |e| TalosSimError::Io {
+                            path: state_dir.as_ref().join("talos-etcd.json"),
+                            source: std::io::Error::other(e),
+                        },
+                    )?,
+                ),
+                kube: Mutex::new(
+                    workloads::Store::load(&state_dir.as_ref().join("talos-kube.json")).map_err(
+                        |e| TalosSimError::Io {
+                            path: state_dir.as_ref().join("talos-kube.json"),
+                            source: std::io::Error::other(e),
+                        },
+                    )?,
+                ),
                 dir,
             }),
         })
+    }
+
+    /// The etcd membership of every cluster, by cluster ID (leaders re-elected as of now).
+    pub fn etcd(&self) -> std::collections::BTreeMap<String, etcd::EtcdCluster> {
+        let ids: Vec<String> = self
+            .inner
+            .etcd
+            .lock()
+            .map(|s| s.all().into_keys().collect())
+            .unwrap_or_default();
+        ids.into_iter()
+            .filter_map(|id| self.inner.etcd_cluster(&id).map(|c| (id, c)))
+            .collect()
     }
 
     /// What the runtime knows about every running node.
@@ -164,6 +199,44 @@ impl Inner {
             || self.dir.join("events.jsonl"),
             |p| p.join("talos-events.jsonl"),
         )
+    }
+
+    /// Append to the event log (in memory and `talos-events.jsonl`).
+    pub(crate) fn record_event(
+        &self,
+        vmid: u32,
+        hostname: &str,
+        control_plane: bool,
+        kind: day2::EventKind,
+    ) {
+        let line = day2::EventLine {
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or_default(),
+            vmid,
+            hostname: hostname.to_string(),
+            control_plane,
+            kind: kind.as_line(),
+        };
+        if let Ok(mut e) = self.events.lock() {
+            e.push(day2::Event {
+                at: std::time::Instant::now(),
+                vmid,
+                hostname: hostname.to_string(),
+                control_plane,
+                kind,
+            });
+            // Appended under the lock, so lines keep the order of the events.
+            if let Ok(json) = serde_json::to_string(&line) {
+                use std::io::Write as _;
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.events_file())
+                    .and_then(|mut f| writeln!(f, "{json}"));
+            }
+        }
     }
 
     fn state_file(&self, pve_node: &str, vmid: u32) -> PathBuf {

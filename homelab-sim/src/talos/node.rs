@@ -76,6 +76,9 @@ pub(crate) struct NodeState {
     /// bootstrap manifests, kept in etcd).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube_proxy_image: Option<String>,
+    /// The etcd member this control plane's data directory (on EPHEMERAL) belongs to.
+    #[serde(default)]
+    pub etcd_member: Option<u64>,
 }
 
 impl NodeState {
@@ -442,34 +445,7 @@ impl Node {
         let control_plane = self
             .facts()
             .is_some_and(|f| f.machine_type == "controlplane");
-        let line = super::day2::EventLine {
-            at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or_default(),
-            vmid: self.key.1,
-            hostname: self.hostname(),
-            control_plane,
-            kind: kind.as_line(),
-        };
-        if let Ok(mut e) = rt.events.lock() {
-            e.push(super::day2::Event {
-                at: std::time::Instant::now(),
-                vmid: self.key.1,
-                hostname: self.hostname(),
-                control_plane,
-                kind,
-            });
-            // Appended under the lock, so lines keep the order of the events.
-            if let Ok(json) = serde_json::to_string(&line) {
-                use std::io::Write as _;
-                let _ = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(rt.events_file())
-                    .and_then(|mut f| writeln!(f, "{json}"));
-            }
-        }
+        rt.record_event(self.key.1, &self.hostname(), control_plane, kind);
     }
 
     /// Log a read this node served (see [`super::day2::EventKind::Read`]).
@@ -566,6 +542,9 @@ impl Node {
                 *b = Some(std::time::Instant::now());
             }
             self.record(super::day2::EventKind::Up);
+        }
+        if up && st.installed {
+            super::etcd::after_boot(self);
         }
         tracing::info!(ip = %self.ip, installed = st.installed, port = APID_PORT, "talos node up");
     }

@@ -614,6 +614,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             Action::BootMetal { name, .. } => {
                 out.extend(super::metal::steps(&e, env.metal.as_ref(), &name));
             }
+            Action::Membership(_) => out.extend(super::membership::step(e, a)),
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
             // Rolled below, one after the other.
             Action::TalosUpgrade { .. } | Action::KubernetesUpgrade { .. } => {}
@@ -654,6 +655,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
         });
     }
     super::sdn::order_guests(env, &mut out);
+    super::membership::order(env, plan, &mut out);
     out
 }
 

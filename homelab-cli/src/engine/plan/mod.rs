@@ -380,6 +380,9 @@ pub enum Action {
         /// How it was seen: `unreachable`, `maintenance` or `unknown` (no address).
         state: String,
     },
+    /// A Talos node leaving the cluster, or a stale etcd member removed; see
+    /// [`super::membership`].
+    Membership(super::membership::MembershipAction),
 }
 
 impl Action {
@@ -420,6 +423,7 @@ impl Action {
             },
             Action::ApplySdn { .. } => "change",
             Action::BootMetal { .. } => "add",
+            Action::Membership(_) => "change",
         }
     }
 }
