@@ -162,6 +162,7 @@ async fn noop_plan_round_trips() {
         observed,
         bundle: Arc::default(),
         bundle_store: None,
+        metal: None,
         timeouts: Timeouts::default(),
     });
     let mut steps = apply::steps(&env, &p);

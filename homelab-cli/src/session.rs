@@ -233,12 +233,8 @@ impl Session {
                 "{e}"
             )
         })?;
-        let membership = crate::engine::membership::observe(
-            &self.desired,
-            &talos_obs,
-            bundle.as_ref(),
-        )
-        .await;
+        let membership =
+            crate::engine::membership::observe(&self.desired, &talos_obs, bundle.as_ref()).await;
         let plan = crate::engine::membership::plan(&self.desired, &talos_obs, &membership, plan)
             .map_err(|e| miette!(help = e.help(), "{e}"))?;
         Ok(Planned {

@@ -206,7 +206,9 @@ pub fn crashtest(args: &[String]) -> Result {
                 };
                 eprintln!(
                     "crashtest: {example} {mode} {point}: {} ({:.1} s)",
-                    row.outcome.as_ref().map_or_else(|e| format!("FAILED {e}"), |w| w.to_string()),
+                    row.outcome
+                        .as_ref()
+                        .map_or_else(|e| format!("FAILED {e}"), |w| w.to_string()),
                     row.seconds
                 );
                 rows.push(row);
@@ -375,7 +377,10 @@ impl Lab {
         }
         yaml = yaml.replacen(
             "\n  node: pve\n",
-            &format!("\n  node: pve\n  fingerprint: \"{}\"\n", field("fingerprint")?),
+            &format!(
+                "\n  node: pve\n  fingerprint: \"{}\"\n",
+                field("fingerprint")?
+            ),
             1,
         );
         yaml = yaml.replacen(
@@ -418,8 +423,8 @@ impl Lab {
             }
             let private = std::fs::read_to_string(&key).map_err(|e| e.to_string())?;
             set(r#"["proxmox"]["ssh_key"]"#, &private)?;
-            let public = std::fs::read_to_string(key.with_extension("pub"))
-                .map_err(|e| e.to_string())?;
+            let public =
+                std::fs::read_to_string(key.with_extension("pub")).map_err(|e| e.to_string())?;
             let authorized = sftp["authorized_keys"]
                 .as_str()
                 .ok_or("sim serve printed no authorized_keys")?;
@@ -641,7 +646,12 @@ fn guests_once(bin: &Path, lab: &Lab) -> Result {
     let mut vmids: Vec<u64> = Vec::new();
     for g in &guests {
         let name = g["name"].as_str().unwrap_or_default().to_string();
-        if g["declared"] == true && !matches!(g["status"].as_str(), Some("running" | "stopped" | "template")) {
+        if g["declared"] == true
+            && !matches!(
+                g["status"].as_str(),
+                Some("running" | "stopped" | "template")
+            )
+        {
             return Err(format!("guest {name} is {}", g["status"]));
         }
         if names.contains(&name) {
@@ -874,7 +884,11 @@ fn fault_runs(bin: &Path, opts: &Options, mirror: &Mirror) -> Result {
                 out += &format!(
                     "| {example} | {mode} | `{profile}` | {} | {ok_up} | {} | {:.1} |\n",
                     opts.runs,
-                    if outage { "n/a".to_string() } else { ok_plan.to_string() },
+                    if outage {
+                        "n/a".to_string()
+                    } else {
+                        ok_plan.to_string()
+                    },
                     secs / f64::from(opts.runs.max(1))
                 );
             }

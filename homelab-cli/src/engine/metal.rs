@@ -698,6 +698,7 @@ mod tests {
                     )
                 })
                 .collect(),
+            ..TalosObserved::default()
         }
     }
 

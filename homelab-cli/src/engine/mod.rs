@@ -3,15 +3,15 @@
 
 pub mod apply;
 pub mod backups;
-pub mod config_change;
 pub mod certs;
+pub mod config_change;
 pub mod day2;
 pub mod graph;
 pub mod guest_pools;
 pub mod image;
-pub mod metal;
 pub mod k8s_upgrade;
 pub mod membership;
+pub mod metal;
 pub mod observe;
 pub mod observed;
 pub mod pci;

@@ -25,8 +25,8 @@
 //! with the same state directory sees the same nodes.
 
 mod apid;
-mod cosi;
 mod components;
+mod cosi;
 pub mod day2;
 pub mod etcd;
 mod kube;
