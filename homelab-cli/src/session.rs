@@ -51,6 +51,8 @@ pub struct Session {
     pub sim: Option<SimLab>,
     /// How long `up` waits for each Talos node (`--talos-timeout`); the default otherwise.
     pub talos_timeout: Option<std::time::Duration>,
+    /// `up --restore-etcd`: the decrypted snapshot the bootstrap recovers etcd from.
+    pub restore_etcd: Option<crate::engine::etcd_backup::Plain>,
 }
 
 impl Session {
@@ -152,6 +154,7 @@ impl Session {
             factory_base: naming.base,
             sim: lab,
             talos_timeout: None,
+            restore_etcd: None,
         })
     }
 

@@ -420,12 +420,12 @@ pub struct Client {
     maintenance: bool,
 }
 
-trait Envelope {
+pub(crate) trait Envelope {
     type Item: WithMetadata;
     fn into_items(self) -> Vec<Self::Item>;
 }
 
-trait WithMetadata {
+pub(crate) trait WithMetadata {
     fn meta(&self) -> Option<&common::Metadata>;
 }
 
@@ -451,10 +451,11 @@ envelope! {
     machine::UpgradeResponse => machine::Upgrade,
     machine::ShutdownResponse => machine::Shutdown,
     machine::EtcdMemberListResponse => machine::EtcdMembers,
+    machine::EtcdRecoverResponse => machine::EtcdRecover,
     storage::DisksResponse => storage::Disks,
 }
 
-fn transport_error(method: &str, endpoint: &str, status: tonic::Status) -> Error {
+pub(crate) fn transport_error(method: &str, endpoint: &str, status: tonic::Status) -> Error {
     // tonic reports connection failures as Unavailable with the source chain in the message.
     let mut e = Error::grpc(method, status);
     if let Error::Grpc { message, .. } = &mut e
@@ -507,7 +508,7 @@ impl Client {
         StorageServiceClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
     }
 
-    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+    pub(crate) fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
         let md = r.metadata_mut();
         match &self.target {
@@ -528,7 +529,7 @@ impl Client {
         r
     }
 
-    fn check<E: Envelope>(&self, method: &str, resp: E) -> Result<Vec<E::Item>> {
+    pub(crate) fn check<E: Envelope>(&self, method: &str, resp: E) -> Result<Vec<E::Item>> {
         let items = resp.into_items();
         let errors: Vec<NodeError> = items
             .iter()

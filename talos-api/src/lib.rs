@@ -50,6 +50,7 @@ pub mod apply_mode;
 pub mod client;
 pub mod config;
 pub mod crypto;
+pub mod etcd;
 mod error;
 pub mod health;
 pub mod kubeconfig;

@@ -33,6 +33,9 @@ pub enum Command {
     Version(VersionArgs),
     /// Wait until the node answers, etcd is healthy and Kubernetes is ready.
     Health(HealthArgs),
+    /// etcd snapshots (encrypted) and disaster recovery of the repository's cluster.
+    #[command(subcommand)]
+    Etcd(super::talos_etcd::Command),
 }
 
 /// `talos gen ...`.
@@ -235,6 +238,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> miette::Result<Exit> {
         Command::Kubeconfig(a) => kubeconfig(a).await,
         Command::Version(a) => version(a).await,
         Command::Health(a) => health_cmd(a, ctx).await,
+        Command::Etcd(c) => super::talos_etcd::run(c, ctx).await,
     }
 }
 

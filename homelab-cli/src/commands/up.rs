@@ -34,6 +34,10 @@ pub struct Args {
     /// upgrade), in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 900)]
     pub talos_timeout: u64,
+    /// Bootstrap etcd from this encrypted snapshot (`talos etcd snapshot`) instead of empty:
+    /// the disaster recovery after the control planes were lost (docs/disaster-recovery.md).
+    #[arg(long, value_name = "FILE")]
+    pub restore_etcd: Option<std::path::PathBuf>,
 }
 
 /// What `up` did, for `--output json`.
@@ -51,6 +55,16 @@ struct Report<'a> {
 pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
     let mut session = Session::open_env(&args.config.config, args.config.env(), &args.sim).await?;
     session.talos_timeout = Some(std::time::Duration::from_secs(args.talos_timeout));
+    if let Some(file) = &args.restore_etcd {
+        // Decrypted and checked before anything changes; a bad file changes nothing.
+        match super::talos_etcd::load_for(&session, file, false) {
+            Ok(data) => session.restore_etcd = Some(data),
+            Err(e) => {
+                session.close().await;
+                return Err(e);
+            }
+        }
+    }
     let result = run_session(&session, &args, ctx).await;
     session.close().await;
     result
@@ -59,6 +73,18 @@ pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
 async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::Result<Exit> {
     let planned = session.plan().await?;
     let plan = &planned.plan;
+    if let Some(file) = &args.restore_etcd
+        && !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::TalosBootstrap { .. }))
+    {
+        return Err(miette!(
+            help = "a restore goes onto fresh control planes: `homelab-cli down` first (or `homelab-cli talos etcd restore` onto configured, not bootstrapped ones)",
+            "--restore-etcd {}: the cluster is already bootstrapped, the plan has no bootstrap to recover etcd in",
+            file.display()
+        ));
+    }
     if plan.is_empty() {
         match args.output {
             OutputFormat::Json => print_json(&Report {
@@ -206,6 +232,7 @@ pub async fn apply_plan(
         observed: planned.observed.clone(),
         bundle: bundle_cell.clone(),
         bundle_store,
+        restore_etcd: session.restore_etcd.clone(),
         timeouts: Timeouts {
             talos: session
                 .talos_timeout

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod backups;
 pub mod day2;
+pub mod etcd_backup;
 pub mod graph;
 pub mod image;
 pub mod observe;

@@ -190,10 +190,15 @@ fn handle(
         "/api/v1" => respond(
             StatusCode::OK,
             "application/json",
-            json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-                {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
-                 "verbs": ["get", "list"], "shortNames": ["no"]}]})
-            .to_string(),
+            {
+                let mut list = json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                    {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
+                     "verbs": ["get", "list"], "shortNames": ["no"]}]});
+                if let Some(r) = list["resources"].as_array_mut() {
+                    r.extend(super::kube_objects::api_resources());
+                }
+                list.to_string()
+            },
         ),
         "/api/v1/nodes" => respond(
             StatusCode::OK,
@@ -296,8 +301,16 @@ pub(crate) async fn start(node: &Arc<Node>) -> Result<ServerHandle, String> {
                     .peer_certificates()
                     .is_some_and(|c| !c.is_empty());
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let resp = handle(&node, authenticated, &req);
-                    async move { Ok::<_, Infallible>(resp) }
+                    let node = node.clone();
+                    async move {
+                        // Objects kept in the cluster's etcd (kube_objects.rs) first.
+                        let resp = match super::kube_objects::route(&node, authenticated, req).await
+                        {
+                            Ok(resp) => resp,
+                            Err(req) => handle(&node, authenticated, &req),
+                        };
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),

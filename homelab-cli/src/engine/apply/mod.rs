@@ -75,6 +75,8 @@ pub struct Env {
     pub bundle_store: Option<(std::path::PathBuf, sops_age::EncryptOptions)>,
     /// Waits.
     pub timeouts: Timeouts,
+    /// `up --restore-etcd`: bootstrap recovers etcd from this snapshot (in memory).
+    pub restore_etcd: Option<crate::engine::etcd_backup::Plain>,
 }
 
 fn wait_opts(env: &Env) -> WaitOptions {
