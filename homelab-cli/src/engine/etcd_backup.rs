@@ -322,7 +322,10 @@ pub fn load(
     }
     if manifest.cluster_id_sha256 != cluster_id_hash(cluster_id) {
         return Err(miette!(
-            help = "restore a snapshot of this cluster (same Talos secrets bundle), or point -c at the repository of cluster `{}`",
+            help = format!(
+                "restore a snapshot of this cluster (same Talos secrets bundle), or run the restore from the repository of cluster `{}`",
+                manifest.cluster
+            ),
             "{} is a snapshot of another cluster (`{}`, taken {}): its cluster ID is not this one's",
             file.display(),
             manifest.cluster,
