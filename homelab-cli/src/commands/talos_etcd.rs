@@ -12,8 +12,6 @@ use crate::engine::talos;
 use crate::session::{Session, SimArgs};
 use crate::workspace::ConfigArg;
 
-/// The retention count when neither `--keep` nor `talos.etcd_backup.keep` says.
-pub const DEFAULT_KEEP: usize = 10;
 
 /// `talos etcd ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -33,11 +31,12 @@ pub struct SnapshotArgs {
     pub config: ConfigArg,
     #[command(flatten)]
     pub sim: SimArgs,
-    /// Directory of the snapshots (relative to the repository).
-    #[arg(long, value_name = "DIR", default_value = "backups/etcd")]
-    pub dir: PathBuf,
-    /// Keep this many of the cluster's snapshots in DIR, newest first (0: keep all).
-    /// Default: 10.
+    /// Directory of the snapshots, relative to homelab.yaml (default: `talos.etcd_backup.dir`,
+    /// else `backups/etcd`).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Keep this many of the cluster's snapshots in DIR, newest first; 0 keeps all
+    /// (default: `talos.etcd_backup.keep`, else 10).
     #[arg(long, value_name = "N")]
     pub keep: Option<usize>,
     /// Output format.
@@ -193,8 +192,28 @@ pub async fn snapshot_with(
 }
 
 async fn snapshot(session: &Session, a: &SnapshotArgs) -> miette::Result<etcd_backup::Taken> {
-    let keep = a.keep.unwrap_or(DEFAULT_KEEP);
-    snapshot_with(session, &a.dir, keep).await
+    let (dir, keep) = settings(session);
+    snapshot_with(
+        session,
+        a.dir.as_deref().unwrap_or(&dir),
+        a.keep.unwrap_or(keep),
+    )
+    .await
+}
+
+/// `talos.etcd_backup`'s directory and retention count, or the defaults.
+pub fn settings(session: &Session) -> (PathBuf, usize) {
+    let b = session
+        .desired
+        .talos
+        .as_ref()
+        .map(|t| t.etcd_backup.clone())
+        .unwrap_or_default();
+    (
+        b.dir
+            .unwrap_or_else(|| PathBuf::from(etcd_backup::DEFAULT_DIR)),
+        b.keep.unwrap_or(etcd_backup::DEFAULT_KEEP),
+    )
 }
 
 /// Load and check a snapshot for this repository's cluster (before anything changes).

@@ -209,6 +209,35 @@ pub async fn apply_plan(
         plan = &sim_plan;
         mirror = Some(m);
     }
+    // `talos.etcd_backup: before_changes`: the snapshot comes before any change; if it
+    // cannot be taken, nothing is changed.
+    let snapshot = match plan.actions.iter().find_map(|a| match a {
+        Action::EtcdSnapshot { dir, .. } => Some(dir.clone()),
+        _ => None,
+    }) {
+        Some(dir) => {
+            let started = std::time::Instant::now();
+            let (_, keep) = super::talos_etcd::settings(session);
+            let taken = super::talos_etcd::snapshot_with(session, std::path::Path::new(&dir), keep)
+                .await
+                .map_err(|e| {
+                    miette!(
+                        help = "nothing was changed; fix the cause, or set `talos.etcd_backup: manual` to go ahead without a snapshot",
+                        "the etcd snapshot before changing control planes failed: {e}"
+                    )
+                })?;
+            Some(graph::Finished {
+                id: "etcd-snapshot".into(),
+                label: "take an encrypted etcd snapshot".into(),
+                deps: vec![],
+                outcome: Outcome::Done {
+                    detail: taken.file.display().to_string(),
+                },
+                elapsed: started.elapsed(),
+            })
+        }
+        None => None,
+    };
     let bundle_cell = Arc::new(std::sync::OnceLock::new());
     if let Some(b) = planned.bundle.clone() {
         let _ = bundle_cell.set(b);
@@ -241,7 +270,10 @@ pub async fn apply_plan(
         },
     });
     let steps = apply::steps(&env, plan);
-    let finished = graph::run(steps, parallelism, observer).await;
+    let mut finished = graph::run(steps, parallelism, observer).await;
+    if let Some(s) = snapshot {
+        finished.insert(0, s);
+    }
     drop(mirror);
     let all_ok = finished
         .iter()

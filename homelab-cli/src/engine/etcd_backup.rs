@@ -59,6 +59,70 @@ pub struct Taken {
     pub pruned: Vec<PathBuf>,
 }
 
+/// The default snapshot directory (relative to homelab.yaml).
+pub const DEFAULT_DIR: &str = "backups/etcd";
+/// The default retention count.
+pub const DEFAULT_KEEP: usize = 10;
+
+/// `talos.etcd_backup: before_changes`: the snapshot action when `plan` changes a control
+/// plane of a bootstrapped cluster (an update, replacement, start, reconfiguration or upgrade
+/// of a declared control plane, or the destruction of a configured Talos node, which may be
+/// one that is no longer declared). Pure.
+pub fn before_changes(
+    desired: &crate::model::desired::Desired,
+    talos: &crate::engine::observed::TalosObserved,
+    plan: &crate::engine::plan::Plan,
+) -> Option<crate::engine::plan::Action> {
+    use crate::engine::plan::Action;
+    let cluster = desired.talos.as_ref()?;
+    if cluster.etcd_backup.when != crate::model::etcd_backup::When::BeforeChanges
+        || !talos.bootstrapped
+        || !talos.secrets_present
+    {
+        return None;
+    }
+    let is_cp = |vmid: &u32| {
+        desired
+            .guests
+            .iter()
+            .any(|g| g.vmid == *vmid && g.is_control_plane())
+    };
+    let mut nodes: Vec<String> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Update { vmid, name, .. }
+            | Action::Replace { vmid, name, .. }
+            | Action::Start { vmid, name, .. }
+            | Action::TalosApplyConfig { vmid, name, .. }
+            | Action::TalosUpgrade { vmid, name, .. }
+                if is_cp(vmid) =>
+            {
+                Some(name.clone())
+            }
+            Action::Delete { vmid, name, .. } if talos.configured.contains(vmid) => {
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    if nodes.is_empty() {
+        return None;
+    }
+    Some(Action::EtcdSnapshot {
+        dir: cluster
+            .etcd_backup
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
+            .display()
+            .to_string(),
+        nodes,
+    })
+}
+
 /// SHA-256 hex of a cluster ID.
 pub fn cluster_id_hash(cluster_id: &str) -> String {
     hex::encode(Sha256::digest(cluster_id.as_bytes()))

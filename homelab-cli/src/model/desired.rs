@@ -444,6 +444,8 @@ pub struct TalosCluster {
     pub nameservers: Vec<IpAddr>,
     /// Node VMIDs in declaration order.
     pub nodes: Vec<u32>,
+    /// `talos.etcd_backup` (long form; `manual` when absent).
+    pub etcd_backup: super::etcd_backup::EtcdBackup,
 }
 
 /// Output file paths (relative to the working directory).
@@ -770,6 +772,11 @@ pub fn resolve(
             prefix: t.network.prefix,
             nameservers: nameservers.iter().map(|n| n.0).collect(),
             nodes: t.nodes.iter().map(|n| n.vmid).collect(),
+            etcd_backup: t
+                .etcd_backup
+                .as_ref()
+                .map(super::etcd_backup::EtcdBackupSetting::resolved)
+                .unwrap_or_default(),
         });
     }
     let mut templates = BTreeSet::new();

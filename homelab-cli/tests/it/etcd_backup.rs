@@ -374,16 +374,51 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
         assert!(ns.contains("namespace/apps") && ns.contains("namespace/kube-system"), "{ns}");
     });
 
+    // `talos.etcd_backup: before_changes`: a plan that changes the control plane shows the
+    // snapshot, and `up` takes it before anything else.
+    let cfg = std::fs::read_to_string(repo.path("homelab.yaml")).unwrap();
+    let cfg = cfg
+        .replacen("  nodes:\n", "  etcd_backup: { when: before_changes, keep: 5 }\n  nodes:\n", 1)
+        .replacen("memory: 16GiB", "memory: 8GiB", 1);
+    std::fs::write(repo.path("homelab.yaml"), cfg).unwrap();
+    let plan = String::from_utf8(cli(&repo, &tmp, &["plan", "--simulate"]).stdout).unwrap();
+    assert!(
+        plan.contains("# an encrypted etcd snapshot is taken first: talos-cp-1 change(s)")
+            && plan.contains("+ etcd_snapshot \"backups/etcd\""),
+        "{plan}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = cli(&repo, &tmp, &["up", "--simulate", "--yes", "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    let first = &report["steps"][0];
+    assert_eq!(first["id"], "etcd-snapshot", "{report:#}");
+    assert_eq!(first["outcome"], "done", "{report:#}");
+    let before_change = PathBuf::from(first["detail"].as_str().unwrap());
+    assert!(before_change.exists() && before_change != file);
+    // Nothing else to change: no snapshot in the next plan.
+    let plan = String::from_utf8(cli(&repo, &tmp, &["plan", "--simulate"]).stdout).unwrap();
+    assert!(!plan.contains("etcd_snapshot"), "{plan}");
+
     // Retention: two more snapshots with --keep 2 leave the newest two.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    ok(&cli(&repo, &tmp, &["talos", "etcd", "snapshot", "--simulate", "--keep", "2"]));
+    let out = cli(&repo, &tmp, &["talos", "etcd", "snapshot", "--simulate", "--keep", "2", "-o", "json"]);
+    let third: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(third["pruned"], serde_json::json!([file.display().to_string()]), "{third:#}");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = cli(&repo, &tmp, &["talos", "etcd", "snapshot", "--simulate", "--keep", "2", "-o", "json"]);
     let last: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
-    assert_eq!(last["pruned"], serde_json::json!([file.display().to_string()]), "{last:#}");
+    assert_eq!(
+        last["pruned"],
+        serde_json::json!([before_change.display().to_string()]),
+        "{last:#}"
+    );
     let left = snapshots(&repo.path("backups/etcd"));
     assert_eq!(left.len(), 4, "two snapshots and their manifests: {left:?}");
     assert!(!file.exists() && !manifest(&file).exists());
+    assert!(left.contains(&format!(
+        "{}",
+        PathBuf::from(last["file"].as_str().unwrap()).file_name().unwrap().to_string_lossy()
+    )));
 
     // No plaintext snapshot byte anywhere on disk: the repository (outputs, backups, the
     // simulated lab, kubectl's cache in HOME) and the CLI's temporary directory (TMPDIR

@@ -611,6 +611,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             | Action::DeleteBackupJob { .. } => out.extend(super::backups::step(e, a)),
             Action::Sdn(_) | Action::ApplySdn { .. } => out.extend(super::sdn::step(e, a, plan)),
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
+            // Taken by `up` before the graph runs (commands/up.rs).
+            Action::EtcdSnapshot { .. } => {}
             // Rolled below, one after the other.
             Action::TalosUpgrade { .. } => {}
         }

@@ -73,5 +73,8 @@ pub fn plan_talos(desired: &Desired, talos: &TalosObserved, mut plan: Plan) -> P
             path: desired.outputs.kubeconfig.display().to_string(),
         });
     }
+    if let Some(a) = crate::engine::etcd_backup::before_changes(desired, talos, &plan) {
+        plan.actions.insert(0, a);
+    }
     plan.finish()
 }
