@@ -63,7 +63,8 @@ impl Client {
     /// broken stream or an empty snapshot is an error: the caller must then discard what
     /// `sink` received.
     pub async fn etcd_snapshot(&self, sink: &mut (dyn std::io::Write + Send)) -> Result<u64> {
-        let span = tracing::debug_span!("talos_rpc", method = SNAPSHOT, endpoint = %self.endpoint());
+        let span =
+            tracing::debug_span!("talos_rpc", method = SNAPSHOT, endpoint = %self.endpoint());
         async {
             let mut c = self.machine_service();
             let mut stream = c
@@ -91,10 +92,11 @@ impl Client {
                                 }],
                             });
                         }
-                        sink.write_all(&chunk.bytes).map_err(|source| Error::Write {
-                            what: "the etcd snapshot".into(),
-                            source,
-                        })?;
+                        sink.write_all(&chunk.bytes)
+                            .map_err(|source| Error::Write {
+                                what: "the etcd snapshot".into(),
+                                source,
+                            })?;
                         total += chunk.bytes.len() as u64;
                     }
                     Ok(None) => break,
@@ -161,11 +163,10 @@ mod tests {
     #[tokio::test]
     async fn chunks_cover_the_data_in_order() {
         let data: Vec<u8> = (0..(UPLOAD_CHUNK * 2 + 17)).map(|i| i as u8).collect();
-        let parts: Vec<Vec<u8>> = chunks(std::sync::Arc::new(zeroize::Zeroizing::new(
-            data.clone(),
-        )))
-        .collect()
-        .await;
+        let parts: Vec<Vec<u8>> =
+            chunks(std::sync::Arc::new(zeroize::Zeroizing::new(data.clone())))
+                .collect()
+                .await;
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[2].len(), 17);
         assert_eq!(parts.concat(), data);

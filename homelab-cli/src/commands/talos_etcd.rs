@@ -12,7 +12,6 @@ use crate::engine::talos;
 use crate::session::{Session, SimArgs};
 use crate::workspace::ConfigArg;
 
-
 /// `talos etcd ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -122,7 +121,10 @@ fn first_control_plane(session: &Session) -> miette::Result<(String, std::net::I
 }
 
 /// Every recipient of the snapshot path's creation rule (age files have no key groups).
-pub fn recipients(session: &Session, file: &std::path::Path) -> miette::Result<Vec<sops_age::Recipient>> {
+pub fn recipients(
+    session: &Session,
+    file: &std::path::Path,
+) -> miette::Result<Vec<sops_age::Recipient>> {
     let opts = session.ws.recipients_for(file)?;
     if opts.key_groups.len() > 1 {
         return Err(miette!(
@@ -160,7 +162,12 @@ pub async fn snapshot_with(
     )?;
     let mut last = None;
     // The first control plane that answers with a running etcd.
-    for g in session.desired.guests.iter().filter(|g| g.is_control_plane()) {
+    for g in session
+        .desired
+        .guests
+        .iter()
+        .filter(|g| g.is_control_plane())
+    {
         let Some(ip) = g.talos.as_ref().and_then(|t| t.ip) else {
             continue;
         };

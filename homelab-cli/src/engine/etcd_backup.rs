@@ -396,8 +396,8 @@ pub fn load(
             manifest.created
         ));
     }
-    let input = std::fs::File::open(file)
-        .map_err(|e| miette!("cannot open {}: {e}", file.display()))?;
+    let input =
+        std::fs::File::open(file).map_err(|e| miette!("cannot open {}: {e}", file.display()))?;
     let mut reader = sops_age::agefile::decrypt(ids, std::io::BufReader::new(input))
         .map_err(|e| {
             miette!(
@@ -406,14 +406,17 @@ pub fn load(
                 file.display()
             )
         })?;
-    let mut data = Zeroizing::new(Vec::with_capacity(usize::try_from(manifest.size).unwrap_or(0)));
+    let mut data = Zeroizing::new(Vec::with_capacity(
+        usize::try_from(manifest.size).unwrap_or(0),
+    ));
     reader.read_to_end(&mut data).map_err(|e| {
         miette!(
             "cannot decrypt {}: {e} (the file is truncated or was altered)",
             file.display()
         )
     })?;
-    if data.len() as u64 != manifest.size || hex::encode(Sha256::digest(&data[..])) != manifest.sha256
+    if data.len() as u64 != manifest.size
+        || hex::encode(Sha256::digest(&data[..])) != manifest.sha256
     {
         return Err(miette!(
             "{} does not match its manifest ({} bytes, expected {}): it is not the snapshot that was taken",
@@ -508,7 +511,11 @@ mod tests {
         );
         assert_eq!(to_prune(&names, "lab", 5), Vec::<String>::new());
         assert_eq!(to_prune(&names, "lab", 1).len(), 2);
-        assert_eq!(to_prune(&names, "lab", 0), Vec::<String>::new(), "0 keeps all");
+        assert_eq!(
+            to_prune(&names, "lab", 0),
+            Vec::<String>::new(),
+            "0 keeps all"
+        );
     }
 
     #[test]

@@ -16,7 +16,11 @@ use crate::lab::e2e::Repo;
 /// too). `None` when kubectl is not installed (then the caller skips, or fails in CI).
 fn kubectl(repo: &Repo, kubeconfig: &Path, args: &[&str]) -> Option<Output> {
     let out = Command::new("kubectl")
-        .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "--request-timeout=30s"])
+        .args([
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--request-timeout=30s",
+        ])
         .args(args)
         .env("HOME", repo.path("home"))
         .output()
@@ -31,11 +35,7 @@ fn kubectl(repo: &Repo, kubeconfig: &Path, args: &[&str]) -> Option<Output> {
 }
 
 fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -140,7 +140,12 @@ fn cli(repo: &Repo, tmp: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk() {
-    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
         skip_or_fail("kubectl is not installed; the etcd disaster-recovery test needs it");
         return;
     }
@@ -184,7 +189,15 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
         ok(&kubectl(
             &repo,
             &kubeconfig,
-            &["create", "secret", "generic", "dr-secret", "-n", "apps", "--from-literal=k=v"],
+            &[
+                "create",
+                "secret",
+                "generic",
+                "dr-secret",
+                "-n",
+                "apps",
+                "--from-literal=k=v",
+            ],
         )
         .unwrap());
         // Refusals as kube-apiserver words them.
@@ -198,7 +211,14 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
         let nons = kubectl(
             &repo,
             &kubeconfig,
-            &["create", "configmap", "x", "-n", "nope", "--from-literal=a=b"],
+            &[
+                "create",
+                "configmap",
+                "x",
+                "-n",
+                "nope",
+                "--from-literal=a=b",
+            ],
         )
         .unwrap();
         assert!(String::from_utf8_lossy(&nons.stderr).contains("namespaces \"nope\" not found"));
@@ -206,10 +226,22 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
         ok(&kubectl(
             &repo,
             &kubeconfig,
-            &["create", "configmap", "gone", "-n", "apps", "--from-literal=a=b"],
+            &[
+                "create",
+                "configmap",
+                "gone",
+                "-n",
+                "apps",
+                "--from-literal=a=b",
+            ],
         )
         .unwrap());
-        ok(&kubectl(&repo, &kubeconfig, &["delete", "configmap", "gone", "-n", "apps"]).unwrap());
+        ok(&kubectl(
+            &repo,
+            &kubeconfig,
+            &["delete", "configmap", "gone", "-n", "apps"],
+        )
+        .unwrap());
         let names = ok(&kubectl(
             &repo,
             &kubeconfig,
@@ -220,7 +252,11 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
     });
 
     // The snapshot: an age file in backups/etcd, with its manifest.
-    let out = cli(&repo, &tmp, &["talos", "etcd", "snapshot", "--simulate", "-o", "json"]);
+    let out = cli(
+        &repo,
+        &tmp,
+        &["talos", "etcd", "snapshot", "--simulate", "-o", "json"],
+    );
     let taken: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     let file = PathBuf::from(taken["file"].as_str().unwrap());
     assert!(file.starts_with(repo.path("backups/etcd")), "{taken:#}");
@@ -235,10 +271,19 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
         .arg(&file)
         .output()
         .unwrap();
-    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
     assert_eq!(plain.stdout.len() as u64, taken["size"].as_u64().unwrap());
     assert_eq!(plain.stdout.len() % 512, 32);
-    assert!(plain.stdout.windows(marker.len()).any(|w| w == marker.as_bytes()));
+    assert!(
+        plain
+            .stdout
+            .windows(marker.len())
+            .any(|w| w == marker.as_bytes())
+    );
     assert!(plain.stdout.windows(9).any(|w| w == b"dr-secret"));
     drop(plain);
 
@@ -257,17 +302,32 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
         let o = cli(
             &repo,
             &tmp,
-            &["up", "--simulate", "--yes", "--restore-etcd", path.to_str().unwrap()],
+            &[
+                "up",
+                "--simulate",
+                "--yes",
+                "--restore-etcd",
+                path.to_str().unwrap(),
+            ],
         );
         assert_eq!(o.status.code(), Some(1));
         let e = flat(&o.stderr);
         assert!(e.contains(want), "{e}");
         let status = repo.json(&["status", "--simulate", "-o", "json"]);
-        assert_eq!(status["guests"], serde_json::json!([]), "nothing created: {status:#}");
+        assert_eq!(
+            status["guests"],
+            serde_json::json!([]),
+            "nothing created: {status:#}"
+        );
     };
-    let manifest = |p: &Path| p.with_file_name(
-        p.file_name().unwrap().to_string_lossy().replace(".snapshot.age", ".snapshot.json"),
-    );
+    let manifest = |p: &Path| {
+        p.with_file_name(
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace(".snapshot.age", ".snapshot.json"),
+        )
+    };
     let bad_dir = repo.path("bad");
     std::fs::create_dir_all(&bad_dir).unwrap();
     // Truncated.
@@ -290,7 +350,13 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
         file.display(),
         other.display()
     );
-    assert!(Command::new("sh").args(["-c", &sh]).status().unwrap().success());
+    assert!(
+        Command::new("sh")
+            .args(["-c", &sh])
+            .status()
+            .unwrap()
+            .success()
+    );
     std::fs::copy(manifest(&file), manifest(&other)).unwrap();
     bad(&other, "cannot decrypt");
     // No manifest.
@@ -302,38 +368,72 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
     let b = Repo::new("single-node", 63, 12);
     // (`talos gen` takes no -c: run it in the repository.)
     let generated = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
-        .args(["talos", "gen", "secrets", "-o", "talos-secrets.enc.yaml", "--encrypt"])
+        .args([
+            "talos",
+            "gen",
+            "secrets",
+            "-o",
+            "talos-secrets.enc.yaml",
+            "--encrypt",
+        ])
         .current_dir(b.dir.path())
         .env("HOME", b.path("home"))
         .env_remove("SOPS_AGE_KEY_FILE")
         .output()
         .unwrap();
-    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
     std::fs::copy(&file, b.path("a.snapshot.age")).unwrap();
     std::fs::copy(manifest(&file), b.path("a.snapshot.json")).unwrap();
-    let o = b.cli(&["up", "--simulate", "--yes", "--restore-etcd", "a.snapshot.age"]);
+    let o = b.cli(&[
+        "up",
+        "--simulate",
+        "--yes",
+        "--restore-etcd",
+        "a.snapshot.age",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let e = flat(&o.stderr);
-    assert!(e.contains("is a snapshot of another cluster (`homelab`"), "{e}");
-    assert!(!b.path(".homelab/sim/talos").exists() || snapshots(&b.path(".homelab/sim/talos")).is_empty());
+    assert!(
+        e.contains("is a snapshot of another cluster (`homelab`"),
+        "{e}"
+    );
+    assert!(
+        !b.path(".homelab/sim/talos").exists()
+            || snapshots(&b.path(".homelab/sim/talos")).is_empty()
+    );
 
     // The recovery: fresh control plane, etcd bootstrapped from the snapshot.
     let out = cli(
         &repo,
         &tmp,
-        &["up", "--simulate", "--yes", "-o", "json", "--restore-etcd", file.to_str().unwrap()],
+        &[
+            "up",
+            "--simulate",
+            "--yes",
+            "-o",
+            "json",
+            "--restore-etcd",
+            file.to_str().unwrap(),
+        ],
     );
     let report: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     let steps = report["steps"].as_array().unwrap();
     assert!(steps.iter().all(|s| s["outcome"] == "done"), "{report:#}");
     let boot = steps.iter().find(|s| s["id"] == "bootstrap").unwrap();
     assert!(
-        boot.to_string().contains("recovered from the etcd snapshot"),
+        boot.to_string()
+            .contains("recovered from the etcd snapshot"),
         "{boot:#}"
     );
     // Talos removes the uploaded snapshot once etcd is restored from it.
     assert!(
-        !snapshots(&etcd_dir).iter().any(|n| n.ends_with(".etcd.snapshot")),
+        !snapshots(&etcd_dir)
+            .iter()
+            .any(|n| n.ends_with(".etcd.snapshot")),
         "{:?}",
         snapshots(&etcd_dir)
     );
@@ -341,14 +441,26 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
     let again = cli(
         &repo,
         &tmp,
-        &["up", "--simulate", "--yes", "--restore-etcd", file.to_str().unwrap()],
+        &[
+            "up",
+            "--simulate",
+            "--yes",
+            "--restore-etcd",
+            file.to_str().unwrap(),
+        ],
     );
     assert_eq!(again.status.code(), Some(1));
     assert!(flat(&again.stderr).contains("already bootstrapped"));
     let again = cli(
         &repo,
         &tmp,
-        &["talos", "etcd", "restore", file.to_str().unwrap(), "--simulate"],
+        &[
+            "talos",
+            "etcd",
+            "restore",
+            file.to_str().unwrap(),
+            "--simulate",
+        ],
     );
     assert_eq!(again.status.code(), Some(1));
     assert!(flat(&again.stderr).contains("etcd already runs"));
@@ -359,26 +471,49 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
         let v = ok(&kubectl(
             &repo,
             &kubeconfig,
-            &["get", "configmap", "dr-check", "-n", "apps", "-o", "jsonpath={.data.marker}"],
+            &[
+                "get",
+                "configmap",
+                "dr-check",
+                "-n",
+                "apps",
+                "-o",
+                "jsonpath={.data.marker}",
+            ],
         )
         .unwrap());
         assert_eq!(v, marker);
         let s = ok(&kubectl(
             &repo,
             &kubeconfig,
-            &["get", "secret", "dr-secret", "-n", "apps", "-o", "jsonpath={.data.k}"],
+            &[
+                "get",
+                "secret",
+                "dr-secret",
+                "-n",
+                "apps",
+                "-o",
+                "jsonpath={.data.k}",
+            ],
         )
         .unwrap());
         assert_eq!(s, "dg==");
         let ns = ok(&kubectl(&repo, &kubeconfig, &["get", "namespaces", "-o", "name"]).unwrap());
-        assert!(ns.contains("namespace/apps") && ns.contains("namespace/kube-system"), "{ns}");
+        assert!(
+            ns.contains("namespace/apps") && ns.contains("namespace/kube-system"),
+            "{ns}"
+        );
     });
 
     // `talos.etcd_backup: before_changes`: a plan that changes the control plane shows the
     // snapshot, and `up` takes it before anything else.
     let cfg = std::fs::read_to_string(repo.path("homelab.yaml")).unwrap();
     let cfg = cfg
-        .replacen("  nodes:\n", "  etcd_backup: { when: before_changes, keep: 5 }\n  nodes:\n", 1)
+        .replacen(
+            "  nodes:\n",
+            "  etcd_backup: { when: before_changes, keep: 5 }\n  nodes:\n",
+            1,
+        )
         .replacen("memory: 16GiB", "memory: 8GiB", 1);
     std::fs::write(repo.path("homelab.yaml"), cfg).unwrap();
     let plan = String::from_utf8(cli(&repo, &tmp, &["plan", "--simulate"]).stdout).unwrap();
@@ -401,11 +536,41 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
 
     // Retention: two more snapshots with --keep 2 leave the newest two.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let out = cli(&repo, &tmp, &["talos", "etcd", "snapshot", "--simulate", "--keep", "2", "-o", "json"]);
+    let out = cli(
+        &repo,
+        &tmp,
+        &[
+            "talos",
+            "etcd",
+            "snapshot",
+            "--simulate",
+            "--keep",
+            "2",
+            "-o",
+            "json",
+        ],
+    );
     let third: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
-    assert_eq!(third["pruned"], serde_json::json!([file.display().to_string()]), "{third:#}");
+    assert_eq!(
+        third["pruned"],
+        serde_json::json!([file.display().to_string()]),
+        "{third:#}"
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let out = cli(&repo, &tmp, &["talos", "etcd", "snapshot", "--simulate", "--keep", "2", "-o", "json"]);
+    let out = cli(
+        &repo,
+        &tmp,
+        &[
+            "talos",
+            "etcd",
+            "snapshot",
+            "--simulate",
+            "--keep",
+            "2",
+            "-o",
+            "json",
+        ],
+    );
     let last: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(
         last["pruned"],
@@ -431,5 +596,8 @@ fn snapshot_down_and_restore_keep_kubernetes_objects_without_plaintext_on_disk()
         "the scan finds the marker where etcd keeps it"
     );
     let leaks = files_containing(repo.dir.path(), marker.as_bytes(), &[etcd_data]);
-    assert!(leaks.is_empty(), "plaintext snapshot data on disk: {leaks:?}");
+    assert!(
+        leaks.is_empty(),
+        "plaintext snapshot data on disk: {leaks:?}"
+    );
 }

@@ -31,9 +31,9 @@ pub(crate) fn check_control_plane(node: &Node, api: &str) -> Result<(), tonic::S
         None => Err(tonic::Status::unimplemented(format!(
             "machine type is not set, cannot use {api} API"
         ))),
-        Some(f) if f.machine_type != "controlplane" => Err(tonic::Status::unimplemented(
-            format!("{api} is only available on control plane nodes"),
-        )),
+        Some(f) if f.machine_type != "controlplane" => Err(tonic::Status::unimplemented(format!(
+            "{api} is only available on control plane nodes"
+        ))),
         Some(_) => Ok(()),
     }
 }
@@ -46,9 +46,8 @@ fn members(node: &Arc<Node>, peers: &[Arc<Node>]) -> Vec<SnapshotMember> {
         .iter()
         .filter(|p| {
             p.state().installed
-                && p.facts().is_some_and(|f| {
-                    f.cluster_id == cluster_id && f.machine_type == "controlplane"
-                })
+                && p.facts()
+                    .is_some_and(|f| f.cluster_id == cluster_id && f.machine_type == "controlplane")
         })
         .collect();
     if !nodes.iter().any(|p| p.key == node.key) {

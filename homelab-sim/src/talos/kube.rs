@@ -190,15 +190,10 @@ fn handle(
         "/api/v1" => respond(
             StatusCode::OK,
             "application/json",
-            {
-                let mut list = json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-                    {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
-                     "verbs": ["get", "list"], "shortNames": ["no"]}]});
-                if let Some(r) = list["resources"].as_array_mut() {
-                    r.extend(super::kube_objects::api_resources());
-                }
-                list.to_string()
-            },
+            json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
+                 "verbs": ["get", "list"], "shortNames": ["no"]}]})
+            .to_string(),
         ),
         "/api/v1/nodes" => respond(
             StatusCode::OK,
@@ -303,10 +298,19 @@ pub(crate) async fn start(node: &Arc<Node>) -> Result<ServerHandle, String> {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let node = node.clone();
                     async move {
-                        // Objects kept in the cluster's etcd (kube_objects.rs) first.
+                        // Objects kept in the cluster's etcd (kube_objects.rs) first; their
+                        // resources join the `/api/v1` discovery list.
                         let resp = match super::kube_objects::route(&node, authenticated, req).await
                         {
                             Ok(resp) => resp,
+                            Err(req) if req.uri().path() == "/api/v1" => {
+                                super::kube_objects::with_resources(handle(
+                                    &node,
+                                    authenticated,
+                                    &req,
+                                ))
+                                .await
+                            }
                             Err(req) => handle(&node, authenticated, &req),
                         };
                         Ok::<_, Infallible>(resp)

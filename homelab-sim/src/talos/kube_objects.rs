@@ -119,6 +119,22 @@ pub(crate) fn api_resources() -> Vec<Value> {
         .collect()
 }
 
+/// Add [`api_resources`] to an `/api/v1` `APIResourceList` reply.
+pub(crate) async fn with_resources(resp: Resp) -> Resp {
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = body.collect().await.map(|b| b.to_bytes());
+    let Ok(mut list) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Full::new(bytes));
+    };
+    if let Some(r) = list["resources"].as_array_mut() {
+        r.extend(api_resources());
+    }
+    Response::from_parts(parts, Full::new(Bytes::from(list.to_string())))
+}
+
 fn resource(name: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.name == name)
 }
@@ -127,10 +143,9 @@ fn resource(name: &str) -> Option<&'static Resource> {
 
 /// `<state_dir>/talos-etcd` for a runtime whose node files are in `<state_dir>/talos`.
 pub(crate) fn store_dir(talos_dir: &Path) -> PathBuf {
-    talos_dir.parent().map_or_else(
-        || talos_dir.join("etcd"),
-        |p| p.join("talos-etcd"),
-    )
+    talos_dir
+        .parent()
+        .map_or_else(|| talos_dir.join("etcd"), |p| p.join("talos-etcd"))
 }
 
 fn store_file(talos_dir: &Path, cluster_id: &str) -> PathBuf {
@@ -143,7 +158,13 @@ pub(crate) fn recovery_file(talos_dir: &Path, key: &(String, u32)) -> PathBuf {
     let safe: String = key
         .0
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     store_dir(talos_dir).join(format!("{safe}-{}.etcd.snapshot", key.1))
 }
@@ -152,7 +173,8 @@ pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    talos_api::talosconfig::write_private(path, data).map_err(|e| std::io::Error::other(e.to_string()))
+    talos_api::talosconfig::write_private(path, data)
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 fn load(path: &Path) -> std::io::Result<Option<Store>> {
@@ -172,13 +194,17 @@ fn save(path: &Path, s: &Store) -> std::io::Result<()> {
 
 /// The cluster's store, if its etcd exists.
 pub(crate) fn read(talos_dir: &Path, cluster_id: &str) -> std::io::Result<Option<Store>> {
-    let _g = LOCK.lock().map_err(|_| std::io::Error::other("store lock poisoned"))?;
+    let _g = LOCK
+        .lock()
+        .map_err(|_| std::io::Error::other("store lock poisoned"))?;
     load(&store_file(talos_dir, cluster_id))
 }
 
 /// Replace the cluster's store (Bootstrap: empty or recovered).
 pub(crate) fn replace(talos_dir: &Path, cluster_id: &str, s: &Store) -> std::io::Result<()> {
-    let _g = LOCK.lock().map_err(|_| std::io::Error::other("store lock poisoned"))?;
+    let _g = LOCK
+        .lock()
+        .map_err(|_| std::io::Error::other("store lock poisoned"))?;
     save(&store_file(talos_dir, cluster_id), s)
 }
 
@@ -212,7 +238,10 @@ pub(crate) fn node_destroyed(talos_dir: &Path, key: &(String, u32), state_file: 
         .map(|e| e.path())
         .filter(|p| p != state_file && p.extension().is_some_and(|x| x == "json"))
         .filter_map(|p| super::node::NodeState::load(&p).ok().flatten())
-        .filter_map(|s| s.config.and_then(|c| super::node::ConfigFacts::from_yaml(&c).ok()))
+        .filter_map(|s| {
+            s.config
+                .and_then(|c| super::node::ConfigFacts::from_yaml(&c).ok())
+        })
         .any(|f| f.cluster_id == facts.cluster_id && f.machine_type == "controlplane");
     if !others {
         forget(talos_dir, &facts.cluster_id);
@@ -468,7 +497,7 @@ fn invalid_name(r: &Resource, name: &str) -> Option<String> {
     None
 }
 
-fn query_param<'a>(query: &'a str, name: &str) -> Option<String> {
+fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then(|| percent_decode(v))
@@ -481,18 +510,16 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 3;
-                    }
-                    Err(_) => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 3;
                 }
-            }
+                Err(_) => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
             b'+' => {
                 out.push(b' ');
                 i += 1;
@@ -578,11 +605,23 @@ pub(crate) async fn route(
         }
     }
     let Some((dir, cluster_id)) = cluster_of(node) else {
-        return Ok(status(503, "ServiceUnavailable", "etcd is not available", Value::Null));
+        return Ok(status(
+            503,
+            "ServiceUnavailable",
+            "etcd is not available",
+            Value::Null,
+        ));
     };
     let _g = match LOCK.lock() {
         Ok(g) => g,
-        Err(_) => return Ok(status(500, "InternalError", "store lock poisoned", Value::Null)),
+        Err(_) => {
+            return Ok(status(
+                500,
+                "InternalError",
+                "store lock poisoned",
+                Value::Null,
+            ));
+        }
     };
     let file = store_file(&dir, &cluster_id);
     let mut store = match load(&file) {
@@ -678,7 +717,10 @@ fn serve(
                     "the namespace of the provided object does not match the namespace sent on the request",
                 );
             }
-            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if let Some(msg) = invalid_name(r, &name) {
                 return status(
                     422,
@@ -785,9 +827,10 @@ fn serve(
                     .kvs
                     .keys()
                     .filter(|key| {
-                        RESOURCES.iter().filter(|x| x.namespaced).any(|x| {
-                            key.starts_with(&format!("/registry/{}/{name}/", x.name))
-                        })
+                        RESOURCES
+                            .iter()
+                            .filter(|x| x.namespaced)
+                            .any(|x| key.starts_with(&format!("/registry/{}/{name}/", x.name)))
                     })
                     .cloned()
                     .collect();
@@ -889,7 +932,12 @@ mod tests {
             json!({"metadata": {"name": "a"}}),
         );
         assert_eq!(r.status(), 404, "namespace missing");
-        let r = post(&mut s, None, "namespaces", json!({"metadata": {"name": "apps"}}));
+        let r = post(
+            &mut s,
+            None,
+            "namespaces",
+            json!({"metadata": {"name": "apps"}}),
+        );
         assert_eq!(r.status(), 201);
         let r = post(
             &mut s,
@@ -898,9 +946,19 @@ mod tests {
             json!({"metadata": {"name": "a"}, "data": {"x": "1"}}),
         );
         assert_eq!(r.status(), 201);
-        let r = post(&mut s, Some("apps"), "configmaps", json!({"metadata": {"name": "a"}}));
+        let r = post(
+            &mut s,
+            Some("apps"),
+            "configmaps",
+            json!({"metadata": {"name": "a"}}),
+        );
         assert_eq!(r.status(), 409);
-        let r = post(&mut s, Some("apps"), "configmaps", json!({"metadata": {"name": "Bad_"}}));
+        let r = post(
+            &mut s,
+            Some("apps"),
+            "configmaps",
+            json!({"metadata": {"name": "Bad_"}}),
+        );
         assert_eq!(r.status(), 422);
         let r = post(
             &mut s,
@@ -948,7 +1006,10 @@ mod tests {
         assert!(!fields_match("metadata.name!=x", &o));
         assert_eq!(percent_decode("metadata.name%3Dx"), "metadata.name=x");
         let t = parse_path("/api/v1/namespaces/n/configmaps/x").unwrap();
-        assert_eq!((t.resource.name, t.namespace, t.name), ("configmaps", Some("n"), Some("x")));
+        assert_eq!(
+            (t.resource.name, t.namespace, t.name),
+            ("configmaps", Some("n"), Some("x"))
+        );
         assert!(parse_path("/api/v1/nodes").is_none());
         assert!(parse_path("/api/v1/namespaces/n/pods").is_none());
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
