@@ -164,6 +164,7 @@ async fn noop_plan_round_trips() {
         bundle_store: None,
         metal: None,
         timeouts: Timeouts::default(),
+        restore_etcd: None,
     });
     let mut steps = apply::steps(&env, &p);
     // Proxmox only: no Talos steps.

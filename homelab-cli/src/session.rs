@@ -53,6 +53,8 @@ pub struct Session {
     pub talos_timeout: Option<std::time::Duration>,
     /// How machine-config changes on running nodes are applied (`--config-mode`).
     pub config_mode: crate::engine::config_change::ConfigMode,
+    /// `up --restore-etcd`: the decrypted snapshot the bootstrap recovers etcd from.
+    pub restore_etcd: Option<crate::engine::etcd_backup::Plain>,
 }
 
 impl Session {
@@ -155,6 +157,7 @@ impl Session {
             sim: lab,
             talos_timeout: None,
             config_mode: Default::default(),
+            restore_etcd: None,
         })
     }
 

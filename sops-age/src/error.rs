@@ -109,6 +109,9 @@ pub enum Error {
     /// age failed while wrapping the data key.
     #[error("age encryption failed: {0}")]
     Age(String),
+    /// A whole age file (`agefile`) could not be read or decrypted.
+    #[error("age file: {0}")]
+    AgeFile(String),
     /// No recipients were given for encryption.
     #[error(
         "no recipients: pass --age, set SOPS_AGE_RECIPIENTS, or add a creation rule to .sops.yaml"

@@ -76,6 +76,11 @@ impl Recipient {
         &self.text
     }
 
+    /// The age recipient itself (for whole-file age encryption, `agefile.rs`).
+    pub(crate) fn age(&self) -> &(dyn age::Recipient + Send + Sync) {
+        self.inner.as_ref()
+    }
+
     /// Wrap `data` (the data key or a Shamir share) for this recipient alone, returning
     /// the ASCII-armored age file with LF line endings and one trailing newline.
     pub(crate) fn wrap(&self, data: &[u8]) -> Result<String> {
@@ -278,6 +283,11 @@ impl Identities {
             }
         }
         ids
+    }
+
+    /// The age identities (for whole-file age decryption, `agefile.rs`).
+    pub(crate) fn age_identities(&self) -> impl Iterator<Item = &dyn age::Identity> {
+        self.ids.iter().map(|i| i.as_ref() as &dyn age::Identity)
     }
 
     fn record(&mut self, f: impl FnOnce(&mut Self) -> Result<()>) {

@@ -34,6 +34,7 @@
 //! [`Identities::from_env`] (`SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD`,
 //! `SOPS_AGE_SSH_PRIVATE_KEY_FILE`, `~/.config/sops/age/keys.txt`, `~/.ssh/id_ed25519`).
 
+pub mod agefile;
 mod cipher;
 pub mod config;
 mod error;

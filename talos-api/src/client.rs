@@ -421,12 +421,12 @@ pub struct Client {
     maintenance: bool,
 }
 
-trait Envelope {
+pub(crate) trait Envelope {
     type Item: WithMetadata;
     fn into_items(self) -> Vec<Self::Item>;
 }
 
-trait WithMetadata {
+pub(crate) trait WithMetadata {
     fn meta(&self) -> Option<&common::Metadata>;
 }
 
@@ -454,6 +454,7 @@ envelope! {
     machine::EtcdMemberListResponse => machine::EtcdMembers,
     machine::EtcdLeaveClusterResponse => machine::EtcdLeaveCluster,
     machine::EtcdRemoveMemberByIdResponse => machine::EtcdRemoveMemberById,
+    machine::EtcdRecoverResponse => machine::EtcdRecover,
     storage::DisksResponse => storage::Disks,
 }
 
@@ -535,7 +536,7 @@ impl Client {
         Ok(r)
     }
 
-    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+    pub(crate) fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
         let md = r.metadata_mut();
         match &self.target {
@@ -556,7 +557,7 @@ impl Client {
         r
     }
 
-    fn check<E: Envelope>(&self, method: &str, resp: E) -> Result<Vec<E::Item>> {
+    pub(crate) fn check<E: Envelope>(&self, method: &str, resp: E) -> Result<Vec<E::Item>> {
         let items = resp.into_items();
         let errors: Vec<NodeError> = items
             .iter()

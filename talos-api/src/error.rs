@@ -107,6 +107,24 @@ pub enum Error {
         /// `namespace/pod: reason` for each pod still there.
         blocked: Vec<String>,
     },
+    /// Writing a streamed reply (an etcd snapshot) to its destination failed.
+    #[error("writing {what}: {source}")]
+    Write {
+        /// What was being written.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A streamed reply ended in a way that makes its data unusable (e.g. an empty etcd
+    /// snapshot).
+    #[error("{method}: {message}")]
+    Stream {
+        /// The gRPC method path.
+        method: String,
+        /// What was wrong.
+        message: String,
+    },
     /// A wait did not succeed before its deadline.
     #[error("timed out after {after:?} waiting for {what}; last error: {last}")]
     Timeout {

@@ -52,6 +52,7 @@ pub mod config;
 pub mod cosi;
 pub mod crypto;
 mod error;
+pub mod etcd;
 pub mod expiry;
 pub mod health;
 pub mod k8s_upgrade;
@@ -172,5 +173,22 @@ mod wire_tests {
             reset.encode_to_vec(),
             [0x1a, 5, 0x0a, 1, b'S', 0x10, 1, 0x28, 2]
         );
+        // recover_etcd=1 (0x08), recover_skip_hash_check=2 (0x10).
+        let boot = machine::BootstrapRequest {
+            recover_etcd: true,
+            recover_skip_hash_check: true,
+        };
+        assert_eq!(boot.encode_to_vec(), [0x08, 1, 0x10, 1]);
+        // EtcdRecoverResponse: messages=1, each EtcdRecover's metadata=1.
+        let rec = machine::EtcdRecoverResponse {
+            messages: vec![machine::EtcdRecover {
+                metadata: Some(common::Metadata {
+                    hostname: "n".into(),
+                    ..Default::default()
+                }),
+            }],
+        };
+        assert_eq!(rec.encode_to_vec(), [0x0a, 5, 0x0a, 3, 0x0a, 1, b'n']);
+        assert!(machine::EtcdSnapshotRequest {}.encode_to_vec().is_empty());
     }
 }

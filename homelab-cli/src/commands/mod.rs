@@ -20,6 +20,7 @@ pub mod secrets;
 pub mod sim;
 pub mod status;
 pub mod talos;
+pub mod talos_etcd;
 pub mod talos_reset;
 pub mod up;
 

@@ -36,6 +36,9 @@ pub enum Command {
     /// Return a node of homelab.yaml to maintenance mode (drain, leave etcd, graceful reset
     /// wiping STATE and EPHEMERAL); the next `up` installs it again.
     Reset(super::talos_reset::ResetArgs),
+    /// etcd snapshots (encrypted) and disaster recovery of the repository's cluster.
+    #[command(subcommand)]
+    Etcd(super::talos_etcd::Command),
 }
 
 /// `talos gen ...`.
@@ -239,6 +242,7 @@ pub async fn run(cmd: Command, ctx: &Context) -> miette::Result<Exit> {
         Command::Version(a) => version(a).await,
         Command::Health(a) => health_cmd(a, ctx).await,
         Command::Reset(a) => super::talos_reset::run(a, ctx).await,
+        Command::Etcd(c) => super::talos_etcd::run(c, ctx).await,
     }
 }
 

@@ -36,6 +36,10 @@ pub struct Args {
     pub talos_timeout: u64,
     #[command(flatten)]
     pub config_mode: crate::engine::config_change::ConfigModeArg,
+    /// Bootstrap etcd from this encrypted snapshot (`talos etcd snapshot`) instead of empty:
+    /// the disaster recovery after the control planes were lost (docs/disaster-recovery.md).
+    #[arg(long, value_name = "FILE")]
+    pub restore_etcd: Option<std::path::PathBuf>,
 }
 
 /// What `up` did, for `--output json`.
@@ -54,6 +58,16 @@ pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
     let mut session = Session::open_env(&args.config.config, args.config.env(), &args.sim).await?;
     session.talos_timeout = Some(std::time::Duration::from_secs(args.talos_timeout));
     session.config_mode = args.config_mode.config_mode;
+    if let Some(file) = &args.restore_etcd {
+        // Decrypted and checked before anything changes; a bad file changes nothing.
+        match super::talos_etcd::load_for(&session, file, false) {
+            Ok(data) => session.restore_etcd = Some(data),
+            Err(e) => {
+                session.close().await;
+                return Err(e);
+            }
+        }
+    }
     let result = run_session(&session, &args, ctx).await;
     session.close().await;
     result
@@ -62,6 +76,18 @@ pub async fn run(args: Args, ctx: &Context) -> miette::Result<Exit> {
 async fn run_session(session: &Session, args: &Args, ctx: &Context) -> miette::Result<Exit> {
     let planned = session.plan().await?;
     let plan = &planned.plan;
+    if let Some(file) = &args.restore_etcd
+        && !plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::TalosBootstrap { .. }))
+    {
+        return Err(miette!(
+            help = "a restore goes onto fresh control planes: `homelab-cli down` first (or `homelab-cli talos etcd restore` onto configured, not bootstrapped ones)",
+            "--restore-etcd {}: the cluster is already bootstrapped, the plan has no bootstrap to recover etcd in",
+            file.display()
+        ));
+    }
     if plan.is_empty() {
         match args.output {
             OutputFormat::Json => print_json(&Report {
@@ -186,6 +212,35 @@ pub async fn apply_plan(
         plan = &sim_plan;
         mirror = Some(m);
     }
+    // `talos.etcd_backup: before_changes`: the snapshot comes before any change; if it
+    // cannot be taken, nothing is changed.
+    let snapshot = match plan.actions.iter().find_map(|a| match a {
+        Action::EtcdSnapshot { dir, .. } => Some(dir.clone()),
+        _ => None,
+    }) {
+        Some(dir) => {
+            let started = std::time::Instant::now();
+            let (_, keep) = super::talos_etcd::settings(session);
+            let taken = super::talos_etcd::snapshot_with(session, std::path::Path::new(&dir), keep)
+                .await
+                .map_err(|e| {
+                    miette!(
+                        help = "nothing was changed; fix the cause, or set `talos.etcd_backup: manual` to go ahead without a snapshot",
+                        "the etcd snapshot before changing control planes failed: {e}"
+                    )
+                })?;
+            Some(graph::Finished {
+                id: "etcd-snapshot".into(),
+                label: "take an encrypted etcd snapshot".into(),
+                deps: vec![],
+                outcome: Outcome::Done {
+                    detail: taken.file.display().to_string(),
+                },
+                elapsed: started.elapsed(),
+            })
+        }
+        None => None,
+    };
     let bundle_cell = Arc::new(std::sync::OnceLock::new());
     if let Some(b) = planned.bundle.clone() {
         let _ = bundle_cell.set(b);
@@ -209,6 +264,7 @@ pub async fn apply_plan(
         observed: planned.observed.clone(),
         bundle: bundle_cell.clone(),
         bundle_store,
+        restore_etcd: session.restore_etcd.clone(),
         timeouts: Timeouts {
             talos: session
                 .talos_timeout
@@ -218,7 +274,10 @@ pub async fn apply_plan(
         metal: metal_env(session)?,
     });
     let steps = apply::steps(&env, plan);
-    let finished = graph::run(steps, parallelism, observer).await;
+    let mut finished = graph::run(steps, parallelism, observer).await;
+    if let Some(s) = snapshot {
+        finished.insert(0, s);
+    }
     drop(mirror);
     let all_ok = finished
         .iter()

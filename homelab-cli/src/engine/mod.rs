@@ -6,6 +6,7 @@ pub mod backups;
 pub mod certs;
 pub mod config_change;
 pub mod day2;
+pub mod etcd_backup;
 pub mod graph;
 pub mod guest_pools;
 pub mod image;

@@ -379,6 +379,14 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 let _ = writeln!(out, "        workers = {workers:?}");
                 out.push_str("    }\n");
             }
+            Action::EtcdSnapshot { dir, nodes } => {
+                let _ = writeln!(
+                    out,
+                    "  # an encrypted etcd snapshot is taken first: {} change(s)",
+                    nodes.join(", ")
+                );
+                let _ = writeln!(out, "  {} etcd_snapshot \"{dir}\"", paint("+"));
+            }
             Action::TalosBootstrap { name, .. } => {
                 let _ = writeln!(
                     out,

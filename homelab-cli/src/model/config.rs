@@ -223,6 +223,10 @@ pub struct Talos {
         skip_serializing_if = "super::rolling::UpgradePolicy::is_default"
     )]
     pub upgrade: super::rolling::UpgradePolicy,
+    /// Encrypted etcd snapshots: `before_changes` takes one before `up` changes a control
+    /// plane (see `docs/disaster-recovery.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_backup: Option<super::etcd_backup::EtcdBackupSetting>,
 }
 
 fn default_factory() -> String {

@@ -451,6 +451,8 @@ pub struct TalosCluster {
     pub metal: Vec<super::metal::MetalNode>,
     /// Workers a rolling upgrade may take down at once (`talos.upgrade.max_unavailable`).
     pub max_unavailable: u32,
+    /// `talos.etcd_backup` (long form; `manual` when absent).
+    pub etcd_backup: super::etcd_backup::EtcdBackup,
 }
 
 /// Output file paths (relative to the working directory).
@@ -780,6 +782,11 @@ pub fn resolve(
             nodes: t.nodes.iter().map(|n| n.vmid).collect(),
             metal: super::metal::resolved(t),
             max_unavailable: t.upgrade.max_unavailable.get(),
+            etcd_backup: t
+                .etcd_backup
+                .as_ref()
+                .map(super::etcd_backup::EtcdBackupSetting::resolved)
+                .unwrap_or_default(),
         });
     }
     let mut templates = BTreeSet::new();

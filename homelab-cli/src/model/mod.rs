@@ -10,6 +10,7 @@ pub mod backups;
 pub mod calendar;
 pub mod config;
 pub mod desired;
+pub mod etcd_backup;
 pub mod handoff;
 pub mod import;
 pub mod import_vm;

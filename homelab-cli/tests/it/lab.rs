@@ -460,7 +460,7 @@ fn unknown_proxmox_node_is_an_error() {
 // ---------------------------------------------------------------------------------------
 // End to end on the simulated lab: the commands as users run them.
 
-mod e2e {
+pub(crate) mod e2e {
     use std::path::{Path, PathBuf};
     use std::process::{Command, Output};
 

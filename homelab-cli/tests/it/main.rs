@@ -7,6 +7,7 @@ mod common;
 mod completions;
 mod crash;
 mod day2;
+mod etcd_backup;
 mod fidelity;
 mod handoff;
 mod image;

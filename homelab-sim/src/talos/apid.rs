@@ -481,6 +481,9 @@ impl MachineService for Apid {
         let rt = self.runtime()?;
         rt.kube_forget_cluster(&facts.cluster_id);
         rt.etcd_bootstrap(&self.node).map_err(Status::internal)?;
+        // Its Kubernetes objects: none, or those of the uploaded snapshot (`recover_etcd`).
+        let r = req.into_inner();
+        super::etcd_backup::start_etcd(&self.node, r.recover_etcd, r.recover_skip_hash_check)?;
         self.node
             .update(|s| {
                 s.bootstrapped = true;
@@ -491,6 +494,77 @@ impl MachineService for Apid {
         tokio::spawn(async move { node.start_kube().await });
         Ok(Response::new(BootstrapResponse {
             messages: vec![Bootstrap { metadata: meta() }],
+        }))
+    }
+
+    async fn etcd_snapshot(
+        &self,
+        req: Request<EtcdSnapshotRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<Data>>, Status> {
+        if self.maintenance {
+            self.stale()?;
+            return Err(Status::unimplemented(NOT_IN_MAINTENANCE));
+        }
+        self.require(&req, &["os:admin", "os:operator", "os:etcd:backup"])?;
+        // A streaming method: apid proxies it to one node only.
+        let node = match self.forward_targets(&req)?.as_deref() {
+            None => self.clone(),
+            Some([one]) => dial(&self.peers(), one)?,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "EtcdSnapshot is proxied to one node only: pass a single node",
+                ));
+            }
+        };
+        super::etcd_backup::check_control_plane(&node.node, "etcd snapshot")?;
+        if !node.etcd_joined() {
+            return Err(Status::unknown(
+                "failed to create etcd client: etcd is not running",
+            ));
+        }
+        let data = super::etcd_backup::snapshot(&node.node, &self.peers())?;
+        let chunks: Vec<Result<Data, Status>> = data
+            .chunks(super::etcd_backup::CHUNK)
+            .map(|c| {
+                Ok(Data {
+                    metadata: meta(),
+                    bytes: c.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures_util::stream::iter(chunks))))
+    }
+
+    async fn etcd_recover(
+        &self,
+        req: Request<tonic::Streaming<Data>>,
+    ) -> Result<Response<EtcdRecoverResponse>, Status> {
+        self.admin_only(&req)?;
+        let node = match self.forward_targets(&req)?.as_deref() {
+            None => self.clone(),
+            Some([one]) => dial(&self.peers(), one)?,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "EtcdRecover is proxied to one node only: pass a single node",
+                ));
+            }
+        };
+        super::etcd_backup::check_control_plane(&node.node, "etcd recover")?;
+        let mut stream = req.into_inner();
+        let mut data = zeroize::Zeroizing::new(Vec::new());
+        loop {
+            match stream.message().await {
+                Ok(Some(chunk)) => data.extend_from_slice(&chunk.bytes),
+                Ok(None) => break,
+                Err(st) => {
+                    super::etcd_backup::discard_upload(&node.node);
+                    return Err(st);
+                }
+            }
+        }
+        super::etcd_backup::store_upload(&node.node, &data)?;
+        Ok(Response::new(EtcdRecoverResponse {
+            messages: vec![EtcdRecover { metadata: meta() }],
         }))
     }
 

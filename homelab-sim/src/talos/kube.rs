@@ -351,14 +351,29 @@ pub(crate) async fn start(node: &Arc<Node>) -> Result<ServerHandle, String> {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     let node = node.clone();
                     async move {
-                        use http_body_util::BodyExt as _;
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        Ok::<_, Infallible>(handle(&node, authenticated, &parts, &body))
+                        // Objects kept in the cluster's etcd (kube_objects.rs) first; their
+                        // resources join the `/api/v1` discovery list.
+                        let resp = match super::kube_objects::route(&node, authenticated, req).await
+                        {
+                            Ok(resp) => resp,
+                            Err(req) => {
+                                use http_body_util::BodyExt as _;
+                                let v1 = req.uri().path() == "/api/v1";
+                                let (parts, body) = req.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let resp = handle(&node, authenticated, &parts, &body);
+                                if v1 {
+                                    super::kube_objects::with_resources(resp).await
+                                } else {
+                                    resp
+                                }
+                            }
+                        };
+                        Ok::<_, Infallible>(resp)
                     }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(

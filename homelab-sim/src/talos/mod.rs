@@ -29,7 +29,10 @@ mod components;
 mod cosi;
 pub mod day2;
 pub mod etcd;
+mod etcd_backup;
 mod kube;
+mod kube_objects;
+mod kube_proto;
 pub mod metal_node;
 mod node;
 mod workloads;
@@ -369,7 +372,9 @@ impl GuestRuntime for TalosRuntime {
 
     fn destroyed(&self, pve_node: &str, vmid: u32) {
         self.stopped(pve_node, vmid);
-        let _ = std::fs::remove_file(self.inner.state_file(pve_node, vmid));
+        let file = self.inner.state_file(pve_node, vmid);
+        kube_objects::node_destroyed(&self.inner.dir, &(pve_node.to_string(), vmid), &file);
+        let _ = std::fs::remove_file(file);
     }
 }
 

@@ -200,7 +200,19 @@ pub(super) async fn bootstrap(env: &Env, vmid: u32) -> Result<String, StepError>
             }
         })?;
     let detail = if talos::etcd_running(cluster, bundle, ip).await {
+        if env.restore_etcd.is_some() {
+            return Err(StepError::new(format!(
+                "etcd already runs on {ip}: the snapshot was not restored"
+            ))
+            .hint("a restore goes onto fresh control planes: `homelab-cli down`, then `homelab-cli up --restore-etcd FILE`"));
+        }
         "already bootstrapped"
+    } else if let Some(data) = &env.restore_etcd {
+        // EtcdRecover, then Bootstrap with recover_etcd (docs/disaster-recovery.md).
+        crate::engine::etcd_backup::restore_onto(&client, data.clone(), false, &opts)
+            .await
+            .map_err(|e| StepError::new(format!("{e}")))?;
+        "recovered from the etcd snapshot"
     } else {
         match client.bootstrap().await {
             Ok(_) => "bootstrapped",

@@ -78,6 +78,8 @@ pub struct Env {
     pub timeouts: Timeouts,
     /// How bare-metal nodes boot (`None`: none declared).
     pub metal: Option<Arc<super::metal::MetalEnv>>,
+    /// `up --restore-etcd`: bootstrap recovers etcd from this snapshot (in memory).
+    pub restore_etcd: Option<crate::engine::etcd_backup::Plain>,
 }
 
 fn wait_opts(env: &Env) -> WaitOptions {
@@ -616,6 +618,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             }
             Action::Membership(_) => out.extend(super::membership::step(e, a)),
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
+            // Taken by `up` before the graph runs (commands/up.rs).
+            Action::EtcdSnapshot { .. } => {}
             // Rolled below, one after the other.
             Action::TalosUpgrade { .. } | Action::KubernetesUpgrade { .. } => {}
             // Rolled after the upgrades (see config_change).

@@ -309,6 +309,14 @@ pub enum Action {
         /// Workers, in upgrade order (their kubelets).
         workers: Vec<String>,
     },
+    /// An encrypted etcd snapshot, taken by `up` before any other step because the plan
+    /// changes control planes (`talos.etcd_backup: before_changes`).
+    EtcdSnapshot {
+        /// The snapshot directory.
+        dir: String,
+        /// The control planes (or Talos nodes being destroyed) the plan changes.
+        nodes: Vec<String>,
+    },
     /// Bootstrap etcd on the first control plane (once per cluster).
     TalosBootstrap {
         /// VMID.
@@ -396,6 +404,7 @@ impl Action {
             | Action::CreatePciMapping { .. }
             | Action::Create { .. }
             | Action::GenerateTalosSecrets { .. }
+            | Action::EtcdSnapshot { .. }
             | Action::CreateBackupJob { .. } => "add",
             Action::Update { .. }
             | Action::UpdatePciMapping { .. }

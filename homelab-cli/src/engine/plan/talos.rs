@@ -88,6 +88,9 @@ pub fn plan_talos(desired: &Desired, talos: &TalosObserved, mut plan: Plan) -> P
             reason: renew_reason(talos, "kubeconfig", fresh),
         });
     }
+    if let Some(a) = crate::engine::etcd_backup::before_changes(desired, talos, &plan) {
+        plan.actions.insert(0, a);
+    }
     plan.finish()
 }
 
