@@ -6,6 +6,7 @@ mod common;
 mod completions;
 mod crash;
 mod day2;
+mod day2_config;
 mod fidelity;
 mod handoff;
 mod image;
