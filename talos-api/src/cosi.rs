@@ -123,7 +123,8 @@ impl Client {
     /// `cosi.resource.State/Get`: one resource (`talosctl get <type> <id>`).
     pub async fn get_resource(&self, namespace: &str, ty: &str, id: &str) -> Result<pb::Resource> {
         const M: &str = "/cosi.resource.State/Get";
-        let span = tracing::debug_span!("talos_rpc", method = M, endpoint = %self.endpoint(), ty, id);
+        let span =
+            tracing::debug_span!("talos_rpc", method = M, endpoint = %self.endpoint(), ty, id);
         async {
             let req = self.one_to_one_request(
                 M,
@@ -233,7 +234,11 @@ pub fn machine_config_bytes(r: &pb::Resource) -> Result<Zeroizing<Vec<u8>>> {
 
 /// An `ExtensionStatus` resource's ID, name and version (from its protobuf spec).
 pub fn extension_status(r: &pb::Resource) -> Result<ExtensionStatus> {
-    let id = r.metadata.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+    let id = r
+        .metadata
+        .as_ref()
+        .map(|m| m.id.clone())
+        .unwrap_or_default();
     let spec = r
         .spec
         .as_ref()

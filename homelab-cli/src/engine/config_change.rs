@@ -110,11 +110,12 @@ pub async fn observe(
     nodes: &[(u32, IpAddr)],
 ) -> BTreeMap<u32, RunningNode> {
     let calls = nodes.iter().map(|&(vmid, ip)| async move {
-        let client = talos::admin_client(cluster, bundle, ip).ok()?.build().ok()?;
+        let client = talos::admin_client(cluster, bundle, ip)
+            .ok()?
+            .build()
+            .ok()?;
         let (config, exts) = futures_util::join!(client.machine_config(), client.extensions());
-        let config = config
-            .ok()
-            .and_then(|b| String::from_utf8(b.to_vec()).ok());
+        let config = config.ok().and_then(|b| String::from_utf8(b.to_vec()).ok());
         let schematic = exts.ok().map(|e| talos_api::cosi::schematic_of(&e));
         Some((vmid, RunningNode { config, schematic }))
     });
@@ -242,8 +243,10 @@ fn diff_walk(
     {
         return;
     }
-    if let (Some((Value::Mapping(ma), Value::Mapping(sa))), Some((Value::Mapping(mb), Value::Mapping(sb)))) =
-        (a, b)
+    if let (
+        Some((Value::Mapping(ma), Value::Mapping(sa))),
+        Some((Value::Mapping(mb), Value::Mapping(sb))),
+    ) = (a, b)
     {
         for (k, va) in ma {
             let p = join(path, k);
@@ -253,7 +256,12 @@ fn diff_walk(
         }
         for (k, vb) in mb {
             if !ma.contains_key(k) {
-                diff_walk(&join(path, k), None, Some((vb, sb.get(k).unwrap_or(vb))), out);
+                diff_walk(
+                    &join(path, k),
+                    None,
+                    Some((vb, sb.get(k).unwrap_or(vb))),
+                    out,
+                );
             }
         }
         return;
@@ -262,13 +270,23 @@ fn diff_walk(
     match (a, b) {
         (None, Some((Value::Mapping(mb), Value::Mapping(sb)))) => {
             for (k, vb) in mb {
-                diff_walk(&join(path, k), None, Some((vb, sb.get(k).unwrap_or(vb))), out);
+                diff_walk(
+                    &join(path, k),
+                    None,
+                    Some((vb, sb.get(k).unwrap_or(vb))),
+                    out,
+                );
             }
             return;
         }
         (Some((Value::Mapping(ma), Value::Mapping(sa))), None) => {
             for (k, va) in ma {
-                diff_walk(&join(path, k), Some((va, sa.get(k).unwrap_or(va))), None, out);
+                diff_walk(
+                    &join(path, k),
+                    Some((va, sa.get(k).unwrap_or(va))),
+                    None,
+                    out,
+                );
             }
             return;
         }
@@ -313,9 +331,14 @@ pub fn diff_configs(
     let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     let mut out = Vec::new();
     for k in keys {
-        let get = |m: &BTreeMap<String, (Value, Value)>| m.get(k).map(|(r, s)| (r.clone(), s.clone()));
+        let get =
+            |m: &BTreeMap<String, (Value, Value)>| m.get(k).map(|(r, s)| (r.clone(), s.clone()));
         let (x, y) = (get(&a), get(&b));
-        let prefix = if k.is_empty() { String::new() } else { k.clone() };
+        let prefix = if k.is_empty() {
+            String::new()
+        } else {
+            k.clone()
+        };
         let xr = x.as_ref().map(|(r, s)| (r, s));
         let yr = y.as_ref().map(|(r, s)| (r, s));
         diff_walk(&prefix, xr, yr, &mut out);
@@ -482,8 +505,7 @@ pub fn add_steps(env: &Arc<Env>, actions: &[Action], out: &mut Vec<Step>) {
         let id = format!("config:{vmid}");
         let e = env.clone();
         let run = async move { apply_node(&e, vmid, mode, with_upgrade).await }.boxed();
-        if with_upgrade
-            && let Some(up) = out.iter_mut().find(|s| s.id == format!("upgrade:{vmid}"))
+        if with_upgrade && let Some(up) = out.iter_mut().find(|s| s.id == format!("upgrade:{vmid}"))
         {
             let deps = std::mem::replace(&mut up.deps, vec![id.clone()]);
             out.push(Step {
@@ -502,7 +524,9 @@ pub fn add_steps(env: &Arc<Env>, actions: &[Action], out: &mut Vec<Step>) {
             deps.push(own);
         }
         let label = match mode {
-            ApplyWith::NoReboot => format!("apply the machine config of {role} \"{name}\" (no reboot)"),
+            ApplyWith::NoReboot => {
+                format!("apply the machine config of {role} \"{name}\" (no reboot)")
+            }
             ApplyWith::Reboot => format!("apply the machine config of {role} \"{name}\" (reboots)"),
             ApplyWith::Staged => format!("stage the machine config of {role} \"{name}\""),
         };
@@ -592,9 +616,8 @@ async fn apply_node(
         .apply_configuration(yaml.as_bytes(), mode.api(), false)
         .await
         .map_err(|e| {
-            StepError::new(format!("{}: apply-config refused: {e}", d.name)).hint(
-                "run `homelab-cli plan` again: the node may have changed since this plan",
-            )
+            StepError::new(format!("{}: apply-config refused: {e}", d.name))
+                .hint("run `homelab-cli plan` again: the node may have changed since this plan")
         })?;
     if mode == ApplyWith::Staged {
         return Ok(if with_upgrade {
@@ -633,7 +656,9 @@ async fn apply_node(
             if talos_api::apply_mode::decide(&docs, &want).0 == NeededMode::Unchanged {
                 Ok(c)
             } else {
-                Err(talos_api::Error::InvalidConfig("still on the old config".into()))
+                Err(talos_api::Error::InvalidConfig(
+                    "still on the old config".into(),
+                ))
             }
         }
     })
@@ -700,7 +725,10 @@ mod tests {
         let want = docs(&format!(
             "{}---\napiVersion: v1alpha1\nkind: ResolverConfig\nnameservers:\n  - address: 9.9.9.9\n",
             RUNNING
-                .replace("    a: \"1\"\n", "    a: \"2\"\n    net.core.somaxconn: \"65535\"\n")
+                .replace(
+                    "    a: \"1\"\n",
+                    "    a: \"2\"\n    net.core.somaxconn: \"65535\"\n"
+                )
                 .replace("  sysctls:", "  env:\n    X: y\n  sysctls:")
         ));
         let d = diff_configs(&docs(RUNNING), &want, &[]);
@@ -721,23 +749,24 @@ mod tests {
         );
         // Removed: shown with the value it had.
         let d = diff_configs(&want, &docs(RUNNING), &[]);
-        assert!(
-            d.iter()
-                .any(|c| c.path == "machine.env.X" && c.from.as_deref() == Some("\"y\"") && c.to.is_none())
-        );
+        assert!(d.iter().any(|c| c.path == "machine.env.X"
+            && c.from.as_deref() == Some("\"y\"")
+            && c.to.is_none()));
     }
 
     #[test]
     fn secrets_and_key_material_are_masked_on_both_sides() {
-        let want = docs(
-            &RUNNING
-                .replace("token: abc", "token: def")
-                .replace("  sysctls:", "  env:\n    PASSWORD_FROM_SECRET: hunter2\n  sysctls:"),
-        );
+        let want = docs(&RUNNING.replace("token: abc", "token: def").replace(
+            "  sysctls:",
+            "  env:\n    PASSWORD_FROM_SECRET: hunter2\n  sysctls:",
+        ));
         let secret: secrecy::SecretString = "hunter2".to_string().into();
         let d = diff_configs(&docs(RUNNING), &want, &[secret]);
         let text = format!("{d:?}");
-        assert!(!text.contains("hunter2") && !text.contains("abc") && !text.contains("def"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("abc") && !text.contains("def"),
+            "{text}"
+        );
         let token = d.iter().find(|c| c.path == "machine.token").unwrap();
         assert_eq!(token.from.as_deref(), Some(REDACTED));
         assert_eq!(token.to.as_deref(), Some(REDACTED));
@@ -763,7 +792,11 @@ mod tests {
             NeededMode::Unchanged
         );
         // Other changes go through, the images still kept.
-        let want = docs(&RUNNING.replace("kubelet:v1.34.1", "kubelet:v1.35.0").replace("a: \"1\"", "a: \"3\""));
+        let want = docs(
+            &RUNNING
+                .replace("kubelet:v1.34.1", "kubelet:v1.35.0")
+                .replace("a: \"1\"", "a: \"3\""),
+        );
         let applied = config_to_apply(&want, &docs(RUNNING));
         let d = diff_configs(&docs(RUNNING), &applied, &[]);
         assert_eq!(d.len(), 1, "{d:?}");

@@ -68,9 +68,7 @@ pub fn plan_upgrades(
                 continue;
             };
             let schematic = schematics.get(vmid);
-            if *running == cluster.version
-                && schematic.is_none_or(|s| *s == cluster.schematic_id)
-            {
+            if *running == cluster.version && schematic.is_none_or(|s| *s == cluster.schematic_id) {
                 continue;
             }
             out.push(Action::TalosUpgrade {
@@ -166,7 +164,8 @@ async fn upgrade_node(
         .ok()
         .and_then(|v| v.first()?.version.as_ref().map(|x| x.tag.clone()));
     // The installed schematic is only compared when the plan knew it.
-    let schematic_ok = |s: Option<String>| to_schematic.is_none_or(|want| s.as_deref() == Some(want));
+    let schematic_ok =
+        |s: Option<String>| to_schematic.is_none_or(|want| s.as_deref() == Some(want));
     let current_schematic = match to_schematic {
         Some(_) => client.schematic().await.ok(),
         None => None,

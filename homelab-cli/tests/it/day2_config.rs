@@ -123,14 +123,21 @@ fn config_changes_are_planned_by_path_and_rolled_node_by_node() {
   nodes:\n",
     );
     let text = r.plan_text(&[]);
-    assert_eq!(text.matches("applied live (no reboot)").count(), 6, "{text}");
+    assert_eq!(
+        text.matches("applied live (no reboot)").count(),
+        6,
+        "{text}"
+    );
     assert!(!text.contains("REBOOTS"), "{text}");
     assert!(!text.contains("127.0.20.1"), "{text}");
     insta::assert_snapshot!("config_change_plan_live", config_blocks(&text));
     let plan = plan_json(&r);
     let changes = actions(&plan, "talos_config_change");
     assert_eq!(changes.len(), 6, "{plan:#}");
-    let names: Vec<&str> = changes.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = changes
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, HOSTS, "control planes first");
     assert!(changes.iter().all(|a| a["mode"] == "no-reboot"), "{plan:#}");
     let w1 = changes.iter().find(|a| a["name"] == "worker-1").unwrap();
@@ -179,13 +186,20 @@ fn config_changes_are_planned_by_path_and_rolled_node_by_node() {
     );
     for w in ["worker-1", "worker-2", "worker-3"] {
         assert!(
-            text.contains(&format!("worker \"{w}\" will be updated in place; the node REBOOTS")),
+            text.contains(&format!(
+                "worker \"{w}\" will be updated in place; the node REBOOTS"
+            )),
             "{text}"
         );
     }
     let staged = r.plan_text(&["--config-mode", "staged"]);
     assert!(!staged.contains("REBOOTS"), "{staged}");
-    assert_eq!(staged.matches("staged: taken at the node's next reboot").count(), 3);
+    assert_eq!(
+        staged
+            .matches("staged: taken at the node's next reboot")
+            .count(),
+        3
+    );
     let from = log(&r).len();
     r.up_ok(&[]);
     let downs: Vec<String> = events_since(&r, from, "")

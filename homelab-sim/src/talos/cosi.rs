@@ -31,9 +31,9 @@ use std::time::SystemTime;
 
 use prost::Message as _;
 use talos_api::cosi::{
-    ACTIVE_ID, CONFIG_NAMESPACE, EXTENSION_STATUS_TYPE, ExtensionConstraint,
-    ExtensionCompatibility, ExtensionLayer, ExtensionMetadata, MACHINE_CONFIG_TYPE,
-    PERSISTENT_ID, RUNTIME_NAMESPACE, SCHEMATIC_EXTENSION,
+    ACTIVE_ID, CONFIG_NAMESPACE, EXTENSION_STATUS_TYPE, ExtensionCompatibility,
+    ExtensionConstraint, ExtensionLayer, ExtensionMetadata, MACHINE_CONFIG_TYPE, PERSISTENT_ID,
+    RUNTIME_NAMESPACE, SCHEMATIC_EXTENSION,
 };
 use talos_api::proto::cosi::resource as pb;
 use talos_api::proto::cosi::resource::state_server::{State, StateServer};
@@ -64,9 +64,7 @@ fn target<T>(apid: &Apid, req: &Request<T>) -> Result<Option<Apid>, Status> {
 }
 
 fn timestamp(t: SystemTime) -> prost_types::Timestamp {
-    let d = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     prost_types::Timestamp {
         seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
@@ -183,10 +181,7 @@ type ListStream = tonic::codegen::BoxStream<pb::ListResponse>;
 
 #[tonic::async_trait]
 impl State for Apid {
-    async fn get(
-        &self,
-        req: Request<pb::GetRequest>,
-    ) -> Result<Response<pb::GetResponse>, Status> {
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         self.require(&req, READ_ROLES)?;
         if let Some(peer) = target(self, &req)? {
             return peer.get(Request::new(req.into_inner())).await;
@@ -217,10 +212,7 @@ impl State for Apid {
         }))
     }
 
-    async fn list(
-        &self,
-        req: Request<pb::ListRequest>,
-    ) -> Result<Response<ListStream>, Status> {
+    async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<ListStream>, Status> {
         self.require(&req, READ_ROLES)?;
         if let Some(peer) = target(self, &req)? {
             return peer.list(Request::new(req.into_inner())).await;
