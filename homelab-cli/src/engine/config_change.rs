@@ -266,6 +266,32 @@ fn diff_walk(
         }
         return;
     }
+    // A mapping added or removed as a whole: one line per leaf, so every line is a path.
+    match (a, b) {
+        (None, Some((Value::Mapping(mb), Value::Mapping(sb)))) => {
+            for (k, vb) in mb {
+                diff_walk(
+                    &join(path, k),
+                    None,
+                    Some((vb, sb.get(k).unwrap_or(vb))),
+                    out,
+                );
+            }
+            return;
+        }
+        (Some((Value::Mapping(ma), Value::Mapping(sa))), None) => {
+            for (k, va) in ma {
+                diff_walk(
+                    &join(path, k),
+                    Some((va, sa.get(k).unwrap_or(va))),
+                    None,
+                    out,
+                );
+            }
+            return;
+        }
+        _ => {}
+    }
     let masked = |x: Option<(&Value, &Value)>| x.is_some_and(|(raw, shown)| raw != shown);
     let secret = masked(a) || masked(b);
     let render = |x: Option<(&Value, &Value)>| {
@@ -315,11 +341,6 @@ pub fn diff_configs(
         };
         let xr = x.as_ref().map(|(r, s)| (r, s));
         let yr = y.as_ref().map(|(r, s)| (r, s));
-        if !prefix.is_empty() && (x.is_none() || y.is_none()) {
-            // A whole document added or removed.
-            diff_walk(&prefix, xr, yr, &mut out);
-            continue;
-        }
         diff_walk(&prefix, xr, yr, &mut out);
     }
     out
@@ -718,15 +739,19 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "machine.sysctls.a Some(\"\\\"1\\\"\") Some(\"\\\"2\\\"\")",
-                "machine.sysctls[\"net.core.somaxconn\"] None Some(\"\\\"65535\\\"\")",
-                "machine.env None Some(\"{\\\"X\\\":\\\"y\\\"}\")",
-                "ResolverConfig None Some(\"{\\\"apiVersion\\\":\\\"v1alpha1\\\",\\\"kind\\\":\\\"ResolverConfig\\\",\\\"nameservers\\\":[{\\\"address\\\":\\\"9.9.9.9\\\"}]}\")",
+                r#"machine.sysctls.a Some("\"1\"") Some("\"2\"")"#,
+                r#"machine.sysctls["net.core.somaxconn"] None Some("\"65535\"")"#,
+                r#"machine.env.X None Some("\"y\"")"#,
+                r#"ResolverConfig.apiVersion None Some("\"v1alpha1\"")"#,
+                r#"ResolverConfig.kind None Some("\"ResolverConfig\"")"#,
+                r#"ResolverConfig.nameservers None Some("[{\"address\":\"9.9.9.9\"}]")"#,
             ]
         );
         // Removed: shown with the value it had.
         let d = diff_configs(&want, &docs(RUNNING), &[]);
-        assert!(d.iter().any(|c| c.path == "machine.env" && c.to.is_none()));
+        assert!(d.iter().any(|c| c.path == "machine.env.X"
+            && c.from.as_deref() == Some("\"y\"")
+            && c.to.is_none()));
     }
 
     #[test]
@@ -747,9 +772,9 @@ mod tests {
         assert_eq!(token.to.as_deref(), Some(REDACTED));
         let env = d
             .iter()
-            .find(|c| c.path.starts_with("machine.env"))
+            .find(|c| c.path == "machine.env.PASSWORD_FROM_SECRET")
             .unwrap();
-        assert!(env.to.as_deref().unwrap().contains(REDACTED), "{env:?}");
+        assert_eq!(env.to.as_deref(), Some(REDACTED), "{env:?}");
         // A changed secret still shows as a change.
         assert_eq!(d.len(), 2, "{d:?}");
     }

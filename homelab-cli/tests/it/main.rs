@@ -8,6 +8,7 @@ mod completions;
 mod crash;
 mod day2;
 mod etcd_backup;
+mod day2_config;
 mod fidelity;
 mod handoff;
 mod image;
