@@ -22,10 +22,9 @@ pub fn not_after(pem: &str) -> Result<time::OffsetDateTime> {
 pub fn talosconfig_client_expiry(talosconfig: &str) -> Result<time::OffsetDateTime> {
     let cfg = crate::talosconfig::Talosconfig::from_yaml(talosconfig, "talosconfig")?;
     let (_, ctx) = cfg.current()?;
-    let crt = ctx
-        .crt
-        .as_deref()
-        .ok_or_else(|| Error::Talosconfig("the current context has no client certificate".into()))?;
+    let crt = ctx.crt.as_deref().ok_or_else(|| {
+        Error::Talosconfig("the current context has no client certificate".into())
+    })?;
     not_after(crt)
 }
 

@@ -458,8 +458,11 @@ mod tests {
         let imgs = images_of(CP).unwrap();
         assert_eq!(imgs.len(), 5);
         let to = v("1.35.5");
-        let out = with_images(CP, &[(Component::ApiServer, Component::ApiServer.image(&to))])
-            .unwrap();
+        let out = with_images(
+            CP,
+            &[(Component::ApiServer, Component::ApiServer.image(&to))],
+        )
+        .unwrap();
         let after = images_of(&out).unwrap();
         assert!(after.contains(&(
             Component::ApiServer,

@@ -154,7 +154,11 @@ impl KubeClient {
         })
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: &str) -> Result<T> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<T> {
         let http_err = |message: String| Error::Http {
             url: url.to_string(),
             message,

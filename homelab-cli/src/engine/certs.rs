@@ -89,10 +89,7 @@ mod tests {
             reason(&c),
             "its client certificate expires on 2026-12-16 (in 9 days) and is re-issued"
         );
-        let c = OutputCert {
-            days_left: -1,
-            ..c
-        };
+        let c = OutputCert { days_left: -1, ..c };
         assert!(reason(&c).contains("expired on 2026-12-16"));
     }
 }

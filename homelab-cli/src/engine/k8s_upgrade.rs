@@ -49,7 +49,11 @@ impl K8sObserved {
                 out.push((format!("{} on {}", p.component, p.node_name), v));
             }
         }
-        if let Some(v) = self.proxy_image.as_deref().and_then(KubeVersion::from_image) {
+        if let Some(v) = self
+            .proxy_image
+            .as_deref()
+            .and_then(KubeVersion::from_image)
+        {
             out.push(("kube-proxy".into(), v));
         }
         out
@@ -255,9 +259,7 @@ fn config_for_step(
                 _ => observed
                     .pods
                     .iter()
-                    .find(|p| {
-                        p.component == c && (p.node_name == g.name || p.host_ip == ip_text)
-                    })
+                    .find(|p| p.component == c && (p.node_name == g.name || p.host_ip == ip_text))
                     .and_then(ComponentPod::version),
             };
             let v = if done { *to } else { now.unwrap_or(*from) };

@@ -34,9 +34,9 @@ pub async fn wait_etcd_everywhere(
             let sick: Vec<String> = lists
                 .iter()
                 .filter(|l| {
-                    !l.services.iter().any(|s| {
-                        s.id == "etcd" && s.health.as_ref().is_some_and(|h| h.healthy)
-                    })
+                    !l.services
+                        .iter()
+                        .any(|s| s.id == "etcd" && s.health.as_ref().is_some_and(|h| h.healthy))
                 })
                 .map(|l| {
                     l.metadata

@@ -61,14 +61,16 @@ fn components(r: &Repo) -> (std::collections::BTreeMap<String, String>, String, 
     r.with_lab(async |s| {
         let cluster = s.desired.talos.as_ref().unwrap();
         let bundle = s.bundle().unwrap().unwrap();
-        let kc = homelab_cli::engine::talos::direct_kubeconfig(&s.desired, cluster, &bundle)
-            .unwrap();
+        let kc =
+            homelab_cli::engine::talos::direct_kubeconfig(&s.desired, cluster, &bundle).unwrap();
         let opts = talos_api::health::WaitOptions::new(std::time::Duration::from_secs(30))
             .interval(std::time::Duration::from_millis(200));
         talos_api::health::wait_kubernetes_ready(&kc, &opts)
             .await
             .unwrap();
-        let o = homelab_cli::engine::k8s_upgrade::observe(&kc).await.unwrap();
+        let o = homelab_cli::engine::k8s_upgrade::observe(&kc)
+            .await
+            .unwrap();
         let creds = talos_api::kubeconfig::credentials(&kc).unwrap();
         let http = talos_api::health::kube_http_client(&creds).unwrap();
         let v: serde_json::Value = http
@@ -112,7 +114,9 @@ fn near_expiry_kubeconfig(r: &Repo) {
         let old_crt = b64(&creds.client_cert_pem);
         let old_key = b64(creds.client_key_pem.expose_secret());
         assert!(text.contains(&old_crt) && text.contains(&old_key));
-        let new = text.replace(&old_crt, &b64(&crt)).replace(&old_key, &b64(&key));
+        let new = text
+            .replace(&old_crt, &b64(&crt))
+            .replace(&old_key, &b64(&key));
         assert!(s.ws.write_encrypted(&path, new.as_bytes()).unwrap());
     });
 }
@@ -171,17 +175,26 @@ fn certificates_worker_batches_and_a_kubernetes_upgrade() {
     );
     let plan = r.plan_text(&[]);
     assert!(
-        plan.contains("kubeconfig will be written SOPS-encrypted: its client certificate expires on")
-            && plan.contains("days) and is re-issued"),
+        plan.contains(
+            "kubeconfig will be written SOPS-encrypted: its client certificate expires on"
+        ) && plan.contains("days) and is re-issued"),
         "{plan}"
     );
     assert!(!plan.contains("talosconfig will be written"), "{plan}");
     let up = r.up_ok(&[]);
     let written = up["outputs_written"].as_array().unwrap();
     assert_eq!(written.len(), 1, "{up:#}");
-    assert!(written[0].as_str().unwrap().contains("kubeconfig"), "{up:#}");
+    assert!(
+        written[0].as_str().unwrap().contains("kubeconfig"),
+        "{up:#}"
+    );
     let status = r.json(&["status", "--simulate", "-o", "json"]);
-    assert!(certificate(&status, "kubeconfig")["days_left"].as_i64().unwrap() >= 364);
+    assert!(
+        certificate(&status, "kubeconfig")["days_left"]
+            .as_i64()
+            .unwrap()
+            >= 364
+    );
     r.assert_converged(&[]);
 
     // A Talos bump: control planes one at a time, workers two at a time.
@@ -228,7 +241,10 @@ fn certificates_worker_batches_and_a_kubernetes_upgrade() {
     r.assert_converged(&[]);
 
     // Version checks of `upgrade-k8s`: one minor at a time, within what Talos 1.12 runs.
-    r.edit("kubernetes_version: \"1.35.4\"", "kubernetes_version: \"1.37.0\"");
+    r.edit(
+        "kubernetes_version: \"1.35.4\"",
+        "kubernetes_version: \"1.37.0\"",
+    );
     let out = r.cli(&["plan", "--simulate"]);
     assert_eq!(out.status.code(), Some(1));
     let e = flat(&out.stderr);
@@ -236,17 +252,23 @@ fn certificates_worker_batches_and_a_kubernetes_upgrade() {
         e.contains("1.35->1.37") && e.contains("one minor version at a time"),
         "{e}"
     );
-    r.edit("kubernetes_version: \"1.37.0\"", "kubernetes_version: \"1.36.0\"");
-    let e = flat(&r.cli(&["plan", "--simulate"]).stderr);
-    assert!(
-        e.contains("too new to be used with Talos v1.12.11"),
-        "{e}"
+    r.edit(
+        "kubernetes_version: \"1.37.0\"",
+        "kubernetes_version: \"1.36.0\"",
     );
+    let e = flat(&r.cli(&["plan", "--simulate"]).stderr);
+    assert!(e.contains("too new to be used with Talos v1.12.11"), "{e}");
 
     // The bump: planned as one Kubernetes upgrade, named as not rebooting.
-    r.edit("kubernetes_version: \"1.36.0\"", "kubernetes_version: \"1.35.5\"");
+    r.edit(
+        "kubernetes_version: \"1.36.0\"",
+        "kubernetes_version: \"1.35.5\"",
+    );
     let plan = r.plan_text(&[]);
-    assert!(plan.contains("kubernetes upgrade 1.35.4 -> 1.35.5"), "{plan}");
+    assert!(
+        plan.contains("kubernetes upgrade 1.35.4 -> 1.35.5"),
+        "{plan}"
+    );
     assert!(plan.contains("no node reboots"), "{plan}");
     assert!(!plan.contains("REBOOTS"), "{plan}");
     let json = r.json(&["plan", "--simulate", "-o", "json"]);
@@ -340,7 +362,12 @@ fn certificates_worker_batches_and_a_kubernetes_upgrade() {
         .unwrap();
     let kubectl = |args: &[&str]| {
         Command::new("kubectl")
-            .args(["--kubeconfig", kubeconfig.to_str().unwrap(), "--server", &server])
+            .args([
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--server",
+                &server,
+            ])
             .args(args)
             .output()
     };
@@ -355,8 +382,14 @@ fn certificates_worker_batches_and_a_kubernetes_upgrade() {
             let items = nodes["items"].as_array().unwrap();
             assert_eq!(items.len(), 6);
             for n in items {
-                assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], "v1.35.5", "{n:#}");
-                assert_eq!(n["status"]["nodeInfo"]["osImage"], "Talos (v1.12.11)", "{n:#}");
+                assert_eq!(
+                    n["status"]["nodeInfo"]["kubeletVersion"], "v1.35.5",
+                    "{n:#}"
+                );
+                assert_eq!(
+                    n["status"]["nodeInfo"]["osImage"], "Talos (v1.12.11)",
+                    "{n:#}"
+                );
             }
         }
         Err(_) => crate::common::skip_or_fail(

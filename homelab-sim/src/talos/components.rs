@@ -56,7 +56,10 @@ pub(crate) fn image_version(image: &str) -> Option<String> {
 impl Node {
     /// Whether the node's apid answers (it is not down for a reboot or an upgrade).
     pub(crate) fn is_up(&self) -> bool {
-        self.servers.lock().map(|s| s.apid.is_some()).unwrap_or(false)
+        self.servers
+            .lock()
+            .map(|s| s.apid.is_some())
+            .unwrap_or(false)
     }
 
     /// The image `component` runs now (the config's, unless a restart onto a new one is
@@ -92,7 +95,9 @@ impl Node {
         }
         let _ = self.update(|s| {
             for (k, v) in &changed {
-                s.running_images.entry(k.clone()).or_insert_with(|| v.clone());
+                s.running_images
+                    .entry(k.clone())
+                    .or_insert_with(|| v.clone());
             }
         });
         let node = self.clone();

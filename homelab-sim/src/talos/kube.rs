@@ -280,9 +280,7 @@ fn handle(
                     let _ = holder.update(|s| s.kube_proxy_image = Some(image));
                 }
             }
-            let nodes = node_list(node, &f)["items"]
-                .as_array()
-                .map_or(0, Vec::len);
+            let nodes = node_list(node, &f)["items"].as_array().map_or(0, Vec::len);
             match holder.state().kube_proxy_image {
                 Some(image) => respond(
                     StatusCode::OK,
