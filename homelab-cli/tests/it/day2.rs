@@ -49,6 +49,8 @@ fn patched_repo() -> Repo {
         "ip: \"${secret:network.cp1}\" }",
         "ip: \"${secret:network.cp1}\", patches: [ { inline: { machine: { sysctls: { net.core.somaxconn: \"node\" } } } } ] }",
     );
+    // Addresses of its own (other runs on this machine use the example's).
+    crate::k8s::own_addresses(&r);
     r
 }
 

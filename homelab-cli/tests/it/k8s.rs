@@ -21,7 +21,7 @@ const FILES: &[&str] = &[
 
 /// Addresses of a loopback /24 of this run's own instead of the example's 127.0.20.0/24
 /// (other test runs on the same machine use those).
-fn own_addresses(r: &Repo) {
+pub fn own_addresses(r: &Repo) {
     let seed = std::process::id()
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
