@@ -11,6 +11,7 @@ mod handoff;
 mod image;
 mod lab;
 mod layers;
+mod membership;
 mod pools;
 mod proxmox;
 mod pxe;
