@@ -209,12 +209,8 @@ impl Session {
         crate::engine::recover::check_bundle(&self.desired, &talos_obs, &guest_plan)
             .map_err(|e| miette!(help = e.help(), "{e}"))?;
         let plan = plan::plan_talos(&self.desired, &talos_obs, guest_plan);
-        let membership = crate::engine::membership::observe(
-            &self.desired,
-            &talos_obs,
-            bundle.as_ref(),
-        )
-        .await;
+        let membership =
+            crate::engine::membership::observe(&self.desired, &talos_obs, bundle.as_ref()).await;
         let plan = crate::engine::membership::plan(&self.desired, &talos_obs, &membership, plan)
             .map_err(|e| miette!(help = e.help(), "{e}"))?;
         Ok(Planned {

@@ -277,7 +277,9 @@ impl KubeClient {
     /// The pods bound to `node` (`fieldSelector=spec.nodeName=<node>`).
     pub async fn pods_on(&self, node: &str) -> Result<Vec<KubePod>> {
         let sel = seg(&format!("spec.nodeName={node}"));
-        let list = self.get(&format!("/api/v1/pods?fieldSelector={sel}")).await?;
+        let list = self
+            .get(&format!("/api/v1/pods?fieldSelector={sel}"))
+            .await?;
         Ok(list["items"]
             .as_array()
             .map(|items| items.iter().map(pod_from).collect())
@@ -402,7 +404,10 @@ fn pod_from(p: &Value) -> KubePod {
             .map(str::to_string)
     });
     KubePod {
-        namespace: p["metadata"]["namespace"].as_str().unwrap_or_default().into(),
+        namespace: p["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
         name: p["metadata"]["name"].as_str().unwrap_or_default().into(),
         node: p["spec"]["nodeName"].as_str().unwrap_or_default().into(),
         controller,

@@ -83,6 +83,11 @@ mod tests {
             .collect();
         assert_eq!(labels, ["STATE", "EPHEMERAL"]);
         assert!(r.system_partitions_to_wipe.iter().all(|p| p.wipe));
-        assert_eq!(ResetOptions::default().to_request().system_partitions_to_wipe, []);
+        assert_eq!(
+            ResetOptions::default()
+                .to_request()
+                .system_partitions_to_wipe,
+            []
+        );
     }
 }

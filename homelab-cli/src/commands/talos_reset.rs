@@ -94,9 +94,12 @@ async fn reset(a: &ResetArgs, s: &Session) -> miette::Result<ResetReport> {
         .as_ref()
         .and_then(|t| t.ip)
         .ok_or_else(|| miette!("{} has no static address", g.name))?;
-    let bundle = s
-        .bundle()?
-        .ok_or_else(|| miette!(help = "run `homelab-cli up` first", "no Talos secrets bundle yet"))?;
+    let bundle = s.bundle()?.ok_or_else(|| {
+        miette!(
+            help = "run `homelab-cli up` first",
+            "no Talos secrets bundle yet"
+        )
+    })?;
     if !membership::runs_config(cluster, &bundle, ip).await {
         return Err(miette!(
             help = "`homelab-cli status` shows each node; a node in maintenance mode is installed by `up`",
@@ -122,7 +125,9 @@ async fn reset(a: &ResetArgs, s: &Session) -> miette::Result<ResetReport> {
     }
     let timeout = Duration::from_secs(a.timeout);
     if let Some(k) = membership::kube_client(&s.desired, cluster, &bundle).await
-        && k.nodes().await.is_ok_and(|n| n.iter().any(|n| n.name == g.name))
+        && k.nodes()
+            .await
+            .is_ok_and(|n| n.iter().any(|n| n.name == g.name))
     {
         let r = k
             .drain(
@@ -159,12 +164,16 @@ async fn reset(a: &ResetArgs, s: &Session) -> miette::Result<ResetReport> {
         .map_err(|e| miette!("resetting {}: {e}", g.name))?;
     steps.push("reset (STATE and EPHEMERAL wiped)".into());
     let opts = WaitOptions::new(timeout).interval(Duration::from_millis(500));
-    health::wait_for(&format!("{} in maintenance mode", g.name), &opts, || async {
-        match talos::probe(ip).await {
-            NodeState::Maintenance => Ok(()),
-            other => Err(talos_api::Error::InvalidConfig(format!("{other:?}"))),
-        }
-    })
+    health::wait_for(
+        &format!("{} in maintenance mode", g.name),
+        &opts,
+        || async {
+            match talos::probe(ip).await {
+                NodeState::Maintenance => Ok(()),
+                other => Err(talos_api::Error::InvalidConfig(format!("{other:?}"))),
+            }
+        },
+    )
     .await
     .map_err(|e| miette!("{e}"))?;
     steps.push("maintenance mode".into());

@@ -175,7 +175,9 @@ pub fn check_removal(members: &[MemberObs], removing: &[u64]) -> Result<(), Memb
         .collect();
     let names = |ms: &[&MemberObs]| ms.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
     if gone.len() >= members.len() {
-        return Err(MembershipError::LastControlPlane { names: names(&gone) });
+        return Err(MembershipError::LastControlPlane {
+            names: names(&gone),
+        });
     }
     let n = members.len();
     let tolerance = (n - quorum(n)).max(1);
@@ -331,7 +333,8 @@ pub fn plan_text(a: &MembershipAction, paint: &dyn Fn(&str) -> String) -> String
             } else {
                 "worker"
             };
-            let mut s = format!("  # {role} \"{name}\" leaves the cluster first, one node at a time:\n");
+            let mut s =
+                format!("  # {role} \"{name}\" leaves the cluster first, one node at a time:\n");
             for (i, st) in steps.iter().enumerate() {
                 s.push_str(&format!("  #   {}. {st}\n", i + 1));
             }
@@ -480,8 +483,7 @@ pub async fn kube_client(
             IpAddr::V4(v4) => format!("https://{v4}:6443"),
             IpAddr::V6(v6) => format!("https://[{v6}]:6443"),
         };
-        let Ok(kc) =
-            talos_api::kubeconfig::generate_admin(bundle, &cluster.cluster_name, &server)
+        let Ok(kc) = talos_api::kubeconfig::generate_admin(bundle, &cluster.cluster_name, &server)
         else {
             continue;
         };
@@ -629,7 +631,11 @@ async fn wait_joined(env: &Env, name: &str, control_plane: bool) -> Result<Strin
                 .await
                 .ok_or_else(|| err("no control plane answers".into()))?;
             let lists = c.etcd_member_list(false).await?;
-            if !lists.iter().flat_map(|l| &l.members).any(|m| m.hostname == name) {
+            if !lists
+                .iter()
+                .flat_map(|l| &l.members)
+                .any(|m| m.hostname == name)
+            {
                 return Err(err(format!("{name} is not an etcd member yet")));
             }
         }
@@ -666,16 +672,21 @@ async fn remove_node(env: &Env, m: &MembershipAction) -> Result<String, StepErro
     };
     let (cluster, bundle) = cluster_and_bundle(env)?;
     let mut done = Vec::new();
-    let kube = if *kubernetes_node {
-        Some(kube_client(&env.desired, cluster, bundle).await.ok_or_else(|| {
-            StepError::new(format!(
+    let kube =
+        if *kubernetes_node {
+            Some(
+                kube_client(&env.desired, cluster, bundle)
+                    .await
+                    .ok_or_else(|| {
+                        StepError::new(format!(
                 "no control plane's Kubernetes API answers: cannot drain {name}"
             ))
             .hint("nothing was changed; re-run `homelab-cli up` once the control planes run")
-        })?)
-    } else {
-        None
-    };
+                    })?,
+            )
+        } else {
+            None
+        };
     // 1. Cordon and drain.
     if let Some(k) = &kube {
         super::waits::announce(
@@ -735,7 +746,9 @@ async fn remove_node(env: &Env, m: &MembershipAction) -> Result<String, StepErro
             }
             None => {
                 let id = etcd_member.ok_or_else(|| {
-                    StepError::new(format!("{name} does not answer and its etcd member is unknown"))
+                    StepError::new(format!(
+                        "{name} does not answer and its etcd member is unknown"
+                    ))
                 })?;
                 remove_member(env, id).await?;
                 done.push(format!("etcd member {id:x} removed from a peer"));
@@ -793,11 +806,7 @@ mod tests {
 
     #[test]
     fn quorum_and_fault_tolerance() {
-        assert_eq!(
-            [1, 2, 3, 4, 5].map(quorum),
-            [1, 2, 2, 3, 3],
-            "etcd's n/2+1"
-        );
+        assert_eq!([1, 2, 3, 4, 5].map(quorum), [1, 2, 2, 3, 3], "etcd's n/2+1");
         let three = members(&[true; 3]);
         let five = members(&[true; 5]);
         assert_eq!(check_removal(&three, &[]), Ok(()));
@@ -809,7 +818,17 @@ mod tests {
             Err(MembershipError::TooManyAtOnce { tolerance: 2, .. })
         ));
         let e = check_removal(&three, &[2, 3]).unwrap_err();
-        assert!(matches!(e, MembershipError::TooManyAtOnce { members: 3, tolerance: 1, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                MembershipError::TooManyAtOnce {
+                    members: 3,
+                    tolerance: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("from 3 to 1 members"), "{e}");
         assert!(e.help().contains("at most 1 control plane"), "{}", e.help());
         // 2 → 1 is one step, and allowed.

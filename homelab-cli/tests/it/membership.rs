@@ -67,7 +67,10 @@ fn node_line(a: u8, b: u8, name: &str) -> String {
         Some(n) => ("controlplane", n.parse::<u32>().unwrap(), 10),
         None => (
             "worker",
-            name.strip_prefix("worker-").unwrap().parse::<u32>().unwrap(),
+            name.strip_prefix("worker-")
+                .unwrap()
+                .parse::<u32>()
+                .unwrap(),
             20,
         ),
     };
@@ -266,17 +269,24 @@ fn control_planes_scale_out_and_in_with_quorum_kept_and_a_destroyed_one_is_repai
     // cp-3's VM destroyed through the Proxmox API: `up` removes its stale member first,
     // recreates it, and it joins again.
     r.with_lab(async |s| {
-        let g = s.pve.node("pve").guest(proxmox_client::GuestKind::Qemu, 303);
+        let g = s
+            .pve
+            .node("pve")
+            .guest(proxmox_client::GuestKind::Qemu, 303);
         let t = g
             .stop(&proxmox_client::guest::StopOptions::default())
             .await
             .unwrap();
-        t.wait(&proxmox_client::WaitOptions::default()).await.unwrap();
+        t.wait(&proxmox_client::WaitOptions::default())
+            .await
+            .unwrap();
         let t = g
             .destroy(&proxmox_client::guest::DestroyOptions::everything())
             .await
             .unwrap();
-        t.wait(&proxmox_client::WaitOptions::default()).await.unwrap();
+        t.wait(&proxmox_client::WaitOptions::default())
+            .await
+            .unwrap();
     });
     let plan = r.plan_text(&[]);
     assert!(plan.contains("stale etcd member"), "{plan}");
@@ -298,7 +308,10 @@ fn control_planes_scale_out_and_in_with_quorum_kept_and_a_destroyed_one_is_repai
     assert_eq!(out.status.code(), Some(1));
     let e = flat(&out.stderr);
     assert!(e.contains("from 3 to 1 members"), "{e}");
-    assert!(e.contains("at most 1 control plane(s) per `homelab-cli up`"), "{e}");
+    assert!(
+        e.contains("at most 1 control plane(s) per `homelab-cli up`"),
+        "{e}"
+    );
     let out = r.cli(&["up", "--simulate", "--yes"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(etcd_members(&r).0, three);
@@ -434,7 +447,15 @@ fn a_worker_is_drained_through_a_disruption_budget_then_removed_and_reset_works(
             .await
             .unwrap();
     });
-    let out = r.cli(&["talos", "reset", "worker-2", "--simulate", "--yes", "--timeout", "20"]);
+    let out = r.cli(&[
+        "talos",
+        "reset",
+        "worker-2",
+        "--simulate",
+        "--yes",
+        "--timeout",
+        "20",
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("worker-2 is in maintenance mode"), "{text}");

@@ -468,8 +468,7 @@ impl MachineService for Apid {
         // A new etcd: a single member here, and no Kubernetes objects yet.
         let rt = self.runtime()?;
         rt.kube_forget_cluster(&facts.cluster_id);
-        rt.etcd_bootstrap(&self.node)
-            .map_err(Status::internal)?;
+        rt.etcd_bootstrap(&self.node).map_err(Status::internal)?;
         self.node
             .update(|s| s.bootstrapped = true)
             .map_err(|e| Status::internal(e.to_string()))?;

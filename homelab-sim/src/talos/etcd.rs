@@ -205,12 +205,7 @@ impl Inner {
             );
             store.save();
         }
-        self.record_event(
-            m.vmid,
-            &m.name,
-            true,
-            super::day2::EventKind::EtcdJoin(id),
-        );
+        self.record_event(m.vmid, &m.name, true, super::day2::EventKind::EtcdJoin(id));
         Ok(id)
     }
 
@@ -331,12 +326,7 @@ impl Inner {
             store.save();
         }
         let _ = node.update(|s| s.etcd_member = Some(id));
-        self.record_event(
-            m.vmid,
-            &m.name,
-            true,
-            super::day2::EventKind::EtcdJoin(id),
-        );
+        self.record_event(m.vmid, &m.name, true, super::day2::EventKind::EtcdJoin(id));
         Ok(id)
     }
 }

@@ -273,13 +273,9 @@ impl View<'_> {
         let expected = pods.len() as i64;
         let healthy = pods.iter().filter(|p| self.pod_ready(p)).count() as i64;
         let spec = &pdb["spec"];
-        let desired = if let Some(n) = spec.get("minAvailable").and_then(|v| scaled(v, expected))
-        {
+        let desired = if let Some(n) = spec.get("minAvailable").and_then(|v| scaled(v, expected)) {
             n
-        } else if let Some(n) = spec
-            .get("maxUnavailable")
-            .and_then(|v| scaled(v, expected))
-        {
+        } else if let Some(n) = spec.get("maxUnavailable").and_then(|v| scaled(v, expected)) {
             (expected - n).max(0)
         } else {
             1
@@ -320,7 +316,9 @@ fn not_found(kind: &str, name: &str) -> Response<Full<Bytes>> {
 }
 
 fn list(kind: &str, api: &str, items: Vec<Value>) -> Response<Full<Bytes>> {
-    ok(json!({"kind": kind, "apiVersion": api, "metadata": {"resourceVersion": "1"}, "items": items}))
+    ok(
+        json!({"kind": kind, "apiVersion": api, "metadata": {"resourceVersion": "1"}, "items": items}),
+    )
 }
 
 fn query_param(query: Option<&str>, key: &str) -> Option<String> {
@@ -456,12 +454,23 @@ pub(crate) fn route(
             evict(&rt, f, ns, name, body)
         }
         ["apis", "policy", "v1", "poddisruptionbudgets"] => pdbs(&rt, f, method, None, None, body),
-        ["apis", "policy", "v1", "namespaces", ns, "poddisruptionbudgets"] => {
-            pdbs(&rt, f, method, Some(ns), None, body)
-        }
-        ["apis", "policy", "v1", "namespaces", ns, "poddisruptionbudgets", name] => {
-            pdbs(&rt, f, method, Some(ns), Some(name), body)
-        }
+        [
+            "apis",
+            "policy",
+            "v1",
+            "namespaces",
+            ns,
+            "poddisruptionbudgets",
+        ] => pdbs(&rt, f, method, Some(ns), None, body),
+        [
+            "apis",
+            "policy",
+            "v1",
+            "namespaces",
+            ns,
+            "poddisruptionbudgets",
+            name,
+        ] => pdbs(&rt, f, method, Some(ns), Some(name), body),
         _ => return None,
     };
     Some(resp)
@@ -625,12 +634,11 @@ fn pods(
                         r.object["spec"]["unschedulable"] != true && node_ready(rt, r, n)
                     })
                     .min_by_key(|(n, r)| {
-                        let count = v
-                            .c
-                            .pods
-                            .values()
-                            .filter(|p| p["spec"]["nodeName"].as_str() == Some(n.as_str()))
-                            .count();
+                        let count =
+                            v.c.pods
+                                .values()
+                                .filter(|p| p["spec"]["nodeName"].as_str() == Some(n.as_str()))
+                                .count();
                         (r.control_plane, count, (*n).clone())
                     })
                     .map(|(n, _)| n.clone());
@@ -693,7 +701,10 @@ fn evict(rt: &Inner, f: &ConfigFacts, ns: &str, name: &str, body: &[u8]) -> Resp
     let Some(pod) = c.pods.get(&key).cloned() else {
         return not_found("pods", name);
     };
-    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+    let node_name = pod["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let (vmid, cp) = c
         .nodes
         .get(&node_name)
@@ -891,7 +902,10 @@ mod tests {
     #[test]
     fn merge_patch_follows_rfc7386() {
         let mut t = json!({"spec": {"podCIDR": "a", "unschedulable": true}, "x": 1});
-        merge_patch(&mut t, &json!({"spec": {"unschedulable": null}, "y": {"z": 2}}));
+        merge_patch(
+            &mut t,
+            &json!({"spec": {"unschedulable": null}, "y": {"z": 2}}),
+        );
         assert_eq!(t, json!({"spec": {"podCIDR": "a"}, "x": 1, "y": {"z": 2}}));
     }
 }
