@@ -82,6 +82,9 @@ pub struct DrainOptions {
     pub timeout: Duration,
     /// Pause between rounds of evictions.
     pub interval: Duration,
+    /// Cordon the way Talos does (with the `talos.dev/cordoned` annotation), so that Talos
+    /// uncordons the node when it comes back (`node_apply.go`, `ApplyCordoned`).
+    pub cordon_for_talos: bool,
 }
 
 impl Default for DrainOptions {
@@ -89,6 +92,7 @@ impl Default for DrainOptions {
         DrainOptions {
             timeout: Duration::from_secs(300),
             interval: Duration::from_secs(5),
+            cordon_for_talos: false,
         }
     }
 }
@@ -255,13 +259,26 @@ impl KubeClient {
     /// Mark the node unschedulable, as `kubectl cordon` does (a strategic-merge patch of
     /// `spec.unschedulable`).
     pub async fn cordon(&self, node: &str) -> Result<()> {
+        self.cordon_with(node, json!({"spec": {"unschedulable": true}}))
+            .await
+    }
+
+    /// Cordon as Talos does: `spec.unschedulable` and the `talos.dev/cordoned` annotation,
+    /// which makes Talos uncordon the node when it boots again.
+    pub async fn cordon_for_talos(&self, node: &str) -> Result<()> {
+        self.cordon_with(
+            node,
+            json!({"metadata": {"annotations": {"talos.dev/cordoned": "true"}},
+                   "spec": {"unschedulable": true}}),
+        )
+        .await
+    }
+
+    async fn cordon_with(&self, node: &str, patch: Value) -> Result<()> {
         self.json(
             reqwest::Method::PATCH,
             &format!("/api/v1/nodes/{}", seg(node)),
-            Some((
-                "application/strategic-merge-patch+json",
-                &json!({"spec": {"unschedulable": true}}),
-            )),
+            Some(("application/strategic-merge-patch+json", &patch)),
         )
         .await
         .map(|_| ())
@@ -316,7 +333,11 @@ impl KubeClient {
     /// deadline passes; then [`Error::DrainTimeout`] names each pod left and why.
     pub async fn drain(&self, node: &str, opts: &DrainOptions) -> Result<DrainReport> {
         let start = Instant::now();
-        self.cordon(node).await?;
+        if opts.cordon_for_talos {
+            self.cordon_for_talos(node).await?;
+        } else {
+            self.cordon(node).await?;
+        }
         let mut report = DrainReport::default();
         loop {
             let pods = self.pods_on(node).await?;

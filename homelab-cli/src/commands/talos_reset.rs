@@ -100,7 +100,7 @@ async fn reset(a: &ResetArgs, s: &Session) -> miette::Result<ResetReport> {
             "no Talos secrets bundle yet"
         )
     })?;
-    if talos::probe(ip).await != NodeState::Configured {
+    if !membership::runs_config(cluster, &bundle, ip).await {
         return Err(miette!(
             help = "`homelab-cli status` shows each node; a node in maintenance mode is installed by `up`",
             "{} ({ip}) does not run a configuration: nothing to reset",
@@ -135,6 +135,8 @@ async fn reset(a: &ResetArgs, s: &Session) -> miette::Result<ResetReport> {
                 &DrainOptions {
                     timeout,
                     interval: Duration::from_secs(1),
+                    // Talos uncordons the node when it is installed again.
+                    cordon_for_talos: true,
                 },
             )
             .await

@@ -27,7 +27,7 @@ use super::apply::Env;
 use super::graph::{Step, StepError};
 use super::observed::TalosObserved;
 use super::plan::{Action, Plan};
-use super::talos::{self, NodeState};
+use super::talos;
 use crate::model::desired::{Desired, TalosCluster};
 
 /// The quorum of an `n`-member etcd cluster.
@@ -393,6 +393,19 @@ pub async fn observe(
     out
 }
 
+/// Whether the node answers over mTLS with our client certificate (it runs our
+/// configuration). Unlike a maintenance-mode probe, a node that does not answer at all is
+/// `false`.
+pub async fn runs_config(cluster: &TalosCluster, bundle: &SecretsBundle, ip: IpAddr) -> bool {
+    let Ok(c) = talos::admin_client(cluster, bundle, ip).and_then(|b| b.build()) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(talos::PROBE_TIMEOUT, c.version()).await,
+        Ok(Ok(_))
+    )
+}
+
 /// The etcd members, each probed on the Talos API (`None`: no control plane answers).
 pub async fn read_members(
     desired: &Desired,
@@ -410,7 +423,7 @@ pub async fn read_members(
             .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
             .and_then(|h| h.parse::<IpAddr>().ok());
         let healthy = match ip {
-            Some(ip) => talos::probe(ip).await == NodeState::Configured,
+            Some(ip) => runs_config(cluster, bundle, ip).await,
             None => false,
         };
         out.push(MemberObs {
@@ -445,7 +458,7 @@ pub async fn healthy_control_plane(
     except: &[IpAddr],
 ) -> Option<Client> {
     for ip in talos::control_plane_ips(desired) {
-        if except.contains(&ip) || talos::probe(ip).await != NodeState::Configured {
+        if except.contains(&ip) || !runs_config(cluster, bundle, ip).await {
             continue;
         }
         let Ok(b) = talos::admin_client(cluster, bundle, ip) else {
@@ -683,6 +696,7 @@ async fn remove_node(env: &Env, m: &MembershipAction) -> Result<String, StepErro
         let opts = DrainOptions {
             timeout: env.timeouts.talos,
             interval: env.timeouts.poll.min(Duration::from_secs(2)),
+            cordon_for_talos: false,
         };
         match k.drain(name, &opts).await {
             Ok(r) => done.push(format!(
@@ -713,7 +727,7 @@ async fn remove_node(env: &Env, m: &MembershipAction) -> Result<String, StepErro
     }
     // 2. Leave etcd.
     let node_client = match address {
-        Some(ip) if talos::probe(*ip).await == NodeState::Configured => Some(
+        Some(ip) if runs_config(cluster, bundle, *ip).await => Some(
             talos::admin_client(cluster, bundle, *ip)
                 .and_then(|b| b.build())
                 .map_err(|e| StepError::new(format!("Talos client for {name}: {e}")))?,
@@ -750,11 +764,12 @@ async fn remove_node(env: &Env, m: &MembershipAction) -> Result<String, StepErro
         let opts = talos_api::health::WaitOptions::new(env.timeouts.talos)
             .interval(env.timeouts.poll.min(Duration::from_millis(500)));
         talos_api::health::wait_for(&format!("{name} to reset"), &opts, || async move {
-            match talos::probe(ip).await {
-                NodeState::Configured => Err(talos_api::Error::InvalidConfig(
+            if runs_config(cluster, bundle, ip).await {
+                Err(talos_api::Error::InvalidConfig(
                     "still running its configuration".into(),
-                )),
-                _ => Ok(()),
+                ))
+            } else {
+                Ok(())
             }
         })
         .await

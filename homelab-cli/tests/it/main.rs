@@ -16,6 +16,7 @@ mod k8s;
 mod lab;
 mod layers;
 mod metal;
+mod membership;
 mod pools;
 mod proxmox;
 mod pxe;

@@ -918,6 +918,7 @@ impl MachineService for Apid {
                 }
             }
             let wiped = |l: &str| all || wipe.iter().any(|w| w == l);
+            me.node.go_down().await;
             let _ = me.node.update(|s| {
                 if wiped("STATE") {
                     s.installed = false;
@@ -932,7 +933,6 @@ impl MachineService for Apid {
             if reboot {
                 me.node.reboot().await;
             } else {
-                me.node.go_down().await;
                 me.node.stop();
             }
         });

@@ -518,11 +518,22 @@ impl Node {
             *b = new_boot_id(self.key.1);
         }
         let mut up = false;
-        let res = if st.installed {
+        let mut res = if st.installed {
             super::apid::start_normal(self).await
         } else {
             super::apid::start_maintenance(self).await
         };
+        // A worker's apid gets its certificate from a control plane's trustd: while none
+        // runs yet (they install at the same time), it keeps asking.
+        let mut tries = 0;
+        while st.installed && res.is_err() && tries < 150 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            if self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
+                return;
+            }
+            res = super::apid::start_normal(self).await;
+            tries += 1;
+        }
         match res {
             Ok(h) => {
                 if let Ok(mut s) = self.servers.lock() {

@@ -16,8 +16,9 @@
 //!   `expectedCount - maxUnavailable`, `disruptionsAllowed = currentHealthy - desiredHealthy`
 //!   (never below 0). The simulator computes the status when it is needed, where the real
 //!   controller updates it a moment later.
-//! - kubelet registers its Node at start and Talos uncordons it on boot (siderolabs/talos
-//!   `UncordonNode` in the boot sequence); a node whose kubelet stops posting status shows
+//! - kubelet registers its Node at start; Talos uncordons it on boot when Talos cordoned it
+//!   (siderolabs/talos `internal/app/machined/pkg/controllers/k8s/node_apply.go`,
+//!   `ApplyCordoned`: only with the `talos.dev/cordoned` annotation); a node whose kubelet stops posting status shows
 //!   `Ready=Unknown` ("Kubelet stopped posting node status."). Deleting a Node leaves its
 //!   pods to the pod garbage collector (`pkg/controller/podgc`), which the simulator runs
 //!   at once.
@@ -39,6 +40,9 @@ use super::Inner;
 use super::kube::{respond, status_json};
 use super::node::{ConfigFacts, Node};
 use talos_api::k8s_upgrade::Component;
+
+/// The annotation Talos puts on a node it cordons (`constants.AnnotationCordonedKey`).
+pub(crate) const TALOS_CORDONED: &str = "talos.dev/cordoned";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct NodeRec {
@@ -380,8 +384,18 @@ impl Inner {
         });
         rec.object["metadata"]["labels"] = Value::Object(labels);
         rec.object["metadata"]["resourceVersion"] = json!(rv);
-        if let Some(spec) = rec.object["spec"].as_object_mut() {
-            spec.remove("unschedulable");
+        // Talos' NodeApplyController (`ApplyCordoned`) uncordons only a node it cordoned
+        // itself: one carrying the `talos.dev/cordoned` annotation.
+        let by_talos = rec.object["metadata"]["annotations"]
+            .get(TALOS_CORDONED)
+            .is_some();
+        if by_talos {
+            if let Some(a) = rec.object["metadata"]["annotations"].as_object_mut() {
+                a.remove(TALOS_CORDONED);
+            }
+            if let Some(spec) = rec.object["spec"].as_object_mut() {
+                spec.remove("unschedulable");
+            }
         }
         rec.pve_node = node.key.0.clone();
         rec.vmid = node.key.1;
@@ -413,6 +427,7 @@ impl Inner {
                 {
                     Some(rec) if rec.object["spec"]["unschedulable"] != true => {
                         rec.object["spec"]["unschedulable"] = json!(true);
+                        rec.object["metadata"]["annotations"][TALOS_CORDONED] = json!("true");
                         true
                     }
                     _ => false,
