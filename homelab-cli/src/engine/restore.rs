@@ -116,6 +116,9 @@ pub async fn observe(
     Ok(())
 }
 
+/// A disk to grow after a restore, and to what.
+pub type Grow = (String, crate::model::config::Size);
+
 /// The create parameters that restore VM `d` from `volid` (qemu-server
 /// `PVE/API2/Qemu.pm` `create_vm`): `archive` plus `storage` (the boot disk's storage: the
 /// archive's drives are allocated there, `$parse_backup_hints`), the declared settings
@@ -128,10 +131,7 @@ pub fn qemu_params(
     d: &crate::model::desired::DesiredGuest,
     volid: &str,
     params: Vec<(String, ParamValue)>,
-) -> (
-    Vec<(String, ParamValue)>,
-    Option<(String, crate::model::config::Size)>,
-) {
+) -> (Vec<(String, ParamValue)>, Option<Grow>) {
     // NICs are left to the archive: a NIC passed without its MAC gets a new one
     // (`add_random_macs` over the parameters); [`nic_fixes`] reconciles them afterwards.
     let mut out: Vec<(String, ParamValue)> = params

@@ -32,8 +32,11 @@ fn bare_repo() -> Repo {
 /// ops@lab's key as the Proxmox GUI stores `sshkeys` (encodeURIComponent).
 const SSHKEYS: &str = "ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAIF7d1J6b4rDtW12s%2B0Ehn3TIoNVFHW9S5ZlHT%2BkSpf93%20ops%40lab%0A";
 
-/// `(vmid, name, create parameters)` of two VMs someone set up by hand.
-fn vms() -> Vec<(u32, &'static str, Vec<(&'static str, &'static str)>)> {
+/// A VM: VMID, name and its create parameters.
+type HandMade = (u32, &'static str, Vec<(&'static str, &'static str)>);
+
+/// Two VMs someone set up by hand.
+fn vms() -> Vec<HandMade> {
     vec![
         (
             201,
