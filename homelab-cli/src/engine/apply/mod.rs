@@ -613,6 +613,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
             Action::BootMetal { name, .. } => {
                 out.extend(super::metal::steps(&e, env.metal.as_ref(), &name));
             }
+            // Rolled after the VM nodes' upgrades, below.
+            Action::UpgradeMetal { .. } => {}
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
             // Rolled below, one after the other.
             Action::TalosUpgrade { .. } => {}
@@ -629,6 +631,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     }
     let upgrades = super::day2::upgrade_steps(env, &plan.actions, &out);
     out.extend(upgrades);
+    let metal_upgrades = super::metal::upgrade_steps(env, &plan.actions, &out);
+    out.extend(metal_upgrades);
     if !talos_steps.is_empty() || out.iter().any(|s| s.id == "bootstrap") {
         let mut deps: Vec<String> = talos_steps.iter().map(|(_, id)| id.clone()).collect();
         deps.push("bootstrap".into());

@@ -338,6 +338,20 @@ pub enum Action {
         /// How it was seen: `unreachable`, `maintenance` or `unknown` (no address).
         state: String,
     },
+    /// Upgrade Talos on a running metal node (the Upgrade RPC with the factory's metal
+    /// installer image; it reboots), rolled after the VM nodes, one at a time.
+    UpgradeMetal {
+        /// Name.
+        name: String,
+        /// controlplane / worker.
+        role: String,
+        /// The version it runs.
+        from: String,
+        /// The version it will run.
+        to: String,
+        /// The installer image.
+        image: String,
+    },
 }
 
 impl Action {
@@ -376,6 +390,7 @@ impl Action {
             },
             Action::ApplySdn { .. } => "change",
             Action::BootMetal { .. } => "add",
+            Action::UpgradeMetal { .. } => "change",
         }
     }
 }
