@@ -163,6 +163,7 @@ async fn noop_plan_round_trips() {
         bundle: Arc::default(),
         bundle_store: None,
         timeouts: Timeouts::default(),
+        metal: None,
     });
     let mut steps = apply::steps(&env, &p);
     // Proxmox only: no Talos steps.
