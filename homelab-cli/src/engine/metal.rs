@@ -278,7 +278,139 @@ pub fn plan(desired: &Desired, observed: &TalosObserved) -> Vec<Action> {
                 state: state.to_string(),
             })
         })
+        .chain(upgrades(cluster, observed))
         .collect()
+}
+
+/// The metal installer of the cluster's schematic and version: the VM nodes' (nocloud)
+/// installer reference with the `metal` platform (`<registry>/metal-installer/<id>:<v>`
+/// from Talos 1.10; the legacy `installer` repository is the metal one already).
+pub fn metal_installer(cluster: &TalosCluster) -> String {
+    cluster
+        .installer_image
+        .replacen("/nocloud-installer", "/metal-installer", 1)
+}
+
+/// Upgrades of running metal nodes whose reported version differs from `talos.version`:
+/// control planes first, then workers, in declaration order (as for the VM nodes).
+fn upgrades(cluster: &TalosCluster, observed: &TalosObserved) -> Vec<Action> {
+    let mut out = Vec::new();
+    for role in [Role::Controlplane, Role::Worker] {
+        for m in cluster.metal.iter().filter(|m| m.role == role) {
+            let Some(o) = observed.metal.get(&m.name) else {
+                continue;
+            };
+            let Some(running) = &o.version else { continue };
+            if o.talos != "configured" || *running == cluster.version {
+                continue;
+            }
+            out.push(Action::UpgradeMetal {
+                name: m.name.clone(),
+                role: role.to_string(),
+                from: running.clone(),
+                to: cluster.version.clone(),
+                image: metal_installer(cluster),
+            });
+        }
+    }
+    out
+}
+
+/// The rolling metal upgrades: one after the other, after every other step that upgrades
+/// a node (the VM nodes roll first).
+pub fn upgrade_steps(env: &Arc<Env>, actions: &[Action], existing: &[Step]) -> Vec<Step> {
+    let mut previous: Vec<String> = existing
+        .iter()
+        .filter(|s| s.id.starts_with("upgrade:"))
+        .map(|s| s.id.clone())
+        .collect();
+    let mut out = Vec::new();
+    for a in actions {
+        let Action::UpgradeMetal {
+            name,
+            role,
+            from,
+            to,
+            image,
+        } = a.clone()
+        else {
+            continue;
+        };
+        let id = format!("metal-upgrade:{name}");
+        let e = env.clone();
+        out.push(Step {
+            id: id.clone(),
+            label: format!("upgrade Talos on metal {role} \"{name}\": {from} -> {to} (reboots)"),
+            deps: std::mem::take(&mut previous),
+            run: async move { upgrade(&e, &name, &to, &image).await }.boxed(),
+        });
+        previous = vec![id];
+    }
+    out
+}
+
+/// Upgrade one metal node (Talos's Upgrade RPC with the installer image) and wait until it
+/// runs the new version (a control plane: with etcd healthy again).
+async fn upgrade(env: &Env, name: &str, to: &str, image: &str) -> Result<String, StepError> {
+    let (cluster, node) = metal_node(env, name)?;
+    let bundle = env
+        .bundle
+        .get()
+        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
+    let ip = node
+        .ip
+        .ok_or_else(|| StepError::new(format!("metal node {name} has no `ip`")))?;
+    let builder = talos::admin_client(cluster, bundle, IpAddr::V4(ip))
+        .map_err(|e| StepError::new(e.to_string()))?;
+    let client = builder
+        .clone()
+        .build()
+        .map_err(|e| StepError::new(format!("Talos client: {e}")))?;
+    let tag_of = |v: Vec<talos_api::proto::machine::Version>| {
+        v.first()
+            .and_then(|x| x.version.as_ref())
+            .map(|x| x.tag.clone())
+            .unwrap_or_default()
+    };
+    // A re-run after the node already took the upgrade only waits for it.
+    let current = client.version().await.ok().map(tag_of);
+    if current.as_deref() != Some(to) {
+        client
+            .upgrade(talos_api::proto::machine::UpgradeRequest {
+                image: image.to_string(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StepError::new(format!("{name}: upgrade refused: {e}")))?;
+    }
+    let opts = wait_options(env);
+    super::waits::announce(&format!("metal node {name} to run {to}"), opts.deadline);
+    let stuck = |what: String| {
+        StepError::new(format!(
+            "metal node {name} did not come back on {to}: {what}; the roll stopped here"
+        ))
+        .hint("look at the machine's console; once it answers, re-run `homelab-cli up` to resume the roll")
+    };
+    let client = talos_api::health::wait_for("the new Talos version", &opts, || {
+        let b = builder.clone();
+        async move {
+            let c = b.build()?;
+            let tag = tag_of(c.version().await?);
+            if tag == to {
+                Ok(c)
+            } else {
+                Err(talos_api::Error::InvalidConfig(format!("still on {tag}")))
+            }
+        }
+    })
+    .await
+    .map_err(|e| stuck(e.to_string()))?;
+    if node.role == Role::Controlplane {
+        talos_api::health::wait_etcd_healthy(&client, &opts)
+            .await
+            .map_err(|e| stuck(format!("etcd: {e}")))?;
+    }
+    Ok(format!("{name} runs {to}"))
 }
 
 /// How `up` brings a metal machine onto the network.
@@ -632,6 +764,25 @@ async fn join(env: &Env, name: &str) -> Result<String, StepError> {
 /// The plan text of an [`Action::BootMetal`].
 pub fn plan_text(a: &Action, paint: &dyn Fn(&str) -> String) -> String {
     use std::fmt::Write as _;
+    if let Action::UpgradeMetal {
+        name,
+        role,
+        from,
+        to,
+        image,
+    } = a
+    {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "  # Talos on metal {role} \"{name}\" will be upgraded; the machine REBOOTS (one node at a time)"
+        );
+        let _ = writeln!(out, "  {} talos_upgrade \"{name}\" {{", paint("~"));
+        let _ = writeln!(out, "      {} version = \"{from}\" -> \"{to}\"", paint("~"));
+        let _ = writeln!(out, "        installer = \"{image}\"");
+        out.push_str("    }\n");
+        return out;
+    }
     let Action::BootMetal {
         name,
         mac,
@@ -759,6 +910,52 @@ mod tests {
         assert!(plan(&d, &o).is_empty());
         o.metal.get_mut("w-metal-3").unwrap().kubernetes_ready = Some(false);
         assert_eq!(plan(&d, &o).len(), 1);
+    }
+
+    #[test]
+    fn running_metal_nodes_on_another_version_are_upgraded_control_planes_first() {
+        let d = desired();
+        let mut o = seen(&[
+            ("w-metal-1", "configured"),
+            ("cp-metal-2", "configured"),
+            ("w-metal-3", "configured"),
+        ]);
+        for (name, v) in [
+            ("w-metal-1", "v1.11.5"),
+            ("cp-metal-2", "v1.11.5"),
+            ("w-metal-3", "v1.12.0"),
+        ] {
+            o.metal.get_mut(name).unwrap().version = Some(v.into());
+        }
+        let got: Vec<String> = plan(&d, &o)
+            .into_iter()
+            .map(|a| match a {
+                Action::UpgradeMetal {
+                    name,
+                    from,
+                    to,
+                    image,
+                    ..
+                } => {
+                    assert_eq!((from.as_str(), to.as_str()), ("v1.11.5", "v1.12.0"));
+                    assert!(image.contains("/metal-installer/"), "{image}");
+                    assert!(image.ends_with(":v1.12.0"), "{image}");
+                    name
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, ["cp-metal-2", "w-metal-1"]);
+        // The same reference the factory client gives (what `pxe serve` installs from).
+        let c = d.talos.as_ref().unwrap();
+        let urls = talos_factory::FactoryUrls::public();
+        let want = urls.installer(
+            &c.schematic_id.parse().unwrap(),
+            &c.version.parse().unwrap(),
+            &Platform::metal(),
+            false,
+        );
+        assert_eq!(metal_installer(c), want.to_string());
     }
 
     #[test]

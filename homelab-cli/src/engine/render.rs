@@ -413,9 +413,11 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
             Action::Sdn(_) | Action::ApplySdn { .. } => {
                 out.push_str(&super::sdn::plan_text(a, &paint));
             }
-            Action::BootMetal { .. } => out.push_str(&super::metal::plan_text(a, &paint)),
             Action::Membership(m) => {
                 out.push_str(&super::membership::plan_text(m, &paint));
+            }
+            Action::BootMetal { .. } | Action::UpgradeMetal { .. } => {
+                out.push_str(&super::metal::plan_text(a, &paint));
             }
         }
     }

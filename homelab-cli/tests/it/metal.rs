@@ -2,7 +2,8 @@
 //! planes, one metal worker and one metal control plane. `up` serves the boot network on loopback, the simulated
 //! machine network-boots from it (DHCP, TFTP, iPXE script, kernel, initramfs, its
 //! `talos.config=`), installs, and joins; the plan is then empty, `status` and a real
-//! `kubectl` see the node, and no machine config is on disk in plaintext.
+//! `kubectl` see the node, a version bump rolls onto it, and no machine config is on disk
+//! in plaintext.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -208,6 +209,40 @@ fn up_boots_a_metal_worker_beside_vm_control_planes() {
         Err(_) => crate::common::skip_or_fail("kubectl is not installed; node list not checked"),
     }
     rt.block_on(lab.shutdown());
+    // The runtime holds the nodes this process resumed: drop it so that they stop.
+    drop(rt);
+
+    // Day 2: a Talos version bump rolls onto the metal nodes too (after the VM nodes,
+    // control plane first), with the metal installer.
+    repo.edit("version: v1.12.0", "version: v1.12.1");
+    let plan = repo.plan_text(&[]);
+    assert!(
+        plan.contains("# Talos on metal worker \"metal-1\" will be upgraded; the machine REBOOTS"),
+        "{plan}"
+    );
+    assert!(plan.contains("/metal-installer/"), "{plan}");
+    let up = repo.up_ok(&["--talos-timeout", "120"]);
+    let ids: Vec<&str> = up["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .filter(|id| id.contains("upgrade:"))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "upgrade:461",
+            "upgrade:462",
+            "metal-upgrade:cp-metal",
+            "metal-upgrade:metal-1"
+        ],
+        "{up:#}"
+    );
+    repo.assert_converged(&[]);
+    let status = repo.json(&["status", "--simulate", "-o", "json"]);
+    assert_eq!(status["metal"][0]["version"], "v1.12.1", "{status:#}");
+    assert_eq!(status["metal"][1]["version"], "v1.12.1", "{status:#}");
 
     // No plaintext machine config on disk: the cluster's machine token and bootstrap token
     // (in every machine config, and in the SOPS-encrypted bundle only) appear in no file of

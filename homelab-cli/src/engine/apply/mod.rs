@@ -617,6 +617,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                 out.extend(super::metal::steps(&e, env.metal.as_ref(), &name));
             }
             Action::Membership(_) => out.extend(super::membership::step(e, a)),
+            // Rolled after the VM nodes' upgrades, below.
+            Action::UpgradeMetal { .. } => {}
             Action::GenerateTalosSecrets { .. } | Action::WriteOutput { .. } => {}
             // Taken by `up` before the graph runs (commands/up.rs).
             Action::EtcdSnapshot { .. } => {}
@@ -644,6 +646,8 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     }
     let upgrades = super::day2::upgrade_steps(env, &plan.actions, &out);
     out.extend(upgrades);
+    let metal_upgrades = super::metal::upgrade_steps(env, &plan.actions, &out);
+    out.extend(metal_upgrades);
     super::config_change::add_steps(env, &plan.actions, &mut out);
     let k8s = super::k8s_upgrade::upgrade_steps(env, &plan.actions, &out);
     out.extend(k8s);

@@ -391,6 +391,20 @@ pub enum Action {
     /// A Talos node leaving the cluster, or a stale etcd member removed; see
     /// [`super::membership`].
     Membership(super::membership::MembershipAction),
+    /// Upgrade Talos on a running metal node (the Upgrade RPC with the factory's metal
+    /// installer image; it reboots), rolled after the VM nodes, one at a time.
+    UpgradeMetal {
+        /// Name.
+        name: String,
+        /// controlplane / worker.
+        role: String,
+        /// The version it runs.
+        from: String,
+        /// The version it will run.
+        to: String,
+        /// The installer image.
+        image: String,
+    },
 }
 
 impl Action {
@@ -433,6 +447,7 @@ impl Action {
             Action::ApplySdn { .. } => "change",
             Action::BootMetal { .. } => "add",
             Action::Membership(_) => "change",
+            Action::UpgradeMetal { .. } => "change",
         }
     }
 }
