@@ -206,7 +206,9 @@ pub fn crashtest(args: &[String]) -> Result {
                 };
                 eprintln!(
                     "crashtest: {example} {mode} {point}: {} ({:.1} s)",
-                    row.outcome.as_ref().map_or_else(|e| format!("FAILED {e}"), |w| w.to_string()),
+                    row.outcome
+                        .as_ref()
+                        .map_or_else(|e| format!("FAILED {e}"), |w| w.to_string()),
                     row.seconds
                 );
                 rows.push(row);
@@ -313,10 +315,51 @@ impl Lab {
             server: None,
             faults: faults.map(str::to_string),
         };
+        lab.own_loopback(bin)?;
         if mode == Mode::Server {
             lab.serve(bin, mirror)?;
         }
         Ok(lab)
+    }
+
+    /// Move the example's loopback addresses (Talos nodes, their gateway and VIP:
+    /// `127.0.X.Y` in the `network` secrets) to `127.N.X.Y`, N picked from this process, so
+    /// that the sweep's simulated nodes never meet another run of the same example on this
+    /// machine (a second listener on the same address would answer in their place).
+    fn own_loopback(&self, bin: &Path) -> Result {
+        let octet = 150 + std::process::id() % 100;
+        let out = cli(bin, &self.work)
+            .env("SOPS_AGE_KEY_FILE", self.work.join("demo-age-key.txt"))
+            .args(["secrets", "decrypt", "secrets.enc.yaml"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let plain = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut in_network = false;
+        for line in plain.lines() {
+            if !line.starts_with(' ') {
+                in_network = line.starts_with("network:");
+                continue;
+            }
+            let Some((key, value)) = line.trim().split_once(": ") else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            if !in_network || !value.starts_with("127.0.") {
+                continue;
+            }
+            let moved = format!("127.{octet}.{}", &value["127.0.".len()..]);
+            let set = cli(bin, &self.work)
+                .env("SOPS_AGE_KEY_FILE", self.work.join("demo-age-key.txt"))
+                .args(["secrets", "set", "secrets.enc.yaml"])
+                .arg(format!(r#"["network"]["{key}"]"#))
+                .arg(serde_json::Value::String(moved).to_string())
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !set.status.success() {
+                return Err(format!("secrets set network.{key} failed"));
+            }
+        }
+        Ok(())
     }
 
     /// Start `sim serve` and point the copy at it: endpoint, token and root password in the
@@ -375,7 +418,10 @@ impl Lab {
         }
         yaml = yaml.replacen(
             "\n  node: pve\n",
-            &format!("\n  node: pve\n  fingerprint: \"{}\"\n", field("fingerprint")?),
+            &format!(
+                "\n  node: pve\n  fingerprint: \"{}\"\n",
+                field("fingerprint")?
+            ),
             1,
         );
         yaml = yaml.replacen(
@@ -418,8 +464,8 @@ impl Lab {
             }
             let private = std::fs::read_to_string(&key).map_err(|e| e.to_string())?;
             set(r#"["proxmox"]["ssh_key"]"#, &private)?;
-            let public = std::fs::read_to_string(key.with_extension("pub"))
-                .map_err(|e| e.to_string())?;
+            let public =
+                std::fs::read_to_string(key.with_extension("pub")).map_err(|e| e.to_string())?;
             let authorized = sftp["authorized_keys"]
                 .as_str()
                 .ok_or("sim serve printed no authorized_keys")?;
@@ -641,7 +687,12 @@ fn guests_once(bin: &Path, lab: &Lab) -> Result {
     let mut vmids: Vec<u64> = Vec::new();
     for g in &guests {
         let name = g["name"].as_str().unwrap_or_default().to_string();
-        if g["declared"] == true && !matches!(g["status"].as_str(), Some("running" | "stopped" | "template")) {
+        if g["declared"] == true
+            && !matches!(
+                g["status"].as_str(),
+                Some("running" | "stopped" | "template")
+            )
+        {
             return Err(format!("guest {name} is {}", g["status"]));
         }
         if names.contains(&name) {
@@ -874,7 +925,11 @@ fn fault_runs(bin: &Path, opts: &Options, mirror: &Mirror) -> Result {
                 out += &format!(
                     "| {example} | {mode} | `{profile}` | {} | {ok_up} | {} | {:.1} |\n",
                     opts.runs,
-                    if outage { "n/a".to_string() } else { ok_plan.to_string() },
+                    if outage {
+                        "n/a".to_string()
+                    } else {
+                        ok_plan.to_string()
+                    },
                     secs / f64::from(opts.runs.max(1))
                 );
             }

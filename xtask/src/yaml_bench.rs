@@ -42,7 +42,10 @@ pub fn run_bench(args: &[String]) -> Result {
     for n in sizes {
         for (what, text) in [
             ("nested `[`", format!("{base}junk: {}\n", "[".repeat(n))),
-            ("nested `- `", format!("{base}junk:\n  {}x\n", "- ".repeat(n))),
+            (
+                "nested `- `",
+                format!("{base}junk:\n  {}x\n", "- ".repeat(n)),
+            ),
         ] {
             let path = dir.join("homelab.yaml");
             std::fs::write(&path, &text).map_err(|e| e.to_string())?;

@@ -139,7 +139,10 @@ async fn collect(session: &Session) -> miette::Result<Status> {
 /// `unknown` and no name. Ask such a guest itself (`status/current`), and take its name from
 /// its configuration when that is all we have.
 async fn confirm_fresh(session: &Session, owned: &mut [ObservedGuest]) {
-    for g in owned.iter_mut().filter(|g| g.status == "unknown" || g.name.is_none()) {
+    for g in owned
+        .iter_mut()
+        .filter(|g| g.status == "unknown" || g.name.is_none())
+    {
         let n = session.pve.node(&g.node);
         let status = match g.kind {
             GuestKind::Qemu => n.qemu(g.vmid).status().await,
@@ -156,10 +159,7 @@ async fn confirm_fresh(session: &Session, owned: &mut [ObservedGuest]) {
                 GuestKind::Qemu => "name",
                 GuestKind::Lxc => "hostname",
             };
-            g.name = g
-                .config
-                .as_ref()
-                .and_then(|c| c.props.get(key).cloned());
+            g.name = g.config.as_ref().and_then(|c| c.props.get(key).cloned());
         }
     }
 }

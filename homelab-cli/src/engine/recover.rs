@@ -130,7 +130,10 @@ struct ActiveTask {
 
 /// Clones still running on `node`. qemu-server `clone_vm` forks its `qmclone` worker under
 /// the *source* VMID, so a clone in flight is found by its type, not by the new VMID.
-pub async fn active_clones(client: &Client, node: &str) -> Result<Vec<String>, proxmox_client::Error> {
+pub async fn active_clones(
+    client: &Client,
+    node: &str,
+) -> Result<Vec<String>, proxmox_client::Error> {
     let tasks: Vec<ActiveTask> = client
         .get(
             &format!("/nodes/{node}/tasks"),

@@ -293,7 +293,10 @@ mod tests {
         assert_eq!(depth_error(yaml), None);
         // The examples are far from the limit.
         for e in ["single-node", "multi-node", "services", "vm-fleet"] {
-            let path = format!("{}/../examples/{e}/homelab.yaml", env!("CARGO_MANIFEST_DIR"));
+            let path = format!(
+                "{}/../examples/{e}/homelab.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            );
             let text = std::fs::read_to_string(&path).unwrap();
             assert_eq!(deepest(&text, 8), None, "{path}");
         }

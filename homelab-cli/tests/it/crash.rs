@@ -374,7 +374,11 @@ fn assert_converges_served(repo: &Repo, what: &str) {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), n, "{what}: a guest twice: {status:#}");
-    assert_eq!(status["missing"], serde_json::json!([]), "{what}: {status:#}");
+    assert_eq!(
+        status["missing"],
+        serde_json::json!([]),
+        "{what}: {status:#}"
+    );
     assert!(
         temp_files(repo.dir.path()).is_empty(),
         "{what}: temporary files left"
@@ -434,7 +438,11 @@ fn up_succeeds_in_one_run_under_the_named_fault_profiles() {
         let repo = Repo::copy("services", SERVICES);
         let env = [("HOMELAB_SIM_FAULTS", profile)];
         let config = repo.config();
-        let up = repo.run(&["up", "--simulate", "--yes"], config.to_str().unwrap(), &env);
+        let up = repo.run(
+            &["up", "--simulate", "--yes"],
+            config.to_str().unwrap(),
+            &env,
+        );
         assert!(
             up.status.success(),
             "{profile}: {}",
@@ -485,7 +493,10 @@ fn a_lost_or_foreign_talos_bundle_is_refused_never_regenerated() {
     let kept = repo.dir.path().join("kept-bundle.enc.yaml");
     std::fs::rename(&bundle, &kept).unwrap();
 
-    for cmd in [&["plan", "--simulate"][..], &["up", "--simulate", "--yes"][..]] {
+    for cmd in [
+        &["plan", "--simulate"][..],
+        &["up", "--simulate", "--yes"][..],
+    ] {
         let out = repo.cli(cmd);
         let err = crate::common::flat(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{cmd:?}: {err}");
@@ -494,7 +505,10 @@ fn a_lost_or_foreign_talos_bundle_is_refused_never_regenerated() {
             "{cmd:?}: {err}"
         );
         assert!(err.contains("200 \"talos-cp-1\""), "{cmd:?}: {err}");
-        assert!(err.contains("restore the file from git history"), "{cmd:?}: {err}");
+        assert!(
+            err.contains("restore the file from git history"),
+            "{cmd:?}: {err}"
+        );
         assert!(err.contains("destroy its nodes"), "{cmd:?}: {err}");
         assert!(!bundle.exists(), "{cmd:?} wrote a new bundle");
     }
@@ -506,26 +520,22 @@ fn a_lost_or_foreign_talos_bundle_is_refused_never_regenerated() {
         .find(|w| w.starts_with("age1"))
         .unwrap()
         .to_string();
-    let out = repo.run(
-        &[
-            "talos",
-            "gen",
-            "secrets",
-            "-o",
-            bundle.to_str().unwrap(),
-            "--encrypt",
-            "--age",
-            &recipient,
-        ],
-        repo.config().to_str().unwrap(),
-        &[],
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
+        .args(["talos", "gen", "secrets", "-o"])
+        .arg(&bundle)
+        .args(["--encrypt", "--age", &recipient])
+        .current_dir(repo.dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let started = Instant::now();
     let up = repo.cli(&["up", "--simulate", "--yes"]);
     let err = crate::common::flat(&up.stderr);
     assert_eq!(up.status.code(), Some(1), "{err}");
-    assert!(err.contains("(up to 900s"), "the wait says its deadline: {err}");
+    assert!(
+        err.contains("(up to 900s"),
+        "the wait says its deadline: {err}"
+    );
     assert!(
         err.contains("presents a certificate our Talos CA did not sign"),
         "{err}"

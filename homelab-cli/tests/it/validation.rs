@@ -101,7 +101,10 @@ fn deeply_nested_input_is_refused_with_its_location() {
     let text = crate::common::flat(text.as_bytes());
     assert_eq!(code, Some(1), "{}", &text[..text.len().min(2000)]);
     assert!(
-        text.contains(&format!("homelab.yaml:{line}:{}: nested more than 64 levels deep", 6 + 65)),
+        text.contains(&format!(
+            "homelab.yaml:{line}:{}: nested more than 64 levels deep",
+            6 + 65
+        )),
         "{}",
         &text[..text.len().min(2000)]
     );

@@ -269,7 +269,9 @@ impl Faults {
                 _ => {}
             }
             let (key, value) = item.split_once('=').ok_or_else(|| {
-                format!("`{item}` is not `key=value` nor a named profile (flaky, slow, locks, errors)")
+                format!(
+                    "`{item}` is not `key=value` nor a named profile (flaky, slow, locks, errors)"
+                )
             })?;
             let rate = |v: &str| -> Result<f64, String> {
                 v.parse::<f64>()
