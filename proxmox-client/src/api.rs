@@ -155,24 +155,9 @@ impl Client {
         // Polls in a row whose answer was lost even after the request's own retries.
         let mut misses = 0u32;
         loop {
-            let st = match self.task_status(upid).await {
-                Ok(st) => {
-                    misses = 0;
-                    st
-                }
-                // A poll is a read: one lost on the way is simply polled again, within the
-                // deadline and a bound on consecutive losses.
-                Err(e)
-                    if crate::client::transient_read(&e)
-                        && misses < MAX_POLL_MISSES
-                        && started.elapsed() < opts.deadline =>
-                {
-                    misses += 1;
-                    tracing::warn!(%upid, error = %e, misses, "task status not read; polling again");
-                    tokio::time::sleep(interval).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
+            let Some(st) = poll_task(self, upid, started, opts.deadline, &mut misses).await? else {
+                tokio::time::sleep(interval).await;
+                continue;
             };
             if st.is_stopped() {
                 let exit = st.exitstatus.unwrap_or_else(|| "unexpected status".into());
@@ -196,6 +181,34 @@ impl Client {
 
 /// How many task-status polls in a row may be lost before [`Client::wait_task`] gives up.
 const MAX_POLL_MISSES: u32 = 5;
+
+/// One task-status poll. A poll is a read: an answer lost on the way (after the request's
+/// own retries) is `None`, polled again by the caller, within the deadline and at most
+/// [`MAX_POLL_MISSES`] times in a row.
+pub(crate) async fn poll_task(
+    client: &Client,
+    upid: &Upid,
+    started: Instant,
+    deadline: Duration,
+    misses: &mut u32,
+) -> Result<Option<TaskStatus>> {
+    match client.task_status(upid).await {
+        Ok(st) => {
+            *misses = 0;
+            Ok(Some(st))
+        }
+        Err(e)
+            if crate::client::transient_read(&e)
+                && *misses < MAX_POLL_MISSES
+                && started.elapsed() < deadline =>
+        {
+            *misses += 1;
+            tracing::warn!(%upid, error = %e, misses = *misses, "task status not read; polling again");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// Decodes a UPID result.
 async fn upid_of(client: &Client, req: &crate::request::ApiRequest) -> Result<Upid> {

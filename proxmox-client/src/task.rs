@@ -78,8 +78,15 @@ impl Task {
         };
         let started = Instant::now();
         let mut interval = opts.initial_interval;
+        let mut misses = 0u32;
         loop {
-            let st = self.client.task_status(upid).await?;
+            let Some(st) =
+                crate::api::poll_task(&self.client, upid, started, opts.deadline, &mut misses)
+                    .await?
+            else {
+                tokio::time::sleep(interval).await;
+                continue;
+            };
             if st.is_stopped() {
                 let exit = st.exitstatus.unwrap_or_else(|| "unexpected status".into());
                 return TaskOutcome::from_exitstatus(&exit).map_err(|text| Error::TaskFailed {

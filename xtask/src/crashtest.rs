@@ -315,10 +315,51 @@ impl Lab {
             server: None,
             faults: faults.map(str::to_string),
         };
+        lab.own_loopback(bin)?;
         if mode == Mode::Server {
             lab.serve(bin, mirror)?;
         }
         Ok(lab)
+    }
+
+    /// Move the example's loopback addresses (Talos nodes, their gateway and VIP:
+    /// `127.0.X.Y` in the `network` secrets) to `127.N.X.Y`, N picked from this process, so
+    /// that the sweep's simulated nodes never meet another run of the same example on this
+    /// machine (a second listener on the same address would answer in their place).
+    fn own_loopback(&self, bin: &Path) -> Result {
+        let octet = 150 + std::process::id() % 100;
+        let out = cli(bin, &self.work)
+            .env("SOPS_AGE_KEY_FILE", self.work.join("demo-age-key.txt"))
+            .args(["secrets", "decrypt", "secrets.enc.yaml"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let plain = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut in_network = false;
+        for line in plain.lines() {
+            if !line.starts_with(' ') {
+                in_network = line.starts_with("network:");
+                continue;
+            }
+            let Some((key, value)) = line.trim().split_once(": ") else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            if !in_network || !value.starts_with("127.0.") {
+                continue;
+            }
+            let moved = format!("127.{octet}.{}", &value["127.0.".len()..]);
+            let set = cli(bin, &self.work)
+                .env("SOPS_AGE_KEY_FILE", self.work.join("demo-age-key.txt"))
+                .args(["secrets", "set", "secrets.enc.yaml"])
+                .arg(format!(r#"["network"]["{key}"]"#))
+                .arg(serde_json::Value::String(moved).to_string())
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !set.status.success() {
+                return Err(format!("secrets set network.{key} failed"));
+            }
+        }
+        Ok(())
     }
 
     /// Start `sim serve` and point the copy at it: endpoint, token and root password in the

@@ -520,20 +520,13 @@ fn a_lost_or_foreign_talos_bundle_is_refused_never_regenerated() {
         .find(|w| w.starts_with("age1"))
         .unwrap()
         .to_string();
-    let out = repo.run(
-        &[
-            "talos",
-            "gen",
-            "secrets",
-            "-o",
-            bundle.to_str().unwrap(),
-            "--encrypt",
-            "--age",
-            &recipient,
-        ],
-        repo.config().to_str().unwrap(),
-        &[],
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
+        .args(["talos", "gen", "secrets", "-o"])
+        .arg(&bundle)
+        .args(["--encrypt", "--age", &recipient])
+        .current_dir(repo.dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let started = Instant::now();
     let up = repo.cli(&["up", "--simulate", "--yes"]);

@@ -150,3 +150,26 @@ async fn lost_task_status_polls_are_polled_again() {
     let err = c.wait_task(&upid, &wait()).await.unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err}");
 }
+
+/// The same through a `Task` handle (what a create or start returns).
+#[tokio::test]
+async fn a_task_handle_polls_a_lost_status_again() {
+    let lab = lab().await;
+    let c = Client::builder()
+        .base_url(lab.pve_url())
+        .api_token(lab.token_id(), lab.token_secret())
+        .pin_fingerprint(lab.fingerprint())
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let upid = create(&c, 307).await.unwrap();
+    c.wait_task(&upid, &wait()).await.unwrap();
+    let task = c
+        .node("pve")
+        .guest(proxmox_client::GuestKind::Qemu, 307)
+        .start(&Default::default())
+        .await
+        .unwrap();
+    lab.faults().drop_next("/tasks/UPID", 3);
+    task.wait(&wait()).await.unwrap();
+}

@@ -244,14 +244,7 @@ pub(super) async fn create(env: &Env, d: &DesiredGuest) -> Result<String, StepEr
 }
 
 pub(super) async fn start_guest(env: &Env, d: &DesiredGuest) -> Result<(), StepError> {
-    let outcome = match guest_on(&env.pve, &d.node, d.kind, d.vmid)
-        .start(&StartOptions::default())
-        .await
-    {
-        Ok(task) => finish(env, task, "start").await,
-        Err(e) => Err(StepError::new(format!("start: {e}"))),
-    };
-    super::retry::started_meanwhile(d, outcome)
+    super::retry::start(env, &d.node, d.kind, d.vmid).await
 }
 
 /// After a cloud VM exists: grow its boot disk, then start it, or convert a template.
@@ -415,17 +408,34 @@ pub(super) async fn update(
             _ => &env.pve,
         };
         // qemu-server's config update is asynchronous (POST); pve-container's is not (PUT).
-        let task = guest_on(client, node, kind, vmid)
+        let mut update = update;
+        let task = match guest_on(client, node, kind, vmid)
             .update_config(&update)
             .await
-            .map_err(|e| {
-                let s = StepError::new(format!("update: {e}"));
-                if e.is_digest_mismatch() {
-                    s.hint("the guest changed since the plan; run `homelab-cli up` again")
-                } else {
-                    feature_hint(&e, s)
+        {
+            // A change of an interrupted run still in flight: once it ends, the same
+            // planned change is sent again over the configuration it left.
+            Err(e) if e.is_digest_mismatch() => {
+                match super::retry::settled_digest(env, node, kind, vmid).await {
+                    Some(fresh) => {
+                        update.digest = Some(fresh);
+                        guest_on(client, node, kind, vmid)
+                            .update_config(&update)
+                            .await
+                    }
+                    None => Err(e),
                 }
-            })?;
+            }
+            other => other,
+        }
+        .map_err(|e| {
+            let s = StepError::new(format!("update: {e}"));
+            if e.is_digest_mismatch() {
+                s.hint("the guest changed since the plan; run `homelab-cli up` again")
+            } else {
+                feature_hint(&e, s)
+            }
+        })?;
         finish(env, task, "update").await?;
     }
     for (disk, size) in grown {

@@ -538,10 +538,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
                     label: format!("start {} {vmid} \"{name}\"", kind.noun()),
                     deps,
                     run: async move {
-                        let task = guest_on(&e.pve, &node, kind, vmid)
-                            .start(&StartOptions::default())
-                            .await?;
-                        finish(&e, task, "start").await?;
+                        retry::start(&e, &node, kind, vmid).await?;
                         Ok("running".into())
                     }
                     .boxed(),

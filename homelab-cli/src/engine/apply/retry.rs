@@ -54,17 +54,60 @@ pub(super) async fn create_guest(
 /// interrupted run may have finished between the status read and this start (qemu-server
 /// `vm_start` dies with `VM <vmid> already running`, pve-container with `CT <vmid> already
 /// running`).
-pub(super) fn started_meanwhile(
-    d: &DesiredGuest,
-    outcome: Result<(), StepError>,
-) -> Result<(), StepError> {
+fn started_meanwhile(vmid: u32, outcome: Result<(), StepError>) -> Result<(), StepError> {
     match outcome {
-        Err(e) if e.message.contains(&format!("{} already running", d.vmid)) => {
-            tracing::info!(vmid = d.vmid, "already running (started meanwhile)");
+        Err(e) if e.message.contains(&format!("{vmid} already running")) => {
+            tracing::info!(vmid, "already running (started meanwhile)");
             Ok(())
         }
         other => other,
     }
+}
+
+/// Start a guest and wait for it; one found running already counts as started.
+pub(super) async fn start(
+    env: &Env,
+    node: &str,
+    kind: GuestKind,
+    vmid: u32,
+) -> Result<(), StepError> {
+    let outcome = match guest_on(&env.pve, node, kind, vmid)
+        .start(&StartOptions::default())
+        .await
+    {
+        Ok(task) => finish(env, task, "start").await,
+        Err(e) => Err(StepError::new(format!("start: {e}"))),
+    };
+    started_meanwhile(vmid, outcome)
+}
+
+/// After a digest mismatch: when tasks of the guest were still running on the host (an
+/// interrupted run's change), wait for them and return the digest of the configuration they
+/// left; `None` when nothing was in flight (someone else changed it: the plan is stale).
+pub(super) async fn settled_digest(
+    env: &Env,
+    node: &str,
+    kind: GuestKind,
+    vmid: u32,
+) -> Option<String> {
+    let active = crate::engine::recover::active_tasks(&env.pve, node, vmid)
+        .await
+        .ok()?;
+    if active.is_empty() {
+        return None;
+    }
+    for upid in &active {
+        let Ok(parsed) = upid.parse::<Upid>() else {
+            continue;
+        };
+        tracing::warn!(%upid, vmid, "the configuration changed under a task still running; waiting for it");
+        let _ = env.pve.wait_task(&parsed, &wait_opts(env)).await;
+    }
+    guest_on(&env.pve, node, kind, vmid)
+        .config()
+        .await
+        .ok()?
+        .digest
 }
 
 /// The guest does not exist (its failed create cleaned up after itself).
@@ -77,7 +120,7 @@ async fn gone(env: &Env, d: &DesiredGuest) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_lock_timeout;
+    use super::*;
 
     #[test]
     fn lock_timeouts_are_recognised() {
@@ -88,5 +131,17 @@ mod tests {
             "can't lock file '/var/lock/qemu-server/lock-101.conf' - got timeout"
         ));
         assert!(!is_lock_timeout("unable to create CT 105 - no space left"));
+    }
+
+    #[test]
+    fn a_guest_already_running_counts_as_started() {
+        let running = StepError::new(
+            "start: task UPID:pve:1:2:3:vzstart:117:root@pam: failed: CT 117 already running",
+        );
+        assert!(started_meanwhile(117, Err(running)).is_ok());
+        let other = StepError::new("start: task failed: CT 118 already running");
+        assert!(started_meanwhile(117, Err(other)).is_err());
+        let failed = StepError::new("start: task failed: no such disk");
+        assert!(started_meanwhile(117, Err(failed)).is_err());
     }
 }
