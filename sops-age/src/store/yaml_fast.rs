@@ -26,8 +26,16 @@ struct Open<'a> {
 pub(crate) fn parse(text: &str) -> Option<Vec<Map>> {
     let bytes = text.as_bytes();
     // Comments, tabs and carriage returns need the general parser's position bookkeeping;
-    // non-ASCII text its char-based columns.
-    if !text.is_ascii() || bytes.iter().any(|b| matches!(b, b'#' | b'\t' | b'\r')) {
+    // non-ASCII text its char-based columns; other control characters its errors.
+    // (one branch-free pass the compiler vectorizes)
+    let odd = bytes.iter().fold(0u8, |acc, &b| {
+        // non-ASCII, `#`, and control characters other than the line feed (tab, CR, ...)
+        acc | (b & 0x80)
+            | u8::from(b == b'#')
+            | u8::from(b < 0x20 && b != b'\n')
+            | u8::from(b == 0x7f)
+    });
+    if odd != 0 {
         return None;
     }
     let (body, sops) = match find_top_level(text, "sops:") {
@@ -81,18 +89,29 @@ fn is_key_byte(b: u8) -> bool {
 }
 
 /// A plain scalar the general scanner reads as exactly this text, ending at the line end:
-/// no indicator first, no `: `, nothing special at the end.
+/// no indicator first, no `: `, nothing special at the end. `v` is printable ASCII.
 fn is_simple_value(v: &[u8]) -> bool {
     let Some((&first, rest)) = v.split_first() else {
         return false;
     };
     let first_ok = first.is_ascii_alphanumeric()
         || matches!(first, b'_' | b'.' | b'/' | b'+' | b'~' | b'$' | b'(' | b')')
-        || (first == b'-' && rest.first().is_some_and(|b| b.is_ascii_digit() || *b == b'.'));
-    first_ok
-        && v.iter().all(|b| (0x20..0x7f).contains(b))
-        && !matches!(v.last(), Some(b' ' | b':'))
-        && !v.windows(2).any(|w| w == b": ")
+        || (first == b'-'
+            && rest
+                .first()
+                .is_some_and(|b| b.is_ascii_digit() || *b == b'.'));
+    if !first_ok || matches!(v.last(), Some(b' ' | b':')) {
+        return false;
+    }
+    // no `: ` (a nested mapping) anywhere; the bytes are printable ASCII ([`parse`] checked)
+    let mut rest = v;
+    while let Some(i) = rest.iter().position(|b| *b == b':') {
+        if rest.get(i + 1) == Some(&b' ') {
+            return false;
+        }
+        rest = &rest[i + 1..];
+    }
+    true
 }
 
 fn parse_body(body: &str) -> Option<Map> {
@@ -121,11 +140,13 @@ fn parse_body(body: &str) -> Option<Map> {
                 if !is_simple_value(v) {
                     return None;
                 }
-                Some(std::str::from_utf8(v).ok()?)
+                // (ASCII checked above: any byte offset is a char boundary)
+                let at = line.len() - v.len();
+                Some(&line[at..])
             }
             _ => return None,
         };
-        let key = std::str::from_utf8(key_bytes).ok()?;
+        let key = &line[indent..indent + key_len];
         // yaml.v3 resolves some plain keys to non-strings: the general parser refuses them.
         if super::yaml::plain_key_is_typed(key) {
             return None;
@@ -264,6 +285,8 @@ mod tests {
             "a: 1\n---\nb: 2\n",
             "a:\tb\n",
             "a: b\r\n",
+            "a: b\u{1}c\n",
+            "a: b\u{7f}\n",
             "a: é\n",
             "? a\n: b\n",
             "a b: c\n",
