@@ -91,6 +91,25 @@ pub mod fuzz {
         }
     }
 
+    /// When the YAML fast path takes `data`, it must give what the general parser gives.
+    ///
+    /// # Panics
+    /// When they differ (that is the bug the fuzzer looks for).
+    pub fn yaml_fast_path(data: &[u8]) {
+        if let Ok(text) = std::str::from_utf8(data)
+            && let Some(fast) = store::yaml_fast::parse(text)
+        {
+            match store::yaml::parse_general(text.as_bytes()) {
+                // compared as debug text: a NaN value never equals itself
+                Ok(general) => assert!(
+                    format!("{fast:?}") == format!("{general:?}"),
+                    "fast path differs on {text:?}"
+                ),
+                Err(e) => panic!("fast path took {text:?}, the general parser says {e}"),
+            }
+        }
+    }
+
     /// Parse `data` as an encrypted file of `format`.
     pub fn encrypted(format: Format, data: &[u8]) {
         let _ = store::parse_encrypted(format, data);

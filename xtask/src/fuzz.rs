@@ -96,13 +96,21 @@ pub fn fuzz(rest: &[String]) -> Result {
         let corpus = crate_dir.join("corpus").join(name);
         std::fs::create_dir_all(&corpus)
             .map_err(|e| format!("cannot create {}: {e}", corpus.display()))?;
+        // Hand-written seeds (committed, read only); libFuzzer writes new inputs to `corpus`.
+        let seeds = crate_dir.join("seeds").join(name);
         let mut cmd = Command::new("cargo");
         cmd.current_dir(&crate_dir)
             .env("CARGO_TARGET_DIR", root.join("target/fuzz"))
             .args(["+nightly", "fuzz", "run", "-O", name])
-            .arg(&corpus)
-            .arg("--")
-            .arg(format!("-max_total_time={}", args.time));
+            .arg(&corpus);
+        if seeds.is_dir() {
+            cmd.arg(&seeds);
+        }
+        cmd.arg("--")
+            .arg(format!("-max_total_time={}", args.time))
+            // One input running this long is a hang to fix (libFuzzer's default is 20 min).
+            .arg("-timeout=25")
+            .arg("-print_final_stats=1");
         if args.jobs > 1 {
             cmd.arg(format!("-jobs={}", args.jobs))
                 .arg(format!("-workers={}", args.jobs));

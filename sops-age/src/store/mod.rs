@@ -4,6 +4,7 @@ pub(crate) mod dotenv;
 pub(crate) mod ini;
 pub(crate) mod json;
 pub(crate) mod yaml;
+pub(crate) mod yaml_fast;
 
 use std::path::Path;
 

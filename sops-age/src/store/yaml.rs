@@ -27,6 +27,17 @@ struct Comment {
 
 /// Parse a YAML stream into one mapping per document.
 pub(crate) fn parse(input: &[u8]) -> Result<Vec<Map>> {
+    // Plain block mappings (most sops files) take the fast path; it refuses anything else.
+    if let Ok(text) = std::str::from_utf8(input)
+        && let Some(docs) = super::yaml_fast::parse(text.strip_prefix('\u{feff}').unwrap_or(text))
+    {
+        return Ok(docs);
+    }
+    parse_general(input)
+}
+
+/// Parse a YAML stream through saphyr's events (any YAML; comments, errors with positions).
+pub(crate) fn parse_general(input: &[u8]) -> Result<Vec<Map>> {
     let text = std::str::from_utf8(input).map_err(|e| {
         let before = &input[..e.valid_up_to()];
         Error::Parse {
@@ -462,10 +473,20 @@ fn scalar_value(
     if style != ScalarStyle::Plain {
         return Ok(Value::String(v.into_owned()));
     }
-    Ok(match plain_typed(&v) {
+    Ok(plain_scalar_value(v))
+}
+
+/// The value of an untagged plain scalar.
+pub(crate) fn plain_scalar_value(v: Cow<'_, str>) -> Value {
+    match plain_typed(&v) {
         None => Value::String(v.into_owned()),
         Some(other) => other,
-    })
+    }
+}
+
+/// Whether an untagged plain key resolves to a non-string ([`scalar_key`] refuses those).
+pub(crate) fn plain_key_is_typed(k: &str) -> bool {
+    k != "<<" && plain_typed(k).is_some()
 }
 
 /// yaml.v3's resolution of an untagged plain scalar.
