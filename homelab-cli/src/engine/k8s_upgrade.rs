@@ -223,6 +223,14 @@ fn cluster_and_bundle(
     Ok((cluster, bundle))
 }
 
+/// Where a step is in the upgrade.
+struct Position<'a> {
+    order: &'a [ku::Step<u32>],
+    index: usize,
+    from: &'a KubeVersion,
+    to: &'a KubeVersion,
+}
+
 /// The node's config for step `index`: the desired config, with each component's image at
 /// the new version when its step on this node is at or before `index`, else at what the
 /// node runs now (observed), else the version the upgrade starts from.
@@ -230,11 +238,8 @@ fn config_for_step(
     env: &Env,
     g: &DesiredGuest,
     ip: IpAddr,
-    order: &[ku::Step<u32>],
-    index: usize,
+    at: &Position<'_>,
     observed: &K8sObserved,
-    from: &KubeVersion,
-    to: &KubeVersion,
 ) -> Result<String, StepError> {
     let (cluster, bundle) = cluster_and_bundle(env)?;
     let config = talos::machine_config(cluster, g, bundle)
@@ -244,7 +249,7 @@ fn config_for_step(
     let images: Vec<(Component, String)> = Component::ALL
         .into_iter()
         .map(|c| {
-            let done = order[..=index]
+            let done = at.order[..=at.index]
                 .iter()
                 .any(|s| s.node() == Some(&g.vmid) && s.component() == c);
             let now = match c {
@@ -263,7 +268,11 @@ fn config_for_step(
                     .find(|p| p.component == c && (p.node_name == g.name || p.host_ip == ip_text))
                     .and_then(ComponentPod::version),
             };
-            let v = if done { *to } else { now.unwrap_or(*from) };
+            let v = if done {
+                *at.to
+            } else {
+                now.unwrap_or(*at.from)
+            };
             (c, c.image(&v))
         })
         .collect();
@@ -372,7 +381,13 @@ async fn run_step(
     if already {
         return Ok(format!("{component} on {} already runs {to}", g.name));
     }
-    let config = config_for_step(env, g, ip, order, index, &observed, from, to)?;
+    let at = Position {
+        order,
+        index,
+        from,
+        to,
+    };
+    let config = config_for_step(env, g, ip, &at, &observed)?;
     let (cluster, bundle) = cluster_and_bundle(env)?;
     let client = talos::admin_client(cluster, bundle, ip)
         .and_then(|b| b.build())
@@ -437,6 +452,7 @@ pub fn summary(observed: &K8sObserved) -> BTreeMap<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn node(name: &str, v: &str) -> NodeInfo {
