@@ -92,7 +92,11 @@ fn meta() -> Option<Metadata> {
 fn dial(peers: &[Arc<Node>], t: &str) -> Result<Apid, Status> {
     peers
         .iter()
-        .find(|n| (n.ip.to_string() == t || n.hostname() == t) && n.state().installed)
+        .find(|n| {
+            (n.ip.to_string() == t || n.hostname() == t)
+                && n.state().installed
+                && n.normal_up.load(std::sync::atomic::Ordering::SeqCst)
+        })
         .map(|node| Apid {
             node: Arc::clone(node),
             maintenance: false,
@@ -469,6 +473,7 @@ impl MachineService for Apid {
         let rt = self.runtime()?;
         rt.kube_forget_cluster(&facts.cluster_id);
         rt.etcd_bootstrap(&self.node).map_err(Status::internal)?;
+        rt.kube_register_node(&self.node);
         self.node
             .update(|s| s.bootstrapped = true)
             .map_err(|e| Status::internal(e.to_string()))?;

@@ -291,6 +291,8 @@ pub(crate) struct Node {
     /// The node has answered since this process started it (a "stuck" knob applies to
     /// reboots after that, not to the first boot).
     pub ever_up: std::sync::atomic::AtomicBool,
+    /// apid runs in normal mode (mTLS) right now: what another node's apid can dial.
+    pub normal_up: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Node {
@@ -343,6 +345,7 @@ impl Node {
             file,
             generation: std::sync::atomic::AtomicU64::new(0),
             ever_up: std::sync::atomic::AtomicBool::new(false),
+            normal_up: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -416,6 +419,8 @@ impl Node {
     pub(crate) fn stop(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.normal_up
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut s) = self.servers.lock() {
             s.apid.take();
             s.kube.take();
@@ -448,6 +453,8 @@ impl Node {
             Err(_) => return false,
         };
         let was_up = apid.is_some();
+        self.normal_up
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         for h in [apid, kube].into_iter().flatten() {
             let _ = h.stop().await;
         }
@@ -485,6 +492,7 @@ impl Node {
         }
         let st = self.state();
         let mut up = false;
+        let registered = st.installed && super::etcd::register_if_running(self);
         let mut res = if st.installed {
             super::apid::start_normal(self).await
         } else {
@@ -509,6 +517,8 @@ impl Node {
                 up = true;
                 self.ever_up
                     .store(true, std::sync::atomic::Ordering::SeqCst);
+                self.normal_up
+                    .store(st.installed, std::sync::atomic::Ordering::SeqCst);
             }
             Err(e) => tracing::error!(ip = %self.ip, error = %e, "talos node failed to start apid"),
         }
@@ -519,7 +529,7 @@ impl Node {
             self.record(super::day2::EventKind::Up);
         }
         if up && st.installed {
-            super::etcd::after_boot(self);
+            super::etcd::after_boot(self, registered);
         }
         tracing::info!(ip = %self.ip, installed = st.installed, port = APID_PORT, "talos node up");
     }
