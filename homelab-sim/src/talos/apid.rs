@@ -92,8 +92,14 @@ fn meta() -> Option<Metadata> {
 pub(super) fn dial(peers: &[Arc<Node>], t: &str) -> Result<Apid, Status> {
     peers
         .iter()
-        // A node down for a reboot does not answer (components.rs).
-        .find(|n| (n.ip.to_string() == t || n.hostname() == t) && n.state().installed && n.is_up())
+        // A node down for a reboot does not answer (components.rs); another node's apid
+        // reaches it only once its normal-mode apid runs.
+        .find(|n| {
+            (n.ip.to_string() == t || n.hostname() == t)
+                && n.state().installed
+                && n.is_up()
+                && n.normal_up.load(std::sync::atomic::Ordering::SeqCst)
+        })
         .map(|node| Apid {
             node: Arc::clone(node),
             maintenance: false,
@@ -484,6 +490,7 @@ impl MachineService for Apid {
         // Its Kubernetes objects: none, or those of the uploaded snapshot (`recover_etcd`).
         let r = req.into_inner();
         super::etcd_backup::start_etcd(&self.node, r.recover_etcd, r.recover_skip_hash_check)?;
+        rt.kube_register_node(&self.node);
         self.node
             .update(|s| {
                 s.bootstrapped = true;

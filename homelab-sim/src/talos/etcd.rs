@@ -331,14 +331,27 @@ impl Inner {
     }
 }
 
+/// kubelet's registration at start, when the cluster runs (its etcd has a leader).
+pub(crate) fn register_if_running(node: &Node) -> bool {
+    let Some(rt) = node.runtime.upgrade() else {
+        return false;
+    };
+    let Some((cluster_id, _)) = facts_of(node) else {
+        return false;
+    };
+    rt.etcd_cluster(&cluster_id)
+        .is_some_and(|c| c.leader.is_some())
+        && rt.kube_register_node(node)
+}
+
 /// What a control plane's etcd service and every node's kubelet do after a boot: wait for
 /// the cluster to be bootstrapped, join etcd (control planes), start the API server, and
 /// register the Node object. Stops when done or when the node reboots or powers off.
-pub(crate) fn after_boot(node: &Arc<Node>) {
+pub(crate) fn after_boot(node: &Arc<Node>, registered: bool) {
     let node = node.clone();
     let generation = node.generation.load(std::sync::atomic::Ordering::SeqCst);
     tokio::spawn(async move {
-        let mut registered = false;
+        let mut registered = registered;
         loop {
             if node.generation.load(std::sync::atomic::Ordering::SeqCst) != generation {
                 return;

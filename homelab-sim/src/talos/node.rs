@@ -304,6 +304,8 @@ pub(crate) struct Node {
     pub boot_id: Mutex<String>,
     /// When the node last came up (etcd joins a little after; see `components.rs`).
     pub booted_at: Mutex<Option<std::time::Instant>>,
+    /// apid runs in normal mode (mTLS) right now: what another node's apid can dial.
+    pub normal_up: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Node {
@@ -358,6 +360,7 @@ impl Node {
             ever_up: std::sync::atomic::AtomicBool::new(false),
             boot_id: Mutex::new(String::new()),
             booted_at: Mutex::new(None),
+            normal_up: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -431,6 +434,8 @@ impl Node {
     pub(crate) fn stop(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.normal_up
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut s) = self.servers.lock() {
             s.apid.take();
             s.kube.take();
@@ -474,6 +479,8 @@ impl Node {
             Err(_) => return false,
         };
         let was_up = apid.is_some();
+        self.normal_up
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         for h in [apid, kube].into_iter().flatten() {
             let _ = h.stop().await;
         }
@@ -518,6 +525,7 @@ impl Node {
             *b = new_boot_id(self.key.1);
         }
         let mut up = false;
+        let registered = st.installed && super::etcd::register_if_running(self);
         let mut res = if st.installed {
             super::apid::start_normal(self).await
         } else {
@@ -542,6 +550,8 @@ impl Node {
                 up = true;
                 self.ever_up
                     .store(true, std::sync::atomic::Ordering::SeqCst);
+                self.normal_up
+                    .store(st.installed, std::sync::atomic::Ordering::SeqCst);
             }
             Err(e) => tracing::error!(ip = %self.ip, error = %e, "talos node failed to start apid"),
         }
@@ -555,7 +565,7 @@ impl Node {
             self.record(super::day2::EventKind::Up);
         }
         if up && st.installed {
-            super::etcd::after_boot(self);
+            super::etcd::after_boot(self, registered);
         }
         tracing::info!(ip = %self.ip, installed = st.installed, port = APID_PORT, "talos node up");
     }

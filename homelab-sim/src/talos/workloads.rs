@@ -493,14 +493,9 @@ pub(crate) fn route(
     Some(resp)
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, Response<Full<Bytes>>> {
-    serde_json::from_slice(body).map_err(|e| {
-        fail(
-            400,
-            "BadRequest",
-            &format!("the body of the request was in an unknown format: {e}"),
-        )
-    })
+fn parse_body(body: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(body)
+        .map_err(|e| format!("the body of the request was in an unknown format: {e}"))
 }
 
 fn method_not_allowed() -> Response<Full<Bytes>> {
@@ -541,7 +536,7 @@ fn nodes(
         Method::PATCH => {
             let patch = match parse_body(body) {
                 Ok(p) => p,
-                Err(r) => return r,
+                Err(e) => return fail(400, "BadRequest", &e),
             };
             let rv = c.next_rv();
             let Some(rec) = c.nodes.get_mut(name) else {
@@ -614,7 +609,7 @@ fn pods(
         (Method::POST, Some(ns), None) => {
             let mut pod = match parse_body(body) {
                 Ok(p) => p,
-                Err(r) => return r,
+                Err(e) => return fail(400, "BadRequest", &e),
             };
             let Some(pname) = pod["metadata"]["name"].as_str().map(str::to_string) else {
                 return fail(
@@ -701,7 +696,7 @@ fn pods(
 fn evict(rt: &Inner, f: &ConfigFacts, ns: &str, name: &str, body: &[u8]) -> Response<Full<Bytes>> {
     let eviction = match parse_body(body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(e) => return fail(400, "BadRequest", &e),
     };
     if eviction["metadata"]["name"].as_str() != Some(name) {
         return fail(
@@ -808,7 +803,7 @@ fn pdbs(
         (Method::POST, Some(ns), None) => {
             let mut pdb = match parse_body(body) {
                 Ok(p) => p,
-                Err(r) => return r,
+                Err(e) => return fail(400, "BadRequest", &e),
             };
             let Some(pname) = pdb["metadata"]["name"].as_str().map(str::to_string) else {
                 return fail(
@@ -856,7 +851,7 @@ fn pdbs(
                 Method::PATCH => {
                     let patch = match parse_body(body) {
                         Ok(p) => p,
-                        Err(r) => return r,
+                        Err(e) => return fail(400, "BadRequest", &e),
                     };
                     let rv = c.next_rv();
                     let Some(pdb) = c.pdbs.get_mut(&key) else {
