@@ -324,8 +324,11 @@ pub async fn take(
     let json = serde_json::to_vec_pretty(&manifest).into_diagnostic()?;
     crate::workspace::write_atomic(&manifest_path(&file), &json, 0o644)
         .map_err(|e| miette!("{e}"))?;
-    std::fs::rename(&tmp, &file)
-        .map_err(|e| miette!("cannot move the snapshot into {}: {e}", file.display()))?;
+    // The manifest first: a snapshot in place always has one.
+    std::fs::rename(&tmp, &file).map_err(|e| {
+        let _ = std::fs::remove_file(manifest_path(&file));
+        miette!("cannot move the snapshot into {}: {e}", file.display())
+    })?;
     pending.done = true;
     let pruned = prune(opts.dir, opts.cluster, opts.keep)?;
     Ok(Taken {

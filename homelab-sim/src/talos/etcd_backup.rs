@@ -73,13 +73,17 @@ pub(crate) fn snapshot(node: &Arc<Node>, peers: &[Arc<Node>]) -> Result<Vec<u8>,
     let f = node
         .facts()
         .ok_or_else(|| tonic::Status::failed_precondition("no config"))?;
-    let store = kube_objects::read(&rt.dir, &f.cluster_id)
-        .map_err(|e| tonic::Status::internal(format!("failed reading etcd snapshot: {e}")))?
-        .ok_or_else(|| {
-            tonic::Status::unknown(
-                "failed to create etcd client: etcd is not running (the cluster is not bootstrapped)",
-            )
-        })?;
+    let store = kube_objects::read_or_init(
+        &rt.dir,
+        &f.cluster_id,
+        kube_objects::cluster_bootstrapped(node),
+    )
+    .map_err(|e| tonic::Status::internal(format!("failed reading etcd snapshot: {e}")))?
+    .ok_or_else(|| {
+        tonic::Status::unknown(
+            "failed to create etcd client: etcd is not running (the cluster is not bootstrapped)",
+        )
+    })?;
     kube_objects::encode_snapshot(&SnapshotBody {
         format: kube_objects::FORMAT.into(),
         cluster_id: f.cluster_id,

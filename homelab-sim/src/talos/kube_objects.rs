@@ -192,14 +192,6 @@ fn save(path: &Path, s: &Store) -> std::io::Result<()> {
     write_private(path, &json)
 }
 
-/// The cluster's store, if its etcd exists.
-pub(crate) fn read(talos_dir: &Path, cluster_id: &str) -> std::io::Result<Option<Store>> {
-    let _g = LOCK
-        .lock()
-        .map_err(|_| std::io::Error::other("store lock poisoned"))?;
-    load(&store_file(talos_dir, cluster_id))
-}
-
 /// Replace the cluster's store (Bootstrap: empty or recovered).
 pub(crate) fn replace(talos_dir: &Path, cluster_id: &str, s: &Store) -> std::io::Result<()> {
     let _g = LOCK
@@ -571,6 +563,40 @@ fn cluster_of(node: &Arc<Node>) -> Option<(PathBuf, String)> {
     Some((rt.dir.clone(), f.cluster_id))
 }
 
+/// Whether a control plane of `node`'s cluster was bootstrapped (etcd exists).
+pub(crate) fn cluster_bootstrapped(node: &Node) -> bool {
+    let Some(me) = node.facts() else {
+        return false;
+    };
+    node.runtime.upgrade().is_some_and(|rt| {
+        rt.all_nodes().iter().any(|p| {
+            p.state().bootstrapped && p.facts().is_some_and(|f| f.cluster_id == me.cluster_id)
+        })
+    })
+}
+
+/// The cluster's store; a cluster bootstrapped by a simulator that kept no store (state
+/// from before it did) gets a fresh one.
+pub(crate) fn read_or_init(
+    talos_dir: &Path,
+    cluster_id: &str,
+    bootstrapped: bool,
+) -> std::io::Result<Option<Store>> {
+    let _g = LOCK
+        .lock()
+        .map_err(|_| std::io::Error::other("store lock poisoned"))?;
+    let file = store_file(talos_dir, cluster_id);
+    match load(&file)? {
+        Some(s) => Ok(Some(s)),
+        None if bootstrapped => {
+            let s = fresh_store();
+            save(&file, &s)?;
+            Ok(Some(s))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Serve `req` when it is for a resource kept here; otherwise give it back.
 pub(crate) async fn route(
     node: &Arc<Node>,
@@ -604,6 +630,7 @@ pub(crate) async fn route(
             Err(e) => return Ok(bad_request(&e)),
         }
     }
+    let bootstrapped = cluster_bootstrapped(node);
     let Some((dir, cluster_id)) = cluster_of(node) else {
         return Ok(status(
             503,
@@ -624,7 +651,14 @@ pub(crate) async fn route(
         }
     };
     let file = store_file(&dir, &cluster_id);
-    let mut store = match load(&file) {
+    let loaded = match load(&file) {
+        Ok(None) if bootstrapped => {
+            let s = fresh_store();
+            save(&file, &s).map(|()| Some(s))
+        }
+        other => other,
+    };
+    let mut store = match loaded {
         Ok(Some(s)) => s,
         Ok(None) => {
             return Ok(status(
