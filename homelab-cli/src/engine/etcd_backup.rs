@@ -324,8 +324,11 @@ pub async fn take(
     let json = serde_json::to_vec_pretty(&manifest).into_diagnostic()?;
     crate::workspace::write_atomic(&manifest_path(&file), &json, 0o644)
         .map_err(|e| miette!("{e}"))?;
-    std::fs::rename(&tmp, &file)
-        .map_err(|e| miette!("cannot move the snapshot into {}: {e}", file.display()))?;
+    // The manifest first: a snapshot in place always has one.
+    std::fs::rename(&tmp, &file).map_err(|e| {
+        let _ = std::fs::remove_file(manifest_path(&file));
+        miette!("cannot move the snapshot into {}: {e}", file.display())
+    })?;
     pending.done = true;
     let pruned = prune(opts.dir, opts.cluster, opts.keep)?;
     Ok(Taken {
@@ -528,6 +531,79 @@ mod tests {
         assert!(check_etcd_hash(&snap[..snap.len() - 1]).is_err());
         snap[5] = 9;
         assert!(check_etcd_hash(&snap).is_err());
+    }
+
+    fn desired(etcd_backup: &str) -> crate::model::desired::Desired {
+        let text = format!(
+            "name: lab\nproxmox:\n  endpoint: https://pve:8006\n  token_id: a@pve!b\n  token_secret: ${{secret:t}}\n  node: pve\n  storage: local-lvm\n  iso_storage: local\n  bridge: vmbr0\ntalos:\n  version: v1.12.0\n{etcd_backup}  cluster: {{name: lab}}\n  network: {{gateway: 10.0.0.1, prefix: 24}}\n  nodes:\n    - {{name: cp-1, vmid: 200, role: controlplane, ip: 10.0.0.11}}\n    - {{name: w-1, vmid: 210, role: worker, ip: 10.0.0.21}}\n"
+        );
+        let l = crate::model::parse(Path::new("homelab.yaml"), text).unwrap();
+        let s =
+            crate::model::secrets::SecretValues::from_pairs([("t".to_string(), "x".to_string())]);
+        crate::model::desired::resolve(&l, &s, &crate::engine::image::FactoryNaming::default())
+            .unwrap()
+    }
+
+    #[test]
+    fn before_changes_only_when_a_control_plane_of_a_running_cluster_changes() {
+        use crate::engine::observed::TalosObserved;
+        use crate::engine::plan::{Action, Plan};
+        let start = |vmid: u32, name: &str| Action::Start {
+            vmid,
+            name: name.into(),
+            node: "pve".into(),
+            kind: crate::model::desired::GuestKind::Qemu,
+        };
+        let running = TalosObserved {
+            secrets_present: true,
+            bootstrapped: true,
+            configured: [200, 210].into(),
+            ..Default::default()
+        };
+        let plan = |actions: Vec<Action>| Plan {
+            actions,
+            ..Default::default()
+        };
+        let d = desired("  etcd_backup: before_changes\n");
+        let got = before_changes(&d, &running, &plan(vec![start(200, "cp-1")]));
+        assert_eq!(
+            got,
+            Some(Action::EtcdSnapshot {
+                dir: "backups/etcd".into(),
+                nodes: vec!["cp-1".into()],
+            })
+        );
+        // A worker alone: no snapshot; a destroyed configured node: one.
+        assert_eq!(
+            before_changes(&d, &running, &plan(vec![start(210, "w-1")])),
+            None
+        );
+        let del = Action::Delete {
+            vmid: 210,
+            name: "w-1".into(),
+            node: "pve".into(),
+            kind: crate::model::desired::GuestKind::Qemu,
+        };
+        assert!(before_changes(&d, &running, &plan(vec![del])).is_some());
+        // Not bootstrapped yet (nothing to snapshot), or `manual`: none.
+        let fresh = TalosObserved {
+            bootstrapped: false,
+            ..running.clone()
+        };
+        assert_eq!(
+            before_changes(&d, &fresh, &plan(vec![start(200, "cp-1")])),
+            None
+        );
+        let manual = desired("");
+        assert_eq!(
+            before_changes(&manual, &running, &plan(vec![start(200, "cp-1")])),
+            None
+        );
+        let long = desired("  etcd_backup: {when: before_changes, dir: snaps}\n");
+        assert!(matches!(
+            before_changes(&long, &running, &plan(vec![start(200, "cp-1")])),
+            Some(Action::EtcdSnapshot { dir, .. }) if dir == "snaps"
+        ));
     }
 
     #[test]

@@ -16,10 +16,21 @@
 //!
 //! One difference: real Talos starts etcd in the background after a `Bootstrap`, so a bad
 //! snapshot shows as an etcd service failing; here the same message is the Bootstrap's error.
+//!
+//! **Snapshots.** The bytes have the shape of an etcd v3 snapshot: a database whose size is a
+//! multiple of the 4096-byte page, the first page carrying a bbolt meta header (page flag
+//! 0x04, magic `0xED0CDAED`, version 2, page size 4096), followed by a 32-byte SHA-256 of
+//! everything before it, which is what `etcdutl snapshot restore` checks
+//! (`size % 512 == 32`, then the hash unless `--skip-hash-check`). Unlike bbolt, the pages
+//! after the first hold a JSON document (simulator format `homelab-sim-etcd/1`): the
+//! revision, the member list at snapshot time and every key with its object.
 
 use std::sync::Arc;
 
-use super::kube_objects::{self, SnapshotBody, SnapshotMember};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::kube_objects::{self, Store};
 use super::node::Node;
 
 /// Talos' stream chunker size.
@@ -73,15 +84,19 @@ pub(crate) fn snapshot(node: &Arc<Node>, peers: &[Arc<Node>]) -> Result<Vec<u8>,
     let f = node
         .facts()
         .ok_or_else(|| tonic::Status::failed_precondition("no config"))?;
-    let store = kube_objects::read(&rt.dir, &f.cluster_id)
-        .map_err(|e| tonic::Status::internal(format!("failed reading etcd snapshot: {e}")))?
-        .ok_or_else(|| {
-            tonic::Status::unknown(
-                "failed to create etcd client: etcd is not running (the cluster is not bootstrapped)",
-            )
-        })?;
-    kube_objects::encode_snapshot(&SnapshotBody {
-        format: kube_objects::FORMAT.into(),
+    let store = kube_objects::read_or_init(
+        &rt.dir,
+        &f.cluster_id,
+        kube_objects::cluster_bootstrapped(node),
+    )
+    .map_err(|e| tonic::Status::internal(format!("failed reading etcd snapshot: {e}")))?
+    .ok_or_else(|| {
+        tonic::Status::unknown(
+            "failed to create etcd client: etcd is not running (the cluster is not bootstrapped)",
+        )
+    })?;
+    encode_snapshot(&SnapshotBody {
+        format: FORMAT.into(),
         cluster_id: f.cluster_id,
         members: members(node, peers),
         store,
@@ -136,7 +151,7 @@ pub(crate) fn start_etcd(
             }
         ))
     })?;
-    let body = kube_objects::decode_snapshot(&data, skip_hash_check).map_err(|e| {
+    let body = decode_snapshot(&data, skip_hash_check).map_err(|e| {
         tonic::Status::invalid_argument(format!(
             "error recovering from the snapshot: error verifying snapshot: {e}"
         ))
@@ -151,4 +166,146 @@ pub(crate) fn start_etcd(
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
     std::fs::remove_file(&path)
         .map_err(|e| tonic::Status::internal(format!("error deleting snapshot: {e}")))
+}
+
+/// bbolt's meta page magic (`go.etcd.io/bbolt` `magic`).
+const BOLT_MAGIC: u32 = 0xED0C_DAED;
+/// bbolt's data file format version.
+const BOLT_VERSION: u32 = 2;
+const PAGE: usize = 4096;
+/// This simulator's payload format.
+pub(crate) const FORMAT: &str = "homelab-sim-etcd/1";
+
+/// An etcd member as recorded in a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct SnapshotMember {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+/// The JSON inside a snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SnapshotBody {
+    pub format: String,
+    pub cluster_id: String,
+    pub members: Vec<SnapshotMember>,
+    pub store: Store,
+}
+
+// ---- snapshots ---------------------------------------------------------------------
+
+/// Encode a snapshot (see the module docs for the layout).
+pub(crate) fn encode_snapshot(body: &SnapshotBody) -> Result<Vec<u8>, String> {
+    let json = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    let mut out = vec![0u8; PAGE];
+    // bbolt page header: id u64, flags u16 (metaPageFlag 0x04), count u16, overflow u32;
+    // then the meta: magic, version, page size.
+    out[8..10].copy_from_slice(&0x04u16.to_le_bytes());
+    out[16..20].copy_from_slice(&BOLT_MAGIC.to_le_bytes());
+    out[20..24].copy_from_slice(&BOLT_VERSION.to_le_bytes());
+    out[24..28].copy_from_slice(&(PAGE as u32).to_le_bytes());
+    // Where the JSON ends (this simulator's field, after bbolt's meta fields).
+    out[64..72].copy_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    let padded = out.len().div_ceil(PAGE) * PAGE;
+    out.resize(padded, 0);
+    let hash = Sha256::digest(&out);
+    out.extend_from_slice(&hash);
+    Ok(out)
+}
+
+/// Decode a snapshot as etcd's restore checks it: `error verifying snapshot: ...` texts.
+pub(crate) fn decode_snapshot(data: &[u8], skip_hash_check: bool) -> Result<SnapshotBody, String> {
+    // etcdutl (snapshot restore, verifySnapshot): a page-aligned database plus a SHA-256.
+    let has_hash = data.len() % 512 == 32;
+    if !has_hash && !skip_hash_check {
+        return Err("snapshot missing hash but --skip-hash-check=false".into());
+    }
+    let db = if has_hash {
+        let (db, sha) = data.split_at(data.len() - 32);
+        if !skip_hash_check {
+            let got = Sha256::digest(db);
+            if got.as_slice() != sha {
+                return Err(format!(
+                    "expected sha256 {}, got {}",
+                    hex::encode(sha),
+                    hex::encode(got)
+                ));
+            }
+        }
+        db
+    } else {
+        data
+    };
+    if db.len() < PAGE || u32::from_le_bytes([db[16], db[17], db[18], db[19]]) != BOLT_MAGIC {
+        return Err("invalid database".into());
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&db[64..72]);
+    let len = usize::try_from(u64::from_le_bytes(n)).unwrap_or(usize::MAX);
+    let json = db
+        .get(PAGE..PAGE.saturating_add(len))
+        .ok_or("file size too small")?;
+    let body: SnapshotBody =
+        serde_json::from_slice(json).map_err(|e| format!("invalid database: {e}"))?;
+    if body.format != FORMAT {
+        return Err(format!("unknown snapshot format {:?}", body.format));
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body() -> SnapshotBody {
+        let mut store = kube_objects::fresh_store();
+        assert!(store.insert(
+            "/registry/configmaps/default/a",
+            json!({"metadata": {"name": "a", "namespace": "default"}, "data": {"k": "v"}})
+        ));
+        SnapshotBody {
+            format: FORMAT.into(),
+            cluster_id: "c1".into(),
+            members: vec![SnapshotMember {
+                id: 7,
+                name: "cp-1".into(),
+                peer_urls: vec!["https://127.0.0.1:2380".into()],
+            }],
+            store,
+        }
+    }
+
+    #[test]
+    fn snapshots_have_the_etcd_shape_and_round_trip() {
+        let b = body();
+        let snap = encode_snapshot(&b).unwrap();
+        assert_eq!(snap.len() % 512, 32, "page-aligned database plus a SHA-256");
+        assert_eq!(&snap[16..20], &BOLT_MAGIC.to_le_bytes());
+        assert_eq!(decode_snapshot(&snap, false).unwrap(), b);
+    }
+
+    #[test]
+    fn damaged_snapshots_are_refused_as_etcd_refuses_them() {
+        let snap = encode_snapshot(&body()).unwrap();
+        let truncated = &snap[..snap.len() - 100];
+        assert!(
+            decode_snapshot(truncated, false)
+                .unwrap_err()
+                .contains("missing hash")
+        );
+        let mut flipped = snap.clone();
+        flipped[PAGE + 3] ^= 1;
+        assert!(
+            decode_snapshot(&flipped, false)
+                .unwrap_err()
+                .starts_with("expected sha256")
+        );
+        // Without the hash check the flipped byte reaches the JSON (it is inside it).
+        assert!(decode_snapshot(&flipped, true).is_err());
+        assert!(decode_snapshot(b"not a snapshot", true).is_err());
+    }
 }

@@ -16,13 +16,7 @@
 //! namespace takes its objects with it at once instead of going through `Terminating`).
 //! Messages follow `k8s.io/apimachinery/pkg/api/errors` (`NewNotFound`, `NewAlreadyExists`).
 //!
-//! **Snapshots.** The bytes have the shape of an etcd v3 snapshot: a database whose size is a
-//! multiple of the 4096-byte page, the first page carrying a bbolt meta header (page flag
-//! 0x04, magic `0xED0CDAED`, version 2, page size 4096), followed by a 32-byte SHA-256 of
-//! everything before it, which is what `etcdutl snapshot restore` checks
-//! (`size % 512 == 32`, then the hash unless `--skip-hash-check`). Unlike bbolt, the pages
-//! after the first hold a JSON document (simulator format `homelab-sim-etcd/1`): the
-//! revision, the member list at snapshot time and every key with its object.
+//! Snapshots of the store: `etcd_backup.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,14 +31,6 @@ use sha2::{Digest as _, Sha256};
 
 use super::node::Node;
 
-/// bbolt's meta page magic (`go.etcd.io/bbolt` `magic`).
-const BOLT_MAGIC: u32 = 0xED0C_DAED;
-/// bbolt's data file format version.
-const BOLT_VERSION: u32 = 2;
-const PAGE: usize = 4096;
-/// This simulator's payload format.
-pub(crate) const FORMAT: &str = "homelab-sim-etcd/1";
-
 /// One lock for every store file of the process (the nodes of a lab share a process).
 static LOCK: Mutex<()> = Mutex::new(());
 
@@ -55,23 +41,6 @@ pub(crate) struct Store {
     pub revision: u64,
     /// `/registry/...` key → object.
     pub kvs: BTreeMap<String, Value>,
-}
-
-/// An etcd member as recorded in a snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub(crate) struct SnapshotMember {
-    pub id: u64,
-    pub name: String,
-    pub peer_urls: Vec<String>,
-}
-
-/// The JSON inside a snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct SnapshotBody {
-    pub format: String,
-    pub cluster_id: String,
-    pub members: Vec<SnapshotMember>,
-    pub store: Store,
 }
 
 /// A resource this store serves.
@@ -192,14 +161,6 @@ fn save(path: &Path, s: &Store) -> std::io::Result<()> {
     write_private(path, &json)
 }
 
-/// The cluster's store, if its etcd exists.
-pub(crate) fn read(talos_dir: &Path, cluster_id: &str) -> std::io::Result<Option<Store>> {
-    let _g = LOCK
-        .lock()
-        .map_err(|_| std::io::Error::other("store lock poisoned"))?;
-    load(&store_file(talos_dir, cluster_id))
-}
-
 /// Replace the cluster's store (Bootstrap: empty or recovered).
 pub(crate) fn replace(talos_dir: &Path, cluster_id: &str, s: &Store) -> std::io::Result<()> {
     let _g = LOCK
@@ -262,7 +223,7 @@ pub(crate) fn fresh_store() -> Store {
 
 impl Store {
     /// Store `obj` under `key` with fresh server-set metadata; `false` when it exists.
-    fn insert(&mut self, key: &str, mut obj: Value) -> bool {
+    pub(crate) fn insert(&mut self, key: &str, mut obj: Value) -> bool {
         if self.kvs.contains_key(key) {
             return false;
         }
@@ -317,68 +278,6 @@ fn rfc3339(secs: u64) -> String {
         rem / 60 % 60,
         rem % 60
     )
-}
-
-// ---- snapshots ---------------------------------------------------------------------
-
-/// Encode a snapshot (see the module docs for the layout).
-pub(crate) fn encode_snapshot(body: &SnapshotBody) -> Result<Vec<u8>, String> {
-    let json = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-    let mut out = vec![0u8; PAGE];
-    // bbolt page header: id u64, flags u16 (metaPageFlag 0x04), count u16, overflow u32;
-    // then the meta: magic, version, page size.
-    out[8..10].copy_from_slice(&0x04u16.to_le_bytes());
-    out[16..20].copy_from_slice(&BOLT_MAGIC.to_le_bytes());
-    out[20..24].copy_from_slice(&BOLT_VERSION.to_le_bytes());
-    out[24..28].copy_from_slice(&(PAGE as u32).to_le_bytes());
-    // Where the JSON ends (this simulator's field, after bbolt's meta fields).
-    out[64..72].copy_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
-    let padded = out.len().div_ceil(PAGE) * PAGE;
-    out.resize(padded, 0);
-    let hash = Sha256::digest(&out);
-    out.extend_from_slice(&hash);
-    Ok(out)
-}
-
-/// Decode a snapshot as etcd's restore checks it: `error verifying snapshot: ...` texts.
-pub(crate) fn decode_snapshot(data: &[u8], skip_hash_check: bool) -> Result<SnapshotBody, String> {
-    // etcdutl (snapshot restore, verifySnapshot): a page-aligned database plus a SHA-256.
-    let has_hash = data.len() % 512 == 32;
-    if !has_hash && !skip_hash_check {
-        return Err("snapshot missing hash but --skip-hash-check=false".into());
-    }
-    let db = if has_hash {
-        let (db, sha) = data.split_at(data.len() - 32);
-        if !skip_hash_check {
-            let got = Sha256::digest(db);
-            if got.as_slice() != sha {
-                return Err(format!(
-                    "expected sha256 {}, got {}",
-                    hex::encode(sha),
-                    hex::encode(got)
-                ));
-            }
-        }
-        db
-    } else {
-        data
-    };
-    if db.len() < PAGE || u32::from_le_bytes([db[16], db[17], db[18], db[19]]) != BOLT_MAGIC {
-        return Err("invalid database".into());
-    }
-    let mut n = [0u8; 8];
-    n.copy_from_slice(&db[64..72]);
-    let len = usize::try_from(u64::from_le_bytes(n)).unwrap_or(usize::MAX);
-    let json = db
-        .get(PAGE..PAGE.saturating_add(len))
-        .ok_or("file size too small")?;
-    let body: SnapshotBody =
-        serde_json::from_slice(json).map_err(|e| format!("invalid database: {e}"))?;
-    if body.format != FORMAT {
-        return Err(format!("unknown snapshot format {:?}", body.format));
-    }
-    Ok(body)
 }
 
 // ---- the REST API ------------------------------------------------------------------
@@ -571,6 +470,40 @@ fn cluster_of(node: &Arc<Node>) -> Option<(PathBuf, String)> {
     Some((rt.dir.clone(), f.cluster_id))
 }
 
+/// Whether a control plane of `node`'s cluster was bootstrapped (etcd exists).
+pub(crate) fn cluster_bootstrapped(node: &Node) -> bool {
+    let Some(me) = node.facts() else {
+        return false;
+    };
+    node.runtime.upgrade().is_some_and(|rt| {
+        rt.all_nodes().iter().any(|p| {
+            p.state().bootstrapped && p.facts().is_some_and(|f| f.cluster_id == me.cluster_id)
+        })
+    })
+}
+
+/// The cluster's store; a cluster bootstrapped by a simulator that kept no store (state
+/// from before it did) gets a fresh one.
+pub(crate) fn read_or_init(
+    talos_dir: &Path,
+    cluster_id: &str,
+    bootstrapped: bool,
+) -> std::io::Result<Option<Store>> {
+    let _g = LOCK
+        .lock()
+        .map_err(|_| std::io::Error::other("store lock poisoned"))?;
+    let file = store_file(talos_dir, cluster_id);
+    match load(&file)? {
+        Some(s) => Ok(Some(s)),
+        None if bootstrapped => {
+            let s = fresh_store();
+            save(&file, &s)?;
+            Ok(Some(s))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Serve `req` when it is for a resource kept here; otherwise give it back.
 pub(crate) async fn route(
     node: &Arc<Node>,
@@ -604,6 +537,7 @@ pub(crate) async fn route(
             Err(e) => return Ok(bad_request(&e)),
         }
     }
+    let bootstrapped = cluster_bootstrapped(node);
     let Some((dir, cluster_id)) = cluster_of(node) else {
         return Ok(status(
             503,
@@ -624,7 +558,14 @@ pub(crate) async fn route(
         }
     };
     let file = store_file(&dir, &cluster_id);
-    let mut store = match load(&file) {
+    let loaded = match load(&file) {
+        Ok(None) if bootstrapped => {
+            let s = fresh_store();
+            save(&file, &s).map(|()| Some(s))
+        }
+        other => other,
+    };
+    let mut store = match loaded {
         Ok(Some(s)) => s,
         Ok(None) => {
             return Ok(status(
@@ -862,54 +803,6 @@ fn serve(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn body() -> SnapshotBody {
-        let mut store = fresh_store();
-        assert!(store.insert(
-            "/registry/configmaps/default/a",
-            json!({"metadata": {"name": "a", "namespace": "default"}, "data": {"k": "v"}})
-        ));
-        SnapshotBody {
-            format: FORMAT.into(),
-            cluster_id: "c1".into(),
-            members: vec![SnapshotMember {
-                id: 7,
-                name: "cp-1".into(),
-                peer_urls: vec!["https://127.0.0.1:2380".into()],
-            }],
-            store,
-        }
-    }
-
-    #[test]
-    fn snapshots_have_the_etcd_shape_and_round_trip() {
-        let b = body();
-        let snap = encode_snapshot(&b).unwrap();
-        assert_eq!(snap.len() % 512, 32, "page-aligned database plus a SHA-256");
-        assert_eq!(&snap[16..20], &BOLT_MAGIC.to_le_bytes());
-        assert_eq!(decode_snapshot(&snap, false).unwrap(), b);
-    }
-
-    #[test]
-    fn damaged_snapshots_are_refused_as_etcd_refuses_them() {
-        let snap = encode_snapshot(&body()).unwrap();
-        let truncated = &snap[..snap.len() - 100];
-        assert!(
-            decode_snapshot(truncated, false)
-                .unwrap_err()
-                .contains("missing hash")
-        );
-        let mut flipped = snap.clone();
-        flipped[PAGE + 3] ^= 1;
-        assert!(
-            decode_snapshot(&flipped, false)
-                .unwrap_err()
-                .starts_with("expected sha256")
-        );
-        // Without the hash check the flipped byte reaches the JSON (it is inside it).
-        assert!(decode_snapshot(&flipped, true).is_err());
-        assert!(decode_snapshot(b"not a snapshot", true).is_err());
-    }
 
     #[test]
     fn create_get_list_delete_follow_the_api_conventions() {

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod etcd;
 mod generate;
 mod grpc;
 
