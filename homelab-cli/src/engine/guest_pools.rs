@@ -23,15 +23,11 @@ pub fn check(desired: &Desired, observed: &Observed) -> Result<(), PlanError> {
         .collect();
     for (vmid, pool) in &desired.guest_pools {
         if !known.contains(pool.as_str()) {
-            let name = desired
-                .guests
-                .iter()
-                .find(|g| g.vmid == *vmid)
-                .map(|g| g.name.clone())
-                .unwrap_or_default();
+            let g = desired.guests.iter().find(|g| g.vmid == *vmid);
             return Err(PlanError::UnknownGuestPool {
+                kind: g.map_or("guest", |g| g.kind.noun()),
                 vmid: *vmid,
-                name,
+                name: g.map(|g| g.name.clone()).unwrap_or_default(),
                 pool: pool.clone(),
             });
         }
@@ -185,7 +181,8 @@ mod tests {
         let d = desired("ops", "  - name: infra\n");
         let e = check(&d, &observed(None, &[])).unwrap_err();
         assert!(
-            e.to_string().contains("201 \"nas\" is to be in pool ops"),
+            e.to_string()
+                .contains("vm 201 \"nas\" is to be in pool ops"),
             "{e}"
         );
         check(&d, &observed(None, &["ops"])).unwrap();
