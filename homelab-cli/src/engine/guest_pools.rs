@@ -23,15 +23,11 @@ pub fn check(desired: &Desired, observed: &Observed) -> Result<(), PlanError> {
         .collect();
     for (vmid, pool) in &desired.guest_pools {
         if !known.contains(pool.as_str()) {
-            let name = desired
-                .guests
-                .iter()
-                .find(|g| g.vmid == *vmid)
-                .map(|g| g.name.clone())
-                .unwrap_or_default();
+            let g = desired.guests.iter().find(|g| g.vmid == *vmid);
             return Err(PlanError::UnknownGuestPool {
+                kind: g.map_or("guest", |g| g.kind.noun()),
                 vmid: *vmid,
-                name,
+                name: g.map(|g| g.name.clone()).unwrap_or_default(),
                 pool: pool.clone(),
             });
         }
@@ -125,4 +121,113 @@ pub async fn join(client: &Client, vmid: u32, pool: &str) -> Result<(), proxmox_
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::engine::observed::ObservedGuest;
+    use crate::engine::pools::ObservedPool;
+    use crate::model::desired::GuestKind;
+    use crate::model::secrets::SecretValues;
+
+    fn desired(pool: &str, pools: &str) -> Desired {
+        let text = format!(
+            "name: lab\nproxmox:\n  endpoint: https://pve:8006\n  token_id: a@pve!b\n  token_secret: ${{secret:t}}\n  node: pve\npools:\n{pools}vms:\n  machines:\n    - {{ name: nas, vmid: 201, adopt: true, pool: {pool} }}\n"
+        );
+        let l = crate::model::parse(std::path::Path::new("homelab.yaml"), text).unwrap();
+        let s = SecretValues::from_pairs([("t".to_string(), "x".to_string())]);
+        crate::model::desired::resolve(&l, &s, &crate::engine::image::FactoryNaming::default())
+            .unwrap()
+    }
+
+    fn observed(in_pool: Option<&str>, pools: &[&str]) -> Observed {
+        let mut o = Observed {
+            pools: Some(
+                pools
+                    .iter()
+                    .map(|p| ObservedPool {
+                        id: p.to_string(),
+                        comment: None,
+                        members: None,
+                    })
+                    .collect(),
+            ),
+            ..Observed::default()
+        };
+        o.guests.push(ObservedGuest {
+            vmid: 201,
+            node: "pve".into(),
+            kind: GuestKind::Qemu,
+            name: Some("nas".into()),
+            status: "running".into(),
+            tags: Default::default(),
+            maxmem: None,
+            maxcpu: None,
+            maxdisk: None,
+            template: false,
+            lock: None,
+            config: None,
+        });
+        if let Some(p) = in_pool {
+            o.guest_pools.insert(201, p.into());
+        }
+        o
+    }
+
+    #[test]
+    fn a_pool_must_be_declared_or_exist() {
+        let d = desired("ops", "  - name: infra\n");
+        let e = check(&d, &observed(None, &[])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("vm 201 \"nas\" is to be in pool ops"),
+            "{e}"
+        );
+        check(&d, &observed(None, &["ops"])).unwrap();
+        check(&desired("infra", "  - name: infra\n"), &observed(None, &[])).unwrap();
+    }
+
+    #[test]
+    fn membership_changes_join_the_guest_update_or_make_one() {
+        let d = desired("infra", "  - name: infra\n");
+        // Already there: nothing.
+        let mut a = Vec::new();
+        merge(&d, &observed(Some("infra"), &["infra"]), &mut a);
+        assert!(a.is_empty());
+        // Elsewhere: an update of its own, no restart.
+        merge(&d, &observed(Some("old"), &["infra", "old"]), &mut a);
+        let [
+            Action::Update {
+                changes, reboot, ..
+            },
+        ] = a.as_slice()
+        else {
+            panic!("{a:?}")
+        };
+        assert!(!reboot);
+        assert_eq!(changes[0].from.as_deref(), Some("old"));
+        assert_eq!(changes[0].to.as_deref(), Some("infra"));
+        // Being adopted: the change rides on the adoption.
+        let mut a = vec![Action::Adopt {
+            vmid: 201,
+            name: "nas".into(),
+            node: "pve".into(),
+            kind: GuestKind::Qemu,
+            changes: Vec::new(),
+        }];
+        merge(&d, &observed(None, &["infra"]), &mut a);
+        let [Action::Adopt { changes, .. }] = a.as_slice() else {
+            panic!("{a:?}")
+        };
+        assert_eq!(changes[0].key, "pool");
+        // Its step waits for the pool when the plan creates it.
+        let plan = vec![Action::CreatePool {
+            id: "infra".into(),
+            comment: String::new(),
+        }];
+        assert_eq!(deps(&d, &plan, 201), vec!["pool:infra".to_string()]);
+        assert!(deps(&d, &[], 201).is_empty());
+    }
 }

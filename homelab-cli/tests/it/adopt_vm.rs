@@ -250,7 +250,7 @@ fn existing_vms_are_imported_adopted_and_restored_from_backups() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         flat(&out.stderr)
-            .contains("201 \"nas\" is to be in pool nowhere, which is neither declared"),
+            .contains("vm 201 \"nas\" is to be in pool nowhere, which is neither declared"),
         "{}",
         flat(&out.stderr)
     );

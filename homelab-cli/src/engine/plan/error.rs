@@ -201,9 +201,11 @@ pub enum PlanError {
     },
     /// A guest names a pool that is neither declared nor on the cluster.
     #[error(
-        "{vmid} \"{name}\" is to be in pool {pool}, which is neither declared under `pools:` nor on the cluster"
+        "{kind} {vmid} \"{name}\" is to be in pool {pool}, which is neither declared under `pools:` nor on the cluster"
     )]
     UnknownGuestPool {
+        /// `ct` or `vm`.
+        kind: &'static str,
         /// VMID.
         vmid: u32,
         /// Name.
