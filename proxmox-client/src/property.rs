@@ -64,8 +64,18 @@ fn parse_num<T: FromStr>(what: &str, key: &str, v: &str) -> Result<T> {
 struct Writer(Vec<String>);
 
 impl Writer {
-    fn positional(&mut self, v: &str) {
-        self.0.push(v.to_string());
+    /// The default key's value, written bare unless it holds a `=` (which would make the
+    /// parser read a key out of it): then as `key=value`.
+    fn positional(&mut self, key: &str, v: &str) {
+        if v.contains('=') {
+            self.0.push(format!("{key}={v}"));
+        } else {
+            self.0.push(v.to_string());
+        }
+    }
+    /// A first item written as is (`model=MAC` of a network device).
+    fn raw(&mut self, v: String) {
+        self.0.push(v);
     }
     fn s(&mut self, k: &str, v: &Option<String>) {
         if let Some(v) = v {
@@ -227,8 +237,15 @@ impl fmt::Display for QemuNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut w = Writer::default();
         match &self.macaddr {
-            Some(mac) => w.positional(&format!("{}={mac}", self.model)),
-            None => w.positional(&self.model),
+            Some(mac) if QEMU_NIC_MODELS.contains(&self.model.as_str()) => {
+                w.raw(format!("{}={mac}", self.model));
+            }
+            // a model PVE does not know cannot be the key of the MAC: spell both out
+            Some(mac) => {
+                w.positional("model", &self.model);
+                w.raw(format!("macaddr={mac}"));
+            }
+            None => w.positional("model", &self.model),
         }
         w.s("bridge", &self.bridge);
         w.n("tag", &self.tag);
@@ -381,7 +398,7 @@ impl FromStr for QemuDisk {
 impl fmt::Display for QemuDisk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut w = Writer::default();
-        w.positional(&self.file);
+        w.positional("file", &self.file);
         w.s("import-from", &self.import_from);
         w.s("aio", &self.aio);
         w.b("backup", self.backup);
@@ -462,7 +479,7 @@ impl FromStr for EfiDisk {
 impl fmt::Display for EfiDisk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut w = Writer::default();
-        w.positional(&self.file);
+        w.positional("file", &self.file);
         w.s("efitype", &self.efitype);
         w.s("format", &self.format);
         w.s("import-from", &self.import_from);
@@ -590,7 +607,7 @@ impl fmt::Display for HostPci {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut w = Writer::default();
         if let Some(h) = &self.host {
-            w.positional(h);
+            w.positional("host", h);
         }
         w.s("mapping", &self.mapping);
         w.s("mdev", &self.mdev);
@@ -708,7 +725,7 @@ impl FromStr for LxcMountPoint {
 impl fmt::Display for LxcMountPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut w = Writer::default();
-        w.positional(&self.volume);
+        w.positional("volume", &self.volume);
         w.s("mp", &self.mp);
         w.b("acl", self.acl);
         w.b("backup", self.backup);
@@ -927,7 +944,7 @@ impl FromStr for LxcDevice {
 impl fmt::Display for LxcDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut w = Writer::default();
-        w.positional(&self.path);
+        w.positional("path", &self.path);
         w.b("deny-write", self.deny_write);
         w.n("gid", &self.gid);
         w.s("mode", &self.mode);
@@ -1438,6 +1455,32 @@ pub fn parse_size_mib(s: &str) -> Option<u64> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Found by the `property` fuzz target: a default-key value holding `=` was printed bare
+    /// and read back as a key (`file=le=1` printed `le=1`).
+    #[test]
+    fn default_key_values_with_equals_round_trip() {
+        let d: QemuDisk = "vio=B:0:01,file=le=1,tag=20".parse().unwrap();
+        assert_eq!(d.file, "le=1");
+        let printed = d.to_string();
+        assert!(printed.starts_with("file=le=1,"), "{printed}");
+        assert_eq!(printed.parse::<QemuDisk>().unwrap(), d);
+        let m: LxcMountPoint = "volume=a=b,mp=/x".parse().unwrap();
+        assert_eq!(m.to_string().parse::<LxcMountPoint>().unwrap(), m);
+        for s in [
+            "model=a=b,macaddr=X",
+            "model=foo,macaddr=X",
+            "virtio=BC:24:11:00:00:01",
+        ] {
+            let n: QemuNet = s.parse().unwrap();
+            let printed = n.to_string();
+            assert_eq!(
+                printed.parse::<QemuNet>().unwrap(),
+                n,
+                "{s} printed {printed}"
+            );
+        }
+    }
 
     fn roundtrip<T: FromStr<Err = Error> + fmt::Display + PartialEq + fmt::Debug>(s: &str) -> T {
         let v: T = s.parse().unwrap();

@@ -70,12 +70,71 @@ fn parse(rest: &[String]) -> Result<Args> {
     Ok(a)
 }
 
-/// The number libFuzzer prints in its last `#N` status line (`#1234 DONE ...`).
+/// Executions: libFuzzer's final `stat::number_of_executed_units` (summed over jobs), else
+/// the number in its last `#N` status line (`#1234 DONE ...`).
 pub fn executions(log: &str) -> Option<u64> {
+    let stats: Vec<u64> = stat(log, "number_of_executed_units").collect();
+    if !stats.is_empty() {
+        return Some(stats.iter().sum());
+    }
     log.lines()
         .rev()
         .filter_map(|l| l.strip_prefix('#'))
         .find_map(|l| l.split_whitespace().next()?.parse().ok())
+}
+
+/// The values of one `-print_final_stats=1` line (`stat::NAME: value`), one per job.
+fn stat<'a>(log: &'a str, name: &'a str) -> impl Iterator<Item = u64> + 'a {
+    log.lines().filter_map(move |l| {
+        let rest = l.trim().strip_prefix("stat::")?.strip_prefix(name)?;
+        rest.strip_prefix(':')?.trim().parse().ok()
+    })
+}
+
+/// What one target's run gave, for the table.
+struct Row {
+    name: &'static str,
+    executions: Option<u64>,
+    per_sec: Option<u64>,
+    seconds: u64,
+    corpus_files: usize,
+    corpus_kib: u64,
+    ok: bool,
+}
+
+/// Number of files and total size (KiB) of a corpus folder.
+fn corpus_size(dir: &Path) -> (usize, u64) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    let sizes: Vec<u64> = rd
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .collect();
+    (sizes.len(), sizes.iter().sum::<u64>().div_ceil(1024))
+}
+
+/// The per-target table (markdown, as docs/fuzzing.md keeps it).
+fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| target | executions | exec/s | seconds | corpus | result |\n| --- | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    for r in rows {
+        let execs = r
+            .executions
+            .map_or_else(|| "?".to_owned(), |n| n.to_string());
+        let rate = r.per_sec.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        out.push_str(&format!(
+            "| {} | {execs} | {rate} | {} | {} files, {} KiB | {} |\n",
+            r.name,
+            r.seconds,
+            r.corpus_files,
+            r.corpus_kib,
+            if r.ok { "ok" } else { "CRASH" }
+        ));
+    }
+    out
 }
 
 pub fn fuzz(rest: &[String]) -> Result {
@@ -118,12 +177,22 @@ pub fn fuzz(rest: &[String]) -> Result {
         if let Some(runs) = args.runs {
             cmd.arg(format!("-runs={runs}"));
         }
+        let started = std::time::Instant::now();
         let (ok, log) = run_logged(cmd, &crate_dir)?;
-        let execs = executions(&log);
+        let seconds = started.elapsed().as_secs();
         if args.minimize {
             minimize(&crate_dir, &root, name, &corpus)?;
         }
-        report.push((*name, execs, ok));
+        let (corpus_files, corpus_kib) = corpus_size(&corpus);
+        report.push(Row {
+            name,
+            executions: executions(&log),
+            per_sec: Some(stat(&log, "average_exec_per_sec").sum()).filter(|n| *n > 0),
+            seconds,
+            corpus_files,
+            corpus_kib,
+            ok,
+        });
         if !ok {
             eprintln!(
                 "xtask: fuzz target {name} failed; the crashing input is in {}/artifacts/{name}",
@@ -131,12 +200,8 @@ pub fn fuzz(rest: &[String]) -> Result {
             );
         }
     }
-    println!("{:<10} {:>14}  result", "target", "executions");
-    for (name, execs, ok) in &report {
-        let e = execs.map_or_else(|| "?".to_owned(), |n| n.to_string());
-        println!("{name:<10} {e:>14}  {}", if *ok { "ok" } else { "CRASH" });
-    }
-    if report.iter().all(|(_, _, ok)| *ok) {
+    print!("{}", table(&report));
+    if report.iter().all(|r| r.ok) {
         Ok(())
     } else {
         Err("a fuzz target found a crash".into())
@@ -188,6 +253,26 @@ mod tests {
         let log = "INFO: seed\n#2\tINITED cov: 10\n#4096\tpulse cov: 12\n#123456\tDONE   cov: 40 exec/s: 99\nDone 123456 runs in 60 second(s)\n";
         assert_eq!(executions(log), Some(123_456));
         assert_eq!(executions("no status"), None);
+    }
+
+    #[test]
+    fn final_stats_win_and_sum_over_jobs() {
+        let log = "#4096\tpulse\nstat::number_of_executed_units: 1000\nstat::average_exec_per_sec:     50\n#9\tDONE\nstat::number_of_executed_units: 234\nstat::average_exec_per_sec: 7\n";
+        assert_eq!(executions(log), Some(1234));
+        assert_eq!(stat(log, "average_exec_per_sec").sum::<u64>(), 57);
+        let rows = [Row {
+            name: "upid",
+            executions: Some(1234),
+            per_sec: None,
+            seconds: 3,
+            corpus_files: 2,
+            corpus_kib: 1,
+            ok: false,
+        }];
+        assert_eq!(
+            table(&rows).lines().nth(2),
+            Some("| upid | 1234 | ? | 3 | 2 files, 1 KiB | CRASH |")
+        );
     }
 
     #[test]
