@@ -552,3 +552,20 @@ fn a_lost_or_foreign_talos_bundle_is_refused_never_regenerated() {
     std::fs::rename(&kept, &bundle).unwrap();
     repo.assert_converged(&[]);
 }
+
+/// The same outage where a VM passes a host PCI device through: the plan cannot read the
+/// node's devices and says the node is not online (not that the device does not exist).
+#[test]
+fn an_outage_is_named_before_pci_passthrough_is_judged() {
+    let repo = Repo::copy("vm-fleet", VM_FLEET);
+    let config = repo.config();
+    let plan = repo.run(
+        &["plan", "--simulate"],
+        config.to_str().unwrap(),
+        &[("HOMELAB_SIM_FAULTS", "offline=pve")],
+    );
+    let err = crate::common::flat(&plan.stderr);
+    assert_eq!(plan.status.code(), Some(1), "{err}");
+    assert!(err.contains("node pve is not online"), "{err}");
+    assert!(!err.contains("does not exist on node"), "{err}");
+}
