@@ -488,6 +488,21 @@ const SINGLE_NODE: &[&str] = &["homelab.yaml", "demo-age-key.txt", "secrets.enc.
 #[test]
 fn a_lost_or_foreign_talos_bundle_is_refused_never_regenerated() {
     let repo = Repo::copy("single-node", SINGLE_NODE);
+    // Its own loopback addresses: other tests run the single-node example at the same time.
+    for (key, ip) in [("node_ip", "127.218.18.11"), ("gateway", "127.218.18.1")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
+            .args(["secrets", "set", "secrets.enc.yaml"])
+            .arg(format!(r#"["network"]["{key}"]"#))
+            .arg(format!("\"{ip}\""))
+            .current_dir(repo.dir.path())
+            .env(
+                "SOPS_AGE_KEY_FILE",
+                repo.dir.path().join("demo-age-key.txt"),
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
     repo.up_ok(&[]);
     let bundle = repo.dir.path().join("talos-secrets.enc.yaml");
     let kept = repo.dir.path().join("kept-bundle.enc.yaml");
