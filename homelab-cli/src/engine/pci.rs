@@ -96,11 +96,14 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Vec<Action>, PlanE
         if !seen.insert((m.id.as_str(), m.node.as_str())) {
             continue;
         }
-        let devices = observed
-            .pci_devices
-            .get(&m.node)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        // Devices are read only from online nodes: none read means the node is away.
+        let Some(devices) = observed.pci_devices.get(&m.node).map(Vec::as_slice) else {
+            return Err(PlanError::PciNodeOffline {
+                device: m.path.clone(),
+                node: m.node.clone(),
+                name: m.used_by.clone(),
+            });
+        };
         let found = devices_at(devices, &m.path);
         let Some(first) = found.first() else {
             return Err(PlanError::UnknownPciDevice {

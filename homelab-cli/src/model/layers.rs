@@ -241,8 +241,8 @@ pub fn parse_env(
     let fail = |errs: Vec<ConfigError>| ConfigErrors::new(path.to_path_buf(), errs);
     let over_path = overlay_path(path, env);
     // Hostile input is refused before a parser spends quadratic time on it.
-    super::limits::check(path, &text).map_err(|e| fail(vec![e]))?;
-    super::limits::check(&over_path, &overlay_text).map_err(|e| fail(vec![e]))?;
+    super::limits::check(path, &text).map_err(|e| fail(vec![*e]))?;
+    super::limits::check(&over_path, &overlay_text).map_err(|e| fail(vec![*e]))?;
     let source = Arc::new(text);
     let over_source = Arc::new(overlay_text);
     let read = |p: &Path, src: &Arc<String>| -> Result<Value, ConfigErrors> {

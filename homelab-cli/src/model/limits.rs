@@ -55,13 +55,13 @@ pub fn read(path: &Path) -> Result<String, ReadError> {
             .with_help("check that -c/--config names the right file"),
         )));
     }
-    let text = decode(path, bytes).map_err(|e| ReadError::Refused(Box::new(e)))?;
-    check(path, &text).map_err(|e| ReadError::Refused(Box::new(e)))?;
+    let text = decode(path, bytes).map_err(ReadError::Refused)?;
+    check(path, &text).map_err(ReadError::Refused)?;
     Ok(text)
 }
 
 /// `bytes` as text, or an error at the line and column of the first byte that is not UTF-8.
-pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, ConfigError> {
+pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, Box<ConfigError>> {
     match String::from_utf8(bytes) {
         Ok(t) => Ok(t),
         Err(e) => {
@@ -78,7 +78,7 @@ pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, ConfigError> {
             // so the caret lands on it.
             let shown = String::from_utf8_lossy(&bytes).into_owned();
             let (source, span) = excerpt(&shown, good.len());
-            Err(ConfigError::new(
+            Err(Box::new(ConfigError::new(
                 path,
                 source,
                 span,
@@ -88,7 +88,7 @@ pub fn decode(path: &Path, bytes: Vec<u8>) -> Result<String, ConfigError> {
                 ),
                 "here",
             )
-            .with_help("homelab.yaml is UTF-8 text; check that -c/--config names the right file"))
+            .with_help("homelab.yaml is UTF-8 text; check that -c/--config names the right file")))
         }
     }
 }
@@ -106,7 +106,7 @@ fn excerpt(text: &str, offset: usize) -> (Arc<String>, Option<Span>) {
 }
 
 /// Refuse text nested deeper than [`MAX_DEPTH`] (linear time, one pass).
-pub fn check(path: &Path, text: &str) -> Result<(), ConfigError> {
+pub fn check(path: &Path, text: &str) -> Result<(), Box<ConfigError>> {
     match deepest(text, MAX_DEPTH) {
         None => Ok(()),
         Some(offset) => {
@@ -117,17 +117,19 @@ pub fn check(path: &Path, text: &str) -> Result<(), ConfigError> {
                 .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
                 + 1;
             let (source, span) = excerpt(text, offset);
-            Err(ConfigError::new(
-                path,
-                source,
-                span,
-                format!(
-                    "{}:{line}:{column}: nested more than {MAX_DEPTH} levels deep",
-                    path.display()
-                ),
-                "too deep",
-            )
-            .with_help("a configuration nests a few levels; check for unclosed `[` or `{`"))
+            Err(Box::new(
+                ConfigError::new(
+                    path,
+                    source,
+                    span,
+                    format!(
+                        "{}:{line}:{column}: nested more than {MAX_DEPTH} levels deep",
+                        path.display()
+                    ),
+                    "too deep",
+                )
+                .with_help("a configuration nests a few levels; check for unclosed `[` or `{`"),
+            ))
         }
     }
 }

@@ -171,7 +171,7 @@ pub fn load(path: &Path) -> miette::Result<Loaded> {
 /// Parse homelab.yaml text (`path` is used for messages and relative paths).
 pub fn parse(path: &Path, text: String) -> Result<Loaded, ConfigErrors> {
     // Hostile input is refused before a parser spends quadratic time on it.
-    limits::check(path, &text).map_err(|e| ConfigErrors::new(path.to_path_buf(), vec![e]))?;
+    limits::check(path, &text).map_err(|e| ConfigErrors::new(path.to_path_buf(), vec![*e]))?;
     let source = Arc::new(text);
     let config: Config = match serde_yaml_ng::from_str(&source) {
         Ok(c) => c,

@@ -488,6 +488,21 @@ const SINGLE_NODE: &[&str] = &["homelab.yaml", "demo-age-key.txt", "secrets.enc.
 #[test]
 fn a_lost_or_foreign_talos_bundle_is_refused_never_regenerated() {
     let repo = Repo::copy("single-node", SINGLE_NODE);
+    // Its own loopback addresses: other tests run the single-node example at the same time.
+    for (key, ip) in [("node_ip", "127.218.18.11"), ("gateway", "127.218.18.1")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_homelab-cli"))
+            .args(["secrets", "set", "secrets.enc.yaml"])
+            .arg(format!(r#"["network"]["{key}"]"#))
+            .arg(format!("\"{ip}\""))
+            .current_dir(repo.dir.path())
+            .env(
+                "SOPS_AGE_KEY_FILE",
+                repo.dir.path().join("demo-age-key.txt"),
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
     repo.up_ok(&[]);
     let bundle = repo.dir.path().join("talos-secrets.enc.yaml");
     let kept = repo.dir.path().join("kept-bundle.enc.yaml");
@@ -551,4 +566,21 @@ fn a_lost_or_foreign_talos_bundle_is_refused_never_regenerated() {
     // The real bundle back: converged, nothing to do.
     std::fs::rename(&kept, &bundle).unwrap();
     repo.assert_converged(&[]);
+}
+
+/// The same outage where a VM passes a host PCI device through: the plan cannot read the
+/// node's devices and says the node is not online (not that the device does not exist).
+#[test]
+fn an_outage_is_named_before_pci_passthrough_is_judged() {
+    let repo = Repo::copy("vm-fleet", VM_FLEET);
+    let config = repo.config();
+    let plan = repo.run(
+        &["plan", "--simulate"],
+        config.to_str().unwrap(),
+        &[("HOMELAB_SIM_FAULTS", "offline=pve")],
+    );
+    let err = crate::common::flat(&plan.stderr);
+    assert_eq!(plan.status.code(), Some(1), "{err}");
+    assert!(err.contains("node pve is not online"), "{err}");
+    assert!(!err.contains("does not exist on node"), "{err}");
 }

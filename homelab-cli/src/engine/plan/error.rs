@@ -109,6 +109,18 @@ pub enum PlanError {
         /// What the node has.
         known: String,
     },
+    /// The node of a passed-through PCI device did not answer, so its devices are unknown.
+    #[error(
+        "node {node} is not online: the PCI device {device} passed to {name} cannot be checked"
+    )]
+    PciNodeOffline {
+        /// The declared address.
+        device: String,
+        /// The node.
+        node: String,
+        /// The VM.
+        name: String,
+    },
     /// A referenced PCI mapping does not exist or has no entry for the node.
     #[error(
         "PCI mapping \"{id}\" (passed to {name}) does not exist or has no device on node {node}; existing mappings: {known}"
@@ -266,6 +278,9 @@ impl PlanError {
             }
             PlanError::UnknownPciDevice { .. } => {
                 "fix `device` (`lspci -D` on the node lists them), or drop the `pci` item"
+            }
+            PlanError::PciNodeOffline { .. } => {
+                "bring the node back (Proxmox shows it offline or unreachable), then run `homelab-cli up` again"
             }
             PlanError::UnknownPciMapping { .. } => {
                 "create the mapping (Datacenter → Resource Mappings), or give `device` so that `up` creates it"
