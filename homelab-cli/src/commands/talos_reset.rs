@@ -109,7 +109,7 @@ async fn reset(a: &ResetArgs, s: &Session) -> miette::Result<ResetReport> {
     }
     let mut steps = Vec::new();
     if g.is_control_plane() {
-        let members = membership::read_members(&s.desired, cluster, &bundle)
+        let members = membership::read_members(&s.desired, cluster, &bundle, &Default::default())
             .await
             .ok_or_else(|| miette!("no control plane answers with the etcd member list"))?;
         if let Some(me) = members.iter().find(|m| m.name == g.name) {

@@ -373,7 +373,15 @@ pub async fn observe(
     if !talos_obs.bootstrapped {
         return out;
     }
-    let Some(members) = read_members(desired, cluster, bundle).await else {
+    // The nodes that answered `Version` over mTLS in this observation run our config
+    // already: not probed a second time (one read of each kind per node and plan).
+    let answered: BTreeSet<IpAddr> = desired
+        .guests
+        .iter()
+        .filter(|g| talos_obs.versions.contains_key(&g.vmid))
+        .filter_map(|g| g.talos.as_ref()?.ip)
+        .collect();
+    let Some(members) = read_members(desired, cluster, bundle, &answered).await else {
         return out;
     };
     out.members = members;
@@ -406,14 +414,15 @@ pub async fn runs_config(cluster: &TalosCluster, bundle: &SecretsBundle, ip: IpA
     )
 }
 
-/// The etcd members, each probed on the Talos API (`None`: no control plane answers).
+/// The etcd members, each probed on the Talos API unless it is in `answered` (nodes known to
+/// run our config already) (`None`: no control plane answers).
 pub async fn read_members(
     desired: &Desired,
     cluster: &TalosCluster,
     bundle: &SecretsBundle,
+    answered: &BTreeSet<IpAddr>,
 ) -> Option<Vec<MemberObs>> {
-    let client = healthy_control_plane(desired, cluster, bundle, &[]).await?;
-    let lists = client.etcd_member_list(false).await.ok()?;
+    let (_, lists) = control_plane_with_members(desired, cluster, bundle, &[], answered).await?;
     let mut out = Vec::new();
     for m in lists.into_iter().flat_map(|l| l.members) {
         let ip = m
@@ -423,7 +432,7 @@ pub async fn read_members(
             .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
             .and_then(|h| h.parse::<IpAddr>().ok());
         let healthy = match ip {
-            Some(ip) => runs_config(cluster, bundle, ip).await,
+            Some(ip) => answered.contains(&ip) || runs_config(cluster, bundle, ip).await,
             None => false,
         };
         out.push(MemberObs {
@@ -457,16 +466,32 @@ pub async fn healthy_control_plane(
     bundle: &SecretsBundle,
     except: &[IpAddr],
 ) -> Option<Client> {
+    control_plane_with_members(desired, cluster, bundle, except, &BTreeSet::new())
+        .await
+        .map(|(c, _)| c)
+}
+
+/// [`healthy_control_plane`] with the member list it read; nodes in `answered` are known to
+/// run our config and are not probed first.
+async fn control_plane_with_members(
+    desired: &Desired,
+    cluster: &TalosCluster,
+    bundle: &SecretsBundle,
+    except: &[IpAddr],
+    answered: &BTreeSet<IpAddr>,
+) -> Option<(Client, Vec<talos_api::proto::machine::EtcdMembers>)> {
     for ip in talos::control_plane_ips(desired) {
-        if except.contains(&ip) || !runs_config(cluster, bundle, ip).await {
+        if except.contains(&ip)
+            || (!answered.contains(&ip) && !runs_config(cluster, bundle, ip).await)
+        {
             continue;
         }
         let Ok(b) = talos::admin_client(cluster, bundle, ip) else {
             continue;
         };
         let Ok(c) = b.build() else { continue };
-        if c.etcd_member_list(false).await.is_ok() {
-            return Some(c);
+        if let Ok(lists) = c.etcd_member_list(false).await {
+            return Some((c, lists));
         }
     }
     None
