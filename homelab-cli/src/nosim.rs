@@ -1,6 +1,12 @@
 //! `simlab` in a binary built without the `sim` feature: there is no simulated lab, so a
 //! [`SimLab`] cannot exist (the type is uninhabited) and `--simulate` is not offered.
 
+/// Where a config's simulated lab would keep its state (the same path as with `sim`; a
+/// binary without it never has one, but recovery advice names the path).
+pub fn state_dir(config_dir: &std::path::Path) -> std::path::PathBuf {
+    config_dir.join(".homelab").join("sim")
+}
+
 /// Request counts of the simulated Proxmox VE (never produced without the `sim` feature).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Requests {

@@ -138,7 +138,9 @@ impl Session {
             ));
         }
         let pve = connect(&desired)?;
+        #[cfg_attr(not(feature = "sim"), allow(unused_mut))]
         let mut pve_root = connect_root(&desired)?;
+        #[cfg(feature = "sim")]
         if pve_root.is_none()
             && let Some(s) = &lab
         {

@@ -640,7 +640,7 @@ impl Client {
                                 body: Bytes::from_static(b"{\"data\":null}"),
                             });
                         }
-                        Err(Error::NotFound { .. }) => {
+                        Err(e) if crate::recovery::absent(&e) => {
                             attempt += 1;
                             tracing::warn!(error = %err, attempt, path = %req.path, "no answer and nothing created: sending the request again");
                             tokio::time::sleep(policy.delay(attempt - 1)).await;

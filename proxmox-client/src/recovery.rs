@@ -90,13 +90,30 @@ pub(crate) fn created_object(req: &ApiRequest) -> Option<String> {
     if req.method != Method::Post {
         return None;
     }
-    let base = match req.path.as_str() {
-        "/cluster/backup" => "/cluster/backup",
-        "/cluster/mapping/pci" => "/cluster/mapping/pci",
+    // The create's path and the parameter naming the object; `GET {base}/{id}` reads it
+    // (pve-manager `PVE/API2/Backup.pm`, `PVE/API2/Cluster/Mapping/PCI.pm`; pve-storage
+    // `PVE/API2/Storage/Config.pm` `create`/`read`, keyed by `storage`).
+    let (base, key) = match req.path.as_str() {
+        "/cluster/backup" => ("/cluster/backup", "id"),
+        "/cluster/mapping/pci" => ("/cluster/mapping/pci", "id"),
+        "/storage" => ("/storage", "storage"),
         _ => return None,
     };
-    let id = param_text(param(req, "id")?);
+    let id = param_text(param(req, key)?);
     (!id.is_empty() && !id.contains('/')).then(|| format!("{base}/{id}"))
+}
+
+/// Whether the read-back of a create says the object is not there: not found, or a
+/// parameter error naming it missing (pve-manager `PVE/API2/Backup.pm` `read_job`:
+/// `raise_param_exc({ id => "No such job '$id'" })`, an HTTP 400).
+pub(crate) fn absent(e: &crate::Error) -> bool {
+    match e {
+        crate::Error::NotFound { .. } => true,
+        crate::Error::Validation { errors, .. } => errors
+            .values()
+            .any(|m| m.to_ascii_lowercase().starts_with("no such ")),
+        _ => false,
+    }
 }
 
 /// Whether a write without a worker may simply be sent again: setting a configuration to
@@ -178,6 +195,28 @@ mod tests {
             Some("/cluster/backup/homelab-nightly")
         );
         assert!(created_object(&req(Method::Post, "/cluster/backup", &[])).is_none());
+        let storage = req(
+            Method::Post,
+            "/storage",
+            &[("storage", ParamValue::Str("tank".into()))],
+        );
+        assert_eq!(created_object(&storage).as_deref(), Some("/storage/tank"));
+        let no_such_job = crate::Error::Validation {
+            status: 400,
+            message: "Parameter verification failed.".into(),
+            errors: [(
+                "id".to_string(),
+                "No such job 'homelab-nightly'".to_string(),
+            )]
+            .into(),
+        };
+        assert!(absent(&no_such_job));
+        let other = crate::Error::Validation {
+            status: 400,
+            message: "Parameter verification failed.".into(),
+            errors: [("id".to_string(), "invalid format".to_string())].into(),
+        };
+        assert!(!absent(&other));
     }
 
     #[test]

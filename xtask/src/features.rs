@@ -88,6 +88,17 @@ pub fn run(args: &[String]) -> super::Result {
         return Err("homelab-cli with default features lacks homelab-sim".into());
     }
     eprintln!("xtask: homelab-cli --no-default-features: no homelab-sim");
+    // And it compiles: `cargo check` writes no binary, so the `sim` build the tests use
+    // stays in place (`--build` below builds and runs the binary without `sim`).
+    let mut check = super::cargo();
+    check.args([
+        "check",
+        "--locked",
+        "-p",
+        "homelab-cli",
+        "--no-default-features",
+    ]);
+    super::run(check)?;
     if args.iter().any(|a| a == "--build") {
         build_without_sim()?;
     }

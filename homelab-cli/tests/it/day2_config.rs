@@ -18,19 +18,25 @@ const FILES: &[&str] = &[
     ".sops.yaml",
 ];
 
-/// The multi-node example (3 control planes, 3 workers) on addresses of its own (other
-/// tests run the same example at the same time), with short simulated reboots.
-fn cluster() -> Repo {
+/// The multi-node example (3 control planes, 3 workers) on a loopback /24 of its own, `net`
+/// (other tests, this file's too, run the same example at the same time), with short
+/// simulated reboots.
+fn cluster(net: &str) -> Repo {
     let r = Repo::copy("multi-node", FILES);
-    for (secret, ip) in [
-        ("cp1", "127.0.93.11"),
-        ("cp2", "127.0.93.12"),
-        ("cp3", "127.0.93.13"),
-        ("w1", "127.0.93.21"),
-        ("w2", "127.0.93.22"),
-        ("w3", "127.0.93.23"),
+    for (secret, host) in [
+        ("gateway", "1"),
+        ("vip", "10"),
+        ("cp1", "11"),
+        ("cp2", "12"),
+        ("cp3", "13"),
+        ("w1", "21"),
+        ("w2", "22"),
+        ("w3", "23"),
     ] {
-        r.edit(&format!("${{secret:network.{secret}}}"), ip);
+        r.edit(
+            &format!("${{secret:network.{secret}}}"),
+            &format!("{net}.{host}"),
+        );
     }
     let dir = r.dir.path().join(".homelab/sim/talos");
     std::fs::create_dir_all(&dir).unwrap();
@@ -80,7 +86,7 @@ const HOSTS: [&str; 6] = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2", "worke
 
 #[test]
 fn config_changes_are_planned_by_path_and_rolled_node_by_node() {
-    let r = cluster();
+    let r = cluster("127.0.93");
     r.up_ok(&[]);
 
     // One plan of the six running nodes: at most one read of each kind per node, and the
@@ -228,7 +234,7 @@ fn config_changes_are_planned_by_path_and_rolled_node_by_node() {
 
 #[test]
 fn a_new_extension_at_the_same_version_is_an_upgrade() {
-    let r = cluster();
+    let r = cluster("127.0.94");
     r.up_ok(&[]);
     let schematic = |r: &Repo| -> BTreeMap<String, String> {
         r.with_lab(async |s| {
