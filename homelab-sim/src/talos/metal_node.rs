@@ -15,7 +15,7 @@
 //!   mTLS against the config's OS CA).
 //!
 //! Here the install is the same state change the maintenance-mode `ApplyConfiguration` makes
-//! for a VM node ([`super::apid`]): config stored on the node's disk (its state file under
+//! for a VM node (`apid.rs`): config stored on the node's disk (its state file under
 //! `<state_dir>/talos/`), installed, version and schematic of the installer image.
 //!
 //! **Identity:** a metal node is keyed `("metal", id)` where `id` is 1 000 000 000 plus the

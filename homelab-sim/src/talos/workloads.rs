@@ -9,8 +9,8 @@
 //!   eviction subresource does not support."; a not-ready pod is deleted when the budget
 //!   has its desired healthy count; otherwise `checkAndDecrement` refuses with 429
 //!   "Cannot evict pod as it would violate the pod's disruption budget." and the cause
-//!   `DisruptionBudget` "The disruption budget <name> needs <desired> healthy pods and has
-//!   <current> currently"; success answers a `Status` Success (201).
+//!   `DisruptionBudget` "The disruption budget `<name>` needs `<desired>` healthy pods and
+//!   has `<current>` currently"; success answers a `Status` Success (201).
 //! - `pkg/controller/disruption/disruption.go`: `currentHealthy` counts ready pods,
 //!   `desiredHealthy` comes from `minAvailable` (an int or a percentage, rounded up) or
 //!   `expectedCount - maxUnavailable`, `disruptionsAllowed = currentHealthy - desiredHealthy`
