@@ -547,32 +547,14 @@ async fn apply_node(
     mode: ApplyWith,
     with_upgrade: bool,
 ) -> Result<String, StepError> {
-    let cluster = env
-        .desired
-        .talos
-        .as_ref()
-        .ok_or_else(|| StepError::new("no Talos cluster"))?;
-    let bundle = env
-        .bundle
-        .get()
-        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
-    let d = env
-        .desired
-        .guests
-        .iter()
-        .find(|g| g.vmid == vmid)
-        .ok_or_else(|| StepError::new(format!("no guest {vmid}")))?;
-    let ip = d
-        .talos
-        .as_ref()
-        .and_then(|t| t.ip)
-        .ok_or_else(|| StepError::new(format!("{} has no static address", d.name)))?;
-    let builder =
-        talos::admin_client(cluster, bundle, ip).map_err(|e| StepError::new(e.to_string()))?;
-    let client = builder
-        .clone()
-        .build()
-        .map_err(|e| StepError::new(format!("Talos client: {e}")))?;
+    let super::day2::NodeTarget {
+        cluster,
+        bundle,
+        guest: d,
+        ip: _,
+        builder,
+        client,
+    } = super::day2::node_target(env, vmid)?;
     let read = |b: zeroize::Zeroizing<Vec<u8>>| -> Result<Vec<Value>, StepError> {
         let text = String::from_utf8(b.to_vec())
             .map_err(|_| StepError::new(format!("{}: the running config is not UTF-8", d.name)))?;

@@ -137,14 +137,20 @@ pub fn upgrade_steps(env: &Arc<Env>, actions: &[Action], existing: &[Step]) -> V
     out
 }
 
-/// Upgrade one node and wait until it is healthy on the new version.
-async fn upgrade_node(
-    env: &Env,
-    vmid: u32,
-    to: &str,
-    to_schematic: Option<&str>,
-    image: &str,
-) -> Result<String, StepError> {
+/// What a rolling step needs to talk to one configured node: its cluster, the secrets
+/// bundle, its declaration and address, and an admin client (and the builder, for clients
+/// made again after a reboot).
+pub(crate) struct NodeTarget<'a> {
+    pub cluster: &'a TalosCluster,
+    pub bundle: &'a SecretsBundle,
+    pub guest: &'a crate::model::desired::DesiredGuest,
+    pub ip: IpAddr,
+    pub builder: talos_api::client::ClientBuilder,
+    pub client: talos_api::client::Client,
+}
+
+/// The [`NodeTarget`] of the node `vmid`.
+pub(crate) fn node_target(env: &Env, vmid: u32) -> Result<NodeTarget<'_>, StepError> {
     let cluster = env
         .desired
         .talos
@@ -171,6 +177,32 @@ async fn upgrade_node(
         .clone()
         .build()
         .map_err(|e| StepError::new(format!("Talos client: {e}")))?;
+    Ok(NodeTarget {
+        cluster,
+        bundle,
+        guest: d,
+        ip,
+        builder,
+        client,
+    })
+}
+
+/// Upgrade one node and wait until it is healthy on the new version.
+async fn upgrade_node(
+    env: &Env,
+    vmid: u32,
+    to: &str,
+    to_schematic: Option<&str>,
+    image: &str,
+) -> Result<String, StepError> {
+    let NodeTarget {
+        cluster: _,
+        bundle: _,
+        guest: d,
+        ip,
+        builder,
+        client,
+    } = node_target(env, vmid)?;
     let current = client
         .version()
         .await
