@@ -797,8 +797,13 @@ fn backup_json(id: &str, job: &BTreeMap<String, String>) -> Value {
     o.insert("id".into(), json!(id));
     o.insert("type".into(), json!("vzdump"));
     o.entry("enabled").or_insert(json!(1));
-    if job.get("enabled").is_none_or(|e| e == "1") {
-        o.insert("next-run".into(), json!(now() + 3600 - now() % 3600));
+    // pve-manager `PVE/API2/Backup.pm` `index`: every job with a schedule gets the next
+    // event after now, enabled or not.
+    if let Some(next) = job
+        .get("schedule")
+        .and_then(|s| super::calendar::next_event(s, now() as i64))
+    {
+        o.insert("next-run".into(), json!(next));
     }
     Value::Object(o)
 }

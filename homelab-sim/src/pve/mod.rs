@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod calendar;
 pub mod error;
 pub mod formats;
 pub mod guests;
