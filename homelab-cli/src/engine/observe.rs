@@ -133,8 +133,14 @@ pub async fn observe(
 
 /// One `/cluster/resources` call: nodes and guests (no configurations).
 pub async fn list(client: &Client) -> Result<Observed, proxmox_client::Error> {
+    let read_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let resources = client.cluster_resources(None).await?;
-    let mut observed = Observed::default();
+    let mut observed = Observed {
+        read_at,
+        ..Observed::default()
+    };
     for r in resources {
         match r.kind.as_str() {
             "node" => observed.nodes.push(ObservedNode {

@@ -101,6 +101,10 @@ pub struct Observed {
     /// The simulated lab's state directory, under `--simulate`.
     #[serde(skip)]
     pub sim_state: Option<std::path::PathBuf>,
+    /// When the reading began (Unix seconds, this machine's clock; 0: unknown). A task of
+    /// a guest that had started by then was already under way when the plan was made.
+    #[serde(skip)]
+    pub read_at: u64,
 }
 
 impl ObservedGuest {

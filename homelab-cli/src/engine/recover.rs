@@ -173,6 +173,48 @@ pub async fn active_tasks(
 }
 
 #[derive(Deserialize)]
+struct EndedTask {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    endtime: Option<u64>,
+}
+
+/// Whether a task of `vmid` that had started by `at` (Unix seconds) ended at or after it:
+/// a change already under way when the plan was read, which the plan could not see.
+/// `GET /nodes/{node}/tasks?source=archive&vmid=&until=` (pve-manager `API2/Tasks.pm`
+/// `node_tasks`: `until` bounds the start time, `endtime` is the task log's).
+pub async fn ended_since(
+    client: &Client,
+    node: &str,
+    vmid: u32,
+    at: u64,
+) -> Result<bool, proxmox_client::Error> {
+    if at == 0 {
+        return Ok(false);
+    }
+    let tasks: Vec<EndedTask> = client
+        .get(
+            &format!("/nodes/{node}/tasks"),
+            &[
+                ("source", ParamValue::Str("archive".into())),
+                ("vmid", ParamValue::Int(i64::from(vmid))),
+                (
+                    "until",
+                    ParamValue::Int(i64::try_from(at).unwrap_or(i64::MAX)),
+                ),
+            ],
+        )
+        .await?;
+    // Task times have a resolution of one second: one that ended within the plan's first
+    // second counts (it may have ended after the read).
+    Ok(tasks.iter().any(|t| {
+        t.id.as_deref().is_none_or(|id| id == vmid.to_string())
+            && t.endtime.is_some_and(|e| e >= at)
+    }))
+}
+
+#[derive(Deserialize)]
 struct Content {
     volid: String,
 }

@@ -584,3 +584,73 @@ fn an_outage_is_named_before_pci_passthrough_is_judged() {
     assert!(err.contains("node pve is not online"), "{err}");
     assert!(!err.contains("does not exist on node"), "{err}");
 }
+
+/// The re-run of an interrupted `up` met `checksum mismatch` when the interrupted run's
+/// configuration change, still under way when the plan was read, had ended by the time the
+/// update was sent (the vm-fleet sweep, killed after step 12). Such a change is told apart
+/// from one somebody made after the plan: only the first lets the planned change go over it.
+#[tokio::test]
+async fn a_change_under_way_at_plan_time_is_told_from_a_later_one() {
+    use homelab_cli::engine::recover::ended_since;
+    use proxmox_client::{ParamValue, Upid, WaitOptions};
+    let lab = homelab_sim::lab::Lab::builder()
+        .task_duration(Duration::from_millis(1500))
+        .start()
+        .await
+        .unwrap();
+    let c = proxmox_client::Client::builder()
+        .base_url(lab.pve_url())
+        .api_token(lab.token_id(), lab.token_secret())
+        .pin_fingerprint(lab.fingerprint())
+        .build()
+        .unwrap();
+    let wait = WaitOptions {
+        initial_interval: Duration::from_millis(50),
+        max_interval: Duration::from_millis(200),
+        deadline: Duration::from_secs(30),
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let memory = async |mib: i64| -> Upid {
+        c.post(
+            "/nodes/pve/qemu/400/config",
+            &[("memory", ParamValue::Int(mib))],
+        )
+        .await
+        .unwrap()
+    };
+    let created: Upid = c
+        .post(
+            "/nodes/pve/qemu",
+            &[
+                ("vmid", ParamValue::Int(400)),
+                ("memory", ParamValue::Int(512)),
+            ],
+        )
+        .await
+        .unwrap();
+    c.wait_task(&created, &wait).await.unwrap();
+
+    // The interrupted run's change starts, then the re-run's plan is read.
+    let change = memory(1024).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let read_at = now();
+    assert!(!ended_since(&c, "pve", 400, read_at).await.unwrap(), "still running");
+    c.wait_task(&change, &wait).await.unwrap();
+    assert!(ended_since(&c, "pve", 400, read_at).await.unwrap());
+    // No plan time known: nothing is taken for granted.
+    assert!(!ended_since(&c, "pve", 400, 0).await.unwrap());
+
+    // A plan read after that change ended, then a change somebody makes after the plan.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let read_at = now();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let other = memory(2048).await;
+    c.wait_task(&other, &wait).await.unwrap();
+    assert!(!ended_since(&c, "pve", 400, read_at).await.unwrap());
+    lab.shutdown().await;
+}

@@ -83,7 +83,9 @@ pub(super) async fn start(
 
 /// After a digest mismatch: when tasks of the guest were still running on the host (an
 /// interrupted run's change), wait for them and return the digest of the configuration they
-/// left; `None` when nothing was in flight (someone else changed it: the plan is stale).
+/// left. The same when such a task, already under way when the plan was read, has ended
+/// since. `None` when nothing was in flight at plan time (someone else changed the guest
+/// since: the plan is stale).
 pub(super) async fn settled_digest(
     env: &Env,
     node: &str,
@@ -94,7 +96,16 @@ pub(super) async fn settled_digest(
         .await
         .ok()?;
     if active.is_empty() {
-        return None;
+        let ended = crate::engine::recover::ended_since(&env.pve, node, vmid, env.observed.read_at)
+            .await
+            .ok()?;
+        if !ended {
+            return None;
+        }
+        tracing::warn!(
+            vmid,
+            "a change under way when the plan was read has ended since; sending the planned change over it"
+        );
     }
     for upid in &active {
         let Ok(parsed) = upid.parse::<Upid>() else {
