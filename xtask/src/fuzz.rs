@@ -1,4 +1,4 @@
-//! `cargo xtask fuzz [TARGET...] [--time SECONDS] [--runs N] [--jobs N] [--minimize] [--list]`:
+//! `cargo xtask fuzz [TARGET...] [--time SECONDS] [--runs N] [--jobs N] [--sanitizer address|none] [--minimize] [--list]`:
 //! run the `cargo fuzz` targets of every fuzz crate (nightly toolchain, `cargo install
 //! cargo-fuzz`), one after the other, each with its committed corpus, and print the
 //! executions libFuzzer reports. `--minimize` merges each corpus down to its minimal set
@@ -30,6 +30,8 @@ struct Args {
     jobs: u32,
     minimize: bool,
     list: bool,
+    /// `cargo fuzz --sanitizer` (`address`, the default, or `none`).
+    sanitizer: String,
 }
 
 fn parse(rest: &[String]) -> Result<Args> {
@@ -40,6 +42,7 @@ fn parse(rest: &[String]) -> Result<Args> {
         jobs: 1,
         minimize: false,
         list: false,
+        sanitizer: "address".into(),
     };
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
@@ -56,6 +59,15 @@ fn parse(rest: &[String]) -> Result<Args> {
             }
             "--minimize" => a.minimize = true,
             "--list" => a.list = true,
+            "--sanitizer" => {
+                a.sanitizer = it
+                    .next()
+                    .filter(|v| {
+                        ["address", "none", "memory", "thread", "leak"].contains(&v.as_str())
+                    })
+                    .ok_or("--sanitizer needs address, none, leak, memory or thread")?
+                    .clone();
+            }
             t if !t.starts_with('-') => a.targets.push(t.to_owned()),
             other => return Err(format!("unknown option {other}")),
         }
@@ -160,7 +172,15 @@ pub fn fuzz(rest: &[String]) -> Result {
         let mut cmd = Command::new("cargo");
         cmd.current_dir(&crate_dir)
             .env("CARGO_TARGET_DIR", root.join("target/fuzz"))
-            .args(["+nightly", "fuzz", "run", "-O", name])
+            .args([
+                "+nightly",
+                "fuzz",
+                "run",
+                "-O",
+                "--sanitizer",
+                &args.sanitizer,
+                name,
+            ])
             .arg(&corpus);
         if seeds.is_dir() {
             cmd.arg(&seeds);
@@ -181,7 +201,7 @@ pub fn fuzz(rest: &[String]) -> Result {
         let (ok, log) = run_logged(cmd, &crate_dir)?;
         let seconds = started.elapsed().as_secs();
         if args.minimize {
-            minimize(&crate_dir, &root, name, &corpus)?;
+            minimize(&crate_dir, &root, name, &corpus, &args.sanitizer)?;
         }
         let (corpus_files, corpus_kib) = corpus_size(&corpus);
         report.push(Row {
@@ -235,11 +255,19 @@ fn run_logged(mut cmd: Command, crate_dir: &Path) -> Result<(bool, String)> {
     Ok((out.status.success(), log))
 }
 
-fn minimize(crate_dir: &Path, root: &Path, name: &str, corpus: &Path) -> Result {
+fn minimize(crate_dir: &Path, root: &Path, name: &str, corpus: &Path, sanitizer: &str) -> Result {
     let mut cmd = Command::new("cargo");
     cmd.current_dir(crate_dir)
         .env("CARGO_TARGET_DIR", root.join("target/fuzz"))
-        .args(["+nightly", "fuzz", "cmin", "-O", name])
+        .args([
+            "+nightly",
+            "fuzz",
+            "cmin",
+            "-O",
+            "--sanitizer",
+            sanitizer,
+            name,
+        ])
         .arg(corpus);
     crate::run(cmd)
 }

@@ -639,7 +639,10 @@ async fn a_change_under_way_at_plan_time_is_told_from_a_later_one() {
     let change = memory(1024).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let read_at = now();
-    assert!(!ended_since(&c, "pve", 400, read_at).await.unwrap(), "still running");
+    assert!(
+        !ended_since(&c, "pve", 400, read_at).await.unwrap(),
+        "still running"
+    );
     c.wait_task(&change, &wait).await.unwrap();
     assert!(ended_since(&c, "pve", 400, read_at).await.unwrap());
     // No plan time known: nothing is taken for granted.
