@@ -232,6 +232,15 @@ impl Session {
             self.config_mode,
             plan,
         )
+        .and_then(|plan| {
+            crate::engine::metal_config::plan_config_changes(
+                &self.desired,
+                &talos_obs,
+                bundle.as_ref(),
+                self.config_mode,
+                plan,
+            )
+        })
         .map_err(|e| {
             miette!(
                 help = "`homelab-cli config resolve --node NAME` shows the config a node gets",

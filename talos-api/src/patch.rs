@@ -32,6 +32,17 @@ impl Patch {
     /// `path` is a JSON patch; anything else is a strategic-merge patch.
     pub fn parse(text: &str, name: &str) -> Result<Self> {
         let docs = crate::yaml::parse_documents(text, name)?;
+        // Talos decodes patches into its typed config (strategic merge) or into JSON (RFC
+        // 6902): neither has room for a key that is itself a mapping or a list
+        // (siderolabs/talos `pkg/machinery/config/configpatcher/load.go`, `LoadPatch`).
+        if let Some(key) = docs.iter().find_map(complex_key) {
+            return Err(Error::Patch {
+                patch: name.to_string(),
+                message: format!(
+                    "a mapping key must be a plain value, not {key}: Talos configs have no such keys"
+                ),
+            });
+        }
         if let [Value::Sequence(items)] = docs.as_slice() {
             let is_ops = items
                 .iter()
@@ -271,6 +282,23 @@ fn json_patch_op(doc: &mut Value, op: &Value) -> Result<(), String> {
     }
 }
 
+/// The first mapping key in `v` that is a mapping or a list, described (`a mapping`).
+fn complex_key(v: &Value) -> Option<&'static str> {
+    match v {
+        Value::Mapping(m) => m.iter().find_map(|(k, v)| match k {
+            Value::Mapping(_) => Some("a mapping"),
+            Value::Sequence(_) => Some("a list"),
+            Value::Tagged(t) if matches!(t.value, Value::Mapping(_) | Value::Sequence(_)) => {
+                Some("a tagged collection")
+            }
+            _ => complex_key(v),
+        }),
+        Value::Sequence(items) => items.iter().find_map(complex_key),
+        Value::Tagged(t) => complex_key(&t.value),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -310,5 +338,20 @@ mod tests {
             e,
             "config patch bad.json: operation 0: path element \"nope\" not found"
         );
+    }
+
+    #[test]
+    fn a_collection_as_a_key_is_refused() {
+        // Found by the `patch` fuzz target: the emitter cannot write such a key back, and
+        // Talos's typed decoding refuses it anyway.
+        let e = Patch::parse("odd:\n  ? name: x\n", "p.yaml").unwrap_err();
+        assert!(e.to_string().contains("not a mapping"), "{e}");
+        let e = Patch::parse(
+            "- op: add\n  path: /machine/x\n  value: { ? [a] : 1 }\n",
+            "p.yaml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not a list"), "{e}");
+        assert!(Patch::parse("machine:\n  nodeLabels: { 1: a, true: b }\n", "p.yaml").is_ok());
     }
 }

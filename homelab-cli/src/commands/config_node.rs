@@ -25,19 +25,21 @@ pub fn print_machine_config(
     let guest = d
         .guests
         .iter()
-        .find(|g| g.talos.is_some() && g.name == node)
-        .ok_or_else(|| {
-            let names: Vec<&str> = d
-                .guests
-                .iter()
-                .filter(|g| g.talos.is_some())
-                .map(|g| g.name.as_str())
-                .collect();
-            miette!(
-                help = format!("Talos nodes: {}", names.join(", ")),
-                "no Talos node named `{node}`"
-            )
-        })?;
+        .find(|g| g.talos.is_some() && g.name == node);
+    let metal = cluster.metal.iter().find(|m| m.name == node);
+    if guest.is_none() && metal.is_none() {
+        let names: Vec<&str> = d
+            .guests
+            .iter()
+            .filter(|g| g.talos.is_some())
+            .map(|g| g.name.as_str())
+            .chain(cluster.metal.iter().map(|m| m.name.as_str()))
+            .collect();
+        return Err(miette!(
+            help = format!("Talos nodes: {}", names.join(", ")),
+            "no Talos node named `{node}`"
+        ));
+    }
     let bundle = match ws.decrypt(&cluster.secrets_file)? {
         Some(plain) => {
             let text = std::str::from_utf8(&plain)
@@ -60,17 +62,32 @@ pub fn print_machine_config(
             .map_err(|e| miette!("cannot generate a secrets bundle: {e}"))?
         }
     };
-    let config = talos::machine_config(cluster, guest, &bundle).map_err(|e| {
+    let (config, member_patches) = match (guest, metal) {
+        (Some(g), _) => (
+            talos::machine_config(cluster, g, &bundle),
+            g.talos
+                .as_ref()
+                .map(|t| t.patches.clone())
+                .unwrap_or_default(),
+        ),
+        (None, Some(m)) => (
+            crate::engine::metal::metal_machine_config(
+                cluster,
+                &crate::engine::metal::metal_installer(cluster),
+                None,
+                m,
+                &bundle,
+            ),
+            cluster.metal_patches.for_role(m.role).clone(),
+        ),
+        (None, None) => return Err(miette!("no Talos node named `{node}`")),
+    };
+    let config = config.map_err(|e| {
         miette!(
             help = "fix the patch at the file and line named here, then run `homelab-cli config resolve --node NAME` again",
             "machine config of {node}: {e}"
         )
     })?;
-    let member_patches = guest
-        .talos
-        .as_ref()
-        .map(|t| t.patches.clone())
-        .unwrap_or_default();
     let mut docs: Vec<Value> = config.documents().to_vec();
     for doc in &mut docs {
         patches::redact(doc, &member_patches.secret_values);

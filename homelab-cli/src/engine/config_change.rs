@@ -401,54 +401,79 @@ pub fn plan_config_changes(
             let Some(text) = running.get(vmid).and_then(|r| r.config.as_deref()) else {
                 continue;
             };
-            let current = talos_api::yaml::parse_documents(text, "running machine config")
-                .map_err(|e| format!("{}: {e}", g.name))?;
-            let want = config_to_apply(&desired_docs(cluster, g, bundle)?, &current);
-            let (needed, reboot_paths) = talos_api::apply_mode::decide(&current, &want);
-            if needed == NeededMode::Unchanged {
-                continue;
-            }
-            let diff = diff_configs(&current, &want, &member.patches.secret_values);
-            if diff.is_empty() {
-                continue;
-            }
-            let with_upgrade = upgraded.contains(vmid);
-            let apply = if with_upgrade || mode == ConfigMode::Staged {
-                ApplyWith::Staged
-            } else if needed == NeededMode::Reboot {
-                ApplyWith::Reboot
-            } else {
-                ApplyWith::NoReboot
-            };
-            changes.push(Action::TalosConfigChange {
-                vmid: *vmid,
-                name: g.name.clone(),
-                role: role.to_string(),
-                mode: apply,
-                with_upgrade,
-                reboot_paths,
-                changes: diff,
-            });
+            let desired = desired_docs(cluster, g, bundle)?;
+            changes.extend(change_of(
+                (Some(*vmid), &g.name, role),
+                text,
+                &desired,
+                &member.patches.secret_values,
+                (mode, upgraded.contains(vmid)),
+            )?);
         }
     }
     plan.actions.extend(changes);
     Ok(plan.finish())
 }
 
+/// The config change of one running node (`None`: it runs its config already): the
+/// running config `text` against `desired` (its documents), the mode `auto` would pick
+/// (staged when `mode` says so or the node's upgrade takes it), the diff with
+/// `secret_values` masked.
+pub(crate) fn change_of(
+    (vmid, name, role): (Option<u32>, &str, Role),
+    text: &str,
+    desired: &[Value],
+    secret_values: &[secrecy::SecretString],
+    (mode, with_upgrade): (ConfigMode, bool),
+) -> Result<Option<Action>, String> {
+    let current = talos_api::yaml::parse_documents(text, "running machine config")
+        .map_err(|e| format!("{name}: {e}"))?;
+    let want = config_to_apply(desired, &current);
+    let (needed, reboot_paths) = talos_api::apply_mode::decide(&current, &want);
+    if needed == NeededMode::Unchanged {
+        return Ok(None);
+    }
+    let diff = diff_configs(&current, &want, secret_values);
+    if diff.is_empty() {
+        return Ok(None);
+    }
+    let mode = if with_upgrade || mode == ConfigMode::Staged {
+        ApplyWith::Staged
+    } else if needed == NeededMode::Reboot {
+        ApplyWith::Reboot
+    } else {
+        ApplyWith::NoReboot
+    };
+    Ok(Some(Action::TalosConfigChange {
+        vmid,
+        name: name.to_string(),
+        role: role.to_string(),
+        mode,
+        with_upgrade,
+        reboot_paths,
+        changes: diff,
+    }))
+}
+
 /// The plan text of a config change.
 pub fn plan_text(a: &Action, paint: &dyn Fn(&str) -> String) -> String {
     use std::fmt::Write as _;
     let Action::TalosConfigChange {
+        vmid,
         name,
         role,
         mode,
         with_upgrade,
         reboot_paths,
         changes,
-        ..
     } = a
     else {
         return String::new();
+    };
+    let role = if vmid.is_none() {
+        format!("metal {role}")
+    } else {
+        role.clone()
     };
     let mut out = String::new();
     let how = match (mode, with_upgrade) {
@@ -502,8 +527,36 @@ pub fn add_steps(env: &Arc<Env>, actions: &[Action], out: &mut Vec<Step>) {
         else {
             continue;
         };
-        let id = format!("config:{vmid}");
         let e = env.clone();
+        let Some(vmid) = vmid else {
+            // A metal node: after every upgrade (the metal ones roll last) and the change
+            // before it.
+            let id = format!("config:metal:{name}");
+            let mut deps: Vec<String> = previous.iter().cloned().collect();
+            deps.extend(
+                out.iter()
+                    .filter(|s| s.id.starts_with("metal-upgrade:"))
+                    .map(|s| s.id.clone()),
+            );
+            let label = match mode {
+                ApplyWith::NoReboot => {
+                    format!("apply the machine config of metal {role} \"{name}\" (no reboot)")
+                }
+                ApplyWith::Reboot => {
+                    format!("apply the machine config of metal {role} \"{name}\" (reboots)")
+                }
+                ApplyWith::Staged => format!("stage the machine config of metal {role} \"{name}\""),
+            };
+            out.push(Step {
+                id: id.clone(),
+                label,
+                deps,
+                run: async move { super::metal_config::apply(&e, &name, mode).await }.boxed(),
+            });
+            previous = Some(id);
+            continue;
+        };
+        let id = format!("config:{vmid}");
         let run = async move { apply_node(&e, vmid, mode, with_upgrade).await }.boxed();
         if with_upgrade && let Some(up) = out.iter_mut().find(|s| s.id == format!("upgrade:{vmid}"))
         {
@@ -555,19 +608,58 @@ async fn apply_node(
         builder,
         client,
     } = super::day2::node_target(env, vmid)?;
+    let desired = desired_docs(cluster, d, bundle).map_err(StepError::new)?;
+    let node = ConfigTarget {
+        name: &d.name,
+        control_plane: d.is_control_plane(),
+        console: "the Proxmox console",
+        builder,
+        client,
+    };
+    apply_config(env, node, &desired, mode, with_upgrade).await
+}
+
+/// A running node a config is applied to.
+pub(crate) struct ConfigTarget<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Whether it runs etcd.
+    pub control_plane: bool,
+    /// Where to look when it does not come back (`the Proxmox console`).
+    pub console: &'a str,
+    /// Its Talos API (mTLS), to build fresh clients while it reboots.
+    pub builder: talos_api::client::ClientBuilder,
+    /// A client of it.
+    pub client: talos_api::client::Client,
+}
+
+/// Apply `desired` (the node's documents, before the running Kubernetes images are kept)
+/// with `mode` and wait until the node runs it, healthy.
+pub(crate) async fn apply_config(
+    env: &Env,
+    node: ConfigTarget<'_>,
+    desired: &[Value],
+    mode: ApplyWith,
+    with_upgrade: bool,
+) -> Result<String, StepError> {
+    let ConfigTarget {
+        name,
+        control_plane,
+        console,
+        builder,
+        client,
+    } = node;
     let read = |b: zeroize::Zeroizing<Vec<u8>>| -> Result<Vec<Value>, StepError> {
         let text = String::from_utf8(b.to_vec())
-            .map_err(|_| StepError::new(format!("{}: the running config is not UTF-8", d.name)))?;
+            .map_err(|_| StepError::new(format!("{}: the running config is not UTF-8", name)))?;
         talos_api::yaml::parse_documents(&text, "running machine config")
-            .map_err(|e| StepError::new(format!("{}: {e}", d.name)))
+            .map_err(|e| StepError::new(format!("{}: {e}", name)))
     };
-    let running = read(client.machine_config().await.map_err(|e| {
-        StepError::new(format!("{}: cannot read its machine config: {e}", d.name))
-    })?)?;
-    let want = config_to_apply(
-        &desired_docs(cluster, d, bundle).map_err(StepError::new)?,
-        &running,
-    );
+    let running =
+        read(client.machine_config().await.map_err(|e| {
+            StepError::new(format!("{}: cannot read its machine config: {e}", name))
+        })?)?;
+    let want = config_to_apply(desired, &running);
     // A re-run after the change went through has nothing left to do (a staged config
     // waits in the `persistent` resource).
     let target = if mode == ApplyWith::Staged {
@@ -575,20 +667,20 @@ async fn apply_node(
             client
                 .machine_config_with_id(talos_api::cosi::PERSISTENT_ID)
                 .await
-                .map_err(|e| StepError::new(format!("{}: {e}", d.name)))?,
+                .map_err(|e| StepError::new(format!("{}: {e}", name)))?,
         )?
     } else {
         running.clone()
     };
     if talos_api::apply_mode::decide(&target, &want).0 == NeededMode::Unchanged {
-        return Ok(format!("{} already has it", d.name));
+        return Ok(format!("{} already has it", name));
     }
     let boot_before = if mode == ApplyWith::Reboot {
         Some(
             client
                 .boot_id()
                 .await
-                .map_err(|e| StepError::new(format!("{}: boot ID: {e}", d.name)))?,
+                .map_err(|e| StepError::new(format!("{}: boot ID: {e}", name)))?,
         )
     } else {
         None
@@ -598,25 +690,24 @@ async fn apply_node(
         .apply_configuration(yaml.as_bytes(), mode.api(), false)
         .await
         .map_err(|e| {
-            StepError::new(format!("{}: apply-config refused: {e}", d.name))
+            StepError::new(format!("{}: apply-config refused: {e}", name))
                 .hint("run `homelab-cli plan` again: the node may have changed since this plan")
         })?;
     if mode == ApplyWith::Staged {
         return Ok(if with_upgrade {
-            format!("{} staged; its upgrade's reboot takes it", d.name)
+            format!("{} staged; its upgrade's reboot takes it", name)
         } else {
-            format!("{} staged; taken at its next reboot", d.name)
+            format!("{} staged; taken at its next reboot", name)
         });
     }
     let opts = talos_api::health::WaitOptions::new(env.timeouts.talos).interval(env.timeouts.poll);
     let stuck = |what: String| {
         StepError::new(format!(
             "{} did not come back with its new machine config: {what}; the roll stopped here and the nodes after it are untouched",
-            d.name
+            name
         ))
         .hint(format!(
-            "look at \"{}\" in the Proxmox console; once it answers, re-run `homelab-cli up` to resume",
-            d.name
+            "look at \"{name}\" in {console}; once it answers, re-run `homelab-cli up` to resume"
         ))
     };
     let client = talos_api::health::wait_for("the node to run its new config", &opts, || {
@@ -646,14 +737,14 @@ async fn apply_node(
     })
     .await
     .map_err(|e| stuck(e.to_string()))?;
-    if d.is_control_plane() {
+    if control_plane {
         wait_control_plane(env, &client, &opts)
             .await
             .map_err(|e| stuck(format!("etcd: {e}")))?;
     }
     Ok(match mode {
-        ApplyWith::Reboot => format!("{} rebooted with its new config", d.name),
-        _ => format!("{} runs its new config", d.name),
+        ApplyWith::Reboot => format!("{} rebooted with its new config", name),
+        _ => format!("{} runs its new config", name),
     })
 }
 

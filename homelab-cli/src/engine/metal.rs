@@ -30,8 +30,9 @@ use crate::model::config::Role;
 use crate::model::desired::{Desired, TalosCluster};
 use crate::model::metal::{MetalArch, MetalNode};
 
-/// The machine config of one metal node: the same cluster, secrets and settings as the VM
-/// nodes, the metal installer, and the address from DHCP (the fixed lease in full mode).
+/// The machine config of one metal node: the same cluster, secrets, settings and patches
+/// (cluster-wide and its role's) as the VM nodes, the metal installer, and the address from
+/// DHCP (the fixed lease in full mode).
 pub fn metal_machine_config(
     cluster: &TalosCluster,
     installer: &str,
@@ -62,12 +63,17 @@ pub fn metal_machine_config(
         Role::Controlplane => MachineType::ControlPlane,
         Role::Worker => MachineType::Worker,
     };
-    MachineConfig::generate(
+    let mut config = MachineConfig::generate(
         &input,
         bundle,
         kind,
         &NodeInput::default().hostname(&node.name),
-    )
+    )?;
+    cluster
+        .metal_patches
+        .for_role(node.role)
+        .apply_to(&mut config)?;
+    Ok(config)
 }
 
 fn factory_arch(a: MetalArch) -> Arch {
@@ -173,6 +179,10 @@ pub struct MetalObserved {
     /// Whether Kubernetes lists it as a Ready node (`None`: not asked).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes_ready: Option<bool>,
+    /// The machine config it runs (configured nodes, with the secrets bundle); it holds
+    /// key material, so it is never serialised.
+    #[serde(skip)]
+    pub config: Option<String>,
 }
 
 /// Probe every metal node at its address: Talos API state, version, Kubernetes node.
@@ -213,9 +223,13 @@ pub async fn observe(
             if state == NodeState::Configured
                 && let Some(b) = bundle
             {
-                let versions =
-                    super::day2::observe_versions(cluster, b, &[(0, IpAddr::V4(ip))]).await;
+                let at = [(0, IpAddr::V4(ip))];
+                let (versions, mut running) = futures_util::join!(
+                    super::day2::observe_versions(cluster, b, &at),
+                    super::config_change::observe(cluster, b, &at)
+                );
                 o.version = versions.get(&0).cloned();
+                o.config = running.remove(&0).and_then(|r| r.config);
                 if let Some(kc) = &kubeconfig {
                     o.kubernetes_ready = talos_api::health::kubernetes_node_ready(kc, &m.name)
                         .await
@@ -352,20 +366,12 @@ pub fn upgrade_steps(env: &Arc<Env>, actions: &[Action], existing: &[Step]) -> V
 /// Upgrade one metal node (Talos's Upgrade RPC with the installer image) and wait until it
 /// runs the new version (a control plane: with etcd healthy again).
 async fn upgrade(env: &Env, name: &str, to: &str, image: &str) -> Result<String, StepError> {
-    let (cluster, node) = metal_node(env, name)?;
-    let bundle = env
-        .bundle
-        .get()
-        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
-    let ip = node
-        .ip
-        .ok_or_else(|| StepError::new(format!("metal node {name} has no `ip`")))?;
-    let builder = talos::admin_client(cluster, bundle, IpAddr::V4(ip))
-        .map_err(|e| StepError::new(e.to_string()))?;
-    let client = builder
-        .clone()
-        .build()
-        .map_err(|e| StepError::new(format!("Talos client: {e}")))?;
+    let MetalTarget {
+        node,
+        builder,
+        client,
+        ..
+    } = metal_target(env, name)?;
     let tag_of = |v: Vec<talos_api::proto::machine::Version>| {
         v.first()
             .and_then(|x| x.version.as_ref())
@@ -502,6 +508,40 @@ pub fn steps(env: &Arc<Env>, metal: Option<&Arc<MetalEnv>>, name: &str) -> Vec<S
         run: async move { join(&e, &n).await }.boxed(),
     };
     vec![boot, join]
+}
+
+/// What a step needs to talk to one running metal node over mTLS.
+pub(crate) struct MetalTarget<'a> {
+    pub cluster: &'a TalosCluster,
+    pub node: &'a MetalNode,
+    pub bundle: &'a SecretsBundle,
+    pub builder: talos_api::client::ClientBuilder,
+    pub client: talos_api::client::Client,
+}
+
+/// The [`MetalTarget`] of the metal node `name` (it needs an `ip`).
+pub(crate) fn metal_target<'a>(env: &'a Env, name: &str) -> Result<MetalTarget<'a>, StepError> {
+    let (cluster, node) = metal_node(env, name)?;
+    let bundle = env
+        .bundle
+        .get()
+        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
+    let ip = node
+        .ip
+        .ok_or_else(|| StepError::new(format!("metal node {name} has no `ip`")))?;
+    let builder = talos::admin_client(cluster, bundle, IpAddr::V4(ip))
+        .map_err(|e| StepError::new(e.to_string()))?;
+    let client = builder
+        .clone()
+        .build()
+        .map_err(|e| StepError::new(format!("Talos client: {e}")))?;
+    Ok(MetalTarget {
+        cluster,
+        node,
+        bundle,
+        builder,
+        client,
+    })
 }
 
 fn metal_node<'a>(
@@ -904,7 +944,7 @@ mod tests {
             MetalObserved {
                 talos: "unknown".into(),
                 kubernetes_ready: Some(true),
-                version: None,
+                ..MetalObserved::default()
             },
         );
         assert!(plan(&d, &o).is_empty());

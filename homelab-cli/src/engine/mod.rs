@@ -13,6 +13,7 @@ pub mod image;
 pub mod k8s_upgrade;
 pub mod membership;
 pub mod metal;
+pub mod metal_config;
 pub mod observe;
 pub mod observed;
 pub mod pci;

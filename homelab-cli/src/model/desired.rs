@@ -449,6 +449,10 @@ pub struct TalosCluster {
     /// Bare-metal nodes (`talos.metal`), their install disk resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metal: Vec<super::metal::MetalNode>,
+    /// The patches metal nodes get: the cluster-wide ones, then their role's (metal nodes
+    /// have no patches of their own).
+    #[serde(skip)]
+    pub metal_patches: super::patches::RolePatches,
     /// Workers a rolling upgrade may take down at once (`talos.upgrade.max_unavailable`).
     pub max_unavailable: u32,
     /// `talos.etcd_backup` (long form; `manual` when absent).
@@ -781,6 +785,11 @@ pub fn resolve(
             nameservers: nameservers.iter().map(|n| n.0).collect(),
             nodes: t.nodes.iter().map(|n| n.vmid).collect(),
             metal: super::metal::resolved(t),
+            metal_patches: if t.metal.is_empty() {
+                super::patches::RolePatches::default()
+            } else {
+                super::patches::resolve_roles(l, secrets, &mut errs)
+            },
             max_unavailable: t.upgrade.max_unavailable.get(),
             etcd_backup: t
                 .etcd_backup

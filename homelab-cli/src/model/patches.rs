@@ -211,6 +211,60 @@ pub fn validate(l: &Loaded, errs: &mut Vec<ConfigError>) {
     }
 }
 
+/// The cluster-wide and role patches, per role: what a node without patches of its own
+/// gets (the bare-metal nodes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RolePatches {
+    /// `talos.patches.all`, then `talos.patches.controlplane`.
+    pub controlplane: NodePatches,
+    /// `talos.patches.all`, then `talos.patches.worker`.
+    pub worker: NodePatches,
+}
+
+impl RolePatches {
+    /// The patches of `role`.
+    pub fn for_role(&self, role: Role) -> &NodePatches {
+        match role {
+            Role::Controlplane => &self.controlplane,
+            Role::Worker => &self.worker,
+        }
+    }
+}
+
+/// Read, parse and substitute the cluster-wide and role patches for each role. An error
+/// the VM nodes' patches already reported is not reported again.
+pub fn resolve_roles(
+    l: &Loaded,
+    secrets: &SecretValues,
+    errs: &mut Vec<ConfigError>,
+) -> RolePatches {
+    let Some(t) = &l.config.talos else {
+        return RolePatches::default();
+    };
+    let mut mine = Vec::new();
+    let out = RolePatches {
+        controlplane: resolve_specs(
+            l,
+            secrets,
+            specs_for(&t.patches, Role::Controlplane, 0, &[]),
+            &mut mine,
+        ),
+        worker: resolve_specs(
+            l,
+            secrets,
+            specs_for(&t.patches, Role::Worker, 0, &[]),
+            &mut mine,
+        ),
+    };
+    for e in mine {
+        let text = e.to_string();
+        if !errs.iter().any(|x| x.to_string() == text) {
+            errs.push(e);
+        }
+    }
+    out
+}
+
 /// Read, parse and substitute the patches of `talos.nodes[node_index]`.
 pub fn resolve_node(
     l: &Loaded,
@@ -218,14 +272,29 @@ pub fn resolve_node(
     node_index: usize,
     errs: &mut Vec<ConfigError>,
 ) -> NodePatches {
-    let mut out = NodePatches::default();
     let Some(t) = &l.config.talos else {
-        return out;
+        return NodePatches::default();
     };
     let Some(n) = t.nodes.get(node_index) else {
-        return out;
+        return NodePatches::default();
     };
-    for (path, spec) in specs_for(&t.patches, n.role, node_index, &n.patches) {
+    resolve_specs(
+        l,
+        secrets,
+        specs_for(&t.patches, n.role, node_index, &n.patches),
+        errs,
+    )
+}
+
+/// Read, parse and substitute the patches `specs` lists, in order.
+fn resolve_specs(
+    l: &Loaded,
+    secrets: &SecretValues,
+    specs: Vec<(String, &PatchSpec)>,
+    errs: &mut Vec<ConfigError>,
+) -> NodePatches {
+    let mut out = NodePatches::default();
+    for (path, spec) in specs {
         let source = match (&spec.file, &spec.inline) {
             (Some(f), None) => {
                 let full = l.relative(f);

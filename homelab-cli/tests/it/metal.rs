@@ -59,6 +59,17 @@ fn repo() -> Repo {
     repo
 }
 
+/// The ids of the steps of `up` that contain `part`, in the order they ran.
+fn step_ids<'a>(up: &'a serde_json::Value, part: &str) -> Vec<&'a str> {
+    up["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .filter(|id| id.contains(part))
+        .collect()
+}
+
 /// Files below `dir` holding `needle` (`skip` directories are not entered).
 fn files_containing(dir: &Path, needle: &[u8], skip: &[PathBuf], hits: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -222,15 +233,8 @@ fn up_boots_a_metal_worker_beside_vm_control_planes() {
     );
     assert!(plan.contains("/metal-installer/"), "{plan}");
     let up = repo.up_ok(&["--talos-timeout", "120"]);
-    let ids: Vec<&str> = up["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["id"].as_str())
-        .filter(|id| id.contains("upgrade:"))
-        .collect();
     assert_eq!(
-        ids,
+        step_ids(&up, "upgrade:"),
         [
             "upgrade:461",
             "upgrade:462",
@@ -243,6 +247,69 @@ fn up_boots_a_metal_worker_beside_vm_control_planes() {
     let status = repo.json(&["status", "--simulate", "-o", "json"]);
     assert_eq!(status["metal"][0]["version"], "v1.12.1", "{status:#}");
     assert_eq!(status["metal"][1]["version"], "v1.12.1", "{status:#}");
+
+    // Day 2: the cluster-wide and role patches reach the metal nodes as well (they have
+    // none of their own), planned by path and applied live after the VM nodes, control
+    // planes first; `config resolve` shows a metal node's config with its patches.
+    repo.edit(
+        "  metal:\n",
+        "  patches:
+    all:
+      - inline:
+          machine:
+            sysctls: { net.core.somaxconn: \"65535\" }
+    worker:
+      - inline:
+          machine:
+            nodeLabels: { rack: \"${secret:network.gateway}\" }
+  metal:\n",
+    );
+    let text = repo.plan_text(&[]);
+    for who in [
+        "controlplane \"cp-1\"",
+        "controlplane \"cp-2\"",
+        "metal controlplane \"cp-metal\"",
+        "metal worker \"metal-1\"",
+    ] {
+        assert!(
+            text.contains(&format!(
+                "# machine config of {who} will be updated in place; applied live (no reboot)"
+            )),
+            "{who}: {text}"
+        );
+    }
+    assert!(
+        text.contains("+ machine.nodeLabels.rack = (sensitive)"),
+        "{text}"
+    );
+    assert!(!text.contains("127.0.46.1\""), "{text}");
+    let resolved =
+        String::from_utf8_lossy(&repo.cli(&["config", "resolve", "--node", "metal-1"]).stdout)
+            .into_owned();
+    let first = resolved.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("# effective machine config of metal-1; patches applied in order: ")
+            && first.matches("homelab.yaml:").count() == 2,
+        "{resolved}"
+    );
+    assert!(resolved.contains("rack: (sensitive)"), "{resolved}");
+    assert!(
+        resolved.contains("net.core.somaxconn: '65535'"),
+        "{resolved}"
+    );
+    assert!(resolved.contains("/metal-installer/"), "{resolved}");
+    let up = repo.up_ok(&["--talos-timeout", "120"]);
+    assert_eq!(
+        step_ids(&up, "config:"),
+        [
+            "config:461",
+            "config:462",
+            "config:metal:cp-metal",
+            "config:metal:metal-1"
+        ],
+        "{up:#}"
+    );
+    repo.assert_converged(&[]);
 
     // No plaintext machine config on disk: the cluster's machine token and bootstrap token
     // (in every machine config, and in the SOPS-encrypted bundle only) appear in no file of

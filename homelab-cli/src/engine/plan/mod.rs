@@ -279,8 +279,9 @@ pub enum Action {
     /// Change the machine config of a running Talos node (ApplyConfiguration), with the
     /// mode Talos needs for it; see [`super::config_change`].
     TalosConfigChange {
-        /// VMID.
-        vmid: u32,
+        /// VMID (`None`: a bare-metal node, `talos.metal`, known by its name).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vmid: Option<u32>,
         /// Name.
         name: String,
         /// controlplane / worker.
