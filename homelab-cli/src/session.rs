@@ -334,7 +334,8 @@ impl Session {
                 .filter(|(_, _, _, s)| *s == NodeState::Configured)
                 .map(|(vmid, _, ip, _)| (*vmid, *ip))
                 .collect();
-            out.versions = crate::engine::day2::observe_versions(cluster, b, &running).await;
+            (out.versions, out.foreign_ca) =
+                crate::engine::day2::observe_versions_and_trust(cluster, b, &running).await;
             out.running = crate::engine::config_change::observe(cluster, b, &running).await;
             if out.bootstrapped
                 && let Ok(kc) = talos::direct_kubeconfig(&self.desired, cluster, b)

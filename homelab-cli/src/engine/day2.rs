@@ -26,20 +26,45 @@ pub async fn observe_versions(
     bundle: &SecretsBundle,
     nodes: &[(u32, IpAddr)],
 ) -> BTreeMap<u32, String> {
+    observe_versions_and_trust(cluster, bundle, nodes).await.0
+}
+
+/// [`observe_versions`], and the nodes whose certificate our CA did not sign (their
+/// `Version` call failed the mTLS handshake with a bad signature: the bundle is not theirs).
+pub async fn observe_versions_and_trust(
+    cluster: &TalosCluster,
+    bundle: &SecretsBundle,
+    nodes: &[(u32, IpAddr)],
+) -> (BTreeMap<u32, String>, std::collections::BTreeSet<u32>) {
     let calls = nodes.iter().map(|&(vmid, ip)| async move {
         let client = talos::admin_client(cluster, bundle, ip)
             .ok()?
             .build()
             .ok()?;
-        let v = client.version().await.ok()?;
-        let tag = v.first()?.version.as_ref()?.tag.clone();
+        let tag = match client.version().await {
+            Ok(v) => Ok(v.first()?.version.as_ref()?.tag.clone()),
+            Err(e) if super::waits::is_cert_mismatch(&e.to_string()) => Err(()),
+            Err(_) => return None,
+        };
         Some((vmid, tag))
     });
-    futures_util::future::join_all(calls)
+    let mut versions = BTreeMap::new();
+    let mut foreign = std::collections::BTreeSet::new();
+    for (vmid, tag) in futures_util::future::join_all(calls)
         .await
         .into_iter()
         .flatten()
-        .collect()
+    {
+        match tag {
+            Ok(t) => {
+                versions.insert(vmid, t);
+            }
+            Err(()) => {
+                foreign.insert(vmid);
+            }
+        }
+    }
+    (versions, foreign)
 }
 
 /// Upgrades for the configured nodes whose reported version or installed schematic (an

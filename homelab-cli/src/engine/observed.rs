@@ -146,6 +146,10 @@ pub struct TalosObserved {
     pub kubeconfig_current: bool,
     /// The Talos version each configured node reports, by VMID.
     pub versions: std::collections::BTreeMap<u32, String>,
+    /// Configured nodes whose certificate our bundle's CA did not sign (a bundle from
+    /// another cluster), by VMID.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub foreign_ca: BTreeSet<u32>,
     /// Bare-metal nodes (`talos.metal`) by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metal: BTreeMap<String, super::metal::MetalObserved>,

@@ -279,7 +279,8 @@ pub fn locked_declared(desired: &Desired, observed: &Observed) -> Vec<(String, G
 
 /// Refuse to generate a new Talos secrets bundle while nodes that keep running (not
 /// recreated by `plan`) already run a configuration made from the old one: their trust roots
-/// would no longer match, and the cluster could not be managed.
+/// would no longer match, and the cluster could not be managed. Likewise refuse a bundle
+/// those nodes' certificates show is another cluster's.
 pub fn check_bundle(
     desired: &Desired,
     talos: &super::observed::TalosObserved,
@@ -288,9 +289,6 @@ pub fn check_bundle(
     let Some(cluster) = &desired.talos else {
         return Ok(());
     };
-    if talos.secrets_present {
-        return Ok(());
-    }
     let recreated: std::collections::BTreeSet<u32> = plan
         .actions
         .iter()
@@ -300,12 +298,26 @@ pub fn check_bundle(
             _ => None,
         })
         .collect();
-    let running: Vec<String> = desired
-        .guests
-        .iter()
-        .filter(|g| talos.configured.contains(&g.vmid) && !recreated.contains(&g.vmid))
-        .map(|g| format!("{} \"{}\"", g.vmid, g.name))
-        .collect();
+    let kept = |vmids: &std::collections::BTreeSet<u32>| -> Vec<String> {
+        desired
+            .guests
+            .iter()
+            .filter(|g| vmids.contains(&g.vmid) && !recreated.contains(&g.vmid))
+            .map(|g| format!("{} \"{}\"", g.vmid, g.name))
+            .collect()
+    };
+    if talos.secrets_present {
+        // Nodes that stay, configured from another bundle: nothing could manage them.
+        let foreign = kept(&talos.foreign_ca);
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        return Err(super::plan::PlanError::SecretsForeign {
+            path: cluster.secrets_file.display().to_string(),
+            nodes: foreign.join(", "),
+        });
+    }
+    let running = kept(&talos.configured);
     if running.is_empty() {
         return Ok(());
     }

@@ -49,6 +49,16 @@ pub enum PlanError {
         /// The configured nodes (`vmid "name"`).
         nodes: String,
     },
+    /// The Talos secrets bundle is not the one the running nodes were configured with.
+    #[error(
+        "the Talos secrets bundle {path} does not belong to this cluster: node(s) {nodes} present a certificate its CA did not sign"
+    )]
+    SecretsForeign {
+        /// The bundle's path.
+        path: String,
+        /// The nodes whose certificate failed the check (`vmid "name"`, metal names).
+        nodes: String,
+    },
     /// A desired name is used by a guest we do not own.
     #[error(
         "name \"{name}\" (VMID {vmid}) is already used by {kind} {other_vmid} on node {node}, which this homelab does not manage"
@@ -266,6 +276,9 @@ impl PlanError {
     fn static_help(&self) -> &'static str {
         match self {
             PlanError::AbandonedCreate { .. } => "",
+            PlanError::SecretsForeign { .. } => {
+                "restore the cluster's own bundle from git history or a backup (`git log -- <path>`); to start the cluster over instead, destroy its nodes (`homelab-cli down`) and run `up` again"
+            }
             PlanError::SecretsLost { .. } => {
                 "restore the file from git history or a backup (`git checkout -- <path>`), or, to start the cluster over, destroy its nodes (`homelab-cli down`) and run `up` again: that makes a new bundle"
             }
