@@ -794,6 +794,48 @@ mod tests {
     const RUNNING: &str = "version: v1alpha1\nmachine:\n  type: worker\n  token: abc\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.34.1\n  sysctls:\n    a: \"1\"\ncluster:\n  apiServer:\n    image: registry.k8s.io/kube-apiserver:v1.34.1\n";
 
     #[test]
+    fn one_nodes_change_by_mode() {
+        let live = docs(&RUNNING.replace("a: \"1\"", "a: \"2\""));
+        let node = (None, "metal-1", Role::Worker);
+        let change = |want: &[Value], how| change_of(node, RUNNING, want, &[], how).unwrap();
+        // The same config (the running Kubernetes images kept): nothing to do.
+        assert!(change(&docs(RUNNING), (ConfigMode::Auto, false)).is_none());
+        let Some(Action::TalosConfigChange {
+            vmid,
+            mode,
+            changes,
+            with_upgrade,
+            ..
+        }) = change(&live, (ConfigMode::Auto, false))
+        else {
+            panic!("no change")
+        };
+        assert_eq!(
+            (vmid, mode, with_upgrade),
+            (None, ApplyWith::NoReboot, false)
+        );
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].path, "machine.sysctls.a");
+        // Staged on request, or when the node's upgrade takes it.
+        for how in [(ConfigMode::Staged, false), (ConfigMode::Auto, true)] {
+            let Some(Action::TalosConfigChange { mode, .. }) = change(&live, how) else {
+                panic!("no change")
+            };
+            assert_eq!(mode, ApplyWith::Staged);
+        }
+        // A field Talos cannot apply live needs a reboot.
+        let env = docs(&RUNNING.replace("  sysctls:", "  env: { X: y }\n  sysctls:"));
+        let Some(Action::TalosConfigChange {
+            mode, reboot_paths, ..
+        }) = change(&env, (ConfigMode::Auto, false))
+        else {
+            panic!("no change")
+        };
+        assert_eq!(mode, ApplyWith::Reboot);
+        assert_eq!(reboot_paths, ["machine.env"]);
+    }
+
+    #[test]
     fn diff_by_path_with_dotted_keys_documents_and_removals() {
         let want = docs(&format!(
             "{}---\napiVersion: v1alpha1\nkind: ResolverConfig\nnameservers:\n  - address: 9.9.9.9\n",
