@@ -6,7 +6,8 @@
 use talos_api::secrets::SecretsBundle;
 
 use super::apply::Env;
-use super::config_change::{ApplyWith, ConfigMode, ConfigTarget, apply_config, change_of};
+use super::config_apply::{ConfigTarget, apply_config};
+use super::config_change::{ApplyWith, ConfigMode, change_of};
 use super::graph::StepError;
 use super::metal::{MetalTarget, metal_installer, metal_machine_config, metal_target};
 use super::observed::TalosObserved;

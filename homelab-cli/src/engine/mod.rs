@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod backups;
 pub mod certs;
+pub mod config_apply;
 pub mod config_change;
 pub mod day2;
 pub mod etcd_backup;

@@ -645,7 +645,7 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     out.extend(upgrades);
     let metal_upgrades = super::metal::upgrade_steps(env, &plan.actions, &out);
     out.extend(metal_upgrades);
-    super::config_change::add_steps(env, &plan.actions, &mut out);
+    super::config_apply::add_steps(env, &plan.actions, &mut out);
     let k8s = super::k8s_upgrade::upgrade_steps(env, &plan.actions, &out);
     out.extend(k8s);
     if !talos_steps.is_empty() || out.iter().any(|s| s.id == "bootstrap") {
