@@ -256,13 +256,15 @@ pub(crate) async fn apply_config(
     })
 }
 
-/// etcd healthy, and every control plane a member again (as the rolling upgrade waits).
-async fn wait_control_plane(
+/// etcd healthy, and every VM control plane a member again; the rolling upgrade waits the
+/// same way.
+pub(crate) async fn wait_control_plane(
     env: &Env,
     client: &talos_api::client::Client,
     opts: &talos_api::health::WaitOptions<'_>,
 ) -> Result<(), talos_api::Error> {
     talos_api::health::wait_etcd_healthy(client, opts).await?;
+    // At least the VM control planes (a metal one may not have booted yet in this run).
     let want = env
         .desired
         .guests

@@ -288,36 +288,10 @@ async fn upgrade_node(
     .await
     .map_err(|e| stuck(e.to_string()))?;
     if d.is_control_plane() {
-        talos_api::health::wait_etcd_healthy(&client, &opts)
+        // etcd healthy, every control plane a member again.
+        super::config_apply::wait_control_plane(env, &client, &opts)
             .await
             .map_err(|e| stuck(format!("etcd: {e}")))?;
-        // Every control plane is an etcd member again.
-        let want = env
-            .desired
-            .guests
-            .iter()
-            .filter(|g| g.is_control_plane())
-            .count();
-        talos_api::health::wait_for("every etcd member", &opts, || {
-            let c = client.clone();
-            async move {
-                let n: usize = c
-                    .etcd_member_list(false)
-                    .await?
-                    .iter()
-                    .map(|m| m.members.len())
-                    .sum();
-                if n >= want {
-                    Ok(())
-                } else {
-                    Err(talos_api::Error::InvalidConfig(format!(
-                        "{n} of {want} etcd members"
-                    )))
-                }
-            }
-        })
-        .await
-        .map_err(|e| stuck(format!("etcd: {e}")))?;
         // etcd healthy on every control plane (this node's member rejoined).
         let cps = super::talos::control_plane_ips(&env.desired);
         super::rolling::wait_etcd_everywhere(&client, &cps, &opts)
