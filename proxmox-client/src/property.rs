@@ -65,9 +65,10 @@ struct Writer(Vec<String>);
 
 impl Writer {
     /// The default key's value, written bare unless it holds a `=` (which would make the
-    /// parser read a key out of it): then as `key=value`.
+    /// parser read a key out of it) or is empty (an empty item is skipped, as pve-common's
+    /// `parse_property_string` skips blank parts): then as `key=value`.
     fn positional(&mut self, key: &str, v: &str) {
-        if v.contains('=') {
+        if v.is_empty() || v.contains('=') {
             self.0.push(format!("{key}={v}"));
         } else {
             self.0.push(v.to_string());
@@ -1480,6 +1481,17 @@ mod tests {
                 "{s} printed {printed}"
             );
         }
+    }
+
+    #[test]
+    fn an_empty_default_key_value_round_trips() {
+        // Found by the `property` fuzz target: an empty `host` printed bare vanished (an
+        // empty item is skipped), so the printed string had neither host nor mapping.
+        let h: HostPci = ",gm\u{b}=,host=".parse().unwrap();
+        assert_eq!(h.host.as_deref(), Some(""));
+        let printed = h.to_string();
+        assert!(printed.starts_with("host=,"), "{printed}");
+        assert_eq!(printed.parse::<HostPci>().unwrap(), h);
     }
 
     fn roundtrip<T: FromStr<Err = Error> + fmt::Display + PartialEq + fmt::Debug>(s: &str) -> T {
