@@ -190,10 +190,25 @@ pub fn validate(l: &Loaded, errs: &mut Vec<ConfigError>) {
     let Some(t) = &l.config.talos else {
         return;
     };
-    for (i, n) in t.nodes.iter().enumerate() {
-        for (path, spec) in specs_for(&t.patches, n.role, i, &n.patches) {
-            // Cluster-wide entries are checked once, with the first node.
-            if i > 0 && path.starts_with("talos.patches.") {
+    // Every VM node's list, then the shared ones of each role when metal nodes get them.
+    let no_patches: Vec<PatchSpec> = Vec::new();
+    let with_metal = !t.metal.is_empty();
+    let lists = t
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i, n.role, &n.patches))
+        .chain(
+            [Role::Controlplane, Role::Worker]
+                .into_iter()
+                .filter(|_| with_metal)
+                .map(|r| (0, r, &no_patches)),
+        );
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, role, node_patches) in lists {
+        for (path, spec) in specs_for(&t.patches, role, i, node_patches) {
+            // Cluster-wide and role entries are checked once.
+            if path.starts_with("talos.patches.") && !seen.insert(path.clone()) {
                 continue;
             }
             match (&spec.file, &spec.inline) {
