@@ -190,6 +190,9 @@ impl Emitter {
                     self.out.push_str(c);
                     self.out.push('\n');
                 }
+                MapItem::Entry(Key::Str(k), v) if !is_simple_key(k) => {
+                    self.explicit_entry(k, v, indent);
+                }
                 MapItem::Entry(k, v) => {
                     match k {
                         Key::Str(k) => {
@@ -201,6 +204,43 @@ impl Emitter {
                     self.out.push(':');
                     self.value_after_key(v, indent);
                 }
+            }
+        }
+    }
+
+    /// An entry whose key cannot be a simple key: `? key` on its own, then `: value` (go-yaml
+    /// v3 `emitterc.go`, `yaml_emitter_emit_block_mapping_key` and `_value` when
+    /// `yaml_emitter_check_simple_key` says no). The key is written as a value would be
+    /// (a multi-line one as a literal block); a collection value starts on the `:` line,
+    /// padded to its indentation.
+    fn explicit_entry<T: Tree + ?Sized>(&mut self, k: &str, v: &T, indent: usize) {
+        let ni = self.next_indent(indent);
+        self.out.push_str("? ");
+        self.scalar(View::<T>::Str(k), ni);
+        pad(&mut self.out, indent);
+        self.out.push(':');
+        match v.view() {
+            View::Map(it) => {
+                let mut it = it.peekable();
+                if it.peek().is_some() {
+                    pad(&mut self.out, ni - indent - 1);
+                    self.map(it, ni, true);
+                } else {
+                    self.out.push_str(" {}\n");
+                }
+            }
+            View::Seq(it) => {
+                let mut it = it.peekable();
+                if it.peek().is_some() {
+                    pad(&mut self.out, ni - indent - 1);
+                    self.seq(it, ni, true);
+                } else {
+                    self.out.push_str(" []\n");
+                }
+            }
+            other => {
+                self.out.push(' ');
+                self.scalar(other, ni);
             }
         }
     }
@@ -310,6 +350,13 @@ impl Emitter {
         }
         self.out.push('\n');
     }
+}
+
+/// Whether a string key can be written as a simple key: one line and at most 128 bytes
+/// (go-yaml v3 `emitterc.go`, `yaml_emitter_check_simple_key`; its `multiline` is any line
+/// break `yaml_emitter_analyze_scalar` sees).
+fn is_simple_key(k: &str) -> bool {
+    k.len() <= 128 && !k.contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
 }
 
 /// A small owned tree, for callers without their own.
