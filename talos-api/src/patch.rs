@@ -341,6 +341,19 @@ mod tests {
     }
 
     #[test]
+    fn a_long_key_emits_and_reads_back() {
+        // Found by the `patch` fuzz target: a key over 1024 characters was written as a
+        // simple key, which no YAML parser reads back.
+        let key = "k".repeat(1100);
+        let p = Patch::parse(&format!("{key}: y\n"), "p.yaml").unwrap();
+        let mut docs = crate::yaml::parse_documents("version: v1alpha1\n", "base").unwrap();
+        p.apply(&mut docs).unwrap();
+        let out = crate::yaml::to_string(&docs[0]);
+        assert!(out.contains("? kkk"), "{out}");
+        assert_eq!(crate::yaml::parse_documents(&out, "out").unwrap(), docs);
+    }
+
+    #[test]
     fn a_collection_as_a_key_is_refused() {
         // Found by the `patch` fuzz target: the emitter cannot write such a key back, and
         // Talos's typed decoding refuses it anyway.
