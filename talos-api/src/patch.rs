@@ -345,7 +345,7 @@ mod tests {
         // Found by the `patch` fuzz target: a key over 1024 characters was written as a
         // simple key, which no YAML parser reads back.
         let key = "k".repeat(1100);
-        let p = Patch::parse(&format!("{key}: y\n"), "p.yaml").unwrap();
+        let p = Patch::parse(&format!("? {key}\n: y\n"), "p.yaml").unwrap();
         let mut docs = crate::yaml::parse_documents("version: v1alpha1\n", "base").unwrap();
         p.apply(&mut docs).unwrap();
         let out = crate::yaml::to_string(&docs[0]);
