@@ -146,6 +146,12 @@ pub fn style_with_reason(s: &str, simple_key: bool, quoting: Quoting) -> (Style,
     if style == Style::Literal && (!a.block_allowed || simple_key) {
         style = Style::DoubleQuoted;
     }
+    // Not Go's choice: a final U+2028/U+2029 in a literal block is followed by the line
+    // break that ends the scalar here, which a reader would keep under `+` chomping; such
+    // strings are double-quoted instead (they read back the same either way).
+    if style == Style::Literal && s.ends_with(['\u{2028}', '\u{2029}']) {
+        style = Style::DoubleQuoted;
+    }
     if style != requested && reason == Reason::Natural {
         reason = Reason::EmitterAnalysis;
     }
@@ -193,24 +199,43 @@ pub fn write_string(
         }
         Style::DoubleQuoted => double_quoted(out, s),
         Style::Literal => {
+            // yaml_emitter_write_block_scalar_hints and yaml_emitter_write_literal_scalar:
+            // any line break counts for the hints; a break other than `\n` (U+2028, U+2029:
+            // the only ones a literal block may hold) is written as is, and the next content
+            // is indented on the line it starts.
             out.push('|');
-            if s.starts_with([' ', '\n']) {
+            if s.starts_with(|c: char| c == ' ' || is_break(c)) {
                 let _ = write!(out, "{best_indent}");
             }
-            let body = if !s.ends_with('\n') {
-                out.push('-');
-                s
-            } else if s.ends_with("\n\n") || s == "\n" {
-                out.push('+');
-                &s[..s.len() - 1]
-            } else {
-                &s[..s.len() - 1]
+            let mut rev = s.chars().rev();
+            let body = match (rev.next(), rev.next()) {
+                (Some(c), _) if !is_break(c) => {
+                    out.push('-');
+                    s
+                }
+                // [`string_style`] keeps other final breaks out of literal blocks.
+                (Some(_), prev) => {
+                    if prev.is_none_or(is_break) {
+                        out.push('+');
+                    }
+                    &s[..s.len() - 1]
+                }
+                (None, _) => s,
             };
             for line in body.split('\n') {
                 out.push('\n');
-                if !line.is_empty() {
-                    crate::pad(out, block_indent);
-                    out.push_str(line);
+                let mut line_start = true;
+                for c in line.chars() {
+                    if is_break(c) {
+                        out.push(c);
+                        line_start = true;
+                    } else {
+                        if line_start {
+                            crate::pad(out, block_indent);
+                            line_start = false;
+                        }
+                        out.push(c);
+                    }
                 }
             }
         }
