@@ -167,8 +167,8 @@ fn v4_literal_ok(s: &str) -> bool {
 }
 
 /// A literal block whose text starts with a space or break needs an indentation indicator;
-/// one ending in more than one break needs `+`. A line starting with a tab is written as Go
-/// writes it, but libyaml-based readers reject it in some positions.
+/// one ending in more than one break needs `+`. A first line starting with a tab gets an
+/// indicator Go does not write (without it no reader can parse the block).
 fn needs_hint(s: &str) -> bool {
     s.starts_with([' ', '\n'])
         || s.ends_with("\n\n")
@@ -204,7 +204,9 @@ pub fn write_string(
             // the only ones a literal block may hold) is written as is, and the next content
             // is indented on the line it starts.
             out.push('|');
-            if s.starts_with(|c: char| c == ' ' || is_break(c)) {
+            // Go adds no indicator before a leading tab, and then no YAML reader (Go's
+            // included) can tell the block's indentation: we add one there.
+            if s.starts_with(|c: char| c == ' ' || c == '\t' || is_break(c)) {
                 let _ = write!(out, "{best_indent}");
             }
             let mut rev = s.chars().rev();
