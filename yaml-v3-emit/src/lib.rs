@@ -331,7 +331,8 @@ impl Emitter {
                 }
                 other => {
                     self.out.push_str("- ");
-                    self.scalar(other, indent + 2);
+                    // A literal block's indentation indicator counts from the dash's column.
+                    self.scalar_with(other, indent + 2, 2);
                 }
             }
         }
@@ -339,13 +340,24 @@ impl Emitter {
 
     /// A scalar (or empty collection) and its newline; literal lines go to `block_indent`.
     fn scalar<T: Tree + ?Sized>(&mut self, v: View<'_, T>, block_indent: usize) {
+        self.scalar_with(v, block_indent, self.best);
+    }
+
+    /// A scalar; a literal block's lines go to `block_indent`, which is `indicator` columns
+    /// right of the indentation of the node that holds it.
+    fn scalar_with<T: Tree + ?Sized>(
+        &mut self,
+        v: View<'_, T>,
+        block_indent: usize,
+        indicator: usize,
+    ) {
         match v {
             View::Map(_) => self.out.push_str("{}"),
             View::Seq(_) => self.out.push_str("[]"),
             View::Raw(r) => self.out.push_str(&r),
             View::Str(s) => {
                 let style = string_style(s, false, self.quoting);
-                write_string(&mut self.out, s, style, block_indent, self.best);
+                write_string(&mut self.out, s, style, block_indent, indicator);
             }
         }
         self.out.push('\n');

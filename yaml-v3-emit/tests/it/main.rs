@@ -62,13 +62,24 @@ fn stream_of_documents_and_root_shapes() {
 /// these are (a leading tab, separators inside).
 #[test]
 fn literal_blocks_with_an_indicator_read_back() {
-    for text in ["\tindented\nnext", " lead\n\tx", "\n\ta\u{2028}b\n"] {
+    for text in [
+        "\tindented\nnext",
+        " lead\n\tx",
+        "\n\ta\u{2028}b\n",
+        "\n\n\nx\n\n",
+    ] {
         let mut m = serde_yaml_ng::Mapping::new();
         m.insert("k".into(), text.into());
-        let v = serde_yaml_ng::Value::Mapping(m);
-        let out = emit(&v, Quoting::V3);
-        assert!(out.starts_with("k: |"), "{out}");
-        let back: serde_yaml_ng::Value = serde_yaml_ng::from_str(&out).unwrap();
-        assert_eq!(back, v, "{out}");
+        // In a mapping, in a sequence in a mapping (the patch fuzz target found the
+        // indicator counted from the wrong column there), and in a root sequence.
+        let seq = serde_yaml_ng::Value::Sequence(vec![text.into(), "x".into()]);
+        m.insert("list".into(), seq.clone());
+        for v in [serde_yaml_ng::Value::Mapping(m.clone()), seq] {
+            let out = emit(&v, Quoting::V3);
+            assert!(out.contains("|"), "{out}");
+            let back: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(&out).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+            assert_eq!(back, v, "{out}");
+        }
     }
 }
