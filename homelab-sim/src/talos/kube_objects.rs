@@ -251,7 +251,7 @@ fn uid() -> String {
 }
 
 /// Seconds since the epoch as RFC 3339 UTC (metav1.Time's wire form).
-fn rfc3339_now() -> String {
+pub(crate) fn rfc3339_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
