@@ -176,26 +176,8 @@ pub(crate) struct NodeTarget<'a> {
 
 /// The [`NodeTarget`] of the node `vmid`.
 pub(crate) fn node_target(env: &Env, vmid: u32) -> Result<NodeTarget<'_>, StepError> {
-    let cluster = env
-        .desired
-        .talos
-        .as_ref()
-        .ok_or_else(|| StepError::new("no Talos cluster"))?;
-    let bundle = env
-        .bundle
-        .get()
-        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
-    let d = env
-        .desired
-        .guests
-        .iter()
-        .find(|g| g.vmid == vmid)
-        .ok_or_else(|| StepError::new(format!("no guest {vmid}")))?;
-    let ip = d
-        .talos
-        .as_ref()
-        .and_then(|t| t.ip)
-        .ok_or_else(|| StepError::new(format!("{} has no static address", d.name)))?;
+    let (cluster, bundle) = env.cluster_and_bundle()?;
+    let (d, ip) = env.static_talos_node(vmid)?;
     let builder =
         talos::admin_client(cluster, bundle, ip).map_err(|e| StepError::new(e.to_string()))?;
     let client = builder

@@ -196,31 +196,10 @@ pub fn upgrade_steps(env: &Arc<Env>, actions: &[Action], existing: &[Step]) -> V
 }
 
 fn kube(env: &Env) -> Result<KubeClient, StepError> {
-    let (cluster, bundle) = cluster_and_bundle(env)?;
+    let (cluster, bundle) = env.cluster_and_bundle()?;
     let kc = talos::direct_kubeconfig(&env.desired, cluster, bundle)
         .map_err(|e| StepError::new(format!("kubeconfig: {e}")))?;
     KubeClient::from_kubeconfig(&kc).map_err(|e| StepError::new(format!("kubeconfig: {e}")))
-}
-
-fn cluster_and_bundle(
-    env: &Env,
-) -> Result<
-    (
-        &crate::model::desired::TalosCluster,
-        &talos_api::secrets::SecretsBundle,
-    ),
-    StepError,
-> {
-    let cluster = env
-        .desired
-        .talos
-        .as_ref()
-        .ok_or_else(|| StepError::new("no Talos cluster"))?;
-    let bundle = env
-        .bundle
-        .get()
-        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
-    Ok((cluster, bundle))
 }
 
 /// Where a step is in the upgrade.
@@ -241,7 +220,7 @@ fn config_for_step(
     at: &Position<'_>,
     observed: &K8sObserved,
 ) -> Result<String, StepError> {
-    let (cluster, bundle) = cluster_and_bundle(env)?;
+    let (cluster, bundle) = env.cluster_and_bundle()?;
     let config = talos::machine_config(cluster, g, bundle)
         .map_err(|e| StepError::new(format!("machine config of {}: {e}", g.name)))?;
     let text = config.to_yaml().to_string();
@@ -342,17 +321,7 @@ async fn run_step(
     let vmid = *step
         .node()
         .ok_or_else(|| StepError::new("step without a node"))?;
-    let g = env
-        .desired
-        .guests
-        .iter()
-        .find(|g| g.vmid == vmid)
-        .ok_or_else(|| StepError::new(format!("VMID {vmid} is not declared")))?;
-    let ip = g
-        .talos
-        .as_ref()
-        .and_then(|t| t.ip)
-        .ok_or_else(|| StepError::new(format!("{} has no static address", g.name)))?;
+    let (g, ip) = env.static_talos_node(vmid)?;
     let ip_text = ip.to_string();
     let want = format!("v{to}");
     let on_node = |o: &K8sObserved| -> Option<(String, bool)> {
@@ -388,7 +357,7 @@ async fn run_step(
         to,
     };
     let config = config_for_step(env, g, ip, &at, &observed)?;
-    let (cluster, bundle) = cluster_and_bundle(env)?;
+    let (cluster, bundle) = env.cluster_and_bundle()?;
     let client = talos::admin_client(cluster, bundle, ip)
         .and_then(|b| b.build())
         .map_err(|e| StepError::new(format!("Talos client: {e}")))?;

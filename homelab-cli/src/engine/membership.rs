@@ -522,19 +522,6 @@ pub async fn kube_client(
     None
 }
 
-fn cluster_and_bundle(env: &Env) -> Result<(&TalosCluster, &SecretsBundle), StepError> {
-    let cluster = env
-        .desired
-        .talos
-        .as_ref()
-        .ok_or_else(|| StepError::new("no Talos cluster"))?;
-    let bundle = env
-        .bundle
-        .get()
-        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
-    Ok((cluster, bundle))
-}
-
 /// The step of a membership action.
 pub fn step(env: Arc<Env>, a: &Action) -> Option<Step> {
     let Action::Membership(m) = a else {
@@ -624,7 +611,7 @@ pub fn order(env: &Arc<Env>, plan: &Plan, steps: &mut Vec<Step>) {
 }
 
 async fn remove_member(env: &Env, id: u64) -> Result<String, StepError> {
-    let (cluster, bundle) = cluster_and_bundle(env)?;
+    let (cluster, bundle) = env.cluster_and_bundle()?;
     let peer = healthy_control_plane(&env.desired, cluster, bundle, &[])
         .await
         .ok_or_else(|| {
@@ -639,7 +626,7 @@ async fn remove_member(env: &Env, id: u64) -> Result<String, StepError> {
 }
 
 async fn wait_joined(env: &Env, name: &str, control_plane: bool) -> Result<String, StepError> {
-    let (cluster, bundle) = cluster_and_bundle(env)?;
+    let (cluster, bundle) = env.cluster_and_bundle()?;
     let opts = talos_api::health::WaitOptions::new(env.timeouts.talos)
         .interval(env.timeouts.poll.min(Duration::from_secs(1)))
         .progress(&super::waits::report);
@@ -695,7 +682,7 @@ async fn remove_node(env: &Env, m: &MembershipAction) -> Result<String, StepErro
     else {
         return Err(StepError::new("not a node removal"));
     };
-    let (cluster, bundle) = cluster_and_bundle(env)?;
+    let (cluster, bundle) = env.cluster_and_bundle()?;
     let mut done = Vec::new();
     let kube =
         if *kubernetes_node {

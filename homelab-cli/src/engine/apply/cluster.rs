@@ -79,20 +79,6 @@ pub(super) async fn node_ip(env: &Env, d: &DesiredGuest) -> Result<IpAddr, StepE
     })
 }
 
-/// The cluster and its secrets bundle, which every Talos step needs.
-pub(super) fn cluster_and_bundle(env: &Env) -> Result<(&TalosCluster, &SecretsBundle), StepError> {
-    let cluster = env
-        .desired
-        .talos
-        .as_ref()
-        .ok_or_else(|| StepError::new("no Talos cluster"))?;
-    let bundle = env
-        .bundle
-        .get()
-        .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
-    Ok((cluster, bundle))
-}
-
 /// How long and how often Talos steps poll.
 pub(super) fn talos_opts(env: &Env) -> talos_api::health::WaitOptions<'static> {
     talos_api::health::WaitOptions::new(env.timeouts.talos)
@@ -102,7 +88,7 @@ pub(super) fn talos_opts(env: &Env) -> talos_api::health::WaitOptions<'static> {
 
 /// Apply the machine configuration in maintenance mode and wait for the node to run it.
 pub(super) async fn configure_node(env: &Env, vmid: u32) -> Result<String, StepError> {
-    let d = desired_guest(env, vmid)?;
+    let d = env.desired_guest(vmid)?;
     // Nothing inside a stopped VM answers: stop waiting as soon as it is seen stopped.
     let poll = env.timeouts.poll.max(Duration::from_secs(1)) * 3;
     tokio::select! {
@@ -115,7 +101,7 @@ pub(super) async fn configure_running_node(
     env: &Env,
     d: &DesiredGuest,
 ) -> Result<String, StepError> {
-    let (cluster, bundle) = cluster_and_bundle(env)?;
+    let (cluster, bundle) = env.cluster_and_bundle()?;
     let ip = node_ip(env, d).await?;
     let opts = talos_opts(env);
     crate::engine::waits::announce(
@@ -174,7 +160,7 @@ pub(super) fn first_control_plane(
     env: &Env,
     vmid: u32,
 ) -> Result<(&DesiredGuest, IpAddr), StepError> {
-    let d = desired_guest(env, vmid)?;
+    let d = env.desired_guest(vmid)?;
     debug_assert!(d.is_control_plane());
     let ip =
         d.talos.as_ref().and_then(|t| t.ip).ok_or_else(|| {
@@ -184,7 +170,7 @@ pub(super) fn first_control_plane(
 }
 
 pub(super) async fn bootstrap(env: &Env, vmid: u32) -> Result<String, StepError> {
-    let (cluster, bundle) = cluster_and_bundle(env)?;
+    let (cluster, bundle) = env.cluster_and_bundle()?;
     let (_, ip) = first_control_plane(env, vmid)?;
     let opts = talos_opts(env);
     let builder =
@@ -228,7 +214,7 @@ pub(super) async fn bootstrap(env: &Env, vmid: u32) -> Result<String, StepError>
 }
 
 pub(super) async fn health(env: &Env) -> Result<String, StepError> {
-    let (cluster, bundle) = cluster_and_bundle(env)?;
+    let (cluster, bundle) = env.cluster_and_bundle()?;
     let kubeconfig = talos::direct_kubeconfig(&env.desired, cluster, bundle)
         .map_err(|e| StepError::new(e.to_string()))?;
     let opts = talos_opts(env);

@@ -333,7 +333,7 @@ pub(super) async fn update(
     let mut set: Vec<(String, ParamValue)> = Vec::new();
     let mut delete: Vec<String> = Vec::new();
     let mut grown: Vec<(String, crate::model::config::Size)> = Vec::new();
-    let d = desired_guest(env, vmid)?;
+    let d = env.desired_guest(vmid)?;
     let mut make_template = false;
     for c in changes {
         if c.key == "template" {

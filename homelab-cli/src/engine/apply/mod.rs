@@ -82,6 +82,46 @@ pub struct Env {
     pub restore_etcd: Option<crate::engine::etcd_backup::Plain>,
 }
 
+impl Env {
+    /// The Talos cluster and its secrets bundle, which every Talos step needs.
+    pub(crate) fn cluster_and_bundle(&self) -> Result<(&TalosCluster, &SecretsBundle), StepError> {
+        let cluster = self
+            .desired
+            .talos
+            .as_ref()
+            .ok_or_else(|| StepError::new("no Talos cluster"))?;
+        let bundle = self
+            .bundle
+            .get()
+            .ok_or_else(|| StepError::new("no Talos secrets bundle"))?;
+        Ok((cluster, bundle))
+    }
+
+    /// The declared guest `vmid`.
+    pub(crate) fn desired_guest(&self, vmid: u32) -> Result<&DesiredGuest, StepError> {
+        self.desired
+            .guests
+            .iter()
+            .find(|g| g.vmid == vmid)
+            .ok_or_else(|| StepError::new(format!("VMID {vmid} is not declared")))
+    }
+
+    /// The declared Talos node `vmid` and its static address (day-2 steps reach nodes
+    /// there).
+    pub(crate) fn static_talos_node(
+        &self,
+        vmid: u32,
+    ) -> Result<(&DesiredGuest, IpAddr), StepError> {
+        let d = self.desired_guest(vmid)?;
+        let ip = d
+            .talos
+            .as_ref()
+            .and_then(|t| t.ip)
+            .ok_or_else(|| StepError::new(format!("{} has no static address", d.name)))?;
+        Ok((d, ip))
+    }
+}
+
 fn wait_opts(env: &Env) -> WaitOptions {
     WaitOptions {
         deadline: env.timeouts.task,
@@ -132,7 +172,7 @@ fn create_step(
             if let Some(current_node) = replace_on {
                 destroy(&e, &current_node, kind, vmid).await?;
             }
-            let d = desired_guest(&e, vmid)?;
+            let d = e.desired_guest(vmid)?;
             create(&e, d).await
         }
         .boxed(),
@@ -662,12 +702,4 @@ pub fn steps(env: &Arc<Env>, plan: &Plan) -> Vec<Step> {
     super::sdn::order_guests(env, &mut out);
     super::membership::order(env, plan, &mut out);
     out
-}
-
-fn desired_guest(env: &Env, vmid: u32) -> Result<&DesiredGuest, StepError> {
-    env.desired
-        .guests
-        .iter()
-        .find(|g| g.vmid == vmid)
-        .ok_or_else(|| StepError::new(format!("VMID {vmid} is not declared")))
 }
