@@ -157,8 +157,9 @@ fn normalized(docs: &[Value]) -> Vec<Value> {
     v
 }
 
-/// A copy without null values and empty mappings/lists (YAML `omitempty`).
-fn prune(v: &Value) -> Value {
+/// A copy without null values and empty mappings/lists (YAML `omitempty`): what Talos
+/// compares, since its typed config does not tell an empty field from a missing one.
+pub fn prune(v: &Value) -> Value {
     match v {
         Value::Mapping(m) => {
             let mut out = Mapping::new();

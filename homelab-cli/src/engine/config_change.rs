@@ -178,29 +178,6 @@ fn doc_key(d: &Value) -> String {
     }
 }
 
-/// A copy without nulls and empty mappings/lists (Go's `omitempty`: they are not there).
-fn prune(v: &Value) -> Value {
-    match v {
-        Value::Mapping(m) => Value::Mapping(
-            m.iter()
-                .map(|(k, x)| (k.clone(), prune(x)))
-                .filter(|(_, x)| !is_empty(x))
-                .collect(),
-        ),
-        Value::Sequence(s) => Value::Sequence(s.iter().map(prune).collect()),
-        other => other.clone(),
-    }
-}
-
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Mapping(m) => m.is_empty(),
-        Value::Sequence(s) => s.is_empty(),
-        _ => false,
-    }
-}
-
 fn join(prefix: &str, key: &Value) -> String {
     let k = match key {
         Value::String(s) => s.clone(),
@@ -316,7 +293,7 @@ pub fn diff_configs(
     let index = |docs: &[Value]| -> BTreeMap<String, (Value, Value)> {
         docs.iter()
             .map(|d| {
-                let raw = prune(d);
+                let raw = talos_api::apply_mode::prune(d);
                 let mut shown = raw.clone();
                 redact(&mut shown, secret_values);
                 (doc_key(d), (raw, shown))
