@@ -147,13 +147,7 @@ pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 fn load(path: &Path) -> std::io::Result<Option<Store>> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    super::persist::read_json(path).map_err(std::io::Error::other)
 }
 
 fn save(path: &Path, s: &Store) -> std::io::Result<()> {

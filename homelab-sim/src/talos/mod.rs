@@ -35,6 +35,7 @@ mod kube_objects;
 mod kube_proto;
 pub mod metal_node;
 mod node;
+mod persist;
 mod workloads;
 
 use std::collections::HashMap;

@@ -80,11 +80,7 @@ pub(crate) struct Store {
 
 impl Store {
     pub(crate) fn load(path: &Path) -> Result<Store, String> {
-        let clusters = match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
+        let clusters = super::persist::read_json(path)?.unwrap_or_default();
         Ok(Store {
             path: path.to_path_buf(),
             clusters,
@@ -92,11 +88,11 @@ impl Store {
     }
 
     fn save(&self) {
-        if let Ok(json) = serde_json::to_vec_pretty(&self.clusters)
-            && let Err(e) = talos_api::talosconfig::write_private(&self.path, &json)
-        {
-            tracing::error!(error = %e, "cannot save the simulated Kubernetes objects");
-        }
+        super::persist::write_json(
+            &self.path,
+            &self.clusters,
+            "the simulated Kubernetes objects",
+        );
     }
 }
 
