@@ -557,6 +557,23 @@ impl Client {
         r
     }
 
+    /// The error a streamed chunk's metadata reports (a proxied node's failure), naming the
+    /// node (this endpoint when the metadata has no hostname).
+    pub(crate) fn chunk_error(&self, method: &str, chunk: &common::Data) -> Option<Error> {
+        let m = chunk.metadata.as_ref().filter(|m| !m.error.is_empty())?;
+        Some(Error::Node {
+            method: method.into(),
+            errors: vec![NodeError {
+                node: if m.hostname.is_empty() {
+                    self.endpoint.clone()
+                } else {
+                    m.hostname.clone()
+                },
+                message: m.error.clone(),
+            }],
+        })
+    }
+
     pub(crate) fn check<E: Envelope>(&self, method: &str, resp: E) -> Result<Vec<E::Item>> {
         let items = resp.into_items();
         let errors: Vec<NodeError> = items
@@ -690,21 +707,8 @@ impl Client {
                 match stream.message().await {
                     Ok(Some(chunk)) => {
                         let chunk: common::Data = chunk;
-                        if let Some(m) = &chunk.metadata
-                            && !m.error.is_empty()
-                        {
-                            let node = if m.hostname.is_empty() {
-                                self.endpoint.clone()
-                            } else {
-                                m.hostname.clone()
-                            };
-                            return Err(Error::Node {
-                                method: M.into(),
-                                errors: vec![NodeError {
-                                    node,
-                                    message: m.error.clone(),
-                                }],
-                            });
+                        if let Some(e) = self.chunk_error(M, &chunk) {
+                            return Err(e);
                         }
                         buf.extend_from_slice(&chunk.bytes);
                     }
@@ -743,20 +747,8 @@ impl Client {
             match stream.message().await {
                 Ok(Some(chunk)) => {
                     let chunk: common::Data = chunk;
-                    if let Some(m) = &chunk.metadata
-                        && !m.error.is_empty()
-                    {
-                        return Err(Error::Node {
-                            method: M.into(),
-                            errors: vec![NodeError {
-                                node: if m.hostname.is_empty() {
-                                    self.endpoint.clone()
-                                } else {
-                                    m.hostname.clone()
-                                },
-                                message: m.error.clone(),
-                            }],
-                        });
+                    if let Some(e) = self.chunk_error(M, &chunk) {
+                        return Err(e);
                     }
                     buf.extend_from_slice(&chunk.bytes);
                 }

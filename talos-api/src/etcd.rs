@@ -16,7 +16,7 @@ use futures_util::{Stream, StreamExt as _};
 use tracing::Instrument as _;
 
 use crate::client::{Client, transport_error};
-use crate::error::{Error, NodeError, Result};
+use crate::error::{Error, Result};
 use crate::proto::{common, machine};
 
 /// Chunk size [`chunks`] splits an upload into (the size talosctl's uploads use, 1 MiB).
@@ -77,20 +77,8 @@ impl Client {
                 match stream.message().await {
                     Ok(Some(chunk)) => {
                         let chunk: common::Data = chunk;
-                        if let Some(m) = &chunk.metadata
-                            && !m.error.is_empty()
-                        {
-                            return Err(Error::Node {
-                                method: SNAPSHOT.into(),
-                                errors: vec![NodeError {
-                                    node: if m.hostname.is_empty() {
-                                        self.endpoint().to_string()
-                                    } else {
-                                        m.hostname.clone()
-                                    },
-                                    message: m.error.clone(),
-                                }],
-                            });
+                        if let Some(e) = self.chunk_error(SNAPSHOT, &chunk) {
+                            return Err(e);
                         }
                         sink.write_all(&chunk.bytes)
                             .map_err(|source| Error::Write {
